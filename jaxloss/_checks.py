@@ -1,0 +1,73 @@
+"""Trace-time input checks shared by every loss: clear errors naming the argument."""
+
+from __future__ import annotations
+
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _describe(x) -> str:
+    return f"shape {tuple(np.shape(x))}, dtype {jnp.result_type(x)}"
+
+
+def float_array(name: str, x) -> None:
+    """``x`` must be a floating-point array (logits, predictions, embeddings)."""
+    if x is None or not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+        raise TypeError(f"{name} must be a floating-point array, got {'None' if x is None else _describe(x)}.")
+
+
+def numeric(name: str, x) -> None:
+    """``x`` must be a real number array (integer, boolean or float)."""
+    if x is None or jnp.issubdtype(jnp.result_type(x), jnp.complexfloating):
+        raise TypeError(f"{name} must be a real array, got {'None' if x is None else _describe(x)}.")
+
+
+def broadcasts_to(name: str, x, shape: tuple[int, ...], to: str) -> None:
+    """``x`` must broadcast to ``shape`` (the shape of argument ``to``) without growing it."""
+    if x is None:
+        return
+    try:
+        ok = jnp.broadcast_shapes(np.shape(x), shape) == tuple(shape)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} with shape {tuple(np.shape(x))} does not broadcast to "
+                         f"{to} with shape {tuple(shape)}.")
+
+
+def positive(name: str, x, *, allow_zero: bool = False) -> None:
+    """A concrete option (Python number or array) must be > 0 (or >= 0); traced ones pass."""
+    if isinstance(x, jax.core.Tracer) or x is None:
+        return
+    value = np.asarray(x)
+    bad = np.any(value < 0) if allow_zero else np.any(value <= 0)
+    if bad:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be {bound}, got {x if isinstance(x, numbers.Number) else value}.")
+
+
+def in_unit_interval(name: str, x) -> None:
+    """A concrete option must lie in [0, 1]; traced ones pass."""
+    if isinstance(x, jax.core.Tracer) or x is None:
+        return
+    value = np.asarray(x)
+    if np.any((value < 0) | (value > 1)):
+        raise ValueError(f"{name} must lie in [0, 1], got {x if isinstance(x, numbers.Number) else value}.")
+
+
+def float_option(name: str, x, shape: tuple[int, ...], to: str) -> None:
+    """A float option (margin, delta, weight): a float scalar or array broadcasting to ``to``."""
+    if x is None:
+        return
+    if not isinstance(x, numbers.Real) or isinstance(x, bool):
+        float_array(name, x)
+    broadcasts_to(name, x, shape, to)
+
+
+def mask(name: str, x) -> None:
+    """``x`` must be a boolean mask (or None)."""
+    if x is not None and jnp.result_type(x) != jnp.bool_:
+        raise TypeError(f"{name} must be a boolean mask, got {_describe(x)}.")

@@ -1,0 +1,345 @@
+"""Hand-derived derivative rules, and the public gradient checker.
+
+A jaxloss loss is written once, as its plain forward formula, and paired with a
+hand-derived tangent rule (a JVP, linear in the tangents).  :func:`hand_derivative`
+turns the pair into
+
+* the public function: a :func:`jax.custom_jvp` whose derivatives come from the rule.
+  JAX obtains reverse mode by transposing the rule, so ``jit``, ``vmap``, ``grad``,
+  ``jvp``, ``hessian``, grad-of-grad and forward-over-reverse Hessian-vector products
+  all work.  The tangent computation runs under :func:`jax.checkpoint`: reverse mode
+  keeps only the inputs and the small per-example statistics the forward returns as
+  residuals, and recomputes everything else in the backward pass;
+* ``fn.reference``: the same forward code differentiated by plain autodiff.
+
+The mechanism also owns what every loss shares: trace-time input checks, computing in
+at least float32 (low-precision inputs are upcast inside; their gradients come back
+in their own dtype), and the ``where=`` mask (masked entries give loss 0 and
+derivative exactly 0).
+
+:func:`check_gradients` compares any function's reverse- and forward-mode derivatives
+with autodiff of a reference and with float64 central finite differences.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.custom_derivatives import SymbolicZero
+
+from jaxloss import _checks
+
+__all__ = ["hand_derivative", "Args", "tangent_sum", "check_gradients", "GradientCheck"]
+
+
+class Args(dict):
+    """The bound arguments of a loss, by name, with attribute access (``p.logits``)."""
+
+    __getattr__ = dict.__getitem__
+
+
+def _upcast(x):
+    """Float arrays below float32 are computed in float32; everything else is kept."""
+    if isinstance(x, jax.Array | np.ndarray) and jnp.issubdtype(x.dtype, jnp.floating):
+        return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+    return x
+
+
+def _is_zero_tangent(t) -> bool:
+    return t is None or isinstance(t, SymbolicZero) or getattr(t, "dtype", None) == jax.dtypes.float0
+
+
+def tangent_sum(*terms):
+    """Sum ``partial * tangent`` over the pairs whose tangent is not zero.
+
+    Tangent rules are written as a list of ``(partial derivative, tangent)`` pairs; a
+    tangent of ``None`` (an integer argument, or one that is not being differentiated)
+    contributes nothing and its partial is never built into the program.
+    """
+    total = None
+    for partial, tangent in terms:
+        if tangent is None:
+            continue
+        term = partial * tangent
+        total = term if total is None else total + term
+    return total
+
+
+def hand_derivative(
+    tangent: Callable[..., Any],
+    *,
+    static: Sequence[str] = (),
+    check: Callable[..., None] | None = None,
+    residuals: bool = False,
+):
+    """Declare a loss as its forward formula plus a hand-derived tangent rule.
+
+    Args:
+      tangent: ``tangent(p, t, out, res) -> dout``.  ``p`` holds every argument by name
+        (floats upcast to at least float32), ``t`` their tangents (``None`` where the
+        tangent is zero or the argument is not a float), ``out`` the loss and ``res``
+        the residuals the forward returned.  It must be linear in ``t`` and written in
+        differentiable ``jnp`` so that higher derivatives work; it runs under
+        :func:`jax.checkpoint`.
+      static: names of options that change the program (strings, booleans, integer
+        sizes).  They must be hashable and get no derivative.  Every other argument is
+        traced, and float ones are differentiated.
+      check: ``check(**arguments)``, run at trace time on the raw arguments before
+        anything is upcast; raises ``ValueError``/``TypeError`` for bad input.
+      residuals: when true the forward returns ``(loss, residuals)``, the small
+        per-example statistics the rule needs (a log-sum-exp, say); otherwise it
+        returns the loss alone.
+
+    Returns:
+      A decorator taking the forward formula and returning the public loss, with the
+      plain-autodiff version attached as ``.reference``.  If the forward has a
+      ``where`` parameter, the mechanism applies it: masked entries give 0 and a
+      derivative of exactly 0.
+    """
+    static = tuple(static)
+
+    def decorate(forward):
+        signature = inspect.signature(forward)
+        names = tuple(n for n in signature.parameters if n not in static)
+        masked = "where" in signature.parameters
+
+        def bind(args, kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            arguments = bound.arguments
+            if check is not None:
+                check(**arguments)
+            if masked:
+                _checks.mask("where", arguments["where"])
+            return tuple(arguments[n] for n in names), tuple((n, arguments[n]) for n in static)
+
+        def evaluate(static_kw, values):
+            p = Args(zip(names, map(_upcast, values)), **static_kw)
+            result = forward(**p)
+            out, res = result if residuals else (result, ())
+            return _mask(p, out), res, p
+
+        def _mask(p, x):
+            return x if not masked or p["where"] is None else jnp.where(p["where"], x, 0)
+
+        @functools.lru_cache(maxsize=None)
+        def build(static_items):
+            static_kw = dict(static_items)
+
+            @jax.custom_jvp
+            def fn(*values):
+                return evaluate(static_kw, values)[0]
+
+            @jax.checkpoint
+            def linear(values, tangents, out, res):
+                p = Args(zip(names, map(_upcast, values)), **static_kw)
+                t = Args(zip(names, tangents))
+                dout = tangent(p, t, out, res)
+                dout = jnp.zeros_like(out) if dout is None else jnp.broadcast_to(dout, out.shape)
+                return _mask(p, dout.astype(out.dtype))
+
+            def rule(primals, tangents):
+                out, res, _ = evaluate(static_kw, primals)
+                tangents = tuple(None if _is_zero_tangent(t) else t for t in tangents)
+                return out, linear(primals, tangents, out, res)
+
+            fn.defjvp(rule, symbolic_zeros=True)
+            return fn
+
+        @functools.wraps(forward)
+        def public(*args, **kwargs):
+            values, static_items = bind(args, kwargs)
+            return build(static_items)(*values)
+
+        @functools.wraps(forward)
+        def reference(*args, **kwargs):
+            values, static_items = bind(args, kwargs)
+            return evaluate(dict(static_items), values)[0]
+
+        reference.__doc__ = f"``{forward.__name__}`` differentiated by plain autodiff of its formula."
+        public.reference = reference
+        public.tangent_rule = tangent
+        return public
+
+    return decorate
+
+
+# --------------------------------------------------------------------------- checker
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientRow:
+    """One argument in one mode: errors against autodiff and finite differences."""
+
+    argument: str
+    mode: str  # "reverse" or "forward"
+    abs_vs_autodiff: float
+    rel_vs_autodiff: float
+    abs_vs_fd: float
+    rel_vs_fd: float
+    ok: bool
+    note: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientCheck:
+    """Result of :func:`check_gradients`: one row per float argument and mode."""
+
+    rows: tuple[GradientRow, ...]
+    rtol_autodiff: float
+    rtol_fd: float
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.rows)
+
+    def max_error(self, mode: str, against: str) -> float:
+        """Largest relative error of ``mode`` against ``"autodiff"`` or ``"fd"``."""
+        values = [getattr(r, f"rel_vs_{against}") for r in self.rows if r.mode == mode and not r.note]
+        return max(values, default=0.0)
+
+    def __repr__(self) -> str:
+        head = f"{'argument':<20} {'mode':<8} {'rel vs autodiff':>16} {'rel vs fd':>12}  ok"
+        lines = [f"GradientCheck(ok={self.ok}, rtol autodiff={self.rtol_autodiff:g}, "
+                 f"rtol fd={self.rtol_fd:g})", head]
+        for r in self.rows:
+            if r.note:
+                lines.append(f"{r.argument:<20} {r.mode:<8} {r.note}")
+            else:
+                lines.append(f"{r.argument:<20} {r.mode:<8} {r.rel_vs_autodiff:16.2e} "
+                             f"{r.rel_vs_fd:12.2e}  {'yes' if r.ok else 'NO'}")
+        return "\n".join(lines)
+
+
+def _is_float(x) -> bool:
+    if isinstance(x, float):
+        return True
+    dtype = getattr(x, "dtype", None)
+    return dtype is not None and jnp.issubdtype(dtype, jnp.floating)
+
+
+def _relative(err, scale):
+    return float(err / max(scale, 1e-30)) if err > 0 else 0.0
+
+
+def check_gradients(
+    fn: Callable[..., jax.Array],
+    *args,
+    reference: Callable[..., jax.Array] | None = None,
+    wrt: Sequence[str | int] | None = None,
+    rtol_autodiff: float = 1e-6,
+    rtol_fd: float = 1e-5,
+    step: float = 1e-6,
+    seed: int = 0,
+    **kwargs,
+) -> GradientCheck:
+    """Check ``fn``'s derivatives in both modes against autodiff and finite differences.
+
+    Everything runs in float64.  For each float argument ``x`` (positional, by index, or
+    keyword, by name; Python floats included), with a random direction ``v`` and a
+    random output cotangent ``w``:
+
+    * reverse mode: the VJP ``Jᵀw`` of ``fn`` is compared elementwise with the VJP of
+      ``reference`` (plain autodiff), and ``⟨Jᵀw, v⟩`` with ``⟨w, (f(x+hv) − f(x−hv))/2h⟩``;
+    * forward mode: the JVP ``Jv`` is compared with the reference's JVP and with the
+      same central difference.
+
+    Errors are relative to the largest magnitude of the quantity compared.  A function
+    without forward mode (a ``jax.custom_vjp``) gets a row saying so, which does not
+    fail the check.  Pick inputs away from kinks (hinge corners, ``|r| = delta``) where
+    finite differences are meaningless.
+
+    Args:
+      fn: the function to check; it must compute in its inputs' dtype (float64 here).
+      *args: positional arguments of ``fn``.
+      reference: a plainly differentiable version of ``fn``; defaults to
+        ``fn.reference`` (every jaxloss loss has one), else ``fn`` itself, in which case
+        only the finite-difference comparison is informative.
+      wrt: which arguments to check (indices or names); default every float argument.
+      rtol_autodiff, rtol_fd: relative tolerances for the two comparisons.
+      step: finite-difference step, relative to the largest magnitude of the argument.
+      seed: seed for the random directions.
+      **kwargs: keyword arguments of ``fn``.
+
+    Returns:
+      A :class:`GradientCheck`; ``.ok`` is true when every row passes.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> x, y = jnp.array([0.3, -2.0]), jnp.array([0.0, 0.5])
+      >>> jaxloss.check_gradients(jaxloss.huber_loss, x, y, delta=1.0).ok
+      True
+    """
+    reference = reference or getattr(fn, "reference", fn)
+    with jax.enable_x64(True):
+        to64 = lambda x: jnp.asarray(x, jnp.float64) if _is_float(x) else x  # noqa: E731
+        args = [to64(a) for a in args]
+        kwargs = {k: to64(v) for k, v in kwargs.items()}
+        keys = [i for i, a in enumerate(args) if _is_float(a)] + [k for k, v in kwargs.items() if _is_float(v)]
+        positional = _positional_names(fn, len(args))
+        label = lambda k: positional[k] if isinstance(k, int) else k  # noqa: E731
+        if wrt is not None:
+            keys = [k for k in keys if k in wrt or label(k) in wrt]
+        rng = np.random.default_rng(seed)
+        rows = []
+        for key in keys:
+            x = args[key] if isinstance(key, int) else kwargs[key]
+
+            def partial(f, x, key=key):
+                if isinstance(key, int):
+                    return f(*args[:key], x, *args[key + 1:], **kwargs)
+                return f(*args, **{**kwargs, key: x})
+
+            f = functools.partial(partial, fn)
+            g = functools.partial(partial, reference)
+            name = label(key)
+            rows += _check_one(name, f, g, x, rng, step, rtol_autodiff, rtol_fd)
+    return GradientCheck(tuple(rows), rtol_autodiff, rtol_fd)
+
+
+def _positional_names(fn, count):
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return (names + [f"arg{i}" for i in range(len(names), count)])[:count]
+
+
+def _check_one(name, f, g, x, rng, step, rtol_autodiff, rtol_fd):
+    out = f(x)
+    v = jnp.asarray(rng.standard_normal(jnp.shape(x)))
+    w = jnp.asarray(rng.standard_normal(jnp.shape(out)))
+    h = step * max(1.0, float(jnp.max(jnp.abs(x))))
+    fd = (g(x + h * v) - g(x - h * v)) / (2 * h)
+
+    def row(mode, ours, theirs, ours_dir, fd_dir):
+        abs_ad = float(jnp.max(jnp.abs(ours - theirs), initial=0.0))
+        rel_ad = _relative(abs_ad, float(jnp.max(jnp.abs(theirs), initial=0.0)))
+        abs_fd = float(jnp.max(jnp.abs(ours_dir - fd_dir), initial=0.0))
+        rel_fd = _relative(abs_fd, float(jnp.max(jnp.abs(fd_dir), initial=0.0)))
+        finite = bool(jnp.all(jnp.isfinite(ours)))
+        return GradientRow(name, mode, abs_ad, rel_ad, abs_fd, rel_fd,
+                           finite and rel_ad <= rtol_autodiff and rel_fd <= rtol_fd)
+
+    _, vjp = jax.vjp(f, x)
+    _, vjp_ref = jax.vjp(g, x)
+    (ct,), (ct_ref,) = vjp(w), vjp_ref(w)
+    rows = [row("reverse", ct, ct_ref, jnp.vdot(ct, v), jnp.vdot(w, fd))]
+    try:
+        _, jv = jax.jvp(f, (x,), (v,))
+    except TypeError as e:  # custom_vjp functions have no forward mode
+        if "custom_vjp" not in str(e):
+            raise
+        rows.append(GradientRow(name, "forward", 0.0, 0.0, 0.0, 0.0, True, "skipped: no forward mode (custom_vjp)"))
+        return rows
+    _, jv_ref = jax.jvp(g, (x,), (v,))
+    rows.append(row("forward", jv, jv_ref, jv, fd))
+    return rows
