@@ -1,6 +1,12 @@
 """jaxloss: loss functions for JAX with hand-derived, verified derivative rules."""
 
 from jaxloss import reduce as reduce
+from jaxloss.classification import hinge_loss as hinge_loss
+from jaxloss.classification import logistic_loss as logistic_loss
+from jaxloss.classification import margin_ranking_loss as margin_ranking_loss
+from jaxloss.classification import sigmoid_binary_cross_entropy as sigmoid_binary_cross_entropy
+from jaxloss.classification import square_loss as square_loss
+from jaxloss.classification import squared_hinge_loss as squared_hinge_loss
 from jaxloss.gradients import check_gradients as check_gradients
 from jaxloss.regression import absolute_error as absolute_error
 from jaxloss.regression import huber_loss as huber_loss
