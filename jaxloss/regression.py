@@ -237,7 +237,7 @@ def log_cosh(predictions, targets, *, where=None):
     Example:
       >>> import jax.numpy as jnp, jaxloss
       >>> jaxloss.log_cosh(jnp.array([0.0, 1e4]), jnp.array([0.0, 0.0]))
-      Array([   0.    , 9999.307], dtype=float32)
+      Array([   0.   , 9999.307], dtype=float32)
 
     References:
       ``optax.losses.log_cosh``; Chen et al., "Log Hyperbolic Cosine Loss", 2019.

@@ -1,0 +1,143 @@
+"""Every catalogue entry through the same checks: a new loss is tested by its entry."""
+
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxloss
+from jaxloss import _verify, catalogue
+
+ENTRIES = pytest.mark.parametrize("entry", catalogue.ENTRIES, ids=lambda e: e.name)
+
+
+def _close(a, b, rtol=1e-5, atol=1e-6):
+    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol)
+
+
+def _sum_of(fn, args, kwargs):
+    """The sum of the losses as a function of the first argument."""
+    return lambda x: jnp.sum(fn(x, *args[1:], **kwargs))
+
+
+def test_every_public_loss_is_in_the_catalogue():
+    public = {name for name, obj in vars(jaxloss).items() if callable(obj) and hasattr(obj, "reference")}
+    assert public == set(catalogue.BY_NAME)
+
+
+@ENTRIES
+def test_derivatives_match_autodiff_and_finite_differences(entry):
+    args, kwargs = _verify.sample(entry)
+    result = jaxloss.check_gradients(entry.fn, *args, **kwargs)
+    assert result.ok, result
+    checked = {row.argument for row in result.rows}
+    floats = [n for n, a in zip(inspect.signature(entry.fn).parameters, args) if jnp.issubdtype(a.dtype, jnp.floating)]
+    assert set(floats) | {k for k, v in kwargs.items() if jnp.issubdtype(jnp.result_type(v), jnp.floating)} <= checked
+
+
+@ENTRIES
+def test_jit_matches_eager(entry):
+    args, kwargs = _verify.sample(entry)
+    _close(jax.jit(lambda *a: entry.fn(*a, **kwargs))(*args), entry.fn(*args, **kwargs))
+
+
+@ENTRIES
+def test_losses_are_per_example(entry):
+    args, kwargs = _verify.sample(entry)
+    losses = entry.fn(*args, **kwargs)
+    assert losses.ndim >= 1 and losses.shape == args[0].shape[: losses.ndim]
+
+
+def _two_samples(entry):
+    (a1, kwargs), (a2, _) = _verify.sample(entry, 0), _verify.sample(entry, 1)
+    return a1, a2, [jnp.stack([x, y]) for x, y in zip(a1, a2)], kwargs
+
+
+@ENTRIES
+def test_vmap_matches_per_sample_calls(entry):
+    a1, a2, stacked, kwargs = _two_samples(entry)
+    mapped = jax.vmap(lambda *a: entry.fn(*a, **kwargs))(*stacked)
+    _close(mapped, jnp.stack([entry.fn(*a1, **kwargs), entry.fn(*a2, **kwargs)]))
+
+
+@ENTRIES
+def test_vmap_of_gradient_and_hvp_matches_reference(entry):
+    _, _, stacked, kwargs = _two_samples(entry)
+    v = jnp.ones_like(stacked[0][0])
+
+    def grad_and_hvp(fn):
+        def one(*a):
+            g = jax.grad(_sum_of(fn, a, kwargs))
+            return g(a[0]), jax.jvp(g, (a[0],), (v,))[1]
+
+        return jax.vmap(one)(*stacked)
+
+    for ours, ref in zip(grad_and_hvp(entry.fn), grad_and_hvp(entry.fn.reference)):
+        _close(ours, ref)
+
+
+@ENTRIES
+def test_hessian_matches_reference(entry):
+    args, kwargs = _verify.sample(entry)
+    x = args[0]
+    _close(jax.hessian(_sum_of(entry.fn, args, kwargs))(x), jax.hessian(_sum_of(entry.fn.reference, args, kwargs))(x))
+
+
+@ENTRIES
+def test_forward_over_reverse_hvp_matches_reference(entry):
+    args, kwargs = _verify.sample(entry)
+    x, v = args[0], jnp.asarray(np.random.default_rng(3).standard_normal(args[0].shape), args[0].dtype)
+
+    def hvp(fn):
+        return jax.jvp(jax.grad(_sum_of(fn, args, kwargs)), (x,), (v,))
+
+    for ours, ref in zip(hvp(entry.fn), hvp(entry.fn.reference)):
+        _close(ours, ref)
+
+
+@ENTRIES
+def test_grad_of_grad_matches_reference(entry):
+    args, kwargs = _verify.sample(entry)
+
+    def grad_norm(fn):
+        return jax.grad(lambda x: jnp.sum(jax.grad(_sum_of(fn, args, kwargs))(x) ** 2))(args[0])
+
+    _close(grad_norm(entry.fn), grad_norm(entry.fn.reference))
+
+
+@ENTRIES
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16], ids=lambda d: d.__name__)
+def test_low_precision_inputs_compute_in_float32(entry, dtype):
+    loss_error, grad_error = _verify.precision_error(entry, dtype)
+    assert loss_error <= _verify.PRECISION_RTOL[dtype]
+    assert grad_error <= _verify.PRECISION_RTOL[dtype]
+
+
+@ENTRIES
+def test_extreme_inputs_give_finite_values_and_gradients(entry):
+    for args, kwargs in entry.extremes():
+        losses = entry.fn(*args, **kwargs)
+        assert jnp.all(jnp.isfinite(losses)), (args, kwargs, losses)
+        for i, a in enumerate(args):
+            if jnp.issubdtype(a.dtype, jnp.floating):
+                grad = jax.grad(lambda x: jnp.sum(entry.fn(*args[:i], x, *args[i + 1:], **kwargs)))(a)
+                assert jnp.all(jnp.isfinite(grad)), (i, args, kwargs, grad)
+
+
+@ENTRIES
+def test_masked_entries_give_zero_loss_and_zero_gradient(entry):
+    args, kwargs = _verify.sample(entry)
+    where = jnp.asarray(np.random.default_rng(5).random(args[0].shape) < 0.5)
+    losses, grad = _verify.value_and_grad(entry, args, {**kwargs, "where": where})
+    assert jnp.all(losses[~where] == 0) and jnp.all(grad[~where] == 0)
+    _close(losses[where], entry.fn(*args, **kwargs)[where])
+    assert jnp.any(grad[where] != 0)
+
+
+def test_readme_catalogue_table_is_current():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert catalogue.markdown_table() in readme, "run `python -m jaxloss catalogue` and paste it into README.md"
