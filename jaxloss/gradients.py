@@ -42,7 +42,11 @@ __all__ = ["hand_derivative", "Args", "tangent_sum", "check_gradients", "Gradien
 class Args(dict):
     """The bound arguments of a loss, by name, with attribute access (``p.logits``)."""
 
-    __getattr__ = dict.__getitem__
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 def _upcast(x):
@@ -101,7 +105,8 @@ def hand_derivative(
       A decorator taking the forward formula and returning the public loss, with the
       plain-autodiff version attached as ``.reference``.  If the forward has a
       ``where`` parameter, the mechanism applies it: masked entries give 0 and a
-      derivative of exactly 0.
+      derivative of exactly 0, even when their inputs hold inf or NaN (padding), because
+      the masked examples of per-example arguments are zeroed before the formula runs.
     """
     static = tuple(static)
 
@@ -120,13 +125,18 @@ def hand_derivative(
                 _checks.mask("where", arguments["where"])
             return tuple(arguments[n] for n in names), tuple((n, arguments[n]) for n in static)
 
+        def arguments(values, static_kw):
+            return Args(zip(names, map(_upcast, values)), **static_kw)
+
         def evaluate(static_kw, values):
-            p = Args(zip(names, map(_upcast, values)), **static_kw)
+            p = arguments(values, static_kw)
+            if masked and p["where"] is not None:
+                p = _zero_masked_examples(forward, p)
             result = forward(**p)
             out, res = result if residuals else (result, ())
-            return _mask(p, out), res, p
+            return mask(p, out), res
 
-        def _mask(p, x):
+        def mask(p, x):
             return x if not masked or p["where"] is None else jnp.where(p["where"], x, 0)
 
         @functools.lru_cache(maxsize=None)
@@ -139,14 +149,15 @@ def hand_derivative(
 
             @jax.checkpoint
             def linear(values, tangents, out, res):
-                p = Args(zip(names, map(_upcast, values)), **static_kw)
-                t = Args(zip(names, tangents))
-                dout = tangent(p, t, out, res)
+                p = arguments(values, static_kw)
+                if masked and p["where"] is not None:
+                    p = _zero_masked_examples(forward, p)
+                dout = tangent(p, Args(zip(names, tangents)), out, res)
                 dout = jnp.zeros_like(out) if dout is None else jnp.broadcast_to(dout, out.shape)
-                return _mask(p, dout.astype(out.dtype))
+                return mask(p, dout.astype(out.dtype))
 
             def rule(primals, tangents):
-                out, res, _ = evaluate(static_kw, primals)
+                out, res = evaluate(static_kw, primals)
                 tangents = tuple(None if _is_zero_tangent(t) else t for t in tangents)
                 return out, linear(primals, tangents, out, res)
 
@@ -169,6 +180,25 @@ def hand_derivative(
         return public
 
     return decorate
+
+
+def _zero_masked_examples(forward, p):
+    """Set the masked examples of every per-example argument to 0 before the formula runs.
+
+    An argument is per-example when its leading axes are the loss's shape (predictions,
+    logits, labels); options shared by the batch are left alone.  Padding that holds
+    inf or NaN then cannot reach the value or any derivative: the masked entries'
+    inputs pass through ``jnp.where``, whose derivative there is exactly 0.
+    """
+    arrays = {k: v for k, v in p.items() if isinstance(v, jax.Array)}
+    out_shape = jax.eval_shape(lambda arrays: forward(**{**p, **arrays}), arrays)
+    out_shape = (out_shape[0] if isinstance(out_shape, tuple) else out_shape).shape
+    keep = jnp.broadcast_to(p["where"], out_shape)
+    zeroed = {}
+    for name, x in arrays.items():
+        if name != "where" and x.shape[: len(out_shape)] == out_shape:
+            zeroed[name] = jnp.where(keep.reshape(out_shape + (1,) * (x.ndim - len(out_shape))), x, 0)
+    return Args(p, **zeroed)
 
 
 # --------------------------------------------------------------------------- checker
