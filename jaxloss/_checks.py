@@ -71,3 +71,12 @@ def mask(name: str, x) -> None:
     """``x`` must be a boolean mask (or None)."""
     if x is not None and jnp.result_type(x) != jnp.bool_:
         raise TypeError(f"{name} must be a boolean mask, got {_describe(x)}.")
+
+
+def hashable(name: str, x) -> None:
+    """A static option (it changes the program) must be hashable."""
+    try:
+        hash(x)
+    except TypeError:
+        raise TypeError(f"{name} is a static option and must be hashable (str, bool, int, tuple), "
+                        f"got {type(x).__name__} {x!r}.") from None

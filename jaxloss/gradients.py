@@ -82,6 +82,7 @@ def hand_derivative(
     static: Sequence[str] = (),
     check: Callable[..., None] | None = None,
     residuals: bool = False,
+    per_example: Sequence[str] | None = None,
 ):
     """Declare a loss as its forward formula plus a hand-derived tangent rule.
 
@@ -100,13 +101,17 @@ def hand_derivative(
       residuals: when true the forward returns ``(loss, residuals)``, the small
         per-example statistics the rule needs (a log-sum-exp, say); otherwise it
         returns the loss alone.
+      per_example: names of the arguments whose leading axes are the examples (what
+        ``where`` masks); default: the parameters before the keyword-only options,
+        which the design contract reserves for inputs and targets.
 
     Returns:
       A decorator taking the forward formula and returning the public loss, with the
       plain-autodiff version attached as ``.reference``.  If the forward has a
       ``where`` parameter, the mechanism applies it: masked entries give 0 and a
-      derivative of exactly 0, even when their inputs hold inf or NaN (padding), because
-      the masked examples of per-example arguments are zeroed before the formula runs.
+      derivative of exactly 0, even when their inputs hold inf or NaN (padding): the
+      masked examples of the per-example arguments, and of their tangents, are set to 0
+      before the formula and the rule run.
     """
     static = tuple(static)
 
@@ -114,6 +119,8 @@ def hand_derivative(
         signature = inspect.signature(forward)
         names = tuple(n for n in signature.parameters if n not in static)
         masked = "where" in signature.parameters
+        examples = tuple(per_example) if per_example is not None else tuple(
+            n for n, q in signature.parameters.items() if q.kind == q.POSITIONAL_OR_KEYWORD)
 
         def bind(args, kwargs):
             bound = signature.bind(*args, **kwargs)
@@ -123,15 +130,20 @@ def hand_derivative(
                 check(**arguments)
             if masked:
                 _checks.mask("where", arguments["where"])
+            for n in static:
+                _checks.hashable(n, arguments[n])
             return tuple(arguments[n] for n in names), tuple((n, arguments[n]) for n in static)
 
         def arguments(values, static_kw):
             return Args(zip(names, map(_upcast, values)), **static_kw)
 
+        def example_masks(p):
+            """``where`` shaped for each per-example argument, or {} when unmasked."""
+            return _example_masks(forward, p, examples) if masked and p["where"] is not None else {}
+
         def evaluate(static_kw, values):
             p = arguments(values, static_kw)
-            if masked and p["where"] is not None:
-                p = _zero_masked_examples(forward, p)
+            p = _zero_masked(p, example_masks(p))
             result = forward(**p)
             out, res = result if residuals else (result, ())
             return mask(p, out), res
@@ -150,9 +162,9 @@ def hand_derivative(
             @jax.checkpoint
             def linear(values, tangents, out, res):
                 p = arguments(values, static_kw)
-                if masked and p["where"] is not None:
-                    p = _zero_masked_examples(forward, p)
-                dout = tangent(p, Args(zip(names, tangents)), out, res)
+                masks = example_masks(p)
+                p, t = _zero_masked(p, masks), _zero_masked(Args(zip(names, tangents)), masks)
+                dout = tangent(p, t, out, res)
                 dout = jnp.zeros_like(out) if dout is None else jnp.broadcast_to(dout, out.shape)
                 return mask(p, dout.astype(out.dtype))
 
@@ -182,23 +194,22 @@ def hand_derivative(
     return decorate
 
 
-def _zero_masked_examples(forward, p):
-    """Set the masked examples of every per-example argument to 0 before the formula runs.
-
-    An argument is per-example when its leading axes are the loss's shape (predictions,
-    logits, labels); options shared by the batch are left alone.  Padding that holds
-    inf or NaN then cannot reach the value or any derivative: the masked entries'
-    inputs pass through ``jnp.where``, whose derivative there is exactly 0.
-    """
+def _example_masks(forward, p, examples):
+    """``where`` broadcast to the loss's shape and extended over the trailing axes of each
+    per-example argument whose leading axes are that shape: ``{name: mask}``."""
     arrays = {k: v for k, v in p.items() if isinstance(v, jax.Array)}
-    out_shape = jax.eval_shape(lambda arrays: forward(**{**p, **arrays}), arrays)
-    out_shape = (out_shape[0] if isinstance(out_shape, tuple) else out_shape).shape
-    keep = jnp.broadcast_to(p["where"], out_shape)
-    zeroed = {}
-    for name, x in arrays.items():
-        if name != "where" and x.shape[: len(out_shape)] == out_shape:
-            zeroed[name] = jnp.where(keep.reshape(out_shape + (1,) * (x.ndim - len(out_shape))), x, 0)
-    return Args(p, **zeroed)
+    out = jax.eval_shape(lambda arrays: forward(**{**p, **arrays}), arrays)
+    shape = (out[0] if isinstance(out, tuple) else out).shape
+    keep = jnp.broadcast_to(p["where"], shape)
+    return {n: keep.reshape(shape + (1,) * (arrays[n].ndim - len(shape)))
+            for n in examples if n in arrays and arrays[n].shape[: len(shape)] == shape}
+
+
+def _zero_masked(args, masks):
+    """Set the masked examples to 0, so inf or NaN padding cannot reach a value or a
+    derivative: ``jnp.where``'s derivative at the masked entries is exactly 0."""
+    zeroed = {n: jnp.where(m, args[n], 0) for n, m in masks.items() if args[n] is not None}
+    return Args(args, **zeroed) if zeroed else args
 
 
 # --------------------------------------------------------------------------- checker

@@ -30,7 +30,8 @@ def _weighted_terms(losses, where, weights):
     w = jnp.broadcast_to(jnp.ones((), losses.dtype) if weights is None else weights, shape)
     if where is None:
         return losses * w, w
-    return jnp.where(where, losses * w, 0), jnp.where(where, w, 0)
+    losses, w = jnp.where(where, losses, 0), jnp.where(where, w, 0)
+    return losses * w, w
 
 
 def sum(losses, *, where=None, weights=None, axis_name=None):  # noqa: A001

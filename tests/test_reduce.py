@@ -153,10 +153,6 @@ def test_non_finite_masked_losses_do_not_leak(name, bad):
         np.testing.assert_array_equal(np.asarray(gl)[[1, 3]], [0.0, 0.0])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "library bug: reduce._weighted_terms computes jnp.where(where, losses * w, 0); the "
-    "cotangent of w is losses * 0 = NaN where a masked loss is inf/NaN (needs the "
-    "double-where: mask the losses before multiplying by the weights)"))
 @pytest.mark.parametrize("bad", [np.inf, np.nan])
 @pytest.mark.parametrize("name", ["mean", "sum"])
 def test_non_finite_masked_losses_do_not_leak_into_weight_gradient(name, bad):
