@@ -21,11 +21,11 @@ from jaxloss import _checks
 from jaxloss.gradients import hand_derivative, tangent_sum
 
 
-def _check_scores(scores, labels, where=None, *, name="scores", **options):
+def _check_scores(scores, labels, where=None, *, name="scores", labels_name="labels", **options):
     _checks.float_array(name, scores)
-    _checks.numeric("labels", labels)
+    _checks.numeric(labels_name, labels)
     shape = jnp.shape(scores)
-    _checks.broadcasts_to("labels", labels, shape, name)
+    _checks.broadcasts_to(labels_name, labels, shape, name)
     _checks.broadcasts_to("where", where, shape, name)
     for option, value in options.items():
         _checks.float_option(option, value, shape, name)
@@ -261,7 +261,7 @@ def square_loss(scores, labels, *, where=None):
 
 
 def _check_margin_ranking(x1, x2, y, margin, where):
-    _check_scores(x1, y, where, name="x1", margin=margin)
+    _check_scores(x1, y, where, name="x1", labels_name="y", margin=margin)
     _checks.float_array("x2", x2)
     if jnp.shape(x2) != jnp.shape(x1):
         raise ValueError(f"x2 with shape {jnp.shape(x2)} must have the shape of x1, {jnp.shape(x1)}.")

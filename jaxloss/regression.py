@@ -167,7 +167,8 @@ def _smooth_l1_tangent(p, t, out, res):
     small = jnp.abs(r) < p.beta
     safe_beta = jnp.where(small, p.beta, 1.0)
     dr = jnp.where(small, r / safe_beta, jnp.sign(r))
-    dbeta = jnp.where(small, -0.5 * jnp.square(r / safe_beta), -0.5)
+    # At r = 0 the loss is 0 for every beta >= 0, so its beta-derivative is 0 (also at beta = 0).
+    dbeta = jnp.where(small, -0.5 * jnp.square(r / safe_beta), jnp.where(r == 0, 0.0, -0.5))
     return _residual_tangent(p, t, dr, (dbeta, t.beta))
 
 
@@ -181,7 +182,7 @@ def smooth_l1_loss(predictions, targets, *, beta=1.0, where=None):
        \qquad r = p - y.
 
     Derivatives: ``∂ℓ/∂p = clip(r/β, −1, 1) = −∂ℓ/∂y``, and ``∂ℓ/∂β = −½(r/β)²`` inside
-    (``|r| < β``), ``−½`` outside.
+    (``|r| < β``), ``−½`` outside, except 0 at ``r = 0`` (where the loss is 0 for every β).
     ``beta = 0`` is the L1 loss (derivative ``sign(r)``, 0 at ``r = 0``), with no
     division by zero in the value or the derivative.
 
