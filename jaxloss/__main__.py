@@ -1,18 +1,23 @@
-"""Command line: ``python -m jaxloss verify [--loss NAME]`` and ``python -m jaxloss catalogue``.
+"""Command line: ``python -m jaxloss verify [--loss NAME]``, ``catalogue`` and ``bench NAME``.
 
 ``verify`` runs every catalogue entry through the gradient checker (reverse and forward
 mode against autodiff of the formula and float64 finite differences) and the
 low-precision check (float32 and bfloat16 inputs against float64), prints a table, and
 exits with status 1 if any entry fails.  ``catalogue`` prints the README's table of
-losses, generated from ``jaxloss/catalogue.py``.
+losses, generated from ``jaxloss/catalogue.py``.  ``bench NAME [ARGS]`` runs
+``benchmarks/NAME.py`` of a source checkout with its own arguments (``--help`` lists them).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import pathlib
 import sys
 
 from jaxloss import _verify, catalogue
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,11 +28,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="only this loss (repeatable)")
     verify.add_argument("--seed", type=int, default=0)
     commands.add_parser("catalogue", help="print the README's table of losses")
-    args = parser.parse_args(argv)
+    bench = commands.add_parser("bench", help="run a benchmark script of benchmarks/")
+    bench.add_argument("name", choices=sorted(p.stem for p in BENCHMARKS.glob("[!_]*.py")))
+    args, rest = parser.parse_known_args(argv)
 
     if args.command == "catalogue":
         print(catalogue.markdown_table())
         return 0
+    if args.command == "bench":
+        spec = importlib.util.spec_from_file_location(args.name, BENCHMARKS / f"{args.name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.main(rest)
+        return 0
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
 
     entries = [catalogue.BY_NAME[n] for n in args.loss] if args.loss else list(catalogue.ENTRIES)
     verdicts = [_verify.verify(e, args.seed) for e in entries]

@@ -1,0 +1,43 @@
+"""The command line: verify's table and exit status, the catalogue table, bench."""
+
+import dataclasses
+
+import jax.numpy as jnp
+
+from jaxloss import __main__ as cli
+from jaxloss import catalogue
+from jaxloss.gradients import hand_derivative, tangent_sum
+
+
+def test_verify_prints_a_row_per_loss_and_exits_0(capsys):
+    assert cli.main(["verify", "--loss", "huber_loss", "--loss", "hinge_loss"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("| ")][1:]  # below the header
+    assert [(r[1].strip(), r[-2].strip()) for r in rows] == [("huber_loss", "ok"), ("hinge_loss", "ok")]
+    assert "2 of 2 losses ok" in out
+
+
+@hand_derivative(lambda p, t, out, res: tangent_sum((3 * p.x, t.x)))  # d(x²)/dx is 2x, not 3x
+def _wrong_square(x, y, *, where=None):
+    return jnp.square(x) + 0 * y
+
+
+def test_verify_exits_1_and_names_a_loss_with_a_wrong_rule(capsys, monkeypatch):
+    entry = dataclasses.replace(catalogue.BY_NAME["squared_error"], fn=_wrong_square)
+    monkeypatch.setitem(catalogue.BY_NAME, "_wrong_square", entry)
+    assert cli.main(["verify", "--loss", "_wrong_square"]) == 1
+    out = capsys.readouterr().out
+    assert "| _wrong_square |" in out and "FAIL" in out and "failed: _wrong_square" in out
+
+
+def test_catalogue_prints_the_generated_table(capsys):
+    assert cli.main(["catalogue"]) == 0
+    assert capsys.readouterr().out.strip() == catalogue.markdown_table()
+
+
+def test_bench_runs_a_benchmark_script_with_its_arguments(capsys):
+    assert cli.main(["bench", "elementwise", "--size", "4096", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    for loss in ("huber_loss", "sigmoid_binary_cross_entropy"):
+        assert [line.split("|")[2].strip() for line in out.splitlines() if line.startswith(f"| {loss} |")] == [
+            "jaxloss", "optax", "autodiff"]
