@@ -13,10 +13,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss import classification, regression
+from jaxloss import classification, multiclass, regression
 
 Inputs = tuple[tuple, dict]
 
@@ -116,6 +117,55 @@ def _ranking(rng):
     return (jnp.float32(x1), jnp.float32(x2), jnp.int32(y)), {"margin": jnp.float32(0.3)}
 
 
+_CLASSES = (4, 5)  # batch, classes
+
+
+def _class_logits(rng, shape=_CLASSES):
+    return jnp.float32(2 * rng.standard_normal(shape))
+
+
+def _class_ids(rng, shape=_CLASSES):
+    return jnp.int32(rng.integers(0, shape[-1], size=shape[:-1]))
+
+
+def _soft_targets(rng, shape=_CLASSES):
+    return jnp.float32(rng.dirichlet(np.ones(shape[-1]), size=shape[:-1]))
+
+
+def _cross_entropy_ids(rng):
+    return (_class_logits(rng), _class_ids(rng)), {
+        "label_smoothing": jnp.float32(0.1),
+        "class_weights": jnp.float32(rng.uniform(0.5, 2.0, _CLASSES[-1])),
+    }
+
+
+def _cross_entropy_probabilities(rng):
+    return (_class_logits(rng), _soft_targets(rng)), {"label_smoothing": jnp.float32(0.05)}
+
+
+def _nll(rng):
+    log_probs = jax.nn.log_softmax(_class_logits(rng))
+    return (log_probs, _class_ids(rng)), {"class_weights": jnp.float32(rng.uniform(0.5, 2.0, _CLASSES[-1]))}
+
+
+# Logits of ±1e4, a class masked with −inf (never the label), an empty where mask.
+_HUGE_LOGITS = jnp.array([[1e4, -1e4, 0.0, -jnp.inf], [-1e4, 1e4, 1e4, -jnp.inf], [0.0, 0.0, 0.0, -jnp.inf]])
+_LABELS_AWAY_FROM_MASKED = jnp.array([1, 0, 2])
+
+
+def _extreme_classes():
+    return [
+        ((_HUGE_LOGITS, _LABELS_AWAY_FROM_MASKED), {}),
+        ((_HUGE_LOGITS, _LABELS_AWAY_FROM_MASKED), {"class_weights": jnp.array([1.0, 2.0, 0.0, 1.0])}),
+        ((_HUGE_LOGITS, _LABELS_AWAY_FROM_MASKED), {"where": jnp.zeros(3, bool)}),
+        ((_HUGE_LOGITS, jax.nn.softmax(_HUGE_LOGITS)), {}),
+    ]
+
+
+def _extreme_nll():
+    return [((jax.nn.log_softmax(x), y), kw) for (x, y), kw in _extreme_classes()[:3]]
+
+
 def _extreme_pairs():
     zeros = jnp.zeros_like(_HUGE)
     return [
@@ -188,6 +238,12 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(classification.margin_ranking_loss, "binary",
           "torch margin_ranking_loss",
           _ranking, _extreme_ranking),
+    Entry(multiclass.softmax_cross_entropy, "multiclass",
+          "optax.losses.softmax_cross_entropy(_with_integer_labels); torch cross_entropy",
+          _cross_entropy_ids, _extreme_classes),
+    Entry(multiclass.nll_loss, "multiclass",
+          "torch nll_loss",
+          _nll, _extreme_nll),
 )
 
 BY_NAME: dict[str, Entry] = {e.name: e for e in ENTRIES}

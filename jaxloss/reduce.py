@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from jaxloss import _checks
 
-__all__ = ["sum", "mean"]
+__all__ = ["sum", "mean", "ratio"]
 
 
 def _weighted_terms(losses, where, weights):
@@ -62,9 +62,9 @@ def mean(losses, *, where=None, weights=None, axis_name=None):
     .. math:: \frac{\sum_i w_i \ell_i [\text{where}_i]}{\sum_i w_i [\text{where}_i]}
 
     With ``weights=None`` this is the plain mean over valid entries.  With per-example
-    weights it is the weighted mean; ``weights=class_weights[labels]`` reproduces
-    PyTorch's class-weighted ``reduction="mean"`` (it divides by the sum of the weights
-    of the unmasked targets).  With ``axis_name`` both sums are ``psum``-ed over the
+    weights it is the weighted mean: on unweighted losses, ``weights=class_weights[labels]``
+    is PyTorch's class-weighted ``reduction="mean"`` (for losses already weighted by
+    class, use :func:`ratio`).  With ``axis_name`` both sums are ``psum``-ed over the
     axis first, so the mean is global.  A denominator of 0 gives 0.
 
     Args:
@@ -81,8 +81,43 @@ def mean(losses, *, where=None, weights=None, axis_name=None):
       >>> jaxloss.reduce.mean(jnp.array([1.0, 2.0, 4.0]), weights=jnp.array([1.0, 1.0, 2.0]))
       Array(2.75, dtype=float32)
     """
-    terms, w = _weighted_terms(losses, where, weights)
-    total, count = jnp.sum(terms), jnp.sum(w)
+    return _divide(*_weighted_terms(losses, where, weights), axis_name)
+
+
+def ratio(numerators, denominators, *, where=None, axis_name=None):
+    r"""Sum of the unmasked numerators over the sum of the unmasked denominators.
+
+    .. math:: \frac{\sum_i n_i [\text{where}_i]}{\sum_i d_i [\text{where}_i]}
+
+    This is PyTorch's class-weighted ``reduction="mean"`` for losses that are already
+    weighted by class (its ``reduction="none"`` with ``weight=w``, as
+    :func:`jaxloss.softmax_cross_entropy` and :func:`jaxloss.nll_loss` return them):
+    ``ratio(losses, w[labels], where=mask)``.  With ``axis_name`` both sums are global.
+    A denominator of 0 gives 0.
+
+    Args:
+      numerators: float array, any shape.
+      denominators: float array broadcasting to ``numerators``.
+      where: optional boolean mask broadcasting to ``numerators``.
+      axis_name: optional named axis (or tuple of names) to reduce over as well.
+
+    Returns:
+      A scalar.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> jaxloss.reduce.ratio(jnp.array([2.0, 1.0, 8.0]), jnp.array([2.0, 1.0, 2.0]))
+      Array(2.2, dtype=float32)
+    """
+    _checks.float_array("denominators", denominators)
+    _checks.broadcasts_to("denominators", denominators, jnp.shape(numerators), "numerators")
+    numerators, _ = _weighted_terms(numerators, where, None)
+    denominators, _ = _weighted_terms(jnp.broadcast_to(denominators, jnp.shape(numerators)), where, None)
+    return _divide(numerators, denominators, axis_name)
+
+
+def _divide(numerators, denominators, axis_name):
+    total, count = jnp.sum(numerators), jnp.sum(denominators)
     if axis_name is not None:
         total, count = jax.lax.psum((total, count), axis_name)
     return jnp.where(count != 0, total / jnp.where(count != 0, count, 1), 0)

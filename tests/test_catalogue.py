@@ -129,7 +129,7 @@ def test_extreme_inputs_give_finite_values_and_gradients(entry):
 @ENTRIES
 def test_masked_entries_give_zero_loss_and_zero_gradient(entry):
     args, kwargs = _verify.sample(entry)
-    where = jnp.asarray(np.random.default_rng(5).random(args[0].shape) < 0.5)
+    where = jnp.asarray(np.random.default_rng(5).random(entry.fn(*args, **kwargs).shape) < 0.5)
     losses, grad = _verify.value_and_grad(entry, args, {**kwargs, "where": where})
     assert jnp.all(losses[~where] == 0) and jnp.all(grad[~where] == 0)
     _close(losses[where], entry.fn(*args, **kwargs)[where])

@@ -6,20 +6,30 @@ the docstrings; parity against optax and PyTorch; subgradients at corners are pi
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
-from collections.abc import Callable
-
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _loss_cases import (
+    SHAPE,
+    Case,
+    assert_bad_input_raises,
+    assert_check_gradients_passes_for_every_float_argument,
+    assert_concrete_option_array_raises,
+    assert_hand_derivative_matches_numpy_derivative,
+    assert_hessian_and_hvp_match_reference,
+    assert_low_precision_gives_float32_loss_and_own_dtype_gradients,
+    assert_masked_entries_zero,
+    assert_values_match_numpy_reference,
+    gradients_and_jvp,
+    gradients_of_sum,
+    low_precision_params,
+    mask_params,
+    sum_to_shape,
+)
 from jax.flatten_util import ravel_pytree
 
 import jaxloss
-
-SHAPE = (5, 7)
 
 
 @pytest.fixture
@@ -29,27 +39,6 @@ def x64():
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _is_float(x) -> bool:
-    return isinstance(x, float) or (isinstance(x, np.ndarray | jax.Array) and jnp.issubdtype(x.dtype, jnp.floating))
-
-
-def _float_args(a):
-    """Copies of the differentiable arguments of a call, Python floats as 0-d arrays."""
-    return {k: np.array(v, np.float64 if isinstance(v, float) else None) for k, v in a.items() if _is_float(v)}
-
-
-def _sum_to(x, shape):
-    """Reduce an elementwise derivative to the shape of a broadcast argument."""
-    x = np.sum(x, axis=tuple(range(x.ndim - len(shape))))
-    return np.sum(x, axis=tuple(i for i, n in enumerate(shape) if n == 1), keepdims=True).reshape(shape)
-
-
-def _grads(fn, a, wrt=None):
-    """Gradient of sum(fn(**a)) with respect to every float argument (or those in wrt)."""
-    floats = _float_args(a) if wrt is None else {k: a[k] for k in wrt}
-    return jax.jit(jax.grad(lambda f: jnp.sum(fn(**{**a, **f}))))(floats)
 
 
 def _options(rng, shape, options):
@@ -173,18 +162,6 @@ def _np_ranking_d(x1, x2, y, margin=0.0):
     return {"x1": -s * active, "x2": s * active, "margin": active * np.ones_like(x1)}
 
 
-@dataclasses.dataclass(frozen=True)
-class Case:
-    id: str
-    fn: Callable
-    make: Callable  # (rng, shape) -> every argument by name
-    ref: Callable  # NumPy float64 loss
-    dref: Callable  # NumPy derivatives of each float argument, elementwise
-
-    def __str__(self):
-        return self.id
-
-
 BCE = jaxloss.sigmoid_binary_cross_entropy
 CASES = [
     Case("sigmoid_bce-hard-float-labels", BCE, _bce("hard"), _np_bce, _np_bce_d),
@@ -231,32 +208,18 @@ CHECKED = [c for c in CASES if c.id not in {"sigmoid_bce-int-labels", "sigmoid_b
 
 @parametrize_cases
 def test_values_match_numpy_float64_reference(case, x64):
-    a = case.make(np.random.default_rng(0), SHAPE)
-    got = case.fn(**a)
-    assert got.dtype == jnp.float64 and got.shape == SHAPE
-    np.testing.assert_allclose(got, case.ref(**a), rtol=1e-12, atol=1e-15)
-    arrays = {k: v for k, v in a.items() if isinstance(v, np.ndarray)}
-    jitted = jax.jit(lambda arrays: case.fn(**{**a, **arrays}))(arrays)
-    np.testing.assert_allclose(jitted, got, rtol=1e-14, atol=1e-15)
+    # base2 must stay a Python bool, so under jit only the array arguments are traced.
+    assert_values_match_numpy_reference(case, seed=0, trace_python_scalars=False)
 
 
 @parametrize_cases
 def test_hand_derivative_matches_numpy_analytic_derivative(case, x64):
-    a = case.make(np.random.default_rng(1), SHAPE)
-    grads = _grads(case.fn, a)
-    expected = case.dref(**a)
-    assert set(grads) == set(_float_args(a)) and set(grads) <= set(expected)
-    for name, g in grads.items():
-        np.testing.assert_allclose(g, _sum_to(np.broadcast_to(expected[name], SHAPE), np.shape(a[name])),
-                                   rtol=1e-12, atol=1e-14, err_msg=name)
+    assert_hand_derivative_matches_numpy_derivative(case, seed=1)
 
 
 @pytest.mark.parametrize("case", CHECKED, ids=str)
 def test_check_gradients_passes_for_every_float_argument(case):
-    a = case.make(np.random.default_rng(2), SHAPE)
-    check = jaxloss.check_gradients(case.fn, **a)
-    assert {r.argument for r in check.rows} == set(_float_args(a))
-    assert check.ok, repr(check)
+    assert_check_gradients_passes_for_every_float_argument(case, seed=2)
 
 
 # ----------------------------------------------------------------------------- label conventions
@@ -327,7 +290,7 @@ def _optax_smoothed_bce(logits, labels, label_smoothing):
 def test_matches_optax_values_and_gradients(ours, theirs, make, x64):
     a = make(np.random.default_rng(6), SHAPE)
     np.testing.assert_allclose(ours(**a), theirs(**a), rtol=1e-12, atol=1e-15)
-    mine, optax_grads = _grads(ours, a), _grads(theirs, a)
+    mine, optax_grads = gradients_of_sum(ours, a), gradients_of_sum(theirs, a)
     assert set(mine) == set(optax_grads)
     for name in mine:
         np.testing.assert_allclose(mine[name], optax_grads[name], rtol=1e-12, atol=1e-14, err_msg=name)
@@ -351,7 +314,7 @@ def test_sigmoid_bce_matches_torch_binary_cross_entropy_with_logits(labels, pos_
     values, grads = _torch_values_and_grads("binary_cross_entropy_with_logits", a, ("logits", "labels"),
                                             pos_weight=None if w is None else torch.tensor(w))
     np.testing.assert_allclose(BCE(**a, pos_weight=w), values, rtol=1e-12, atol=1e-15)
-    mine = _grads(BCE, {**a, "pos_weight": w}, wrt=("logits", "labels"))
+    mine = gradients_of_sum(BCE, {**a, "pos_weight": w}, wrt=("logits", "labels"))
     for k in mine:
         np.testing.assert_allclose(mine[k], grads[k], rtol=1e-12, atol=1e-14, err_msg=k)
 
@@ -360,7 +323,8 @@ def test_logistic_loss_matches_torch_soft_margin_loss(x64):
     a = _scored()(np.random.default_rng(8), SHAPE)
     values, grads = _torch_values_and_grads("soft_margin_loss", a, ("scores",))
     np.testing.assert_allclose(jaxloss.logistic_loss(**a), values, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(_grads(jaxloss.logistic_loss, a)["scores"], grads["scores"], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(gradients_of_sum(jaxloss.logistic_loss, a)["scores"], grads["scores"],
+                               rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("margin", [0.0, 0.5])
@@ -369,7 +333,7 @@ def test_margin_ranking_matches_torch(margin, x64):
     values, grads = _torch_values_and_grads("margin_ranking_loss", {k: a[k] for k in ("x1", "x2", "y")},
                                             ("x1", "x2"), margin=margin)
     np.testing.assert_allclose(jaxloss.margin_ranking_loss(**a), values, rtol=1e-12, atol=1e-15)
-    mine = _grads(jaxloss.margin_ranking_loss, a, wrt=("x1", "x2"))
+    mine = gradients_of_sum(jaxloss.margin_ranking_loss, a, wrt=("x1", "x2"))
     for k in mine:
         np.testing.assert_allclose(mine[k], grads[k], rtol=1e-12, atol=1e-14, err_msg=k)
 
@@ -377,19 +341,11 @@ def test_margin_ranking_matches_torch(margin, x64):
 # ----------------------------------------------------------------------------- corners
 
 
-def _grads_and_jvp(fn, a, wrt):
-    """Reverse-mode gradients of sum(fn) and the forward-mode derivative along all-ones."""
-    primals = {k: jnp.asarray(a[k]) for k in wrt}
-    ones = jax.tree.map(jnp.ones_like, primals)
-    jv = jax.jit(lambda x: jax.jvp(lambda f: fn(**{**a, **f}), (x,), (ones,))[1])(primals)
-    return _grads(fn, a, wrt), jv
-
-
 @pytest.mark.parametrize("fn", [jaxloss.hinge_loss, jaxloss.squared_hinge_loss], ids=lambda f: f.__name__)
 def test_subgradient_at_hinge_corner_is_zero(fn, x64):
     a = {"scores": np.array([1.0, -1.0, -1.0]), "labels": np.array([1, -1, 0])}  # y·s = 1 everywhere
     np.testing.assert_array_equal(fn(**a), 0.0)
-    grads, jv = _grads_and_jvp(fn, a, ("scores",))
+    grads, jv = gradients_and_jvp(fn, a, ("scores",))
     np.testing.assert_array_equal(grads["scores"], 0.0)
     np.testing.assert_array_equal(jv, 0.0)
 
@@ -399,7 +355,7 @@ def test_margin_ranking_subgradient_at_corner_is_zero_for_x1_x2_and_margin(x64):
     a = {"x1": np.array([1.5, 0.25, 2.0]), "x2": np.array([1.0, 0.75, 2.0]), "y": np.array([1, -1, 1]),
          "margin": np.array([0.5, 0.5, 0.0])}
     np.testing.assert_array_equal(jaxloss.margin_ranking_loss(**a), 0.0)
-    grads, jv = _grads_and_jvp(jaxloss.margin_ranking_loss, a, ("x1", "x2", "margin"))
+    grads, jv = gradients_and_jvp(jaxloss.margin_ranking_loss, a, ("x1", "x2", "margin"))
     for name, g in grads.items():
         np.testing.assert_array_equal(g, 0.0, err_msg=name)
     np.testing.assert_array_equal(jv, 0.0)
@@ -420,11 +376,11 @@ def test_sigmoid_bce_is_finite_and_exact_at_logits_1e4(options):
     x, y = logits.astype(np.float64), labels.astype(np.float64)
     np.testing.assert_allclose(loss, _np_bce_stable(x, y, **options), rtol=1e-6)
     expected = _np_bce_d(x, y, **options)
-    grads = _grads(BCE, a)
+    grads = gradients_of_sum(BCE, a)
     assert set(grads) == {"logits", "labels", *options}
     for name, g in grads.items():
         assert np.all(np.isfinite(g)), name
-        want = _sum_to(np.broadcast_to(expected[name], x.shape), np.shape(g))
+        want = sum_to_shape(np.broadcast_to(expected[name], x.shape), np.shape(g))
         np.testing.assert_allclose(g, want, rtol=1e-6, atol=1e-6 * max(1.0, np.max(np.abs(want))), err_msg=name)
     # A wrong-side logit of 1e4 costs 1e4 (times the weight of its term).
     w, eps = options.get("pos_weight", 1.0), options.get("label_smoothing", 0.0)
@@ -438,92 +394,31 @@ def test_logistic_loss_is_finite_at_scores_1e4(base2):
     scale = np.log(2.0) if base2 else 1.0
     loss = jaxloss.logistic_loss(scores, labels, base2=base2)
     np.testing.assert_allclose(loss, np.array([0.0, 1e4, 1e4, 0.0]) / scale, rtol=1e-6)
-    g = _grads(jaxloss.logistic_loss, {"scores": scores, "labels": labels, "base2": base2})["scores"]
+    g = gradients_of_sum(jaxloss.logistic_loss, {"scores": scores, "labels": labels, "base2": base2})["scores"]
     np.testing.assert_allclose(g, np.array([0.0, -1.0, 1.0, 0.0]) / scale, rtol=1e-6, atol=1e-30)
 
 
 # ----------------------------------------------------------------------------- where=
 
 
-def _per_example(fn):
-    """The arguments before the keyword-only options: inputs and targets, what where= masks."""
-    return [n for n, q in inspect.signature(fn).parameters.items() if q.kind == q.POSITIONAL_OR_KEYWORD]
-
-
-def _mask_params():
-    """Every core case with an elementwise mask; two with a mask broadcast along the last axis."""
-    for case in CORE:
-        yield pytest.param(case, SHAPE, id=f"{case.id}-elementwise-mask")
-    for case in CORE:
-        if case.id in ("margin_ranking-elementwise-margin", "sigmoid_bce-all-options"):
-            yield pytest.param(case, SHAPE[-1:], id=f"{case.id}-broadcast-mask")
-
-
-@pytest.mark.parametrize("case, mask_shape", list(_mask_params()))
+@pytest.mark.parametrize(
+    "case, mask_shape",
+    mask_params(CORE, broadcast_ids=("margin_ranking-elementwise-margin", "sigmoid_bce-all-options")),
+)
 def test_masked_entries_have_zero_loss_and_exactly_zero_derivatives_even_when_nonfinite(case, mask_shape):
     """Masked examples of the per-example (positional) arguments hold inf/NaN padding;
     nothing of it reaches the value or any derivative."""
-    a = {k: v.astype(np.float32) if _is_float(v) and np.ndim(v) else v
-         for k, v in case.make(np.random.default_rng(10), SHAPE).items()}
-    where = np.arange(np.prod(mask_shape)).reshape(mask_shape) % 3 != 0
-    full = np.broadcast_to(where, SHAPE)
-    clean = _float_args(a)
-    dirty = _float_args(a)
-    for name in _per_example(case.fn):
-        if name in dirty:
-            dirty[name][~full] = np.resize([np.inf, -np.inf, np.nan], (~full).sum())
-
-    @jax.jit
-    def run(dirty, clean):
-        masked = lambda f: case.fn(**{**a, **f}, where=where)  # noqa: E731
-        by_hand = lambda f: jnp.where(where, case.fn(**{**a, **f}), 0.0)  # noqa: E731
-        _, jv = jax.jvp(masked, (dirty,), (jax.tree.map(jnp.ones_like, dirty),))
-        grad = lambda g, f: jax.grad(lambda f: jnp.sum(g(f)))(f)  # noqa: E731
-        return masked(dirty), case.fn(**{**a, **clean}), grad(masked, dirty), grad(by_hand, clean), jv
-
-    loss, unmasked, grads, expected, jv = run(dirty, clean)
-    np.testing.assert_array_equal(loss[~full], 0.0)
-    np.testing.assert_allclose(loss[full], unmasked[full], rtol=1e-6)
-    np.testing.assert_array_equal(jv[~full], 0.0)
-    assert np.all(np.isfinite(jv))
-    for name, g in grads.items():
-        assert np.all(np.isfinite(g)), name
-        np.testing.assert_allclose(g, expected[name], rtol=1e-6, atol=1e-7, err_msg=name)
-        if np.shape(g) == SHAPE:
-            np.testing.assert_array_equal(g[~full], 0.0, err_msg=name)
+    assert_masked_entries_zero(case, mask_shape, seed=10)
 
 
 # ----------------------------------------------------------------------------- dtypes
 
 
-def _dtype_params():
-    """bfloat16 for every core case; float16 for two."""
-    for case in CORE:
-        yield pytest.param(case, jnp.bfloat16, id=f"{case.id}-bfloat16")
-    for case in CORE:
-        if case.id in ("squared_hinge", "sigmoid_bce-all-options"):
-            yield pytest.param(case, jnp.float16, id=f"{case.id}-float16")
-
-
-@pytest.mark.parametrize("case, dtype", list(_dtype_params()))
+@pytest.mark.parametrize(
+    "case, dtype", low_precision_params(CORE, float16_ids=("squared_hinge", "sigmoid_bce-all-options"))
+)
 def test_low_precision_inputs_give_float32_loss_and_own_dtype_gradients(case, dtype):
-    a = case.make(np.random.default_rng(12), SHAPE)
-    arrays = {k: v for k, v in a.items() if _is_float(v) and np.ndim(v)}
-    low = {k: jnp.asarray(v, dtype) for k, v in arrays.items()}
-
-    @jax.jit
-    def run(low):
-        up = jax.tree.map(lambda x: x.astype(jnp.float32), low)
-        grad = lambda f: jax.grad(lambda f: jnp.sum(case.fn(**{**a, **f})))(f)  # noqa: E731
-        return case.fn(**{**a, **low}), case.fn(**{**a, **up}), grad(low), grad(up)
-
-    loss, loss32, grads, grads32 = run(low)
-    assert loss.dtype == jnp.float32
-    np.testing.assert_allclose(loss, loss32, rtol=1e-6)
-    np.testing.assert_allclose(loss, case.ref(**a), rtol=0.05, atol=0.05)
-    for name, g in grads.items():
-        assert g.dtype == dtype, name
-        np.testing.assert_allclose(g.astype(np.float32), grads32[name], rtol=1e-2, atol=1e-2, err_msg=name)
+    assert_low_precision_gives_float32_loss_and_own_dtype_gradients(case, dtype, seed=12)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -571,19 +466,10 @@ ERRORS = [
 ]
 
 
-def _call(fn, args, kwargs, jit):
-    if not jit:
-        return fn(*args, **kwargs)
-    arrays = {k: v for k, v in kwargs.items() if isinstance(v, np.ndarray)}
-    static = {k: v for k, v in kwargs.items() if k not in arrays}
-    return jax.jit(lambda args, arrays: fn(*args, **arrays, **static))(args, arrays)
-
-
 @pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
 @pytest.mark.parametrize("fn, args, kwargs, error, match", ERRORS)
 def test_bad_input_raises_at_trace_time_naming_the_argument(fn, args, kwargs, error, match, jit):
-    with pytest.raises(error, match=match):
-        _call(fn, args, kwargs, jit)
+    assert_bad_input_raises(fn, args, kwargs, error, match, jit)
 
 
 @pytest.mark.parametrize(
@@ -593,8 +479,7 @@ def test_bad_input_raises_at_trace_time_naming_the_argument(fn, args, kwargs, er
     ids=["pos_weight", "label_smoothing"],
 )
 def test_concrete_out_of_range_option_array_raises(option, match):
-    with pytest.raises(ValueError, match=match):
-        BCE(np.ones(2, np.float32), np.zeros(2, np.float32), **option)
+    assert_concrete_option_array_raises(BCE, option, match)
 
 
 # ----------------------------------------------------------------------------- higher order
@@ -603,21 +488,4 @@ def test_concrete_out_of_range_option_array_raises(option, match):
 @parametrize_core
 def test_hessian_and_forward_over_reverse_hvp_match_reference(case, x64):
     """Away from kinks: the hand rule's second derivatives equal autodiff of the formula."""
-    rng = np.random.default_rng(13)
-    a = case.make(rng, (3, 4))
-    floats = _float_args(a)
-    v = {k: rng.normal(size=np.shape(x)) for k, x in floats.items()}
-    first = next(iter(floats))  # predictions / logits / scores / x1
-
-    @jax.jit
-    def run(x):
-        def both(fn):
-            total = lambda f: jnp.sum(fn(**{**a, **f}))  # noqa: E731
-            hessian = jax.hessian(lambda y: total({**x, first: y}))(x[first])
-            return hessian, jax.jvp(jax.grad(total), (x,), (v,))[1]  # HVP in every float argument
-        return both(case.fn), both(case.fn.reference)
-
-    (hessian, hvp), (hessian_ref, hvp_ref) = run(floats)
-    np.testing.assert_allclose(hessian, hessian_ref, rtol=1e-12, atol=1e-14)
-    for name in floats:
-        np.testing.assert_allclose(hvp[name], hvp_ref[name], rtol=1e-12, atol=1e-14, err_msg=name)
+    assert_hessian_and_hvp_match_reference(case, seed=13)
