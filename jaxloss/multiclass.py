@@ -62,8 +62,14 @@ def _one_hot(labels, classes):
 
 
 def _label_value(x, labels):
-    """``x[..., labels]`` along the last axis (0 for an out-of-range id)."""
-    return jnp.sum(jnp.where(_one_hot(labels, x.shape[-1]), x, 0), axis=-1)
+    """``x[..., labels]`` along the last axis (0 for an id outside ``[0, C)``).
+
+    A gather, whose transpose scatters one value per example into the gradient, so
+    reverse mode never builds a ``[..., C]`` one-hot.
+    """
+    picked = jnp.take_along_axis(x, labels[..., None], axis=-1, mode="fill", fill_value=0,
+                                 wrap_negative_indices=False)
+    return picked[..., 0]
 
 
 def _class_sum(*terms):
@@ -83,6 +89,22 @@ def _times_nonzero(a, b):
     return jnp.where(a == 0, 0.0, a * b)
 
 
+def _shifted_logsumexp(x):
+    """The row maximum ``m`` (0 where the row is all −inf) and ``log Σ_c exp(x_c − m)``.
+
+    Losses work with ``x − m`` so that ``lse − x_c`` is computed from small numbers: for
+    logits near 1e4 the unshifted difference loses every digit below ~1e-3.
+    """
+    m = jax.lax.stop_gradient(jnp.max(x, axis=-1))
+    m = jnp.where(jnp.isfinite(m), m, 0)
+    return m, jnp.log(jnp.sum(jnp.exp(x - m[..., None]), axis=-1))
+
+
+def _minus_log_softmax(x, shift, lse):
+    """``lse(x) − x_c`` per class (+inf for a logit of −inf) from the shifted statistics."""
+    return lse[..., None] - (x - shift[..., None])
+
+
 # ------------------------------------------------------------------ softmax_cross_entropy
 
 
@@ -92,32 +114,48 @@ def _check_cross_entropy(logits, labels, label_smoothing, class_weights, where):
     _checks.in_unit_interval("label_smoothing", label_smoothing)
 
 
-def _cross_entropy_targets(logits, labels, label_smoothing, class_weights):
-    """``y`` (one-hot of class ids, or the probabilities), the smoothed targets
-    ``ỹ = (1 − ε)·y + ε/C`` and the class weights ``w`` (1.0 when not given)."""
-    classes = logits.shape[-1]
-    y = _one_hot(labels, classes) if jnp.issubdtype(labels.dtype, jnp.integer) else labels
+def _smoothed_targets(logits, labels, label_smoothing):
+    """The smoothed targets ``ỹ = (1 − ε)·y + ε/C``, split as ``ỹ = dense + keep·onehot(y)``
+    so that class ids never become a ``[..., C]`` one-hot: for ids ``dense = ε/C`` and
+    ``keep = 1 − ε``; for probabilities ``dense = ỹ`` and ``keep = None``."""
     eps = _per_example(label_smoothing)
-    w = 1.0 if class_weights is None else class_weights
-    return y, (1 - eps) * y + eps / classes, w
+    classes = logits.shape[-1]
+    if jnp.issubdtype(labels.dtype, jnp.integer):
+        return jnp.broadcast_to(eps / classes, logits.shape), 1 - eps[..., 0]
+    return (1 - eps) * labels + eps / classes, None
 
 
-def _softmax_cross_entropy_tangent(p, t, out, lse):
-    x, classes = p.logits, p.logits.shape[-1]
-    y, smoothed, w = _cross_entropy_targets(x, p.labels, p.label_smoothing, p.class_weights)
-    a = w * smoothed
-    nll = lse[..., None] - x  # −log softmax, +inf for a class with logit −inf
-    softmax = jnp.exp(-nll)
-    eps = _per_example(p.label_smoothing)
-    # A target's derivative is (1 − ε)·w·nll; at a class ruled out (logit −inf) that the
-    # targets give no mass it is +inf, and the rule returns 0 there instead.
-    dlabels = jnp.where((y == 0) & jnp.isinf(nll), 0.0, (1 - eps) * w * nll)
-    return _class_sum(
-        (jnp.sum(a, axis=-1, keepdims=True) * softmax - a, t.logits),
-        (dlabels, t.labels),
-        (w * nll * (1 / classes - y), _per_example(t.label_smoothing)),
-        (_times_nonzero(smoothed, nll), t.class_weights),
-    )
+def _class_weights(logits, class_weights):
+    return jnp.ones(logits.shape[-1]) if class_weights is None else class_weights
+
+
+def _softmax_cross_entropy_tangent(p, t, out, res):
+    x, labels, classes = p.logits, p.labels, p.logits.shape[-1]
+    dense, keep = _smoothed_targets(x, labels, p.label_smoothing)
+    w = _class_weights(x, p.class_weights)
+    nll = _minus_log_softmax(x, *res)  # +inf for a class with logit −inf
+    a = w * dense
+    t_eps = _per_example(t.label_smoothing)
+    per_class = [(w * nll / classes, t_eps), (_times_nonzero(dense, nll), t.class_weights)]
+    if keep is None:  # probability targets
+        eps = _per_example(p.label_smoothing)
+        # A target's derivative is (1 − ε)·w·nll: +inf at a class ruled out (logit −inf);
+        # the rule returns 0 there for a class the targets give no mass.
+        dlabels = jnp.where((labels == 0) & jnp.isinf(nll), 0.0, (1 - eps) * w * nll)
+        per_class += [(dlabels, t.labels), (-_times_nonzero(labels * w, nll), t_eps)]
+        total, per_label = jnp.sum(a, axis=-1), None
+    else:  # class ids: the label class's terms, gathered
+        w_label, nll_label = _label_value(jnp.broadcast_to(w, x.shape), labels), _label_value(nll, labels)
+        b = keep * w_label
+        total = jnp.sum(a, axis=-1) + b
+        gather = lambda v: None if v is None else _label_value(jnp.broadcast_to(v, x.shape), labels)  # noqa: E731
+        per_label = tangent_sum(
+            (-b, gather(t.logits)),
+            (-w_label * nll_label, t.label_smoothing),
+            (_times_nonzero(keep, nll_label), gather(t.class_weights)),
+        )
+    per_class.append((total[..., None] * jnp.exp(-nll) - a, t.logits))
+    return tangent_sum((1.0, _class_sum(*per_class)), (1.0, per_label))
 
 
 @hand_derivative(_softmax_cross_entropy_tangent, check=_check_cross_entropy, residuals=True)
@@ -134,8 +172,8 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, class_weights=
     Derivatives (hand rule): ``∂ℓ/∂x_c = A·softmax(x)_c − a_c``;
     ``∂ℓ/∂y_c = (1 − ε)·w_c·(lse − x_c)`` for probability targets;
     ``∂ℓ/∂ε = Σ_c w_c (lse − x_c)(1/C − y_c)``; ``∂ℓ/∂w_c = ỹ_c (lse − x_c)``.
-    Reverse mode keeps only the logits and the per-example log-sum-exp and recomputes the
-    softmax; no ``[..., C]`` array is stored.
+    Reverse mode keeps only the logits and the per-example maximum and log-sum-exp, and
+    recomputes the softmax; no ``[..., C]`` array is stored.
 
     Logits of ±1e4 are exact, and a class with logit −inf (masked out) costs nothing as
     long as the targets give it no mass: its term, its softmax and its derivatives are 0.
@@ -175,11 +213,16 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, class_weights=
       ``label_smoothing``, class ids or probabilities); Szegedy et al., "Rethinking the
       Inception Architecture", 2016 (label smoothing).
     """
-    lse = jax.nn.logsumexp(logits, axis=-1)
-    _, smoothed, w = _cross_entropy_targets(logits, labels, label_smoothing, class_weights)
-    a = w * smoothed
-    loss = jnp.sum(a, axis=-1) * lse - jnp.sum(_times_nonzero(a, logits), axis=-1)
-    return loss, lse
+    shift, lse = _shifted_logsumexp(logits)
+    shifted = logits - shift[..., None]
+    dense, keep = _smoothed_targets(logits, labels, label_smoothing)
+    w = _class_weights(logits, class_weights)
+    a = w * dense
+    loss = jnp.sum(a, axis=-1) * lse - jnp.sum(_times_nonzero(a, shifted), axis=-1)
+    if keep is not None:  # class ids
+        b = keep * _label_value(jnp.broadcast_to(w, logits.shape), labels)
+        loss = loss + b * lse - _times_nonzero(b, _label_value(shifted, labels))
+    return loss, (shift, lse)
 
 
 # ------------------------------------------------------------------ nll_loss
