@@ -233,9 +233,9 @@ def _check_nll(log_probs, labels, class_weights, where):
 
 
 def _nll_tangent(p, t, out, res):
-    label = _one_hot(p.labels, p.log_probs.shape[-1])
-    w = 1.0 if p.class_weights is None else p.class_weights
-    return _class_sum((jnp.where(label, -w, 0.0), t.log_probs), (jnp.where(label, -p.log_probs, 0.0), t.class_weights))
+    gather = lambda v: None if v is None else _label_value(jnp.broadcast_to(v, p.log_probs.shape), p.labels)  # noqa: E731
+    w = _class_weights(p.log_probs, p.class_weights)
+    return tangent_sum((-gather(w), gather(t.log_probs)), (-gather(p.log_probs), gather(t.class_weights)))
 
 
 @hand_derivative(_nll_tangent, check=_check_nll)
@@ -266,9 +266,8 @@ def nll_loss(log_probs, labels, *, class_weights=None, where=None):
     References:
       ``torch.nn.functional.nll_loss(reduction="none")`` (with ``weight``).
     """
-    label = _one_hot(labels, log_probs.shape[-1])
-    w = 1.0 if class_weights is None else class_weights
-    return -jnp.sum(jnp.where(label, w * log_probs, 0.0), axis=-1)
+    w = _class_weights(log_probs, class_weights)
+    return -_label_value(jnp.broadcast_to(w, log_probs.shape), labels) * _label_value(log_probs, labels)
 
 
 # ------------------------------------------------------------------ focal losses
