@@ -166,6 +166,37 @@ def _extreme_nll():
     return [((jax.nn.log_softmax(x), y), kw) for (x, y), kw in _extreme_classes()[:3]]
 
 
+def _distributions(rng):
+    """(log_predictions, targets): a log-softmax and a probability vector per example."""
+    return (jax.nn.log_softmax(_class_logits(rng)), _soft_targets(rng)), {}
+
+
+def _extreme_distributions():
+    # Predictions from ±1e4 logits with class 3 masked (−inf); targets with exact zeros there
+    # and where the predictions are finite.
+    log_p, targets = jax.nn.log_softmax(_HUGE_LOGITS), jax.nn.softmax(_HUGE_LOGITS[::-1])
+    return [
+        ((log_p, targets), {}),
+        ((log_p, jnp.log(targets)), {"log_targets": True}),  # log-targets of −inf
+        ((log_p, targets), {"where": jnp.zeros(3, bool)}),
+    ]
+
+
+def _distillation(rng):
+    return (_class_logits(rng), _class_logits(rng)), {
+        "temperature": jnp.float32(rng.uniform(0.5, 4.0, _CLASSES[:-1]))}
+
+
+def _extreme_distillation():
+    # Both sides ±1e4 with class 3 masked (−inf) in both.
+    return [
+        ((_HUGE_LOGITS, _HUGE_LOGITS[::-1]), {}),
+        ((_HUGE_LOGITS[::-1], _HUGE_LOGITS), {"temperature": jnp.float32([4.0, 0.5, 1.0])}),
+        ((_HUGE_LOGITS, _HUGE_LOGITS), {"temperature": 0.5}),  # identical: loss 0
+        ((_HUGE_LOGITS, _HUGE_LOGITS[::-1]), {"where": jnp.zeros(3, bool)}),
+    ]
+
+
 def _extreme_pairs():
     zeros = jnp.zeros_like(_HUGE)
     return [
@@ -244,6 +275,12 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(multiclass.nll_loss, "multiclass",
           "torch nll_loss",
           _nll, _extreme_nll),
+    Entry(multiclass.kl_divergence, "multiclass",
+          "optax.losses.kl_divergence(_with_log_targets); torch kl_div",
+          _distributions, _extreme_distributions),
+    Entry(multiclass.distillation_loss, "multiclass",
+          "",
+          _distillation, _extreme_distillation),
 )
 
 BY_NAME: dict[str, Entry] = {e.name: e for e in ENTRIES}

@@ -204,7 +204,7 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, class_weights=
       >>> import jax.numpy as jnp, jaxloss
       >>> logits = jnp.array([[2.0, 0.0, -jnp.inf], [0.0, 0.0, 0.0]])
       >>> jaxloss.softmax_cross_entropy(logits, jnp.array([0, 2]))
-      Array([0.126928 , 1.0986123], dtype=float32)
+      Array([0.12692805, 1.0986123 ], dtype=float32)
 
     References:
       ``optax.losses.softmax_cross_entropy`` and
@@ -276,4 +276,302 @@ def nll_loss(log_probs, labels, *, class_weights=None, where=None):
 
 # ------------------------------------------------------------------ multiclass_hinge_loss
 
+
+_HINGE_KINDS = ("crammer_singer", "weston_watkins")
+
+
+def _check_multiclass_hinge(scores, labels, margin, kind, p, where):
+    _check_classes(scores, labels, where, name="scores", margin=margin)
+    _checks.positive("margin", margin, allow_zero=True)
+    if not isinstance(kind, str) or kind not in _HINGE_KINDS:
+        raise ValueError(f"kind must be 'crammer_singer' or 'weston_watkins', got {kind!r}.")
+    if not isinstance(p, int) or isinstance(p, bool) or p not in (1, 2):
+        raise ValueError(f"p must be the int 1 (hinge) or 2 (squared hinge), got {p!r}.")
+
+
+def _multiclass_hinge_slope(z, p):
+    """``d max(0, z)^p / dz``, with 0 at the corner ``z = 0`` (as ``jax.nn.relu``)."""
+    return jnp.where(z > 0, 1.0, 0.0) if p == 1 else 2 * jax.nn.relu(z)
+
+
+def _multiclass_hinge_tangent(p, t, out, res):
+    # Subgradients autodiff would not pick: 0 at the corners; ties split evenly.
+    s, classes = p.scores, p.scores.shape[-1]
+    label = _one_hot(p.labels, classes)
+    m = jnp.asarray(p.margin)
+    if p.kind == "crammer_singer":
+        # z = m + max_{j≠y} s_j − s_y; the max's derivative is split evenly among ties.
+        runner_up = res
+        z = m + runner_up - _label_value(s, p.labels)
+        tied = jnp.where(~label & (s == runner_up[..., None]), 1.0, 0.0)
+        share = tied / jnp.maximum(jnp.sum(tied, axis=-1, keepdims=True), 1.0)
+        slope = _multiclass_hinge_slope(z, p.p)
+        ds = slope[..., None] * (share - label)  # ∂ℓ/∂s_j
+        dm = slope
+    else:
+        # ℓ = Σ_{j≠y} max(0, z_j)^p / C with z_j = m − s_y + s_j.
+        z = m[..., None] - _label_value(s, p.labels)[..., None] + s
+        slope = jnp.where(label, 0.0, _multiclass_hinge_slope(z, p.p)) / max(classes, 1)
+        dm = jnp.sum(slope, axis=-1)
+        ds = slope - dm[..., None] * label  # ∂ℓ/∂s_j
+    dscores = None if t.scores is None else jnp.sum(ds * t.scores, axis=-1)  # Σ_j ∂ℓ/∂s_j·ds_j
+    return tangent_sum((1.0, dscores), (dm, t.margin))
+
+
+@hand_derivative(_multiclass_hinge_tangent, static=("kind", "p"), check=_check_multiclass_hinge,
+                 residuals=True)
+def multiclass_hinge_loss(scores, labels, *, margin=1.0, kind="crammer_singer", p=1, where=None):
+    r"""Multi-class hinge loss on scores ``[..., C]``: Crammer–Singer or Weston–Watkins.
+
+    With :math:`y` the label class and margin :math:`m`:
+
+    * ``kind="crammer_singer"`` (default), the hinge on the runner-up class:
+
+      .. math:: \ell = \max\bigl(0,\; m + \max_{j \ne y} s_j - s_y\bigr)^p;
+
+    * ``kind="weston_watkins"``, one hinge per wrong class, divided by the number of
+      classes :math:`C` as PyTorch does (``torch.nn.functional.multi_margin_loss``
+      divides by ``x.size(-1)``, the class count, not by :math:`C - 1`):
+
+      .. math:: \ell = \frac{1}{C} \sum_{j \ne y} \max(0,\; m - s_y + s_j)^p.
+
+    ``p = 2`` is the squared hinge.  Derivatives (hand rule), with the hinge slope
+    :math:`g(z) = [z > 0]` for ``p = 1`` and :math:`2\max(0, z)` for ``p = 2``:
+    Crammer–Singer, with :math:`z = m + \max_{j \ne y} s_j - s_y`:
+    ``∂ℓ/∂s_j = g(z)·(w_j − [j = y])`` and ``∂ℓ/∂m = g(z)``, where :math:`w_j` is 1 for
+    the runner-up class; when several wrong classes tie for the maximum, the rule splits
+    the derivative evenly among them (``w_j = 1/k`` for each of the ``k`` tied classes:
+    the average of the subgradients, itself a subgradient, and what autodiff of
+    ``jnp.max`` gives).  Weston–Watkins, with :math:`z_j = m - s_y + s_j`:
+    ``∂ℓ/∂s_j = g(z_j)/C`` for ``j ≠ y``, ``∂ℓ/∂s_y = −Σ_{j≠y} g(z_j)/C`` and
+    ``∂ℓ/∂m = Σ_{j≠y} g(z_j)/C``.  At a hinge corner (``z = 0``) the rule returns the
+    subgradient 0, as ``jax.nn.relu`` and PyTorch do.
+
+    A score of ``-inf`` for a wrong class (a masked-out class) contributes 0 to the loss
+    and gets derivative 0; the label class's score must be finite.  An out-of-range
+    label selects no class: its label score counts as 0 and every class counts as a
+    wrong one.  Reverse mode keeps the inputs and, for Crammer–Singer, the runner-up
+    score per example.
+
+    Args:
+      scores: float array ``[..., C]`` of class scores (logits), the class axis last.
+      labels: integer class ids with the batch shape ``scores.shape[:-1]``; no derivative.
+      margin: float >= 0, or a float array broadcasting to the batch shape
+        (differentiated when traced).
+      kind: static; ``"crammer_singer"`` or ``"weston_watkins"``.
+      p: static; 1 (hinge) or 2 (squared hinge).
+      where: optional boolean mask broadcasting to the batch shape.
+
+    Returns:
+      ``scores.shape[:-1]`` losses.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> scores, labels = jnp.array([[1.0, 2.0, 0.5], [3.0, 0.0, 1.0]]), jnp.array([0, 0])
+      >>> jaxloss.multiclass_hinge_loss(scores, labels)
+      Array([2., 0.], dtype=float32)
+      >>> jaxloss.multiclass_hinge_loss(scores, labels, kind="weston_watkins", p=2)
+      Array([1.4166667, 0.       ], dtype=float32)
+
+    References:
+      Crammer & Singer, "On the algorithmic implementation of multiclass kernel-based
+      vector machines", JMLR 2001.  Weston & Watkins, "Support vector machines for
+      multi-class pattern recognition", ESANN 1999.  ``kind="weston_watkins"`` matches
+      ``torch.nn.functional.multi_margin_loss(reduction="none", p=p, margin=margin)``
+      (without its ``weight``).
+    """
+    label = _one_hot(labels, scores.shape[-1])
+    m = jnp.asarray(margin)
+    if kind == "crammer_singer":
+        runner_up = jnp.max(jnp.where(label, -jnp.inf, scores), axis=-1, initial=-jnp.inf)
+        hinge = jax.nn.relu(m + runner_up - _label_value(scores, labels))
+        return (hinge if p == 1 else jnp.square(hinge)), runner_up
+    hinges = jax.nn.relu(m[..., None] - _label_value(scores, labels)[..., None] + scores)
+    hinges = hinges if p == 1 else jnp.square(hinges)
+    return jnp.sum(jnp.where(label, 0.0, hinges), axis=-1) / max(scores.shape[-1], 1), ()
+
+
 # ------------------------------------------------------------------ kl_divergence, distillation_loss
+
+
+def _check_distributions(first, x, second, y, where, **options):
+    """Two float arrays ``[..., C]`` of the same shape; ``where`` and float options
+    broadcasting to the batch shape, the options > 0 where concrete."""
+    _checks.float_array(first, x)
+    _checks.float_array(second, y)
+    shape = jnp.shape(x)
+    if len(shape) < 1:
+        raise ValueError(f"{first} must have a class axis (rank >= 1), got shape {shape}.")
+    if jnp.shape(y) != shape:
+        raise ValueError(f"{second} with shape {jnp.shape(y)} must have the shape of {first}, {shape}.")
+    _checks.broadcasts_to("where", where, shape[:-1], f"the batch shape of {first}")
+    for option, value in options.items():
+        _checks.float_option(option, value, shape[:-1], f"the batch shape of {first}")
+        _checks.positive(option, value)
+
+
+def _kl_terms(weights, log_weights, log_predictions):
+    """``Σ_c w_c (log w_c − lp_c)`` over the class axis, with ``0·log 0 = 0``: a class whose
+    weight is exactly 0 adds exactly 0, also where ``lp`` is −inf, and its selects keep
+    inf and NaN out of every derivative of the sum."""
+    present = weights != 0
+    log_w, lp = jnp.where(present, log_weights, 0), jnp.where(present, log_predictions, 0)
+    return jnp.sum(jnp.where(present, weights * (log_w - lp), 0), axis=-1)
+
+
+def _kl_weights(targets, log_targets):
+    """The target probabilities and their logarithms (log 0 read as 0, never used)."""
+    if log_targets:
+        return jnp.exp(targets), targets
+    return targets, jnp.log(jnp.where(targets != 0, targets, 1))
+
+
+def _check_kl(log_predictions, targets, log_targets, where):
+    _check_distributions("log_predictions", log_predictions, "targets", targets, where)
+    if not isinstance(log_targets, bool):
+        raise TypeError(f"log_targets must be a Python bool, got {type(log_targets).__name__}.")
+
+
+def _kl_tangent(p, t, out, res):
+    w, log_w = _kl_weights(p.targets, p.log_targets)
+    present = w != 0
+    dw = jnp.where(present, log_w - jnp.where(present, p.log_predictions, 0) + 1, 0)  # ∂ℓ/∂t, 0 at t = 0
+    return _class_sum((-w, t.log_predictions), (w * dw if p.log_targets else dw, t.targets))
+
+
+@hand_derivative(_kl_tangent, static=("log_targets",), check=_check_kl)
+def kl_divergence(log_predictions, targets, *, log_targets=False, where=None):
+    r"""Kullback-Leibler divergence of predictions from targets, per example over the class axis.
+
+    .. math:: \ell = \sum_c t_c (\log t_c - \log p_c), \qquad 0 \log 0 = 0,
+
+    with ``log_predictions`` = :math:`\log p` and ``targets`` = :math:`t` (or, with
+    ``log_targets=True``, ``targets`` = :math:`\log t`, and
+    :math:`\ell = \sum_c e^{\log t_c}(\log t_c - \log p_c)`).  Neither side has to be
+    normalised; the loss is ``torch.nn.functional.kl_div(reduction="none")`` summed over
+    the last axis.
+
+    Derivatives (hand rule): ``∂ℓ/∂log p_c = −t_c``; ``∂ℓ/∂t_c = log t_c − log p_c + 1``
+    (with ``log_targets``: ``∂ℓ/∂log t_c = t_c (log t_c − log p_c + 1)``).  A class with
+    ``t_c = 0`` exactly contributes 0 and is treated as absent: both its derivatives are
+    0, also where ``log p_c = −inf`` (a class masked out of the predictions).  For the
+    targets that is a convention: the true derivative ``log t_c + 1 − log p_c`` tends to
+    −inf as ``t_c → 0⁺`` and no finite subgradient exists; 0 is finite, does not push
+    the target away from the class, and is the exact limit of the log-target derivative
+    (``t_c (…) → 0``).  ``optax.losses.kl_divergence`` and PyTorch give NaN there.  A
+    class with ``t_c > 0`` and ``log p_c = −inf`` gives a loss of +inf.
+
+    Args:
+      log_predictions: float array ``[..., C]``, log-probabilities of the predicted
+        distribution (e.g. ``jax.nn.log_softmax(logits)``); −inf where a class is
+        impossible.
+      targets: float array of the same shape: target probabilities (>= 0; negative ones
+        give NaN), or log-probabilities with ``log_targets=True``.
+      log_targets: static; ``targets`` are given as log-probabilities (−inf for 0).
+      where: optional boolean mask broadcasting to the batch shape ``[...]``.
+
+    Returns:
+      Losses of the batch shape ``log_predictions.shape[:-1]``, float32 for
+      lower-precision inputs.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxloss
+      >>> log_p = jax.nn.log_softmax(jnp.array([[1.0, 2.0, 3.0], [0.0, 0.0, -jnp.inf]]))
+      >>> jaxloss.kl_divergence(log_p, jnp.array([[0.2, 0.3, 0.5], [0.5, 0.5, 0.0]]))
+      Array([0.07795289, 0.        ], dtype=float32)
+
+    References:
+      Kullback & Leibler, "On information and sufficiency", 1951.
+      ``torch.nn.functional.kl_div(reduction="none").sum(-1)`` (``log_target`` as here);
+      ``optax.losses.kl_divergence`` and ``optax.losses.kl_divergence_with_log_targets``.
+    """
+    return _kl_terms(*_kl_weights(targets, log_targets), log_predictions)
+
+
+def _soften_logits(logits, temperature):
+    """``logits / T`` along the class axis; −inf (masked) classes stay −inf with no
+    ``inf·0`` in any derivative with respect to ``T``."""
+    masked = logits == -jnp.inf
+    return jnp.where(masked, -jnp.inf, jnp.where(masked, 0, logits) / temperature)
+
+
+def _check_distillation(student_logits, teacher_logits, temperature, where):
+    _check_distributions("student_logits", student_logits, "teacher_logits", teacher_logits, where,
+                         temperature=temperature)
+
+
+def _distillation_tangent(p, t, out, res):
+    # Both log-softmaxes from the stored (max, log-sum-exp) pairs, exact at logits of ±1e4.
+    temperature = jnp.asarray(p.temperature)
+    per_class = _per_example(temperature)
+    log_p = -_minus_log_softmax(_soften_logits(p.student_logits, per_class), *res[0])
+    log_q = -_minus_log_softmax(_soften_logits(p.teacher_logits, per_class), *res[1])
+    probs, teacher = jnp.exp(log_p), jnp.exp(log_q)
+    kl = out / temperature**2  # K per example (0 where masked by where=)
+    present = teacher != 0
+    log_q = jnp.where(present, log_q, 0)
+    gap = jnp.where(present, log_q - jnp.where(present, log_p, 0), 0)  # log q − log p where q > 0
+    centred = teacher * (gap - kl[..., None])  # ∂KL/∂(teacher / T)
+    log_p = jnp.where(log_p > -jnp.inf, log_p, 0)  # −inf only at a student-masked class, where p_c = 0
+    dtemperature = temperature * (2 * kl - jnp.sum((probs - teacher) * log_p + centred * log_q, axis=-1))
+    dlogits = _class_sum((per_class * (probs - teacher), t.student_logits), (per_class * centred, t.teacher_logits))
+    return tangent_sum((1.0, dlogits), (dtemperature, t.temperature))
+
+
+@hand_derivative(_distillation_tangent, check=_check_distillation, residuals=True)
+def distillation_loss(student_logits, teacher_logits, *, temperature=1.0, where=None):
+    r"""Knowledge-distillation loss: KL(teacher ‖ student) on temperature-softened logits.
+
+    With :math:`p = \operatorname{softmax}(s/T)` (student) and
+    :math:`q = \operatorname{softmax}(u/T)` (teacher),
+
+    .. math:: \ell = T^2 \sum_c q_c (\log q_c - \log p_c) = T^2\,\mathrm{KL}(q \,\|\, p).
+
+    The factor :math:`T^2` keeps the gradient's scale independent of ``T``.
+
+    Derivatives (hand rule), with :math:`K = \mathrm{KL}(q\|p)` and
+    :math:`d_c = \log q_c - \log p_c`: ``∂ℓ/∂s = T(p − q)``;
+    ``∂ℓ/∂u = T·q ⊙ (d − K)`` (the teacher is differentiated too: its gradient sums to 0
+    over the classes but is not 0); ``∂ℓ/∂T = T(2K − ⟨p − q, log p⟩ − ⟨q ⊙ (d − K), log q⟩)``
+    (``= (2ℓ − ⟨∂ℓ/∂s, s⟩ − ⟨∂ℓ/∂u, u⟩)/T``, written with log-probabilities so that it
+    does not depend on the logits' offset).  Reverse mode keeps only the logits and the
+    per-example maximum and log-sum-exp of each side, and recomputes both softmaxes; no
+    ``[..., C]`` array is stored.
+
+    Logits of ±1e4 give finite values and derivatives.  Classes masked with −inf in both
+    logits at the same positions contribute 0, and all derivatives there are 0; a row
+    with every class −inf must be masked with ``where``.  A class that is −inf for the
+    student only, where the teacher has mass, gives a loss of +inf (the student rules
+    out what the teacher predicts); the student's gradient stays finite, the teacher's
+    and the temperature's are not.  Where only the teacher has −inf, the class simply
+    has ``q_c = 0``.
+
+    Args:
+      student_logits: float array ``[..., C]``.
+      teacher_logits: float array of the same shape (differentiated; wrap it in
+        ``jax.lax.stop_gradient`` for a frozen teacher).
+      temperature: float > 0, or a float array broadcasting to the batch shape ``[...]``
+        (differentiated when traced).
+      where: optional boolean mask broadcasting to the batch shape.
+
+    Returns:
+      Losses of the batch shape ``student_logits.shape[:-1]``, float32 for
+      lower-precision logits.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> jaxloss.distillation_loss(jnp.array([[1.0, 2.0, 3.0], [1.0, 1.0, -jnp.inf]]),
+      ...                           jnp.array([[3.0, 2.0, 1.0], [2.0, 0.0, -jnp.inf]]), temperature=2.0)
+      Array([1.2806268 , 0.44377655], dtype=float32)
+
+    References:
+      Hinton, Vinyals & Dean, "Distilling the knowledge in a neural network", 2015.
+      ``T**2 * optax.losses.kl_divergence(jax.nn.log_softmax(s / T), jax.nn.softmax(u / T))``;
+      ``T**2 * torch.nn.functional.kl_div(log_softmax(s / T), softmax(u / T), reduction="none").sum(-1)``.
+    """
+    per_class = _per_example(temperature)
+    student, teacher = _soften_logits(student_logits, per_class), _soften_logits(teacher_logits, per_class)
+    statistics = _shifted_logsumexp(student), _shifted_logsumexp(teacher)
+    log_q = -_minus_log_softmax(teacher, *statistics[1])
+    kl = _kl_terms(jnp.exp(log_q), log_q, -_minus_log_softmax(student, *statistics[0]))
+    return jnp.asarray(temperature) ** 2 * kl, statistics
