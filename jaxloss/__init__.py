@@ -10,6 +10,7 @@ from jaxloss.classification import squared_hinge_loss as squared_hinge_loss
 from jaxloss.gradients import check_gradients as check_gradients
 from jaxloss.multiclass import distillation_loss as distillation_loss
 from jaxloss.multiclass import kl_divergence as kl_divergence
+from jaxloss.multiclass import multiclass_hinge_loss as multiclass_hinge_loss
 from jaxloss.multiclass import nll_loss as nll_loss
 from jaxloss.multiclass import softmax_cross_entropy as softmax_cross_entropy
 from jaxloss.regression import absolute_error as absolute_error

@@ -166,6 +166,34 @@ def _extreme_nll():
     return [((jax.nn.log_softmax(x), y), kw) for (x, y), kw in _extreme_classes()[:3]]
 
 
+def _hinge_classes(rng):
+    """(scores, class ids) for multiclass_hinge_loss with margin 0.6: scores on a 0.4 grid,
+    distinct within an example and jittered by at most 0.04, so every hinge argument
+    m − s_y + s_j keeps at least 0.12 from 0 and no two wrong classes tie for the max.
+    p=2, so that the second-order checks see non-zero second derivatives."""
+    grid = rng.permuted(np.broadcast_to(np.arange(_CLASSES[-1]), _CLASSES), axis=-1) - _CLASSES[-1] // 2
+    scores = 0.4 * grid + rng.uniform(-0.04, 0.04, size=_CLASSES)
+    return (jnp.float32(scores), _class_ids(rng)), {"margin": jnp.float32(0.6), "p": 2}
+
+
+def _extreme_hinge_classes():
+    # _HUGE_LOGITS: ±1e4, a −inf (masked) class, tied runner-ups; labels on a small and on the
+    # largest scores.  All-zero scores with margin 0: every hinge at its corner, all tied.
+    ww = {"kind": "weston_watkins"}
+    top = jnp.array([0, 2, 0])
+    corner = jnp.where(jnp.isinf(_HUGE_LOGITS), -jnp.inf, 0.0)
+    return [
+        ((_HUGE_LOGITS, _LABELS_AWAY_FROM_MASKED), {}),
+        ((_HUGE_LOGITS, _LABELS_AWAY_FROM_MASKED), {**ww, "p": 2}),
+        ((_HUGE_LOGITS, top), {"p": 2}),
+        ((_HUGE_LOGITS, top), ww),
+        ((corner, _LABELS_AWAY_FROM_MASKED), {"margin": 0.0}),
+        ((corner, _LABELS_AWAY_FROM_MASKED), {**ww, "margin": 0.0, "p": 2}),
+        ((_HUGE_LOGITS, _LABELS_AWAY_FROM_MASKED), {"where": jnp.zeros(3, bool)}),
+        ((_HUGE_LOGITS, _LABELS_AWAY_FROM_MASKED), {**ww, "where": jnp.zeros(3, bool)}),
+    ]
+
+
 def _distributions(rng):
     """(log_predictions, targets): a log-softmax and a probability vector per example."""
     return (jax.nn.log_softmax(_class_logits(rng)), _soft_targets(rng)), {}
@@ -275,6 +303,9 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(multiclass.nll_loss, "multiclass",
           "torch nll_loss",
           _nll, _extreme_nll),
+    Entry(multiclass.multiclass_hinge_loss, "multiclass",
+          "optax.losses.multiclass_hinge_loss (crammer_singer); torch multi_margin_loss (weston_watkins)",
+          _hinge_classes, _extreme_hinge_classes),
     Entry(multiclass.kl_divergence, "multiclass",
           "optax.losses.kl_divergence(_with_log_targets); torch kl_div",
           _distributions, _extreme_distributions),

@@ -314,8 +314,7 @@ def _multiclass_hinge_tangent(p, t, out, res):
         slope = jnp.where(label, 0.0, _multiclass_hinge_slope(z, p.p)) / max(classes, 1)
         dm = jnp.sum(slope, axis=-1)
         ds = slope - dm[..., None] * label  # ∂ℓ/∂s_j
-    dscores = None if t.scores is None else jnp.sum(ds * t.scores, axis=-1)  # Σ_j ∂ℓ/∂s_j·ds_j
-    return tangent_sum((1.0, dscores), (dm, t.margin))
+    return tangent_sum((1.0, _class_sum((ds, t.scores))), (dm, t.margin))
 
 
 @hand_derivative(_multiclass_hinge_tangent, static=("kind", "p"), check=_check_multiclass_hinge,
@@ -378,7 +377,8 @@ def multiclass_hinge_loss(scores, labels, *, margin=1.0, kind="crammer_singer", 
       vector machines", JMLR 2001.  Weston & Watkins, "Support vector machines for
       multi-class pattern recognition", ESANN 1999.  ``kind="weston_watkins"`` matches
       ``torch.nn.functional.multi_margin_loss(reduction="none", p=p, margin=margin)``
-      (without its ``weight``).
+      (without its ``weight``); the default (Crammer–Singer, margin 1, p=1) matches
+      ``optax.losses.multiclass_hinge_loss``.
     """
     label = _one_hot(labels, scores.shape[-1])
     m = jnp.asarray(margin)
