@@ -12,7 +12,10 @@ from jaxloss.multiclass import distillation_loss as distillation_loss
 from jaxloss.multiclass import kl_divergence as kl_divergence
 from jaxloss.multiclass import multiclass_hinge_loss as multiclass_hinge_loss
 from jaxloss.multiclass import nll_loss as nll_loss
+from jaxloss.multiclass import poly1_cross_entropy as poly1_cross_entropy
+from jaxloss.multiclass import sigmoid_focal_loss as sigmoid_focal_loss
 from jaxloss.multiclass import softmax_cross_entropy as softmax_cross_entropy
+from jaxloss.multiclass import softmax_focal_loss as softmax_focal_loss
 from jaxloss.regression import absolute_error as absolute_error
 from jaxloss.regression import huber_loss as huber_loss
 from jaxloss.regression import log_cosh as log_cosh

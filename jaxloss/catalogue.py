@@ -166,6 +166,57 @@ def _extreme_nll():
     return [((jax.nn.log_softmax(x), y), kw) for (x, y), kw in _extreme_classes()[:3]]
 
 
+def _focal_binary(rng):
+    """Soft labels inside (0, 1) (the label derivative's formula is one-sided at 0 and 1)."""
+    logits = 2 * rng.standard_normal(_SHAPE)
+    labels = rng.uniform(0.05, 0.95, size=_SHAPE)
+    return (jnp.float32(logits), jnp.float32(labels)), {
+        "alpha": jnp.float32(rng.uniform(0.2, 0.8, size=_SHAPE[-1])),
+        "gamma": jnp.float32(1.5),
+    }
+
+
+def _extreme_focal_binary():
+    labels = jnp.array([[1, 0, 1], [0, 1, 1]])
+    return [
+        ((_HUGE, labels), {}),
+        ((-_HUGE, labels), {"gamma": 0.5}),
+        # Hard float labels: p_t → 1 at ±1e4 with γ < 1, and the label derivative at 0 and 1.
+        ((_HUGE, labels.astype(jnp.float32)), {"gamma": 0.5}),
+        ((_HUGE, jnp.full(_HUGE.shape, 0.3)), {"alpha": None, "gamma": 0.5}),
+        ((_HUGE, labels), {"where": jnp.zeros(_HUGE.shape, bool)}),
+    ]
+
+
+def _focal_classes(rng):
+    return (_class_logits(rng), _class_ids(rng)), {
+        "alpha": jnp.float32(rng.uniform(0.5, 2.0, _CLASSES[-1])),
+        "gamma": jnp.float32(1.5),
+    }
+
+
+def _extreme_focal_classes():
+    return [
+        ((_HUGE_LOGITS, _LABELS_AWAY_FROM_MASKED), {}),
+        ((_HUGE_LOGITS, _LABELS_AWAY_FROM_MASKED), {"alpha": jnp.array([1.0, 2.0, 0.0, 1.0]), "gamma": 0.5}),
+        ((_HUGE_LOGITS, jnp.array([0, 1, 2])), {"gamma": 0.5}),  # row 0: p_y → 1 with γ < 1
+        ((_HUGE_LOGITS, _LABELS_AWAY_FROM_MASKED), {"where": jnp.zeros(3, bool)}),
+    ]
+
+
+def _poly1_probabilities(rng):
+    return (_class_logits(rng), _soft_targets(rng)), {"epsilon": jnp.float32(2.0)}
+
+
+def _extreme_poly1():
+    return [
+        ((_HUGE_LOGITS, _LABELS_AWAY_FROM_MASKED), {"epsilon": 2.0}),
+        ((_HUGE_LOGITS, _LABELS_AWAY_FROM_MASKED), {"epsilon": -1.0}),
+        ((_HUGE_LOGITS, jax.nn.softmax(_HUGE_LOGITS)), {}),
+        ((_HUGE_LOGITS, _LABELS_AWAY_FROM_MASKED), {"where": jnp.zeros(3, bool)}),
+    ]
+
+
 def _hinge_classes(rng):
     """(scores, class ids) for multiclass_hinge_loss with margin 0.6: scores on a 0.4 grid,
     distinct within an example and jittered by at most 0.04, so every hinge argument
@@ -303,6 +354,15 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(multiclass.nll_loss, "multiclass",
           "torch nll_loss",
           _nll, _extreme_nll),
+    Entry(multiclass.sigmoid_focal_loss, "binary",
+          "torchvision.ops.sigmoid_focal_loss; optax.losses.sigmoid_focal_loss",
+          _focal_binary, _extreme_focal_binary),
+    Entry(multiclass.softmax_focal_loss, "multiclass",
+          "",
+          _focal_classes, _extreme_focal_classes),
+    Entry(multiclass.poly1_cross_entropy, "multiclass",
+          "optax.losses.poly_loss_cross_entropy",
+          _poly1_probabilities, _extreme_poly1),
     Entry(multiclass.multiclass_hinge_loss, "multiclass",
           "optax.losses.multiclass_hinge_loss (crammer_singer); torch multi_margin_loss (weston_watkins)",
           _hinge_classes, _extreme_hinge_classes),

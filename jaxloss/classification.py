@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _checks
-from jaxloss._math import log_2cosh_half
+from jaxloss._math import softplus_pair
 from jaxloss.gradients import hand_derivative, tangent_sum
 
 
@@ -111,8 +111,8 @@ def sigmoid_binary_cross_entropy(logits, labels, *, pos_weight=None, label_smoot
     pos_weight = 1.0 if pos_weight is None else pos_weight
     y = labels * (1 - label_smoothing) + 0.5 * label_smoothing
     # softplus(±x) share one exp and log1p (two softplus passes do not fuse on XLA:CPU).
-    even, odd = log_2cosh_half(logits), 0.5 * logits
-    return pos_weight * y * (even - odd) + (1 - y) * (even + odd)
+    softplus, softplus_neg = softplus_pair(logits)
+    return pos_weight * y * softplus_neg + (1 - y) * softplus
 
 
 # ------------------------------------------------------------------ hinge_loss
