@@ -279,6 +279,7 @@ def check_gradients(
     rtol_fd: float = 1e-5,
     step: float = 1e-6,
     seed: int = 0,
+    compile: bool = True,
     **kwargs,
 ) -> GradientCheck:
     """Check ``fn``'s derivatives in both modes against autodiff and finite differences.
@@ -307,6 +308,8 @@ def check_gradients(
       rtol_autodiff, rtol_fd: relative tolerances for the two comparisons.
       step: finite-difference step, relative to the largest magnitude of the argument.
       seed: seed for the random directions.
+      compile: evaluate under ``jax.jit`` (fast); pass False for a function that cannot
+        be traced with abstract inputs.
       **kwargs: keyword arguments of ``fn``.
 
     Returns:
@@ -341,7 +344,7 @@ def check_gradients(
             f = functools.partial(partial, fn)
             g = functools.partial(partial, reference)
             name = label(key)
-            rows += _check_one(name, f, g, x, rng, step, rtol_autodiff, rtol_fd)
+            rows += _check_one(name, f, g, x, rng, step, rtol_autodiff, rtol_fd, compile)
     return GradientCheck(tuple(rows), rtol_autodiff, rtol_fd)
 
 
@@ -354,12 +357,16 @@ def _positional_names(fn, count):
     return (names + [f"arg{i}" for i in range(len(names), count)])[:count]
 
 
-def _check_one(name, f, g, x, rng, step, rtol_autodiff, rtol_fd):
-    out = f(x)
+def _check_one(name, f, g, x, rng, step, rtol_autodiff, rtol_fd, compile):
+    def maybe_jit(fn, **static):
+        return jax.jit(fn, **static) if compile else fn
+
+    out = jax.eval_shape(f, x)
     v = jnp.asarray(rng.standard_normal(jnp.shape(x)))
-    w = jnp.asarray(rng.standard_normal(jnp.shape(out)))
+    w = jnp.asarray(rng.standard_normal(out.shape))
     h = step * max(1.0, float(jnp.max(jnp.abs(x))))
-    fd = (g(x + h * v) - g(x - h * v)) / (2 * h)
+    g_compiled = maybe_jit(g)
+    fd = (g_compiled(x + h * v) - g_compiled(x - h * v)) / (2 * h)
 
     def row(mode, ours, theirs, ours_dir, fd_dir):
         abs_ad = float(jnp.max(jnp.abs(ours - theirs), initial=0.0))
@@ -370,17 +377,16 @@ def _check_one(name, f, g, x, rng, step, rtol_autodiff, rtol_fd):
         return GradientRow(name, mode, abs_ad, rel_ad, abs_fd, rel_fd,
                            finite and rel_ad <= rtol_autodiff and rel_fd <= rtol_fd)
 
-    _, vjp = jax.vjp(f, x)
-    _, vjp_ref = jax.vjp(g, x)
-    (ct,), (ct_ref,) = vjp(w), vjp_ref(w)
+    vjp = maybe_jit(lambda fn, x, w: jax.vjp(fn, x)[1](w)[0], static_argnums=0)
+    ct, ct_ref = vjp(f, x, w), vjp(g, x, w)
     rows = [row("reverse", ct, ct_ref, jnp.vdot(ct, v), jnp.vdot(w, fd))]
+    jvp = maybe_jit(lambda fn, x, v: jax.jvp(fn, (x,), (v,))[1], static_argnums=0)
     try:
-        _, jv = jax.jvp(f, (x,), (v,))
+        jv = jvp(f, x, v)
     except TypeError as e:  # custom_vjp functions have no forward mode
         if "custom_vjp" not in str(e):
             raise
         rows.append(GradientRow(name, "forward", 0.0, 0.0, 0.0, 0.0, True, "skipped: no forward mode (custom_vjp)"))
         return rows
-    _, jv_ref = jax.jvp(g, (x,), (v,))
-    rows.append(row("forward", jv, jv_ref, jv, fd))
+    rows.append(row("forward", jv, jvp(g, x, v), jv, fd))
     return rows

@@ -74,7 +74,7 @@ def test_vmap_of_gradient_and_hvp_matches_reference(entry):
             g = jax.grad(_sum_of(fn, a, kwargs))
             return g(a[0]), jax.jvp(g, (a[0],), (v,))[1]
 
-        return jax.vmap(one)(*stacked)
+        return jax.jit(jax.vmap(one))(*stacked)
 
     for ours, ref in zip(grad_and_hvp(entry.fn), grad_and_hvp(entry.fn.reference)):
         _close(ours, ref)
@@ -84,7 +84,8 @@ def test_vmap_of_gradient_and_hvp_matches_reference(entry):
 def test_hessian_matches_reference(entry):
     args, kwargs = _verify.sample(entry)
     x = args[0]
-    _close(jax.hessian(_sum_of(entry.fn, args, kwargs))(x), jax.hessian(_sum_of(entry.fn.reference, args, kwargs))(x))
+    hessian = lambda fn: jax.jit(jax.hessian(_sum_of(fn, args, kwargs)))(x)  # noqa: E731
+    _close(hessian(entry.fn), hessian(entry.fn.reference))
 
 
 @ENTRIES
@@ -93,7 +94,7 @@ def test_forward_over_reverse_hvp_matches_reference(entry):
     x, v = args[0], jnp.asarray(np.random.default_rng(3).standard_normal(args[0].shape), args[0].dtype)
 
     def hvp(fn):
-        return jax.jvp(jax.grad(_sum_of(fn, args, kwargs)), (x,), (v,))
+        return jax.jit(lambda x, v: jax.jvp(jax.grad(_sum_of(fn, args, kwargs)), (x,), (v,)))(x, v)
 
     for ours, ref in zip(hvp(entry.fn), hvp(entry.fn.reference)):
         _close(ours, ref)
@@ -104,7 +105,7 @@ def test_grad_of_grad_matches_reference(entry):
     args, kwargs = _verify.sample(entry)
 
     def grad_norm(fn):
-        return jax.grad(lambda x: jnp.sum(jax.grad(_sum_of(fn, args, kwargs))(x) ** 2))(args[0])
+        return jax.jit(jax.grad(lambda x: jnp.sum(jax.grad(_sum_of(fn, args, kwargs))(x) ** 2)))(args[0])
 
     _close(grad_norm(entry.fn), grad_norm(entry.fn.reference))
 
@@ -124,7 +125,7 @@ def test_extreme_inputs_give_finite_values_and_gradients(entry):
         assert jnp.all(jnp.isfinite(losses)), (args, kwargs, losses)
         for i, a in enumerate(args):
             if jnp.issubdtype(a.dtype, jnp.floating):
-                grad = jax.grad(lambda x: jnp.sum(entry.fn(*args[:i], x, *args[i + 1:], **kwargs)))(a)
+                grad = jax.jit(jax.grad(lambda x: jnp.sum(entry.fn(*args[:i], x, *args[i + 1:], **kwargs))))(a)
                 assert jnp.all(jnp.isfinite(grad)), (i, args, kwargs, grad)
 
 
