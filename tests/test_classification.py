@@ -32,12 +32,6 @@ from jax.flatten_util import ravel_pytree
 import jaxloss
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 # ----------------------------------------------------------------------------- helpers
 
 

@@ -39,12 +39,6 @@ SHAPES = [pytest.param(SHAPE, id="batch-5-classes-7"), pytest.param((2, 3, 4), i
 INF = np.inf
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 @functools.partial(jax.jit, static_argnames=("fn", "options"))
 def _jitted_losses_and_gradients(fn, floats, others, options):
     loss = lambda f: fn(**f, **others, **dict(options))  # noqa: E731

@@ -35,12 +35,6 @@ SHAPES = [SHAPE, (2, 3, 4)]
 INF = np.inf
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 @functools.partial(jax.jit, static_argnames=("fn", "options"))
 def _jitted_losses_and_gradients(fn, floats, options):
     loss = lambda f: fn(**f, **dict(options))  # noqa: E731

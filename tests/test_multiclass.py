@@ -13,12 +13,6 @@ from jaxloss.multiclass import nll_loss, softmax_cross_entropy
 N, C = 6, 5
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 def _inputs(seed=0, shape=(N, C)):
     rng = np.random.default_rng(seed)
     logits = 3 * rng.standard_normal(shape)

@@ -29,12 +29,6 @@ KINDS = ("crammer_singer", "weston_watkins")
 LOSS = jax.jit(multiclass_hinge_loss, static_argnames=("kind", "p"))
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 # ----------------------------------------------------------------------------- inputs
 
 # Scores sit on a grid of step 0.4 (distinct within an example) jittered by at most 0.04,

@@ -31,12 +31,6 @@ from _loss_cases import (
 import jaxloss
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
 # ----------------------------------------------------------------------------- inputs
 
 # Residual magnitudes live in these bands; every switch point used below (0.5, 1.0, and
