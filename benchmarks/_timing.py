@@ -19,8 +19,11 @@ def compile_with_footprint(fn: Callable, *args) -> tuple[Callable, int]:
 def interleaved_medians(fns: Mapping[str, Callable], args, *, repeats: int, warmup: int = 2) -> dict[str, float]:
     """Median seconds per call of each function, the contenders taking turns in every repetition.
 
-    Each repetition runs every contender once, starting from a rotating position, so slow drift
-    of the machine (thermal, other load) falls on all of them alike.
+    Each repetition runs every contender, starting from a rotating position, so slow drift of
+    the machine (thermal, other load) falls on all of them alike.  Each timed call directly
+    follows an untimed call of the same function, as in a training loop that repeats one step:
+    otherwise a contender's time would depend on which one ran before it (a call after one
+    that freed a large temporary pays for mapping that memory again).
     """
     names = list(fns)
     for name in names:
@@ -30,6 +33,7 @@ def interleaved_medians(fns: Mapping[str, Callable], args, *, repeats: int, warm
     for rep in range(repeats):
         shift = rep % len(names)
         for name in names[shift:] + names[:shift]:
+            jax.block_until_ready(fns[name](*args))
             start = time.perf_counter()
             jax.block_until_ready(fns[name](*args))
             times[name].append(time.perf_counter() - start)

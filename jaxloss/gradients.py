@@ -83,6 +83,7 @@ def hand_derivative(
     check: Callable[..., None] | None = None,
     residuals: bool = False,
     per_example: Sequence[str] | None = None,
+    own_precision: Sequence[str] = (),
 ):
     """Declare a loss as its forward formula plus a hand-derived tangent rule.
 
@@ -104,6 +105,11 @@ def hand_derivative(
       per_example: names of the arguments whose leading axes are the examples (what
         ``where`` masks); default: the parameters before the keyword-only options,
         which the design contract reserves for inputs and targets.
+      own_precision: names of float arguments handed to the forward and the rule in their
+        own dtype instead of upcast: the loss computes them in at least float32 itself,
+        upcasting inside each pass that reads them.  For large low-precision inputs this
+        keeps XLA from materialising a float32 copy, which XLA:CPU does for an upcast read
+        by more than one pass (a maximum and a sum, say).
 
     Returns:
       A decorator taking the forward formula and returning the public loss, with the
@@ -113,7 +119,7 @@ def hand_derivative(
       masked examples of the per-example arguments, and of their tangents, are set to 0
       before the formula and the rule run.
     """
-    static = tuple(static)
+    static, own_precision = tuple(static), frozenset(own_precision)
 
     def decorate(forward):
         signature = inspect.signature(forward)
@@ -135,7 +141,8 @@ def hand_derivative(
             return tuple(arguments[n] for n in names), tuple((n, arguments[n]) for n in static)
 
         def arguments(values, static_kw):
-            return Args(zip(names, map(_upcast, values)), **static_kw)
+            return Args(((n, v if n in own_precision else _upcast(v)) for n, v in zip(names, values)),
+                        **static_kw)
 
         def example_masks(p):
             """``where`` shaped for each per-example argument, or {} when unmasked."""

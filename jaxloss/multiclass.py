@@ -76,6 +76,21 @@ def _label_value(x, labels):
     return picked[..., 0]
 
 
+def _gather_class(v, labels, shape):
+    """``v[..., labels]`` for an array ``v`` broadcasting to ``shape`` (a per-class option or
+    a tangent); ``None`` stays ``None``."""
+    return None if v is None else _label_value(jnp.broadcast_to(v, shape), labels)
+
+
+def _label_weight(class_weights, labels, x):
+    """``w_y``, the weight of each example's label class for logits ``x``: 0 for an id
+    outside ``[0, C)``, else 1 without class weights (from the ids, with no gather)."""
+    classes = x.shape[-1]
+    if class_weights is None:
+        return ((labels >= 0) & (labels < classes)).astype(x.dtype)
+    return _gather_class(class_weights, labels, x.shape)
+
+
 def _class_sum(*terms):
     """``Σ_c partial_c · tangent_c`` over the class axis, for the non-zero tangents."""
     total = tangent_sum(*terms)
@@ -98,10 +113,28 @@ def _shifted_logsumexp(x):
 
     Losses work with ``x − m`` so that ``lse − x_c`` is computed from small numbers: for
     logits near 1e4 the unshifted difference loses every digit below ~1e-3.
+    The maximum is taken in ``x``'s own dtype (exactly) and the sum in at least float32,
+    upcasting inside the one pass that reads ``x``: XLA:CPU materialises an upcast (or an
+    ``x − m``) that more than one pass reads.
     """
-    m = jax.lax.stop_gradient(jnp.max(x, axis=-1))
+    m = jax.lax.stop_gradient(jnp.max(x, axis=-1)).astype(_compute_dtype(x))
     m = jnp.where(jnp.isfinite(m), m, 0)
-    return m, jnp.log(jnp.sum(jnp.exp(x - m[..., None]), axis=-1))
+    return m, jnp.log(jnp.sum(jnp.exp(x.astype(m.dtype) - m[..., None]), axis=-1))
+
+
+def _compute_dtype(x):
+    return jnp.promote_types(x.dtype, jnp.float32)
+
+
+def _label_logit(x, labels):
+    """``x[..., labels]`` in at least float32 (0 for an id outside ``[0, C)``).  A 16-bit
+    ``x`` is gathered as its bits: XLA:CPU gathers a bfloat16 array from a float32 copy
+    of all of it.
+    """
+    if jnp.dtype(x.dtype).itemsize == 2:
+        bits = _label_value(jax.lax.bitcast_convert_type(x, jnp.uint16), labels)
+        return jax.lax.bitcast_convert_type(bits, x.dtype).astype(jnp.float32)
+    return _label_value(x, labels).astype(_compute_dtype(x))
 
 
 def _minus_log_softmax(x, shift, lse):
@@ -134,7 +167,9 @@ def _class_weights(logits, class_weights):
 
 
 def _softmax_cross_entropy_tangent(p, t, out, res):
-    x, labels, classes = p.logits, p.labels, p.logits.shape[-1]
+    # The logits come in their own dtype (own_precision): upcast here, in the one
+    # elementwise pass that reads them.
+    x, labels, classes = p.logits.astype(res[1].dtype), p.labels, p.logits.shape[-1]
     dense, keep = _smoothed_targets(x, labels, p.label_smoothing)
     w = _class_weights(x, p.class_weights)
     nll = _minus_log_softmax(x, *res)  # +inf for a class with logit −inf
@@ -147,22 +182,37 @@ def _softmax_cross_entropy_tangent(p, t, out, res):
         # the rule returns 0 there for a class the targets give no mass.
         dlabels = jnp.where((labels == 0) & jnp.isinf(nll), 0.0, (1 - eps) * w * nll)
         per_class += [(dlabels, t.labels), (-_times_nonzero(labels * w, nll), t_eps)]
-        total, per_label = jnp.sum(a, axis=-1), None
+        per_label = None
+        per_class.append((jnp.sum(a, axis=-1, keepdims=True) * jnp.exp(-nll) - a, t.logits))
     else:  # class ids: the label class's terms, gathered
-        w_label, nll_label = _label_value(jnp.broadcast_to(w, x.shape), labels), _label_value(nll, labels)
+        shift, lse = res
+        w_label = _label_weight(p.class_weights, labels, x)
+        nll_label = lse - (_label_logit(p.logits, labels) - shift)
         b = keep * w_label
-        total = jnp.sum(a, axis=-1) + b
-        gather = lambda v: None if v is None else _label_value(jnp.broadcast_to(v, x.shape), labels)  # noqa: E731
+        # A = Σ_c a_c = (1 − ε)·w_y + (ε/C)·Σ_c w_c per example, not a sum over classes.
+        # The label term −b: for low-precision logits through a select, so that the one
+        # elementwise pass writing the gradient adds it before rounding (a gather's transpose
+        # would scatter into a separate float32 [..., C] buffer); otherwise gathered, whose
+        # transpose scatters N values into the gradient in place.
+        total = b + dense[..., 0] * jnp.sum(w, axis=-1)
+        gather = lambda v: _gather_class(v, labels, x.shape)  # noqa: E731
+        if jnp.dtype(p.logits.dtype).itemsize < jnp.dtype(x.dtype).itemsize:
+            onehot_b = jnp.where(_one_hot(labels, classes), b[..., None], 0.0)
+            per_class.append((total[..., None] * jnp.exp(-nll) - a - onehot_b, t.logits))
+            label_logits = None
+        else:
+            per_class.append((total[..., None] * jnp.exp(-nll) - a, t.logits))
+            label_logits = gather(t.logits)
         per_label = tangent_sum(
-            (-b, gather(t.logits)),
+            (-b, label_logits),
             (-w_label * nll_label, t.label_smoothing),
             (_times_nonzero(keep, nll_label), gather(t.class_weights)),
         )
-    per_class.append((total[..., None] * jnp.exp(-nll) - a, t.logits))
     return tangent_sum((1.0, _class_sum(*per_class)), (1.0, per_label))
 
 
-@hand_derivative(_softmax_cross_entropy_tangent, check=_check_cross_entropy, residuals=True)
+@hand_derivative(_softmax_cross_entropy_tangent, check=_check_cross_entropy, residuals=True,
+                 own_precision=("logits",))
 def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, class_weights=None, where=None):
     r"""Softmax cross-entropy per example, with class ids or probability targets.
 
@@ -217,15 +267,17 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, class_weights=
       ``label_smoothing``, class ids or probabilities); Szegedy et al., "Rethinking the
       Inception Architecture", 2016 (label smoothing).
     """
+    # Nothing of shape [..., C] is formed but the passes of the max and Σ exp: the label
+    # logit is gathered, and the smoothing term Σ_c a_c (x_c − m) folds away for a constant
+    # ε = 0 (the default) and no probability targets.
     shift, lse = _shifted_logsumexp(logits)
-    shifted = logits - shift[..., None]
-    dense, keep = _smoothed_targets(logits, labels, label_smoothing)
-    w = _class_weights(logits, class_weights)
-    a = w * dense
+    shifted = logits.astype(lse.dtype) - shift[..., None]
+    dense, keep = _smoothed_targets(shifted, labels, label_smoothing)
+    a = _class_weights(logits, class_weights) * dense
     loss = jnp.sum(a, axis=-1) * lse - jnp.sum(_times_nonzero(a, shifted), axis=-1)
     if keep is not None:  # class ids
-        b = keep * _label_value(jnp.broadcast_to(w, logits.shape), labels)
-        loss = loss + b * lse - _times_nonzero(b, _label_value(shifted, labels))
+        b = keep * _label_weight(class_weights, labels, shifted)
+        loss = loss + b * lse - _times_nonzero(b, _label_logit(logits, labels) - shift)
     return loss, (shift, lse)
 
 
@@ -237,9 +289,9 @@ def _check_nll(log_probs, labels, class_weights, where):
 
 
 def _nll_tangent(p, t, out, res):
-    gather = lambda v: None if v is None else _label_value(jnp.broadcast_to(v, p.log_probs.shape), p.labels)  # noqa: E731
-    w = _class_weights(p.log_probs, p.class_weights)
-    return tangent_sum((-gather(w), gather(t.log_probs)), (-gather(p.log_probs), gather(t.class_weights)))
+    gather = lambda v: _gather_class(v, p.labels, p.log_probs.shape)  # noqa: E731
+    w_label = _label_weight(p.class_weights, p.labels, p.log_probs)
+    return tangent_sum((-w_label, gather(t.log_probs)), (-gather(p.log_probs), gather(t.class_weights)))
 
 
 @hand_derivative(_nll_tangent, check=_check_nll)
@@ -270,8 +322,7 @@ def nll_loss(log_probs, labels, *, class_weights=None, where=None):
     References:
       ``torch.nn.functional.nll_loss(reduction="none")`` (with ``weight``).
     """
-    w = _class_weights(log_probs, class_weights)
-    return -_label_value(jnp.broadcast_to(w, log_probs.shape), labels) * _label_value(log_probs, labels)
+    return -_label_weight(class_weights, labels, log_probs) * _label_value(log_probs, labels)
 
 
 # ------------------------------------------------------------------ focal losses
@@ -439,7 +490,7 @@ def _softmax_focal_tangent(p, t, out, others):
     focal_sp, ce = softplus_pair(d)  # −log(1 − p_y), −log p_y
     log_u = -focal_sp
     w = jnp.where(valid, jnp.exp(gamma * log_u), 0.0)  # (1 − p_y)^γ
-    gather = lambda v: None if v is None else _label_value(jnp.broadcast_to(v, x.shape), labels)  # noqa: E731
+    gather = lambda v: _gather_class(v, labels, x.shape)  # noqa: E731
     a = 1.0 if p.alpha is None else gather(p.alpha)
     # ∂ℓ/∂d (its limit −α_y where the label's logit is −inf, ce = +inf), and
     # ∂d/∂x_c = [c = y] − q_c with q the softmax of the other classes.
