@@ -137,6 +137,21 @@ def _label_logit(x, labels):
     return _label_value(x, labels).astype(_compute_dtype(x))
 
 
+def _label_shifted_logsumexp(x, labels):
+    """:func:`_shifted_logsumexp` for class ids, shifted by the label logit ``x_y`` instead
+    of the row maximum, which saves the pass that finds the maximum.
+
+    ``Σ_c exp(x_c − x_y) >= 1`` cannot underflow, and it overflows only where the loss
+    exceeds ~88.  If any row is not finite that way (such a loss, a label logit of ±inf or
+    NaN, an id outside ``[0, C)``), the whole batch is redone with the maximum
+    (``lax.cond``; under ``vmap`` the condition is batched and both run).
+    """
+    label = jax.lax.stop_gradient(_label_logit(x, labels))
+    shift = jnp.where(jnp.isfinite(label), label, 0)
+    lse = jnp.log(jnp.sum(jnp.exp(x.astype(shift.dtype) - shift[..., None]), axis=-1))
+    return jax.lax.cond(jnp.all(jnp.isfinite(lse)), lambda: (shift, lse), lambda: _shifted_logsumexp(x))
+
+
 def _minus_log_softmax(x, shift, lse):
     """``lse(x) − x_c`` per class (+inf for a logit of −inf) from the shifted statistics."""
     return lse[..., None] - (x - shift[..., None])
@@ -190,21 +205,14 @@ def _softmax_cross_entropy_tangent(p, t, out, res):
         nll_label = lse - (_label_logit(p.logits, labels) - shift)
         b = keep * w_label
         # A = Σ_c a_c = (1 − ε)·w_y + (ε/C)·Σ_c w_c per example, not a sum over classes.
-        # The label term −b: for low-precision logits through a select, so that the one
-        # elementwise pass writing the gradient adds it before rounding (a gather's transpose
-        # would scatter into a separate float32 [..., C] buffer); otherwise gathered, whose
-        # transpose scatters N values into the gradient in place.
+        # The label term −b goes in through a select in the one elementwise pass that
+        # writes the gradient (a gather's transpose would scatter into it afterwards, which
+        # for low-precision logits needs a float32 [..., C] buffer).
         total = b + dense[..., 0] * jnp.sum(w, axis=-1)
         gather = lambda v: _gather_class(v, labels, x.shape)  # noqa: E731
-        if jnp.dtype(p.logits.dtype).itemsize < jnp.dtype(x.dtype).itemsize:
-            onehot_b = jnp.where(_one_hot(labels, classes), b[..., None], 0.0)
-            per_class.append((total[..., None] * jnp.exp(-nll) - a - onehot_b, t.logits))
-            label_logits = None
-        else:
-            per_class.append((total[..., None] * jnp.exp(-nll) - a, t.logits))
-            label_logits = gather(t.logits)
+        onehot_b = jnp.where(_one_hot(labels, classes), b[..., None], 0.0)
+        per_class.append((total[..., None] * jnp.exp(-nll) - a - onehot_b, t.logits))
         per_label = tangent_sum(
-            (-b, label_logits),
             (-w_label * nll_label, t.label_smoothing),
             (_times_nonzero(keep, nll_label), gather(t.class_weights)),
         )
@@ -226,8 +234,12 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, class_weights=
     Derivatives (hand rule): ``∂ℓ/∂x_c = A·softmax(x)_c − a_c``;
     ``∂ℓ/∂y_c = (1 − ε)·w_c·(lse − x_c)`` for probability targets;
     ``∂ℓ/∂ε = Σ_c w_c (lse − x_c)(1/C − y_c)``; ``∂ℓ/∂w_c = ỹ_c (lse − x_c)``.
-    Reverse mode keeps only the logits and the per-example maximum and log-sum-exp, and
-    recomputes the softmax; no ``[..., C]`` array is stored.
+    Reverse mode keeps only the logits and two per-example statistics, a shift and the
+    log-sum-exp shifted by it, and recomputes the softmax; no ``[..., C]`` array is stored.
+    For class ids the shift is the label logit (which saves a pass finding the row
+    maximum), unless some row's loss exceeds ~88 in float32, when the batch is redone
+    shifted by the maximum.  Lower-precision logits are computed in float32 inside each
+    pass that reads them, with no float32 copy of the logits.
 
     Logits of ±1e4 are exact, and a class with logit −inf (masked out) costs nothing as
     long as the targets give it no mass: its term, its softmax and its derivatives are 0.
@@ -270,7 +282,8 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, class_weights=
     # Nothing of shape [..., C] is formed but the passes of the max and Σ exp: the label
     # logit is gathered, and the smoothing term Σ_c a_c (x_c − m) folds away for a constant
     # ε = 0 (the default) and no probability targets.
-    shift, lse = _shifted_logsumexp(logits)
+    integer = jnp.issubdtype(labels.dtype, jnp.integer)
+    shift, lse = _label_shifted_logsumexp(logits, labels) if integer else _shifted_logsumexp(logits)
     shifted = logits.astype(lse.dtype) - shift[..., None]
     dense, keep = _smoothed_targets(shifted, labels, label_smoothing)
     a = _class_weights(logits, class_weights) * dense

@@ -191,6 +191,23 @@ def test_huge_logits_give_exact_values_and_gradients():
     np.testing.assert_allclose(g, [[1.0, -1.0, 0.0], [-0.5, 0.5, 0.0]], atol=1e-6)
 
 
+@pytest.mark.parametrize("batched", ["plain", "vmap"])
+def test_rows_whose_label_shift_overflows_fall_back_to_the_maximum(batched, x64):
+    # Class ids shift Σ exp by the label logit; a row with a loss above ~88 (float32) or
+    # ~709 (float64) overflows that way and the batch is redone shifted by the maximum.
+    logits, ids, _, _ = _inputs(14)
+    logits = np.float32(logits)
+    logits[2, ids[2]] = -300.0  # loss ≈ 300: exp(x_c − x_y) overflows in float32
+    loss_fn = lambda x, y: softmax_cross_entropy(x, y)  # noqa: E731
+    if batched == "vmap":
+        loss_fn = jax.vmap(loss_fn)
+    got = loss_fn(logits, ids)
+    np.testing.assert_allclose(got, _np_cross_entropy(np.float64(logits), ids), rtol=1e-6)
+    g = jax.grad(lambda x: loss_fn(x, ids).sum())(logits)
+    expected = np.asarray(jax.nn.softmax(np.float64(logits))) - np.eye(C)[ids]
+    np.testing.assert_allclose(g, expected, atol=1e-6)
+
+
 def test_out_of_range_class_id_gives_zero_loss_without_smoothing():
     logits = np.float32(_inputs(11)[0])
     labels = np.array([0, -100, C, 1, 2, 3])
