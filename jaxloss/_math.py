@@ -25,3 +25,39 @@ def softplus_pair(x):
     tail = jnp.log1p(jnp.exp(-jnp.abs(x)))
     positive = x >= 0
     return jnp.where(positive, x, 0.0) + tail, jnp.where(positive, 0.0, -x) + tail
+
+
+def safe_norm(v, axis=-1):
+    r"""``‖v‖₂`` over ``axis`` whose plain autodiff is finite at ``v = 0``.
+
+    The derivative is ``v/‖v‖``, and 0 at ``v = 0`` (the minimum-norm subgradient); the
+    double ``where`` keeps ``sqrt``'s infinite slope at 0 out of autodiff (``.reference``).
+    Hand rules use :func:`unit` for the same derivative.
+    """
+    sq = jnp.sum(v * v, axis=axis)
+    positive = sq > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+
+
+def unit(v, norm, axis=-1):
+    """``v/‖v‖`` given ``norm = safe_norm(v)``, and 0 where ``v = 0``: the derivative of
+    :func:`safe_norm` (and the direction of a distance)."""
+    norm = jnp.expand_dims(norm, axis)
+    return jnp.where(norm > 0, v / jnp.where(norm > 0, norm, 1.0), 0.0)
+
+
+def normalize(x, eps=1e-12, axis=-1):
+    r"""``x / max(‖x‖, eps)`` over ``axis`` (``torch.nn.functional.normalize``), with its norm.
+
+    Returns ``(x̂, ‖x‖)``.  The tangent is :func:`normalize_tangent`.
+    """
+    norm = safe_norm(x, axis)
+    return x / jnp.expand_dims(jnp.maximum(norm, eps), axis), norm
+
+
+def normalize_tangent(x_hat, norm, dx, eps=1e-12, axis=-1):
+    r"""The tangent of :func:`normalize`: ``(dx − x̂·⟨x̂, dx⟩)/‖x‖`` where ``‖x‖ > eps``
+    (the projection off the unit vector), and ``dx/eps`` where the norm is clamped."""
+    scale = jnp.expand_dims(jnp.maximum(norm, eps), axis)
+    radial = x_hat * jnp.sum(x_hat * dx, axis=axis, keepdims=True)
+    return jnp.where(jnp.expand_dims(norm, axis) > eps, dx - radial, dx) / scale

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss import classification, multiclass, regression
+from jaxloss import angular, classification, embedding, multiclass, regression
 
 Inputs = tuple[tuple, dict]
 
@@ -312,6 +312,18 @@ def _extreme_ranking():
     ]
 
 
+# ---------------------------------------------------------------- embedding: pairs and triplets
+
+
+# ---------------------------------------------------------------- embedding: batch triplets
+
+
+# ---------------------------------------------------------------- angular margins
+
+
+# ---------------------------------------------------------------- ge2e
+
+
 # ---------------------------------------------------------------- the entries
 
 ENTRIES: tuple[Entry, ...] = (
@@ -372,6 +384,10 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(multiclass.distillation_loss, "multiclass",
           "",
           _distillation, _extreme_distillation),
+    # entries: embedding pairs and triplets
+    # entries: embedding batch triplets
+    # entries: angular margins
+    # entries: ge2e
 )
 
 BY_NAME: dict[str, Entry] = {e.name: e for e in ENTRIES}
