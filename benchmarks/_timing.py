@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -38,3 +39,55 @@ def interleaved_medians(fns: Mapping[str, Callable], args, *, repeats: int, warm
             jax.block_until_ready(fns[name](*args))
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def cpu_ticks():
+    """(idle, total) jiffies of the whole machine from /proc/stat, or None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+    except OSError:
+        return None
+    return ticks[3] + ticks[4], sum(ticks)
+
+
+def others_share(before, after, own_seconds):
+    """Share of the machine's CPU time used by other processes between two snapshots (None
+    when the window is too short, under 100 ticks, for the jiffy counts to mean anything)."""
+    if before is None or after is None or after[1] - before[1] < 100:
+        return None
+    busy = (after[1] - before[1]) - (after[0] - before[0])
+    own = own_seconds * os.sysconf("SC_CLK_TCK")
+    return max(0.0, busy - own) / (after[1] - before[1])
+
+
+def measure(objectives: Mapping[str, Callable], args, *, repeats: int):
+    """Compile each objective for ``args`` and time them interleaved.
+
+    Returns ``(ms, footprint, others)``: median milliseconds and footprint bytes per contender,
+    and the share of the CPU other processes used while timing (None when unknown).
+    """
+    compiled, footprint = {}, {}
+    for name, fn in objectives.items():
+        compiled[name], footprint[name] = compile_with_footprint(fn, *args)
+    ticks, times = cpu_ticks(), os.times()
+    ms = {k: 1e3 * v for k, v in interleaved_medians(compiled, args, repeats=repeats).items()}
+    own = sum(os.times()[:2]) - sum(times[:2])
+    return ms, footprint, others_share(ticks, cpu_ticks(), own)
+
+
+def ratio_table(ms, footprint, baselines) -> list[str]:
+    """Markdown rows: each contender's median time and footprint, and both as ratios to each
+    baseline contender."""
+    head = ["contender", "median ms", *(f"time ×{b}" for b in baselines), "footprint MiB",
+            *(f"footprint ×{b}" for b in baselines)]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for name in ms:
+        cells = [name, f"{ms[name]:.2f}", *(f"{ms[name] / ms[b]:.2f}" for b in baselines),
+                 f"{footprint[name] / 2**20:.1f}", *(f"{footprint[name] / footprint[b]:.2f}" for b in baselines)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def others_note(others) -> str:
+    return "" if others is None else f"; other processes used {100 * others:.0f}% of the CPU while timing"

@@ -33,7 +33,7 @@ import optax
 import jaxloss
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import compile_with_footprint, interleaved_medians  # noqa: E402
+from _timing import measure, others_note, ratio_table  # noqa: E402
 
 # dtype: (time goal, footprint goal), jaxloss against optax
 GOALS = {"float32": (1.05, 1.0), "bfloat16": (0.8, 0.6)}
@@ -56,26 +56,6 @@ def _objective(loss):
     return jax.value_and_grad(lambda x, y: jnp.mean(loss(x, y)))
 
 
-def _cpu_ticks():
-    """(idle, total) jiffies of the whole machine from /proc/stat, or None off Linux."""
-    try:
-        with open("/proc/stat") as f:
-            ticks = [int(v) for v in f.readline().split()[1:]]
-    except OSError:
-        return None
-    return ticks[3] + ticks[4], sum(ticks)
-
-
-def _others_share(before, after, own_seconds):
-    """Share of the machine's CPU time used by other processes between two snapshots (None
-    when the window is too short, under 100 ticks, for the jiffy counts to mean anything)."""
-    if before is None or after is None or after[1] - before[1] < 100:
-        return None
-    busy = (after[1] - before[1]) - (after[0] - before[0])
-    own = own_seconds * os.sysconf("SC_CLK_TCK")
-    return max(0.0, busy - own) / (after[1] - before[1])
-
-
 def main(argv=None) -> str:
     """Run the benchmark, print the markdown table and return it."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -90,27 +70,11 @@ def main(argv=None) -> str:
     x = 4 * jax.random.normal(kx, shape, dtype)
     y = jax.random.randint(ky, shape[:1], 0, shape[1], jnp.int32)
 
-    compiled, footprint = {}, {}
-    for name, loss in CONTENDERS.items():
-        compiled[name], footprint[name] = compile_with_footprint(_objective(loss), x, y)
-    ticks, times = _cpu_ticks(), os.times()
-    ms = {k: 1e3 * v for k, v in interleaved_medians(compiled, (x, y), repeats=args.repeats).items()}
-    own = sum(os.times()[:2]) - sum(times[:2])
-    others = _others_share(ticks, _cpu_ticks(), own)
-
+    objectives = {name: _objective(loss) for name, loss in CONTENDERS.items()}
+    ms, footprint, others = measure(objectives, (x, y), repeats=args.repeats)
     lines = [f"logits {shape} {args.dtype}, int32 labels, median of {args.repeats} interleaved runs, "
              f"jax {jax.__version__}, optax {optax.__version__}, {jax.devices()[0].platform}"
-             + ("" if others is None else f"; other processes used {100 * others:.0f}% of the CPU while timing"),
-             "",
-             "| contender | median ms | time ×optax | time ×autodiff "
-             "| footprint MiB | footprint ×optax | footprint ×autodiff |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for name in CONTENDERS:
-        lines.append(f"| {name} | {ms[name]:.2f} "
-                     f"| {ms[name] / ms['optax']:.2f} | {ms[name] / ms['autodiff']:.2f} "
-                     f"| {footprint[name] / 2**20:.1f} "
-                     f"| {footprint[name] / footprint['optax']:.2f} "
-                     f"| {footprint[name] / footprint['autodiff']:.2f} |")
+             + others_note(others), "", *ratio_table(ms, footprint, ("optax", "autodiff"))]
     time_goal, footprint_goal = GOALS[args.dtype]
     met = ms["jaxloss"] <= time_goal * ms["optax"] and footprint["jaxloss"] <= footprint_goal * footprint["optax"]
     verdict = (f"- goal ({args.dtype}: time ≤ {time_goal}, footprint ≤ {footprint_goal} vs optax) "
