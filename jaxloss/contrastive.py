@@ -30,67 +30,83 @@ from jaxloss.gradients import hand_derivative, tangent_sum
 # ------------------------------------------------------------------ streaming over column blocks
 
 
-def _column_blocks(block_size, columns, *others):
-    """Split ``[M, ...]`` arrays into ``[M/B, B, ...]`` blocks (padded with zeros at the end;
-    the padding is masked out by the validity block, the last of the outputs)."""
-    m = columns.shape[0]
+def _scan_columns(body, init, v, extras, block_size, *, checkpoint=False):
+    """Fold ``body(carry, v_b, j_b, valid_b, *extras_b)`` over blocks of ``block_size``
+    columns (all at once for None): ``v_b`` the block of ``v [M, D]``, ``j_b`` the column
+    indices, ``valid_b`` false on the zero padding of the last block, ``extras_b`` the
+    blocks of per-column arrays.  With ``checkpoint`` the body is rematerialised in reverse
+    mode, so the transpose of the scan keeps no per-block ``[N, B]`` arrays."""
+    m = v.shape[0]
     size = m if block_size is None else min(block_size, m)
     count = -(-m // size)
-    pad = count * size - m
-    valid = jnp.arange(count * size) < m
 
     def split(x):
-        x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
+        x = jnp.pad(x, [(0, count * size - m)] + [(0, 0)] * (x.ndim - 1))
         return x.reshape((count, size) + x.shape[1:])
 
-    return tuple(split(x) for x in (columns, *others)) + (valid.reshape(count, size),)
+    def step(carry, block):
+        j, v_b, *extras_b = block
+        return body(carry, v_b, j, j < m, *extras_b), None
+
+    index = jnp.arange(count * size).reshape(count, size)
+    step = jax.checkpoint(step) if checkpoint else step
+    return jax.lax.scan(step, init, (index, split(v), *map(split, extras)))[0]
 
 
-def _row_logsumexp(u, v, scale, column_mask, block_size):
-    """``log Σ_j exp(s_ij)`` over the unmasked columns, streamed over blocks of columns
-    with a running maximum (the online softmax), so at most ``N × B`` logits exist."""
-    blocks = _column_blocks(block_size, v, column_mask)
+def _row_logsumexp(u, v, scale, allowed, extras, block_size):
+    """``log Σ_j exp(s_ij)`` over the columns ``allowed(j_b, valid_b, *extras_b)`` lets in,
+    ``s = scale·u vᵀ``, with a running maximum (the online softmax): at most ``N × B``
+    logits exist at once.  −inf for a row with no allowed column."""
 
-    def body(carry, block):
+    def body(carry, v_b, j, valid, *extras_b):
         top, total = carry
-        v_b, mask_b, valid_b = block
-        s = jnp.where(mask_b & valid_b, scale * (u @ v_b.T), -jnp.inf)
+        s = jnp.where(allowed(j, valid, *extras_b), scale * (u @ v_b.T), -jnp.inf)
         new_top = jax.lax.stop_gradient(jnp.maximum(top, jnp.max(s, axis=-1)))
         shift = jnp.where(jnp.isfinite(new_top), new_top, 0.0)
-        total = total * jnp.exp(top - shift) + jnp.sum(jnp.exp(s - shift[:, None]), axis=-1)
-        return (new_top, total), None
+        return new_top, total * jnp.exp(top - shift) + jnp.sum(jnp.exp(s - shift[:, None]), axis=-1)
 
     zeros = jnp.zeros_like(u[:, 0])  # (like the rows: varying over a shard_map axis)
-    start = (zeros - jnp.inf, zeros)
-    (top, total), _ = jax.lax.scan(body, start, blocks)
+    top, total = _scan_columns(body, (zeros - jnp.inf, zeros), v, extras, block_size)
     return jnp.where(jnp.isfinite(top), top, 0.0) + jnp.log(total)
 
 
-def _row_softmax_tangent(u, v, du, dv, scale, dscale, lse, column_mask, block_size):
-    """``Σ_j p_ij · ds_ij`` with ``p_ij = exp(s_ij − lse_i)`` (0 at masked columns) and
-    ``ds_ij = scale·(⟨du_i, v_j⟩ + ⟨u_i, dv_j⟩) + dscale·⟨u_i, v_j⟩``, streamed over column
-    blocks.  The body is checkpointed, so reverse mode (the transpose of this scan)
-    recomputes each block's softmax instead of keeping all ``N × M`` of them."""
-    if du is None and dv is None and dscale is None:
+def _row_sums(u, v, values, extras, block_size):
+    """``Σ_j values(dots_b, j_b, valid_b, *extras_b)`` per row (a pytree of ``[N, B]``
+    arrays, summed over the columns), with ``dots = u vᵀ`` streamed over column blocks."""
+
+    def body(totals, v_b, j, valid, *extras_b):
+        terms = values(u @ v_b.T, j, valid, *extras_b)
+        return jax.tree.map(lambda total, term: total + jnp.sum(term, axis=-1), totals, terms)
+
+    shapes = jax.eval_shape(lambda: values(u @ v[:1].T, jnp.zeros(1, int), jnp.ones(1, bool),
+                                           *(x[:1] for x in extras)))
+    zeros = jnp.zeros_like(u[:, 0])
+    return _scan_columns(body, jax.tree.map(lambda _: zeros, shapes), v, extras, block_size)
+
+
+def _stream_tangent(u, v, du, dv, scale, dscale, dbias, weights, extras, block_size):
+    """``Σ_j G_ij · ds_ij`` per row for logits ``s = scale·u vᵀ + bias``:
+    ``ds_ij = scale·(⟨du_i, v_j⟩ + ⟨u_i, dv_j⟩) + dscale·⟨u_i, v_j⟩ + dbias``, with
+    ``G = weights(dots_b, j_b, valid_b, *extras_b)`` (``∂ℓ_i/∂s_ij``, 0 where a column does
+    not count).  Streamed over column blocks with a checkpointed body: reverse mode (the
+    transpose of this scan) recomputes each block's ``G`` and never holds ``N × M``."""
+    if du is None and dv is None and dscale is None and dbias is None:
         return None
     has_dv = dv is not None
-    blocks = _column_blocks(block_size, v, column_mask, *((dv,) if has_dv else ()))
 
-    @jax.checkpoint
-    def body(total, block):
-        v_b, mask_b, *rest = block
-        dv_b, valid_b = (rest[0], rest[1]) if has_dv else (None, rest[0])
+    def body(total, v_b, j, valid, *extras_b):
+        dv_b, extras_b = (extras_b[-1], extras_b[:-1]) if has_dv else (None, extras_b)
         dots = u @ v_b.T
-        p = jnp.where(mask_b & valid_b, jnp.exp(scale * dots - lse[:, None]), 0.0)
         ds = tangent_sum(
             (scale, None if du is None else du @ v_b.T),
             (scale, None if dv_b is None else u @ dv_b.T),
             (dots, dscale),
+            (1.0, dbias),
         )
-        return total + jnp.sum(p * ds, axis=-1), None
+        return total + jnp.sum(weights(dots, j, valid, *extras_b) * ds, axis=-1)
 
-    total, _ = jax.lax.scan(body, jnp.zeros_like(lse), blocks)
-    return total
+    extras = tuple(extras) + ((dv,) if has_dv else ())
+    return _scan_columns(body, jnp.zeros_like(u[:, 0]), v, extras, block_size, checkpoint=True)
 
 
 def _pair_logit_tangent(u, v_pos, du, dv_pos, scale, dscale):
@@ -119,21 +135,30 @@ def _masked_rows(x, where):
     return x if where is None or x is None else jnp.where(where[:, None], x, 0.0)
 
 
+def _in_mask(j, valid, mask):
+    return valid & mask
+
+
 def _row_cross_entropy(u, v, targets, scale, where, block_size, axis_name):
     """``lse_j(s_ij) − s_i,targets_i`` per row, with the columns all-gathered over
     ``axis_name`` and (when ``where`` is given) the masked columns left out; also the
     per-row log-sum-exp, the rule's residual."""
     v_all, mask_all = _gather(v, axis_name), _gather(_column_mask(v, where), axis_name)
-    lse = _row_logsumexp(u, v_all, scale, mask_all, block_size)
+    lse = _row_logsumexp(u, v_all, scale, _in_mask, (mask_all,), block_size)
     v_pos = jnp.take(v_all, targets, axis=0, mode="fill", fill_value=0)
     return lse - scale * jnp.sum(u * v_pos, axis=-1), lse
 
 
 def _row_cross_entropy_tangent(u, v, du, dv, targets, scale, dscale, where, lse, block_size, axis_name):
-    """The tangent of :func:`_row_cross_entropy`: ``Σ_j p_ij ds_ij − ds_i,targets_i``."""
+    """The tangent of :func:`_row_cross_entropy`: ``Σ_j p_ij ds_ij − ds_i,targets_i``
+    with ``p_ij = exp(s_ij − lse_i)``."""
     v_all, dv_all = _gather(v, axis_name), _gather(dv, axis_name)
     mask_all = _gather(_column_mask(v, where), axis_name)
-    stream = _row_softmax_tangent(u, v_all, du, dv_all, scale, dscale, lse, mask_all, block_size)
+
+    def softmax(dots, j, valid, mask):
+        return jnp.where(valid & mask, jnp.exp(scale * dots - lse[:, None]), 0.0)
+
+    stream = _stream_tangent(u, v_all, du, dv_all, scale, dscale, None, softmax, (mask_all,), block_size)
     take = lambda x: None if x is None else jnp.take(x, targets, axis=0, mode="fill", fill_value=0)  # noqa: E731
     positive = _pair_logit_tangent(u, take(v_all), du, take(dv_all), scale, dscale)
     return tangent_sum((1.0, stream), (-1.0, positive))
@@ -236,3 +261,162 @@ def info_nce_loss(queries, keys, *, temperature=0.07, labels=None, block_size=No
     where = where if paired else None
     targets = _info_nce_targets(queries, labels, axis_name)
     return _row_cross_entropy(queries, _masked_rows(keys, where), targets, 1 / temperature, where, block_size, axis_name)
+
+
+# ------------------------------------------------------------------ paired losses: both directions
+
+
+def _paired_cross_entropy(u, v, scale, symmetric, where, block_size, axis_name):
+    """Row ``i``'s positive is column ``i``; with ``symmetric`` also the columns' losses
+    (``v`` against all ``u``), averaged: ``(ℓ_i(u→v) + ℓ_i(v→u))/2``.  Residuals: the
+    log-sum-exp of each direction."""
+    targets = _own_columns(u, axis_name)
+    rows, lse = _row_cross_entropy(u, v, targets, scale, where, block_size, axis_name)
+    if not symmetric:
+        return rows, (lse,)
+    columns, lse_t = _row_cross_entropy(v, u, targets, scale, where, block_size, axis_name)
+    return (rows + columns) / 2, (lse, lse_t)
+
+
+def _paired_cross_entropy_tangent(u, v, du, dv, scale, dscale, symmetric, where, res, block_size, axis_name):
+    targets = _own_columns(u, axis_name)
+    rows = _row_cross_entropy_tangent(u, v, du, dv, targets, scale, dscale, where, res[0], block_size, axis_name)
+    if not symmetric:
+        return rows
+    columns = _row_cross_entropy_tangent(v, u, dv, du, targets, scale, dscale, where, res[1], block_size, axis_name)
+    return tangent_sum((0.5, rows), (0.5, columns))
+
+
+def _check_paired(first, second, scale, block_size, axis_name, where, *, names, scale_name):
+    _check_sides(first, second, where, names)
+    _checks.float_option(scale_name, scale, (), "a scalar")
+    _check_blocks(block_size, axis_name)
+
+
+# ------------------------------------------------------------------ multiple_negatives_ranking_loss
+
+
+def _check_mnrl(anchors, positives, scale, symmetric, block_size, axis_name, where):
+    _check_paired(anchors, positives, scale, block_size, axis_name, where,
+                  names=("anchors", "positives"), scale_name="scale")
+
+
+def _mnrl_tangent(p, t, out, res):
+    (a, a_norm), (b, b_norm) = _math.normalize(p.anchors), _math.normalize(p.positives)
+    da = None if t.anchors is None else _math.normalize_tangent(a, a_norm, t.anchors)
+    db = None if t.positives is None else _math.normalize_tangent(b, b_norm, t.positives)
+    return _paired_cross_entropy_tangent(a, b, da, db, p.scale, t.scale, p.symmetric, p.where, res,
+                                         p.block_size, p.axis_name)
+
+
+@hand_derivative(_mnrl_tangent, check=_check_mnrl, residuals=True, static=("symmetric", "block_size", "axis_name"))
+def multiple_negatives_ranking_loss(anchors, positives, *, scale=20.0, symmetric=False, block_size=None,
+                                    axis_name=None, where=None):
+    r"""Multiple-negatives ranking loss per anchor: its positive against every other
+    example's positive (in-batch negatives), on scaled cosine similarities.
+
+    With :math:`s_{ij} = \text{scale}\cdot\cos(a_i, b_j)` (the inputs L2-normalised inside,
+    as ``F.normalize``),
+
+    .. math:: \ell_i = \log \sum_j e^{s_{ij}} - s_{ii},
+
+    and with ``symmetric=True`` the mean of that and the same loss with the roles swapped,
+    :math:`\tfrac12(\ell_i + \log\sum_j e^{s_{ji}} - s_{ii})`.
+
+    Derivatives (hand rule): with :math:`g_{ij} = \operatorname{softmax}_j(s_{ij}) - [i = j]`,
+    ``∂ℓ_i/∂â_i = scale·Σ_j g_ij b̂_j``, ``∂ℓ_i/∂b̂_j = scale·g_ij â_i``,
+    ``∂ℓ_i/∂scale = Σ_j g_ij s_ij/scale``, and through the normalisation
+    ``∂â/∂a = (I − â âᵀ)/‖a‖``.  Reverse mode keeps the inputs and the per-row
+    log-sum-exp.
+
+    sentence-transformers' ``MultipleNegativesRankingLoss`` (and, with ``symmetric``,
+    ``MultipleNegativesSymmetricRankingLoss``) with the default cosine similarity gives
+    the mean of these losses; its extra hard-negative columns are not supported here.
+
+    Args:
+      anchors: float ``[N, D]``.
+      positives: float ``[N, D]``; ``positives[i]`` is the positive of ``anchors[i]``.
+      scale: the inverse temperature (float or scalar array; differentiated).
+      symmetric: also rank the anchors for each positive (static).
+      block_size: None (dense) or the number of columns per block (static).
+      axis_name: None, or a ``shard_map``/``pmap`` axis the batch is sharded over (static).
+      where: optional boolean ``[N]``; masked pairs give loss 0 and gradient 0 and are no
+        one's negatives.
+
+    Returns:
+      Losses ``[N]``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> a = jnp.array([[1.0, 0.0], [0.0, 2.0]])
+      >>> jaxloss.multiple_negatives_ranking_loss(a, a, scale=1.0)
+      Array([0.31326166, 0.31326166], dtype=float32)
+
+    References:
+      Henderson et al., "Efficient Natural Language Response Suggestion for Smart Reply",
+      2017; sentence-transformers ``MultipleNegativesRankingLoss``.
+    """
+    (a, _), (b, _) = _math.normalize(anchors), _math.normalize(positives)
+    return _paired_cross_entropy(a, b, scale, symmetric, where, block_size, axis_name)
+
+
+# ------------------------------------------------------------------ clip_loss
+
+
+def _check_clip(image_embeddings, text_embeddings, logit_scale, block_size, axis_name, where):
+    _check_paired(image_embeddings, text_embeddings, logit_scale, block_size, axis_name, where,
+                  names=("image_embeddings", "text_embeddings"), scale_name="logit_scale")
+
+
+def _clip_tangent(p, t, out, res):
+    scale = jnp.exp(p.logit_scale)
+    dscale = None if t.logit_scale is None else scale * t.logit_scale
+    return _paired_cross_entropy_tangent(p.image_embeddings, p.text_embeddings, t.image_embeddings,
+                                         t.text_embeddings, scale, dscale, True, p.where, res,
+                                         p.block_size, p.axis_name)
+
+
+@hand_derivative(_clip_tangent, check=_check_clip, residuals=True, static=("block_size", "axis_name"))
+def clip_loss(image_embeddings, text_embeddings, *, logit_scale, block_size=None, axis_name=None, where=None):
+    r"""CLIP's symmetric InfoNCE per image–text pair, with a learnable log-scale.
+
+    With :math:`s_{ij} = e^{\text{logit\_scale}}\,\langle x_i, y_j\rangle`,
+
+    .. math:: \ell_i = \tfrac12\Big(\log\sum_j e^{s_{ij}} - s_{ii}
+              + \log\sum_j e^{s_{ji}} - s_{ii}\Big).
+
+    Derivatives (hand rule): with row and column softmaxes :math:`p, q` and
+    :math:`g = \tfrac12(p + q) - I`, ``∂L/∂x_i = e^{logit_scale} Σ_j g_ij y_j`` (summed over
+    the examples' losses), ``∂L/∂y_j = e^{logit_scale} Σ_i g_ij x_i`` and
+    ``∂L/∂logit_scale = Σ_ij g_ij s_ij``.  Reverse mode keeps the inputs and two
+    log-sum-exps per example.
+
+    OpenCLIP semantics: ``logit_scale`` is the log of the scale (OpenCLIP's model
+    parameter, initialised to log(1/0.07), before ``.exp()``), and the embeddings are used
+    as given — OpenCLIP's model L2-normalises them before its ``ClipLoss``; do the same.
+    The mean of these losses is ``ClipLoss``'s value.
+
+    Args:
+      image_embeddings: float ``[N, D]``.
+      text_embeddings: float ``[N, D]``; pair ``i`` is ``(image_embeddings[i], text_embeddings[i])``.
+      logit_scale: the log of the logit scale (float or scalar array; differentiated).
+      block_size: None (dense) or the number of columns per block (static).
+      axis_name: None, or a ``shard_map``/``pmap`` axis the batch is sharded over (static).
+      where: optional boolean ``[N]``; masked pairs give loss 0 and gradient 0 and are no
+        one's negatives.
+
+    Returns:
+      Losses ``[N]``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> x = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+      >>> jaxloss.clip_loss(x, x, logit_scale=0.0)
+      Array([0.31326166, 0.31326166], dtype=float32)
+
+    References:
+      Radford et al., "Learning Transferable Visual Models From Natural Language
+      Supervision", 2021; OpenCLIP ``open_clip.loss.ClipLoss``.
+    """
+    return _paired_cross_entropy(image_embeddings, text_embeddings, jnp.exp(logit_scale), True, where,
+                                 block_size, axis_name)
