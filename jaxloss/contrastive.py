@@ -250,7 +250,7 @@ def info_nce_loss(queries, keys, *, temperature=0.07, labels=None, block_size=No
       >>> import jax.numpy as jnp, jaxloss
       >>> q = jnp.array([[1.0, 0.0], [0.0, 1.0]])
       >>> jaxloss.info_nce_loss(q, q, temperature=1.0)
-      Array([0.31326166, 0.31326166], dtype=float32)
+      Array([0.31326163, 0.31326163], dtype=float32)
 
     References:
       van den Oord, Li, Vinyals, "Representation Learning with Contrastive Predictive
@@ -350,7 +350,7 @@ def multiple_negatives_ranking_loss(anchors, positives, *, scale=20.0, symmetric
       >>> import jax.numpy as jnp, jaxloss
       >>> a = jnp.array([[1.0, 0.0], [0.0, 2.0]])
       >>> jaxloss.multiple_negatives_ranking_loss(a, a, scale=1.0)
-      Array([0.31326166, 0.31326166], dtype=float32)
+      Array([0.31326163, 0.31326163], dtype=float32)
 
     References:
       Henderson et al., "Efficient Natural Language Response Suggestion for Smart Reply",
@@ -412,7 +412,7 @@ def clip_loss(image_embeddings, text_embeddings, *, logit_scale, block_size=None
       >>> import jax.numpy as jnp, jaxloss
       >>> x = jnp.array([[1.0, 0.0], [0.0, 1.0]])
       >>> jaxloss.clip_loss(x, x, logit_scale=0.0)
-      Array([0.31326166, 0.31326166], dtype=float32)
+      Array([0.31326163, 0.31326163], dtype=float32)
 
     References:
       Radford et al., "Learning Transferable Visual Models From Natural Language
@@ -420,3 +420,203 @@ def clip_loss(image_embeddings, text_embeddings, *, logit_scale, block_size=None
     """
     return _paired_cross_entropy(image_embeddings, text_embeddings, jnp.exp(logit_scale), True, where,
                                  block_size, axis_name)
+
+
+# ------------------------------------------------------------------ ntxent_loss
+
+
+def _check_ntxent(embeddings, labels, temperature, block_size, axis_name, where):
+    _checks.float_array("embeddings", embeddings)
+    if jnp.ndim(embeddings) != 2:
+        raise ValueError(f"embeddings must be [examples, features], got shape {jnp.shape(embeddings)}.")
+    if not jnp.issubdtype(jnp.result_type(labels), jnp.integer) or jnp.shape(labels) != jnp.shape(embeddings)[:1]:
+        raise ValueError(f"labels must be integer group ids of shape {jnp.shape(embeddings)[:1]}, "
+                         f"got {_checks._describe(labels)}.")
+    _checks.broadcasts_to("where", where, jnp.shape(embeddings)[:1], "the examples of embeddings")
+    _checks.float_option("temperature", temperature, (), "a scalar")
+    _checks.positive("temperature", temperature)
+    _check_blocks(block_size, axis_name)
+
+
+def _ntxent_columns(x_hat, labels, where, axis_name):
+    """The gathered normalised embeddings, labels and mask, and each row's own column."""
+    mask = _column_mask(x_hat, where)
+    return _gather(x_hat, axis_name), _gather(labels, axis_name), _gather(mask, axis_name), \
+        _own_columns(x_hat, axis_name)
+
+
+def _ntxent_sets(labels, own):
+    """``(negative, positive)``: the pair masks of a block of columns for rows with
+    ``labels`` and own column indices ``own``."""
+
+    def negative(j, valid, column_labels, mask):
+        return valid & mask & (column_labels != labels[:, None])
+
+    def positive(j, valid, column_labels, mask):
+        return valid & mask & (column_labels == labels[:, None]) & (j != own[:, None])
+
+    return negative, positive
+
+
+def _ntxent_tangent(p, t, out, res):
+    lse, slope, count = res
+    x_hat, norm = _math.normalize(p.embeddings)
+    dx = None if t.embeddings is None else _math.normalize_tangent(x_hat, norm, t.embeddings)
+    x_all, labels_all, mask_all, own = _ntxent_columns(x_hat, p.labels, p.where, p.axis_name)
+    negative, positive = _ntxent_sets(p.labels, own)
+    scale = 1 / p.temperature
+    finite_lse = jnp.where(jnp.isfinite(lse), lse, 0.0)[:, None]
+
+    def weights(dots, j, valid, column_labels, mask):  # ∂ℓ_i/∂s_ij
+        s = scale * dots
+        g_neg = slope[:, None] * jnp.exp(s - finite_lse)
+        g_pos = -jax.nn.sigmoid(lse[:, None] - s) / jnp.maximum(count, 1)[:, None]
+        return jnp.where(negative(j, valid, column_labels, mask), g_neg,
+                         jnp.where(positive(j, valid, column_labels, mask), g_pos, 0.0))
+
+    dscale = None if t.temperature is None else -t.temperature / p.temperature**2
+    return _stream_tangent(x_hat, x_all, dx, _gather(dx, p.axis_name), scale, dscale, None, weights,
+                           (labels_all, mask_all), p.block_size)
+
+
+@hand_derivative(_ntxent_tangent, check=_check_ntxent, residuals=True, static=("block_size", "axis_name"))
+def ntxent_loss(embeddings, labels, *, temperature=0.07, block_size=None, axis_name=None, where=None):
+    r"""NT-Xent (SimCLR) per anchor, with positives defined by labels.
+
+    With :math:`s_{ij} = \cos(x_i, x_j)/T`, positives :math:`P_i = \{j \ne i : y_j = y_i\}`,
+    negatives :math:`N_i = \{j : y_j \ne y_i\}` and :math:`L_i = \log\sum_{n \in N_i} e^{s_{in}}`,
+
+    .. math:: \ell_i = \frac{1}{|P_i|} \sum_{p \in P_i}
+              -\log\frac{e^{s_{ip}}}{e^{s_{ip}} + \sum_{n \in N_i} e^{s_{in}}}
+              = \frac{1}{|P_i|} \sum_{p \in P_i} \operatorname{softplus}(L_i - s_{ip}),
+
+    0 for an anchor with no positive.  Each positive pair is scored against the negatives
+    only (not the other positives), as in ``optax.ntxent``, whose value — the mean over
+    all positive pairs — is ``jaxloss.reduce.mean(losses, weights=positives_per_anchor)``
+    (the count of each label in the batch minus one).
+
+    Derivatives (hand rule): with :math:`A_i = \frac{1}{|P_i|}\sum_p \sigma(L_i - s_{ip})`,
+    ``∂ℓ_i/∂s_in = A_i e^{s_in − L_i}`` for negatives and
+    ``∂ℓ_i/∂s_ip = −σ(L_i − s_ip)/|P_i|`` for positives; then
+    ``∂s_ij/∂x̂_i = x̂_j/T``, ``∂s_ij/∂T = −s_ij/T`` and, through the normalisation,
+    ``∂x̂/∂x = (I − x̂ x̂ᵀ)/‖x‖``.  Reverse mode keeps the inputs and three numbers per
+    anchor (``L_i``, ``A_i``, ``|P_i|``) and recomputes the similarities block by block.
+
+    Args:
+      embeddings: float ``[N, D]`` (L2-normalised inside).
+      labels: integer ``[N]``; examples with equal labels are positives of each other.
+      temperature: ``T > 0`` (float or scalar array; differentiated).
+      block_size: None (dense) or the number of columns per block (static).
+      axis_name: None, or a ``shard_map``/``pmap`` axis the batch is sharded over (static).
+      where: optional boolean ``[N]``; masked examples give loss 0 and gradient 0 and are
+        nobody's positive or negative.
+
+    Returns:
+      Losses ``[N]``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> x = jnp.array([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0]])
+      >>> jaxloss.ntxent_loss(x, jnp.array([0, 0, 1, 1]), temperature=1.0)
+      Array([0.57554495, 0.6200714 , 0.57554495, 0.6200714 ], dtype=float32)
+
+    References:
+      Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations"
+      (SimCLR), 2020; ``optax.losses.ntxent``; pytorch-metric-learning ``NTXentLoss``.
+    """
+    x_hat, _ = _math.normalize(embeddings)
+    x_all, labels_all, mask_all, own = _ntxent_columns(x_hat, labels, where, axis_name)
+    negative, positive = _ntxent_sets(labels, own)
+    scale = 1 / temperature
+    lse = _row_logsumexp(x_hat, x_all, scale, negative, (labels_all, mask_all), block_size)
+
+    def positive_terms(dots, j, valid, column_labels, mask):
+        keep = positive(j, valid, column_labels, mask)
+        z = lse[:, None] - scale * dots
+        return (jnp.where(keep, jax.nn.softplus(z), 0.0), jnp.where(keep, jax.nn.sigmoid(z), 0.0),
+                keep.astype(z.dtype))
+
+    total, slopes, count = _row_sums(x_hat, x_all, positive_terms, (labels_all, mask_all), block_size)
+    per = 1 / jnp.maximum(count, 1)
+    return total * per, (lse, slopes * per, count)
+
+
+# ------------------------------------------------------------------ sigmoid_contrastive_loss
+
+
+def _check_siglip(image_embeddings, text_embeddings, temperature, bias, block_size, axis_name, where):
+    _check_sides(image_embeddings, text_embeddings, where, ("image_embeddings", "text_embeddings"))
+    _checks.float_option("temperature", temperature, (), "a scalar")
+    _checks.float_option("bias", bias, (), "a scalar")
+    _check_blocks(block_size, axis_name)
+
+
+def _siglip_signs(own):
+    """``z_ij``: +1 for the example's own pair, −1 for every other."""
+    return lambda j: jnp.where(j == own[:, None], 1.0, -1.0)
+
+
+def _siglip_tangent(p, t, out, res):
+    x, y = p.image_embeddings, p.text_embeddings
+    y_all, mask_all = _gather(y, p.axis_name), _gather(_column_mask(y, p.where), p.axis_name)
+    sign = _siglip_signs(_own_columns(x, p.axis_name))
+
+    def weights(dots, j, valid, mask):  # ∂ℓ_i/∂l_ij = −z σ(−z l)
+        z = sign(j)
+        return jnp.where(valid & mask, -z * jax.nn.sigmoid(-z * (p.temperature * dots + p.bias)), 0.0)
+
+    return _stream_tangent(x, y_all, t.image_embeddings, _gather(t.text_embeddings, p.axis_name),
+                           p.temperature, t.temperature, t.bias, weights, (mask_all,), p.block_size)
+
+
+@hand_derivative(_siglip_tangent, check=_check_siglip, static=("block_size", "axis_name"))
+def sigmoid_contrastive_loss(image_embeddings, text_embeddings, *, temperature, bias, block_size=None,
+                             axis_name=None, where=None):
+    r"""SigLIP's pairwise sigmoid loss per image: every image–text pair is a binary
+    classification, positive for the image's own text and negative for all others.
+
+    With logits :math:`l_{ij} = t\,\langle x_i, y_j\rangle + b` and :math:`z_{ij} = +1` for
+    :math:`j = i`, :math:`-1` otherwise,
+
+    .. math:: \ell_i = \sum_j \log\big(1 + e^{-z_{ij} l_{ij}}\big).
+
+    The mean of these losses is the paper's loss.  Derivatives (hand rule): with
+    :math:`g_{ij} = -z_{ij}\,\sigma(-z_{ij} l_{ij})`, ``∂ℓ_i/∂x_i = t Σ_j g_ij y_j``,
+    ``∂ℓ_i/∂y_j = t g_ij x_i``, ``∂ℓ_i/∂t = Σ_j g_ij ⟨x_i, y_j⟩``, ``∂ℓ_i/∂b = Σ_j g_ij``.
+    Nothing but the inputs is kept for reverse mode: each block of logits is recomputed.
+
+    As in the paper, ``temperature`` is the multiplier ``t`` (which the paper learns as
+    ``t = exp(t′)``, initialised to 10, with ``b`` initialised to −10), and the embeddings
+    are used as given (the model L2-normalises them).
+
+    Args:
+      image_embeddings: float ``[N, D]``.
+      text_embeddings: float ``[N, D]``; pair ``i`` is ``(image_embeddings[i], text_embeddings[i])``.
+      temperature: ``t`` (float or scalar array; differentiated).
+      bias: ``b`` (float or scalar array; differentiated).
+      block_size: None (dense) or the number of texts per block (static).
+      axis_name: None, or a ``shard_map``/``pmap`` axis the batch is sharded over (static);
+        the texts are all-gathered (the paper streams them around a ring instead).
+      where: optional boolean ``[N]``; masked pairs give loss 0 and gradient 0 and are no
+        one's negatives.
+
+    Returns:
+      Losses ``[N]``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> x = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+      >>> jaxloss.sigmoid_contrastive_loss(x, x, temperature=10.0, bias=-5.0)
+      Array([0.0134307, 0.0134307], dtype=float32)
+
+    References:
+      Zhai, Mustafa, Kolesnikov, Beyer, "Sigmoid Loss for Language Image Pre-Training"
+      (SigLIP), 2023.
+    """
+    y_all, mask_all = _gather(text_embeddings, axis_name), _gather(_column_mask(text_embeddings, where), axis_name)
+    sign = _siglip_signs(_own_columns(image_embeddings, axis_name))
+
+    def terms(dots, j, valid, mask):
+        return jnp.where(valid & mask, jax.nn.softplus(-sign(j) * (temperature * dots + bias)), 0.0)
+
+    return _row_sums(image_embeddings, y_all, terms, (mask_all,), block_size)
