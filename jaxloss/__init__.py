@@ -1,12 +1,27 @@
 """jaxloss: loss functions for JAX with hand-derived, verified derivative rules."""
 
 from jaxloss import reduce as reduce
+from jaxloss.angular import angular_margin_loss as angular_margin_loss
+from jaxloss.angular import arcface_loss as arcface_loss
+from jaxloss.angular import cosface_loss as cosface_loss
+from jaxloss.angular import ge2e_loss as ge2e_loss
+from jaxloss.angular import sphereface_loss as sphereface_loss
 from jaxloss.classification import hinge_loss as hinge_loss
 from jaxloss.classification import logistic_loss as logistic_loss
 from jaxloss.classification import margin_ranking_loss as margin_ranking_loss
 from jaxloss.classification import sigmoid_binary_cross_entropy as sigmoid_binary_cross_entropy
 from jaxloss.classification import square_loss as square_loss
 from jaxloss.classification import squared_hinge_loss as squared_hinge_loss
+from jaxloss.contrastive import clip_loss as clip_loss
+from jaxloss.contrastive import info_nce_loss as info_nce_loss
+from jaxloss.contrastive import multiple_negatives_ranking_loss as multiple_negatives_ranking_loss
+from jaxloss.contrastive import ntxent_loss as ntxent_loss
+from jaxloss.contrastive import sigmoid_contrastive_loss as sigmoid_contrastive_loss
+from jaxloss.embedding import batch_triplet_loss as batch_triplet_loss
+from jaxloss.embedding import contrastive_loss as contrastive_loss
+from jaxloss.embedding import cosine_embedding_loss as cosine_embedding_loss
+from jaxloss.embedding import triplet_margin_loss as triplet_margin_loss
+from jaxloss.embedding import valid_triplet_anchors as valid_triplet_anchors
 from jaxloss.gradients import check_gradients as check_gradients
 from jaxloss.multiclass import distillation_loss as distillation_loss
 from jaxloss.multiclass import kl_divergence as kl_divergence

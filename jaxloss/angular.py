@@ -11,14 +11,531 @@ autodiff of the formula.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import numbers
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxloss import _checks
 from jaxloss import _math
-from jaxloss.gradients import hand_derivative, tangent_sum
+from jaxloss.gradients import Args, hand_derivative, tangent_sum
+from jaxloss.multiclass import _label_value, _one_hot, _shifted_logsumexp
 
 # ------------------------------------------------------------------ angular margins (ArcFace family)
 
+_NORM_EPS = 1e-12  # the norm floor of the L2 normalisations (torch.nn.functional.normalize's)
+
+
+def _check_angular(embeddings, class_centers, labels, scale, m1, m2, m3, where):
+    _checks.float_array("embeddings", embeddings)
+    _checks.float_array("class_centers", class_centers)
+    shape, centers = tuple(jnp.shape(embeddings)), tuple(jnp.shape(class_centers))
+    if len(shape) < 1:
+        raise ValueError(f"embeddings must be [..., features] (rank >= 1), got shape {shape}.")
+    if len(centers) != 2 or centers[0] < 1 or centers[1] != shape[-1]:
+        raise ValueError(f"class_centers must be [classes >= 1, features] with the features of embeddings "
+                         f"({shape[-1]}), got shape {centers} (embeddings: shape {shape}).")
+    if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
+        raise TypeError(f"labels must be integer class ids, got {_checks._describe(labels)}.")
+    if tuple(jnp.shape(labels)) != shape[:-1]:
+        raise ValueError(f"labels must have the batch shape of embeddings, {shape[:-1]}, "
+                         f"got shape {tuple(jnp.shape(labels))}.")
+    batch = "the batch shape of embeddings"
+    _checks.broadcasts_to("where", where, shape[:-1], batch)
+    for name, value in (("scale", scale), ("m2", m2), ("m3", m3)):
+        _checks.float_option(name, value, shape[:-1], batch)
+    _checks.positive("scale", scale)
+    if isinstance(m1, bool) or not isinstance(m1, numbers.Integral) or m1 < 1:
+        raise ValueError("m1 (the multiplicative margin, sphereface_loss's margin) must be a positive "
+                         f"Python integer, got {m1!r}.")
+    if not isinstance(m2, jax.core.Tracer) and np.any((np.asarray(m2) < 0) | (np.asarray(m2) >= np.pi)):
+        raise ValueError(f"m2 (the additive angular margin, arcface_loss's margin) must lie in [0, π), got {m2}.")
+
+
+def _sine(c):
+    """``sin θ = √((1 − cos θ)(1 + cos θ))`` and ``1/sin θ``, both 0 where ``|cos θ| >= 1``.
+
+    The double ``where`` keeps ``sqrt``'s infinite slope at 0 out of autodiff: there the
+    derivative of ``sin θ`` in ``cos θ`` is taken as 0 (see :func:`angular_margin_loss`).
+    """
+    sq = (1 - c) * (1 + c)
+    positive = sq > 0
+    root = jnp.sqrt(jnp.where(positive, sq, 1.0))
+    return jnp.where(positive, root, 0.0), jnp.where(positive, 1 / root, 0.0)
+
+
+def _chebyshev(c, m1):
+    """``(T_m1(c), U_{m1−1}(c))``, so that ``cos(m1·θ) = T_m1(cos θ)`` and
+    ``sin(m1·θ) = sin θ·U_{m1−1}(cos θ)``: the three-term recurrence, ``m1`` static."""
+    t_prev, t = jnp.ones_like(c), c
+    u_prev, u = jnp.zeros_like(c), jnp.ones_like(c)
+    for _ in range(m1 - 1):
+        t_prev, t = t, 2 * c * t - t_prev
+        u_prev, u = u, 2 * c * u - u_prev
+    return t, u
+
+
+def _margin_target(c, m1, m2):
+    """``ψ``, the label class's cosine with the margins ``m1`` and ``m2`` (``m3`` is
+    subtracted by the caller), and its partials ``∂ψ/∂cos θ`` and ``∂ψ/∂m2``, from ``c = cos θ``.
+
+    ``cos(m1θ + m2) = T·cos m2 − sin θ·U·sin m2``; its derivative in ``c`` is
+    ``m1·sin(m1θ + m2)/sin θ = m1·(U·cos m2 + T·sin m2/sin θ)``, with ``1/sin θ`` taken as 0
+    at ``sin θ = 0``; its derivative in ``m2`` is ``−sin(m1θ + m2)``.
+    """
+    sin, inv_sin = _sine(c)
+    cheb_t, cheb_u = _chebyshev(c, m1)
+    cos_m2, sin_m2 = jnp.cos(m2), jnp.sin(m2)
+    cos_margin = cheb_t * cos_m2 - sin * cheb_u * sin_m2  # cos(m1θ + m2)
+    d_cos = m1 * (cheb_u * cos_m2 + cheb_t * sin_m2 * inv_sin)
+    d_m2 = -(sin * cheb_u * cos_m2 + cheb_t * sin_m2)  # −sin(m1θ + m2)
+    if m1 == 1:  # ArcFace: past θ + m2 = π, cos θ − m2·sin m2 (InsightFace's th / mm)
+        past = c <= -cos_m2  # cos θ <= cos(π − m2)
+        return (jnp.where(past, c - m2 * sin_m2, cos_margin), jnp.where(past, 1.0, d_cos),
+                jnp.where(past, -(sin_m2 + m2 * cos_m2), d_m2))
+    # SphereFace's extension (−1)^k cos θ' − 2k on θ' = m1θ + m2 ∈ [kπ, (k+1)π]: k counts the
+    # edges θ' >= jπ, i.e. cos θ <= cos((jπ − m2)/m1), compared without an acos.
+    j = jnp.arange(1, m1 + 1, dtype=c.dtype)
+    edges = jnp.cos(jnp.clip((j * jnp.pi - m2[..., None]) / m1, 0.0, jnp.pi))
+    k = jnp.sum(c[..., None] <= jax.lax.stop_gradient(edges), axis=-1).astype(c.dtype)
+    sign = 1 - 2 * jnp.mod(k, 2)
+    return sign * cos_margin - 2 * k, sign * d_cos, sign * d_m2
+
+
+def _margin_parts(embeddings, class_centers, labels, scale, m1, m2, m3):
+    """The normalised vectors, the cosines ``[..., C]``, the label class's margin target and
+    its partials, and the logits: what the forward and the tangent rule share."""
+    e_hat, e_norm = _math.normalize(embeddings, _NORM_EPS)
+    c_hat, c_norm = _math.normalize(class_centers, _NORM_EPS)
+    cos = jnp.einsum("...d,cd->...c", e_hat, c_hat, precision=jax.lax.Precision.HIGHEST)
+    classes = cos.shape[-1]
+    onehot = _one_hot(labels, classes)
+    valid = (labels >= 0) & (labels < classes)
+    c_y = _label_value(cos, labels)  # 0 for an id outside [0, C)
+    psi, d_cos, d_m2 = _margin_target(c_y, m1, jnp.broadcast_to(jnp.asarray(m2, c_y.dtype), c_y.shape))
+    target = psi - m3
+    scale = jnp.asarray(scale, cos.dtype)
+    modified = jnp.where(onehot, target[..., None], cos)  # the cosines with the margin on the label
+    return Args(e_hat=e_hat, e_norm=e_norm, c_hat=c_hat, c_norm=c_norm, cos=cos, onehot=onehot,
+                valid=valid, target=target, d_cos=d_cos, d_m2=d_m2, scale=scale, modified=modified,
+                logits=scale[..., None] * modified)
+
+
+def _angular_margin_tangent(p, t, out, res):
+    shift, lse = res
+    q = _margin_parts(p.embeddings, p.class_centers, p.labels, p.scale, p.m1, p.m2, p.m3)
+    prob = jnp.exp((q.logits - shift[..., None]) - lse[..., None])  # softmax, recomputed
+    miss = jnp.where(q.valid, _label_value(prob, p.labels) - 1, 0.0)  # ∂ℓ/∂(s·target)
+    weight = jnp.where(q.onehot, (miss * q.d_cos)[..., None], prob)  # ∂ℓ/∂(s·cos_c)
+    dcos = None
+    if t.embeddings is not None:
+        de_hat = _math.normalize_tangent(q.e_hat, q.e_norm, t.embeddings, _NORM_EPS)
+        dcos = jnp.einsum("...d,cd->...c", de_hat, q.c_hat, precision=jax.lax.Precision.HIGHEST)
+    if t.class_centers is not None:
+        dc_hat = _math.normalize_tangent(q.c_hat, q.c_norm, t.class_centers, _NORM_EPS)
+        term = jnp.einsum("...d,cd->...c", q.e_hat, dc_hat, precision=jax.lax.Precision.HIGHEST)
+        dcos = term if dcos is None else dcos + term
+    expected = jnp.sum(prob * q.modified, axis=-1) - jnp.where(q.valid, q.target, 0.0)
+    return tangent_sum(
+        (q.scale, None if dcos is None else jnp.sum(weight * dcos, axis=-1)),
+        (expected, t.scale),
+        (q.scale * miss * q.d_m2, t.m2),
+        (-q.scale * miss, t.m3),
+    )
+
+
+@hand_derivative(_angular_margin_tangent, static=("m1",), check=_check_angular, residuals=True,
+                 per_example=("embeddings", "labels"))
+def angular_margin_loss(embeddings, class_centers, labels, *, scale=64.0, m1=1, m2=0.5, m3=0.0, where=None):
+    r"""Softmax cross-entropy over scaled cosines to class centres with InsightFace's combined margin.
+
+    The embeddings and the class centres are L2-normalised inside (``jaxloss._math.normalize``,
+    ``torch.nn.functional.normalize``'s norm floor of 1e-12); :math:`\cos\theta_c = \langle\hat
+    e, \hat w_c\rangle`.  The label class ``y`` gets the combined margin of InsightFace,
+
+    .. math:: z_c = s\cos\theta_c \;(c \ne y), \qquad z_y = s\,(\psi(\theta_y) - m_3), \qquad
+              \ell = \log\sum_c e^{z_c} - z_y ,
+
+    with :math:`\psi(\theta) = \cos(m_1\theta + m_2)` computed without an ``acos``:
+    :math:`\cos(m_1\theta) = T_{m_1}(\cos\theta)` and :math:`\sin(m_1\theta) = \sin\theta\,
+    U_{m_1-1}(\cos\theta)` (Chebyshev polynomials), :math:`\sin\theta = \sqrt{1-\cos^2\theta}`,
+    and the angle-addition formula.  So that the label logit keeps decreasing in θ:
+
+    * ``m1 == 1`` (ArcFace, CosFace): where :math:`\theta + m_2 \ge \pi`, i.e.
+      :math:`\cos\theta \le \cos(\pi - m_2)`, :math:`\psi = \cos\theta - m_2\sin m_2` (InsightFace's
+      ``th``/``mm`` fallback, ``mm = sin(π − m2)·m2``; pytorch-metric-learning's ArcFaceLoss too);
+    * ``m1 >= 2`` (SphereFace): SphereFace's monotone extension on :math:`\theta' = m_1\theta +
+      m_2`: :math:`\psi = (-1)^k\cos\theta' - 2k` for :math:`\theta' \in [k\pi, (k+1)\pi]`, ``k``
+      found by comparing :math:`\cos\theta` with :math:`\cos((j\pi - m_2)/m_1)`.  With
+      ``m2 = 0`` this is the paper's :math:`(-1)^k\cos(m_1\theta) - 2k`.
+
+    Derivatives (hand rule, a JVP linear in the tangents): with :math:`p = \operatorname{softmax}(z)`
+    and :math:`a_c = p_c` for :math:`c \ne y`, :math:`a_y = (p_y - 1)\,\psi'(\cos\theta_y)`,
+
+    .. math:: d\ell = s\sum_c a_c\, d\cos\theta_c
+              + \Big(\sum_c p_c \tfrac{z_c}{s} - (\psi - m_3)\Big) ds
+              + s\,(p_y - 1)\Big(\frac{\partial\psi}{\partial m_2} dm_2 - dm_3\Big),
+
+    :math:`\psi'(\cos\theta) = m_1\sin(m_1\theta + m_2)/\sin\theta = m_1 (U_{m_1-1}\cos m_2 +
+    T_{m_1}\sin m_2/\sin\theta)` and :math:`\partial\psi/\partial m_2 = -\sin(m_1\theta + m_2)`
+    (times :math:`(-1)^k` in SphereFace's extension; 1 and :math:`-(\sin m_2 + m_2\cos m_2)` in
+    ArcFace's fallback), and :math:`d\cos\theta_c = \langle d\hat e, \hat w_c\rangle + \langle\hat
+    e, d\hat w_c\rangle` through the normalisations :math:`d\hat x = (dx - \hat x\langle\hat x,
+    dx\rangle)/\|x\|` (``dx/1e-12`` where the norm is floored).  Reverse mode keeps the inputs and
+    a shift and a log-sum-exp per example, and recomputes the cosines and the softmax; no
+    ``[..., C]`` array is stored.
+
+    At :math:`\cos\theta = \pm 1` (an embedding along or against its class centre)
+    :math:`\sin\theta = 0` and :math:`\psi'` is infinite when :math:`\sin m_2 \ne 0`; the rule
+    takes the subgradient with :math:`\partial\sin\theta/\partial\cos\theta = 0` there, i.e.
+    :math:`\psi' = m_1 U_{m_1-1}(\pm1)\cos m_2`.  The gradient with respect to the embedding
+    (and the centre) is then finite: at exactly ±1 the direction towards the centre is
+    undefined, and :math:`d\cos\theta` vanishes anyway.  A zero embedding has cosines 0 and the
+    finite gradient ``dx/1e-12`` of the floored normalisation.  A class id outside ``[0, C)``
+    selects no class: no logit gets the margin and the label logit counts as 0, as in
+    :func:`jaxloss.softmax_cross_entropy`.
+
+    Args:
+      embeddings: float array ``[..., D]``, any leading batch axes.
+      class_centers: float array ``[C, D]`` (pytorch-metric-learning's ``W.T``), differentiated.
+      labels: integer class ids of the batch shape ``embeddings.shape[:-1]``.
+      scale: ``s > 0``, a float or an array of the batch shape; differentiated.
+      m1: SphereFace's multiplicative angular margin, a positive Python integer (static).
+      m2: ArcFace's additive angular margin in radians, in ``[0, π)``; differentiated.
+      m3: CosFace's additive cosine margin; differentiated.
+      where: optional boolean mask broadcasting to the batch shape.
+
+    Returns:
+      Losses of the batch shape ``embeddings.shape[:-1]``, float32 for lower-precision inputs.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> e = jnp.array([[1.0, 0.2], [0.0, -2.0], [0.5, 1.0]])
+      >>> centers = jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
+      >>> jaxloss.angular_margin_loss(e, centers, jnp.array([0, 2, 0]), scale=8.0, m2=0.3, m3=0.1)
+      Array([0.00940854, 0.05191137, 6.653363  ], dtype=float32)
+
+    References:
+      J. Deng, J. Guo, N. Xue, S. Zafeiriou, "ArcFace: Additive Angular Margin Loss for Deep
+      Face Recognition", CVPR 2019 (arXiv:1801.07698), and InsightFace's combined margin
+      (``CombinedMarginLoss`` in ``recognition/arcface_torch/losses.py``); H. Wang et al.,
+      "CosFace", CVPR 2018; W. Liu et al., "SphereFace", CVPR 2017.  pytorch-metric-learning's
+      ``ArcFaceLoss``, ``CosFaceLoss`` and ``SphereFaceLoss`` (see the wrappers).
+    """
+    q = _margin_parts(embeddings, class_centers, labels, scale, m1, m2, m3)
+    shift, lse = _shifted_logsumexp(q.logits)
+    return lse - (jnp.where(q.valid, q.scale * q.target, 0.0) - shift), (shift, lse)
+
+
+def _special_case(margins):
+    """Make a public loss of a signature stub: :func:`angular_margin_loss` with the margins
+    ``margins(margin)``, under the stub's name, signature and docstring, with its ``.reference``."""
+
+    def decorate(stub):
+        signature = inspect.signature(stub)
+
+        def build(loss):
+            @functools.wraps(stub)
+            def fn(*args, **kwargs):
+                bound = signature.bind(*args, **kwargs)
+                bound.apply_defaults()
+                a = bound.arguments
+                return loss(a["embeddings"], a["class_centers"], a["labels"], scale=a["scale"],
+                            where=a["where"], **margins(a["margin"]))
+
+            return fn
+
+        public = build(angular_margin_loss)
+        public.reference = build(angular_margin_loss.reference)
+        public.reference.__doc__ = f"``{stub.__name__}`` differentiated by plain autodiff of its formula."
+        return public
+
+    return decorate
+
+
+@_special_case(lambda margin: {"m2": margin})
+def arcface_loss(embeddings, class_centers, labels, *, scale=64.0, margin=0.5, where=None):
+    r"""ArcFace (additive angular margin) per example: :func:`angular_margin_loss` with ``m2 = margin``.
+
+    :math:`\ell = -\log\frac{e^{s\cos(\theta_y + m)}}{e^{s\cos(\theta_y + m)} + \sum_{c\ne y}
+    e^{s\cos\theta_c}}`, with InsightFace's fallback :math:`\cos\theta_y - m\sin m` where
+    :math:`\theta_y + m \ge \pi`; derivatives, finiteness at cos θ = ±1 and Args as in
+    :func:`angular_margin_loss` (``margin``: radians, in ``[0, π)``, differentiated).
+    The defaults ``s = 64``, ``m = 0.5`` are the paper's and InsightFace's.
+
+    pytorch-metric-learning's ``ArcFaceLoss(num_classes, D, margin=degrees, scale=s,
+    reducer=DoNothingReducer())`` gives the same per-example losses with ``margin`` in DEGREES
+    (its default 28.6° ≈ 0.5 rad) and ``W = class_centers.T`` stored ``[D, C]``.
+
+    Returns:
+      Losses of the batch shape ``embeddings.shape[:-1]``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> e = jnp.array([[1.0, 0.2], [0.0, -2.0], [0.5, 1.0]])
+      >>> centers = jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
+      >>> jaxloss.arcface_loss(e, centers, jnp.array([0, 2, 0]), scale=8.0, margin=0.3)
+      Array([4.2385510e-03, 2.3659181e-02, 5.8549423e+00], dtype=float32)
+
+    References:
+      J. Deng, J. Guo, N. Xue, S. Zafeiriou, "ArcFace: Additive Angular Margin Loss for Deep
+      Face Recognition", CVPR 2019 (arXiv:1801.07698); pytorch-metric-learning ``ArcFaceLoss``.
+    """
+
+
+@_special_case(lambda margin: {"m2": 0.0, "m3": margin})
+def cosface_loss(embeddings, class_centers, labels, *, scale=64.0, margin=0.35, where=None):
+    r"""CosFace (large margin cosine loss) per example: :func:`angular_margin_loss` with ``m3 = margin``.
+
+    :math:`\ell = -\log\frac{e^{s(\cos\theta_y - m)}}{e^{s(\cos\theta_y - m)} + \sum_{c\ne y}
+    e^{s\cos\theta_c}}`; derivatives and Args as in :func:`angular_margin_loss` (``margin``
+    differentiated).  The defaults ``s = 64``, ``m = 0.35`` are the paper's.
+    pytorch-metric-learning's ``CosFaceLoss(num_classes, D, margin=m, scale=s,
+    reducer=DoNothingReducer())`` gives the same per-example losses with ``W = class_centers.T``.
+
+    Returns:
+      Losses of the batch shape ``embeddings.shape[:-1]``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> e = jnp.array([[1.0, 0.2], [0.0, -2.0], [0.5, 1.0]])
+      >>> centers = jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
+      >>> jaxloss.cosface_loss(e, centers, jnp.array([0, 2, 0]), scale=8.0, margin=0.2)
+      Array([0.00927816, 0.01716109, 5.183334  ], dtype=float32)
+
+    References:
+      H. Wang, Y. Wang, Z. Zhou, X. Ji, D. Gong, J. Zhou, Z. Li, W. Liu, "CosFace: Large Margin
+      Cosine Loss for Deep Face Recognition", CVPR 2018 (arXiv:1801.09414);
+      pytorch-metric-learning ``CosFaceLoss``.
+    """
+
+
+@_special_case(lambda margin: {"m1": margin, "m2": 0.0})
+def sphereface_loss(embeddings, class_centers, labels, *, scale=1.0, margin=4, where=None):
+    r"""SphereFace (A-Softmax, multiplicative angular margin) per example:
+    :func:`angular_margin_loss` with ``m1 = margin``.
+
+    The label logit is :math:`s\,\psi(\theta_y)` with :math:`\psi(\theta) = (-1)^k\cos(m\theta) -
+    2k` for :math:`\theta \in [k\pi/m, (k+1)\pi/m]` (the paper's monotone extension), computed
+    from Chebyshev polynomials of :math:`\cos\theta`: a polynomial in it, smooth at ±1.
+    ``margin`` is the integer ``m`` (static, no derivative); the default 4 is the paper's and
+    pytorch-metric-learning's, and so is ``scale = 1``.
+
+    Unlike this function, the paper and pytorch-metric-learning's ``SphereFaceLoss`` keep the
+    embedding's norm: their logits are :math:`\|e\|\cdot s\cdot(\ldots)`.  The same per-example
+    losses come from passing the per-example ``scale = s·‖e‖`` (a float array of the batch shape),
+    and for unit-norm embeddings they agree as they are.  The paper's annealing
+    :math:`(\lambda\cos\theta + \psi)/(1 + \lambda)` is not included.
+
+    Returns:
+      Losses of the batch shape ``embeddings.shape[:-1]``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> e = jnp.array([[1.0, 0.2], [0.0, -2.0], [0.5, 1.0]])
+      >>> centers = jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
+      >>> jaxloss.sphereface_loss(e, centers, jnp.array([0, 2, 0]), scale=8.0)
+      Array([1.7035231e-02, 8.0006704e+00, 2.0915417e+01], dtype=float32)
+
+    References:
+      W. Liu, Y. Wen, Z. Yu, M. Li, B. Raj, L. Song, "SphereFace: Deep Hypersphere Embedding for
+      Face Recognition", CVPR 2017 (arXiv:1704.08063); pytorch-metric-learning ``SphereFaceLoss``.
+    """
+
 
 # ------------------------------------------------------------------ ge2e_loss
+
+_GE2E_EPS = 1e-12  # the norm floor of the L2 normalisations (torch.nn.functional.normalize's)
+_GE2E_MIN_W = 1e-6  # w is clamped to at least this, keeping the similarity increasing in cos
+
+
+def _check_ge2e(embeddings, w, b, kind, where):
+    _checks.float_array("embeddings", embeddings)
+    shape = tuple(jnp.shape(embeddings))
+    if len(shape) < 3:
+        raise ValueError("embeddings must be [..., speakers, utterances, features] (rank >= 3), "
+                         f"got shape {shape}.")
+    if shape[-2] < 2:
+        raise ValueError("embeddings need at least 2 utterances per speaker (the exclusive centroid "
+                         f"averages the others), got shape {shape} with {shape[-2]}.")
+    if kind not in ("softmax", "contrast"):
+        raise ValueError(f"kind must be 'softmax' or 'contrast', got {kind!r}.")
+    for name, value in (("w", w), ("b", b)):
+        if value is None:
+            raise TypeError(f"{name} is required: a float scalar (the paper initialises w = 10, b = -5).")
+        _checks.float_option(name, value, shape[:-1], "the per-utterance shape of embeddings")
+    _checks.broadcasts_to("where", where, shape[:-1], "the per-utterance shape of embeddings")
+
+
+def _ge2e_parts(embeddings, where):
+    """The normalised embeddings, the (exclusive) centroids and the cosines ``[..., S, U, S]``,
+    with what the tangent rule needs of them (norms, counts, masks)."""
+    e_hat, e_norm = _math.normalize(embeddings, _GE2E_EPS)
+    shape = embeddings.shape[:-1]  # [..., S, U]
+    valid = jnp.ones(shape, bool) if where is None else jnp.broadcast_to(where, shape)
+    e_hat = jnp.where(valid[..., None], e_hat, 0.0)
+    count = jnp.sum(valid, axis=-1).astype(e_hat.dtype)  # [..., S]
+    total = jnp.sum(e_hat, axis=-2)  # [..., S, D]
+    c_scale = jnp.maximum(count, 1.0)[..., None]
+    x_scale = jnp.maximum(count - 1.0, 1.0)[..., None, None]
+    c_hat, c_norm = _math.normalize(total / c_scale, _GE2E_EPS)  # every speaker's centroid
+    x_hat, x_norm = _math.normalize((total[..., None, :] - e_hat) / x_scale, _GE2E_EPS)  # eq. 8
+    speakers = shape[-2]
+    own = (jnp.arange(speakers)[:, None, None] == jnp.arange(speakers)[None, None, :])  # [S, 1, S]
+    cos_own = jnp.sum(e_hat * x_hat, axis=-1)  # [..., S, U]
+    cos = jnp.where(own, cos_own[..., None], jnp.einsum("...jud,...kd->...juk", e_hat, c_hat))
+    present = (count >= 1)[..., None, None, :]  # speaker k has a centroid
+    active = valid & (count >= 2)[..., None]  # the utterance has an exclusive centroid
+    return Args(e_hat=e_hat, e_norm=e_norm, valid=valid, c_scale=c_scale, x_scale=x_scale,
+                c_hat=c_hat, c_norm=c_norm, x_hat=x_hat, x_norm=x_norm, own=own, cos=cos,
+                cos_own=cos_own, present=present, active=active)
+
+
+def _ge2e_scale(w):
+    """``w`` kept positive, ``max(w, 1e-6)`` (derivative 1 where ``w >= 1e-6``, else 0),
+    lined up against the speaker axis of the cosines."""
+    w = jnp.asarray(w)
+    return jnp.where(w >= _GE2E_MIN_W, w, _GE2E_MIN_W)[..., None]
+
+
+def _ge2e_rivals(q):
+    """For "contrast": the most similar other speaker (lowest index among ties), whether there is
+    one, and its one-hot ``[..., S, U, S]``."""
+    others = q.present & ~q.own
+    best = jnp.argmax(jnp.where(others, q.cos, -jnp.inf), axis=-1)
+    has_other = jnp.any(others, axis=-1)
+    onehot = best[..., None] == jnp.arange(q.cos.shape[-1])
+    return best, has_other, onehot
+
+
+def _ge2e_tangent(p, t, out, res):
+    q = _ge2e_parts(p.embeddings, p.where)
+    w_eff = _ge2e_scale(p.w)
+    dcos = None
+    if t.embeddings is not None:
+        de_hat = _math.normalize_tangent(q.e_hat, q.e_norm, t.embeddings, _GE2E_EPS)
+        de_hat = jnp.where(q.valid[..., None], de_hat, 0.0)
+        dtotal = jnp.sum(de_hat, axis=-2)
+        dc_hat = _math.normalize_tangent(q.c_hat, q.c_norm, dtotal / q.c_scale, _GE2E_EPS)
+        dx_hat = _math.normalize_tangent(q.x_hat, q.x_norm, (dtotal[..., None, :] - de_hat) / q.x_scale,
+                                         _GE2E_EPS)
+        dcos_own = jnp.sum(de_hat * q.x_hat + q.e_hat * dx_hat, axis=-1)
+        dcos_all = (jnp.einsum("...jud,...kd->...juk", de_hat, q.c_hat)
+                    + jnp.einsum("...jud,...kd->...juk", q.e_hat, dc_hat))
+        dcos = jnp.where(q.own, dcos_own[..., None], dcos_all)
+    dw = None if t.w is None else jnp.where(jnp.asarray(p.w) >= _GE2E_MIN_W, t.w, 0.0)[..., None]
+    if p.kind == "softmax":
+        shift, lse = res
+        logits = jnp.where(q.present | q.own, w_eff * q.cos - shift[..., None] - lse[..., None], -jnp.inf)
+        weight = jnp.exp(logits) - q.own  # ∂ℓ/∂S_k = softmax_k − [k = j]
+        db = None  # b cancels from the softmax loss
+    else:
+        _, has_other, onehot = _ge2e_rivals(q)
+        s = w_eff * q.cos + jnp.asarray(p.b)[..., None]
+        slope = jax.nn.sigmoid(s) * jax.nn.sigmoid(-s)  # σ'(S_k)
+        weight = jnp.where(onehot & has_other[..., None], slope, 0.0) - jnp.where(q.own, slope, 0.0)
+        db = None if t.b is None else jnp.sum(weight, axis=-1) * t.b
+    d = tangent_sum(
+        (1.0, None if dcos is None else jnp.sum(weight * w_eff * dcos, axis=-1)),
+        (1.0, None if dw is None else jnp.sum(weight * q.cos * dw, axis=-1)),
+        (1.0, db),
+    )
+    return None if d is None else jnp.where(q.active, d, 0.0)
+
+
+@hand_derivative(_ge2e_tangent, static=("kind",), check=_check_ge2e, residuals=True)
+def ge2e_loss(embeddings, *, w, b, kind="softmax", where=None):
+    r"""Generalized end-to-end (GE2E) loss per utterance, against the speaker centroids of the batch.
+
+    The embeddings of ``S`` speakers with ``U`` utterances each are L2-normalised inside
+    (``jaxloss._math.normalize``, a norm floor of 1e-12), :math:`e_{ji} \leftarrow
+    e_{ji}/\max(\|e_{ji}\|, 10^{-12})`.  Following Wan et al. (eqs. 5–10), the centroid of
+    speaker ``k`` is the mean of its utterances, and for the utterance's own speaker the
+    utterance itself is left out (eq. 8):
+
+    .. math:: c_k = \frac{1}{U}\sum_m e_{km}, \qquad
+              c_j^{(-i)} = \frac{1}{U - 1}\Big(\sum_m e_{jm} - e_{ji}\Big),
+
+    .. math:: S_{ji,k} = w \cos(e_{ji}, c_k) + b \;(k \ne j), \qquad
+              S_{ji,j} = w \cos(e_{ji}, c_j^{(-i)}) + b ,
+
+    with the cosine normalising the centroid.  ``kind="softmax"`` (eqs. 6 and 10)
+    gives :math:`\ell_{ji} = -S_{ji,j} + \log\sum_k \exp S_{ji,k}`, in which ``b`` cancels
+    (its derivative is exactly 0; it matters for ``"contrast"``); ``kind="contrast"``
+    (eq. 7) gives :math:`\ell_{ji} = 1 - \sigma(S_{ji,j}) + \max_{k \ne j}\sigma(S_{ji,k})`.
+    ``w`` is kept positive as in the paper by a clamp, :math:`w \leftarrow \max(w, 10^{-6})`,
+    which leaves the paper's values unchanged; the derivative with respect to ``w`` is 0
+    where it is clamped (``w < 1e-6``).
+
+    Derivatives (hand rule, a JVP linear in the tangents): with
+    :math:`g_k = \partial\ell/\partial S_{ji,k}` (``softmax_k − [k = j]`` for "softmax";
+    ``−σ'(S_{ji,j})`` at ``k = j`` and ``σ'(S_{ji,k*})`` at the most similar other speaker
+    ``k*`` for "contrast"), :math:`d\ell = \sum_k g_k (w\, d\cos_k + \cos_k\, dw + db)`, and
+    :math:`d\cos(e, c) = \langle d\hat e, \hat c\rangle + \langle \hat e, d\hat c\rangle`, where
+    each normalisation's tangent is the projection :math:`d\hat x = (dx - \hat x\langle\hat x,
+    dx\rangle)/\|x\|` (``dx/1e-12`` where the norm is floored) and the centroid tangents are the
+    means of the utterance tangents, the exclusive one leaving out the utterance's own
+    (:math:`dc_j^{(-i)} = (\sum_m d\hat e_{jm} - d\hat e_{ji})/(U - 1)`).  Reverse mode keeps the
+    embeddings and, for "softmax", the log-sum-exp per utterance, and recomputes the cosines.
+    In "contrast" the max takes the derivative of the selected speaker: the lowest index among
+    ties.  At cos = ±1 (an utterance along or against its centroid) the values and gradients
+    are finite (no ``acos`` is taken).  A zero embedding, or a centroid whose utterances cancel,
+    is floored at norm 1e-12: its normalised vector is 0, its cosines are 0, and its gradient is
+    the finite ``dx/1e-12`` of the floored normalisation.
+
+    Masked utterances (``where`` False) give loss 0 and gradient exactly 0 even if they hold inf
+    or NaN, and are left out of the centroids, so the counts ``U`` above become each speaker's
+    number of unmasked utterances.  An unmasked utterance that is its speaker's only one has no
+    exclusive centroid: its loss is 0, but it still is its speaker's centroid for the other
+    speakers' utterances.  A speaker with no unmasked utterance takes no part in the others'
+    softmax or max.  With no other speaker at all, the "contrast" max term is 0.
+
+    The ``[..., S, U, S]`` similarities are formed whole, which is small for the usual speaker
+    batches (e.g. 64 × 10 × 64); a blockwise form for large ``S·U`` is future work.
+
+    Args:
+      embeddings: float array ``[..., S, U, D]``: ``S`` speakers, ``U >= 2`` utterances each,
+        ``D`` features; any leading batch axes.
+      w: the similarity scale, a float scalar (or an array broadcasting to ``[..., S, U]``);
+        learnable, differentiated.  The paper initialises it to 10.
+      b: the similarity offset, likewise; the paper initialises it to −5.
+      kind: ``"softmax"`` or ``"contrast"`` (static).
+      where: optional boolean mask broadcasting to ``[..., S, U]``.
+
+    Returns:
+      Losses ``[..., S, U]``, one per utterance, float32 for lower-precision embeddings.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> e = jnp.array([[[1.0, 0.1], [1.0, -0.2]], [[0.0, 1.0], [0.3, 1.0]]])
+      >>> jaxloss.ge2e_loss(e, w=10.0, b=-5.0)
+      Array([[7.9838344e-04, 4.1960790e-05],
+             [4.2437605e-05, 7.6443539e-04]], dtype=float32)
+      >>> jaxloss.ge2e_loss(e, w=10.0, b=-5.0, kind="contrast")
+      Array([[0.08138894, 0.01433729],
+             [0.01428552, 0.07944896]], dtype=float32)
+
+    References:
+      L. Wan, Q. Wang, A. Papir, I. Lopez Moreno, "Generalized End-to-End Loss for Speaker
+      Verification", ICASSP 2018 (arXiv:1710.10467), eqs. 5–10.
+    """
+    q = _ge2e_parts(embeddings, where)
+    w_eff = _ge2e_scale(w)
+    if kind == "softmax":
+        # b cancels: −(w·cos_j + b) + log Σ_k exp(w·cos_k + b) = lse_k(w·cos_k) − w·cos_j.
+        # The own speaker always stays in the row, so a masked row is finite too.
+        logits = jnp.where(q.present | q.own, w_eff * q.cos, -jnp.inf)
+        shift, lse = _shifted_logsumexp(logits)
+        loss = (shift - w_eff[..., 0] * q.cos_own) + lse
+        res = (shift, lse)
+    else:
+        best, has_other, _ = _ge2e_rivals(q)
+        bias = jnp.asarray(b)
+        rival = jnp.take_along_axis(q.cos, best[..., None], axis=-1)[..., 0]
+        loss = (jax.nn.sigmoid(-(w_eff[..., 0] * q.cos_own + bias))
+                + jnp.where(has_other, jax.nn.sigmoid(w_eff[..., 0] * rival + bias), 0.0))
+        res = ()
+    return jnp.where(q.active, loss, 0.0), res

@@ -109,6 +109,13 @@ def _stream_tangent(u, v, du, dv, scale, dscale, dbias, weights, extras, block_s
     return _scan_columns(body, jnp.zeros_like(u[:, 0]), v, extras, block_size, checkpoint=True)
 
 
+def _softmax_weight(z):
+    """``exp(z)`` for ``z = s − lse ≤ 0``, capped at ``exp(0) = 1``: the backward recomputes
+    ``s`` with a separate matmul, which can round above the forward's log-sum-exp (by an
+    ulp of ~1e3 for logits near 1e10, enough to overflow ``exp``)."""
+    return jnp.exp(jnp.where(z > 0, 0.0, z))
+
+
 def _pair_logit_tangent(u, v_pos, du, dv_pos, scale, dscale):
     """The tangent of ``s_i = scale·⟨u_i, v_pos_i⟩``."""
     return tangent_sum(
@@ -156,7 +163,7 @@ def _row_cross_entropy_tangent(u, v, du, dv, targets, scale, dscale, where, lse,
     mask_all = _gather(_column_mask(v, where), axis_name)
 
     def softmax(dots, j, valid, mask):
-        return jnp.where(valid & mask, jnp.exp(scale * dots - lse[:, None]), 0.0)
+        return jnp.where(valid & mask, _softmax_weight(scale * dots - lse[:, None]), 0.0)
 
     stream = _stream_tangent(u, v_all, du, dv_all, scale, dscale, None, softmax, (mask_all,), block_size)
     take = lambda x: None if x is None else jnp.take(x, targets, axis=0, mode="fill", fill_value=0)  # noqa: E731
@@ -469,7 +476,7 @@ def _ntxent_tangent(p, t, out, res):
 
     def weights(dots, j, valid, column_labels, mask):  # ∂ℓ_i/∂s_ij
         s = scale * dots
-        g_neg = slope[:, None] * jnp.exp(s - finite_lse)
+        g_neg = slope[:, None] * _softmax_weight(s - finite_lse)
         g_pos = -jax.nn.sigmoid(lse[:, None] - s) / jnp.maximum(count, 1)[:, None]
         return jnp.where(negative(j, valid, column_labels, mask), g_neg,
                          jnp.where(positive(j, valid, column_labels, mask), g_pos, 0.0))

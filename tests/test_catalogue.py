@@ -135,8 +135,24 @@ def test_masked_entries_give_zero_loss_and_zero_gradient(entry):
     where = jnp.asarray(np.random.default_rng(5).random(entry.fn(*args, **kwargs).shape) < 0.5)
     losses, grad = _verify.value_and_grad(entry, args, {**kwargs, "where": where})
     assert jnp.all(losses[~where] == 0) and jnp.all(grad[~where] == 0)
-    _close(losses[where], entry.fn(*args, **kwargs)[where])
+    if not entry.coupled:
+        _close(losses[where], entry.fn(*args, **kwargs)[where])
+    elif losses.ndim == 1:  # masked examples are left out of the batch altogether
+        keep = np.asarray(where)
+        subset = lambda a: a[keep] if jnp.ndim(a) and jnp.shape(a)[0] == keep.size else a  # noqa: E731
+        _close(losses[where], entry.fn(*map(subset, args), **{k: subset(v) for k, v in kwargs.items()}))
     assert jnp.any(grad[where] != 0)
+
+
+FORMS = pytest.mark.parametrize("entry", [e for e in catalogue.ENTRIES if e.blockwise or e.sharded],
+                                ids=lambda e: e.name)
+
+
+@FORMS
+def test_blockwise_and_sharded_forms_equal_the_dense_one(entry):
+    errors = _verify.form_errors(entry)
+    assert set(errors) == {f for f in ("blockwise", "sharded") if getattr(entry, f)}
+    assert all(e <= _verify.FORMS_RTOL for e in errors.values()), errors
 
 
 def test_readme_catalogue_table_is_current():

@@ -1,0 +1,223 @@
+"""Contrastive losses: float64 references, optax.ntxent parity, blockwise == dense, sharded ==
+one device on 8 CPU devices, memory that grows linearly in N, and errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+
+import jaxloss
+from jaxloss import contrastive as C
+
+N, D = 16, 5
+
+
+def _sides(seed=0, n=N):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, D))
+    return x, rng.standard_normal((n, D)) + 0.7 * x
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _lse(s, axis=-1):
+    m = s.max(axis=axis, keepdims=True)
+    return (m + np.log(np.exp(s - m).sum(axis=axis, keepdims=True))).squeeze(axis)
+
+
+def _np_info_nce(q, k, temperature, labels=None):
+    s = q @ k.T / temperature
+    t = np.arange(len(q)) if labels is None else labels
+    return _lse(s) - s[np.arange(len(q)), t]
+
+
+def _np_symmetric(x, y, scale):
+    s = scale * x @ y.T
+    return (_lse(s, 1) + _lse(s, 0)) / 2 - np.diag(s)
+
+
+def _np_ntxent(x, labels, temperature):
+    s = _unit(x) @ _unit(x).T / temperature
+    out = np.zeros(len(x))
+    for i in range(len(x)):
+        negatives = [n for n in range(len(x)) if labels[n] != labels[i]]
+        positives = [p for p in range(len(x)) if p != i and labels[p] == labels[i]]
+        terms = [np.log(np.exp(s[i, p]) + np.exp(s[i, negatives]).sum()) - s[i, p] for p in positives]
+        out[i] = np.mean(terms) if terms else 0.0
+    return out
+
+
+def _np_siglip(x, y, t, b):
+    logits = t * x @ y.T + b
+    z = 2 * np.eye(len(x)) - 1
+    return np.log1p(np.exp(-z * logits)).sum(1)
+
+
+LABELS = np.array([0, 1, 2, 3] * 4)
+
+
+def _close(ours, theirs, rtol=1e-5):
+    """Equal up to ``rtol`` of the largest magnitude (float32 sums in another order)."""
+    theirs = np.asarray(theirs)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=rtol * max(np.abs(theirs).max(), 1e-30))
+
+# name -> (call(x, y, **options), NumPy float64 reference(x, y))
+CASES = {
+    "info_nce": (lambda x, y, **kw: C.info_nce_loss(x, y, temperature=0.3, **kw),
+                 lambda x, y: _np_info_nce(x, y, 0.3)),
+    "info_nce_labels": (lambda x, y, **kw: C.info_nce_loss(x, y[:9], temperature=0.3, labels=jnp.arange(N) % 9, **kw),
+                        lambda x, y: _np_info_nce(x, y[:9], 0.3, np.arange(N) % 9)),
+    "mnrl": (lambda x, y, **kw: C.multiple_negatives_ranking_loss(x, y, scale=7.0, **kw),
+             lambda x, y: _np_info_nce(_unit(x), _unit(y), 1 / 7.0)),
+    "mnrl_symmetric": (lambda x, y, **kw: C.multiple_negatives_ranking_loss(x, y, scale=7.0, symmetric=True, **kw),
+                       lambda x, y: _np_symmetric(_unit(x), _unit(y), 7.0)),
+    "clip": (lambda x, y, **kw: C.clip_loss(x, y, logit_scale=0.9, **kw),
+             lambda x, y: _np_symmetric(x, y, np.exp(0.9))),
+    "ntxent": (lambda x, y, **kw: C.ntxent_loss(x, jnp.asarray(LABELS), temperature=0.4, **kw),
+               lambda x, y: _np_ntxent(x, LABELS, 0.4)),
+    "siglip": (lambda x, y, **kw: C.sigmoid_contrastive_loss(x, y, temperature=1.7, bias=-2.0, **kw),
+               lambda x, y: _np_siglip(x, y, 1.7, -2.0)),
+}
+PAIRED = [name for name in CASES if name != "info_nce_labels"]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_dense_losses_match_numpy_float64_references(name, x64):
+    x, y = _sides(1)
+    call, reference = CASES[name]
+    np.testing.assert_allclose(call(jnp.asarray(x), jnp.asarray(y)), reference(x, y), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("block_size", [1, 3, 7, N])
+def test_blockwise_matches_dense_values_and_gradients(name, block_size):
+    x, y = (jnp.float32(a) for a in _sides(2))
+    call = CASES[name][0]
+    value_and_grad = lambda **kw: jax.value_and_grad(lambda x, y: jnp.sum(call(x, y, **kw)), (0, 1))(x, y)  # noqa: E731
+    (dense, dense_grads), (blocked, blocked_grads) = value_and_grad(), value_and_grad(block_size=block_size)
+    _close(blocked, dense)
+    for ours, theirs in zip(blocked_grads, dense_grads):
+        _close(ours, theirs)
+
+
+def test_ntxent_mean_over_positive_pairs_is_optax_ntxent():
+    x, _ = _sides(3)
+    x, labels = jnp.float32(x), jnp.asarray(LABELS)
+    positives = (labels[:, None] == labels[None, :]).sum(1) - 1
+    ours = lambda x: jaxloss.reduce.mean(C.ntxent_loss(x, labels, temperature=0.2, block_size=5),  # noqa: E731
+                                         weights=jnp.float32(positives))
+    theirs = lambda x: optax.losses.ntxent(x, labels, 0.2)  # noqa: E731
+    _close(ours(x), theirs(x))
+    _close(jax.grad(ours)(x), jax.grad(theirs)(x))
+
+
+def test_anchors_without_positives_or_negatives_give_zero():
+    x = jnp.float32(_sides(4)[0][:4])
+    np.testing.assert_array_equal(C.ntxent_loss(x, jnp.array([0, 1, 2, 3])), 0.0)  # no positives
+    only_positives = C.ntxent_loss(x, jnp.zeros(4, jnp.int32))  # no negatives: log(e^s)/e^s = 0
+    np.testing.assert_allclose(only_positives, 0.0, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", PAIRED)
+def test_masked_pairs_are_left_out_of_the_batch(name):
+    x, y = (jnp.float32(a) for a in _sides(5))
+    call = CASES[name][0]
+    keep = np.arange(N) % 3 != 0
+    x_nan = x.at[~keep].set(jnp.nan)  # padding
+    losses = call(x_nan, y.at[~keep].set(jnp.inf), where=jnp.asarray(keep), block_size=4)
+    grads = jax.grad(lambda x: jnp.sum(call(x, y, where=jnp.asarray(keep), block_size=4)))(x_nan)
+    assert np.all(np.asarray(losses)[~keep] == 0) and np.all(np.asarray(grads)[~keep] == 0)
+    if name != "ntxent":  # (its labels are sliced below)
+        _close(np.asarray(losses)[keep], call(x[keep], y[keep]))
+
+
+# ------------------------------------------------------------------ sharded over 8 CPU devices
+
+
+@pytest.fixture(scope="module")
+def mesh():
+    devices = jax.devices("cpu")
+    if len(devices) < 8:
+        pytest.skip(f"needs 8 CPU devices (tests/conftest.py sets XLA_FLAGS), got {len(devices)}")
+    return Mesh(np.array(devices[:8]), ("x",))
+
+
+SHARDED = {
+    "info_nce": lambda x, y, s, b, m, **kw: C.info_nce_loss(x, y, temperature=s, where=m, **kw),
+    "mnrl_symmetric": lambda x, y, s, b, m, **kw: C.multiple_negatives_ranking_loss(x, y, scale=s, symmetric=True,
+                                                                                    where=m, **kw),
+    "clip": lambda x, y, s, b, m, **kw: C.clip_loss(x, y, logit_scale=s, where=m, **kw),
+    "siglip": lambda x, y, s, b, m, **kw: C.sigmoid_contrastive_loss(x, y, temperature=s, bias=b, where=m, **kw),
+    "ntxent": lambda x, y, s, b, m, **kw: C.ntxent_loss(x, jnp.asarray(np.arange(4 * N) % 5), temperature=s,
+                                                       where=m, **kw),
+}
+
+
+@pytest.mark.parametrize("name", SHARDED)
+@pytest.mark.parametrize("block_size", [None, 3])
+def test_sharded_equals_one_device_values_and_gradients(mesh, name, block_size):
+    x, y = (jnp.float32(a) for a in _sides(6, 4 * N))
+    scale, bias, mask = jnp.float32(0.8), jnp.float32(-1.0), jnp.asarray(np.arange(4 * N) % 7 != 0)
+    call = SHARDED[name]
+    if name == "ntxent":  # labels are per example: shard them along with the embeddings
+        labels = jnp.asarray(np.arange(4 * N) % 5)
+
+        def local(x, y, s, b, m, labels):
+            return C.ntxent_loss(x, labels, temperature=s, where=m, block_size=block_size, axis_name="x")
+
+        whole = lambda x, y, s, b, m: C.ntxent_loss(x, labels, temperature=s, where=m)  # noqa: E731
+        sharded = jax.shard_map(local, mesh=mesh, in_specs=(P("x"), P("x"), P(), P(), P("x"), P("x")),
+                                out_specs=P("x"))
+        run = lambda *a: sharded(*a, labels)  # noqa: E731
+    else:
+        sharded = jax.shard_map(lambda *a: call(*a, block_size=block_size, axis_name="x"), mesh=mesh,
+                                in_specs=(P("x"), P("x"), P(), P(), P("x")), out_specs=P("x"))
+        run, whole = sharded, call
+    args = (x, y, scale, bias, mask)
+    _close(jax.jit(run)(*args), whole(*args))
+    grads = lambda f: jax.jit(jax.grad(lambda *a: jnp.sum(f(*a)), (0, 1, 2, 3)))(*args)  # noqa: E731
+    for ours, theirs in zip(grads(run), grads(whole)):
+        _close(ours, theirs)
+
+
+# ------------------------------------------------------------------ memory
+
+
+def _footprint(n, block_size):
+    x = jax.ShapeDtypeStruct((n, 128), jnp.float32)
+    objective = jax.value_and_grad(lambda q, k: jnp.mean(C.info_nce_loss(q, k, block_size=block_size)), (0, 1))
+    memory = jax.jit(objective).lower(x, x).compile().memory_analysis()
+    return memory.temp_size_in_bytes + memory.output_size_in_bytes
+
+
+def test_blockwise_footprint_grows_linearly_and_holds_no_n_by_n_matrix():
+    small, large = _footprint(2048, 256), _footprint(8192, 256)
+    assert large < 4.5 * small, (small, large)  # linear in N at a fixed block size
+    assert large < 8192 * 8192 * 4 / 4, large  # a quarter of one N × N float32 matrix
+    assert _footprint(8192, None) > 8192 * 8192 * 4  # the dense form does hold it
+
+
+# ------------------------------------------------------------------ errors
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: C.info_nce_loss(jnp.ones((4, 3)), jnp.ones((5, 3))), ValueError, r"queries and keys .* \(4, 3\) and \(5, 3\)"),
+    (lambda: C.info_nce_loss(jnp.ones((4, 3)), jnp.ones((5, 2)), labels=jnp.zeros(4, int)), ValueError,
+     "same feature size"),
+    (lambda: C.info_nce_loss(jnp.ones((4, 3)), jnp.ones((4, 3)), labels=jnp.zeros(3, int)), ValueError, "labels"),
+    (lambda: C.clip_loss(jnp.ones((4,)), jnp.ones((4,)), logit_scale=1.0), ValueError, r"image_embeddings must be"),
+    (lambda: C.clip_loss(jnp.ones((4, 3), int), jnp.ones((4, 3)), logit_scale=1.0), TypeError, "image_embeddings"),
+    (lambda: C.ntxent_loss(jnp.ones((4, 3)), jnp.ones(4)), ValueError, "labels must be integer"),
+    (lambda: C.info_nce_loss(jnp.ones((4, 3)), jnp.ones((4, 3)), block_size=0), ValueError, "block_size"),
+    (lambda: C.info_nce_loss(jnp.ones((4, 3)), jnp.ones((4, 3)), temperature=-1.0), ValueError, "temperature"),
+    (lambda: C.sigmoid_contrastive_loss(jnp.ones((4, 3)), jnp.ones((4, 3)), temperature=1.0, bias=jnp.ones(2)),
+     ValueError, "bias"),
+])
+def test_bad_input_raises_naming_the_argument(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
