@@ -3,6 +3,7 @@
 import dataclasses
 
 import jax.numpy as jnp
+import pytest
 
 from jaxloss import __main__ as cli
 from jaxloss import catalogue
@@ -41,3 +42,16 @@ def test_bench_runs_a_benchmark_script_with_its_arguments(capsys):
     for loss in ("huber_loss", "sigmoid_binary_cross_entropy"):
         assert [line.split("|")[2].strip() for line in out.splitlines() if line.startswith(f"| {loss} |")] == [
             "jaxloss", "optax", "autodiff"]
+
+
+@pytest.mark.parametrize("name, args, rows", [
+    ("cross_entropy", ["--shape", "8", "16", "--repeats", "1"], ["| jaxloss |", "| optax |", "| autodiff |"]),
+    ("embedding", ["--repeats", "1", "--angular", "8", "4", "16", "--batch-triplet", "8", "4", "--triplet", "8", "4"],
+     ["### angular_margin_loss", "### batch_triplet_loss (mining='semihard'", "### triplet_margin_loss", "| optax |"]),
+    ("contrastive", ["--ns", "64", "--ntxent-ns", "32", "--block-size", "16", "--repeats", "1"],
+     ["| 64 |", "| 32 |"]),
+])
+def test_every_benchmark_script_runs_on_a_small_problem(capsys, name, args, rows):
+    assert cli.main(["bench", name, *args]) == 0
+    out = capsys.readouterr().out
+    assert all(row in out for row in rows), out
