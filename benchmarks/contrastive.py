@@ -92,7 +92,7 @@ def main(argv=None) -> str:
     out += ["", "### ntxent_loss vs optax.ntxent: value and gradient w.r.t. the embeddings", "",
             "| N | optax GiB | optax ms | jaxloss dense GiB | jaxloss dense ms | jaxloss blockwise GiB | "
             "jaxloss blockwise ms |", "|---:|---:|---:|---:|---:|---:|---:|"]
-    print("\n".join(out[-4:]), flush=True)
+    print("\n".join(out[-5:]), flush=True)
     for n in args.ntxent_ns:
         x = jax.random.normal(key, (n, args.dim))
         labels = jnp.arange(n) // 2
