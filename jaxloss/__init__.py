@@ -36,5 +36,10 @@ from jaxloss.regression import huber_loss as huber_loss
 from jaxloss.regression import log_cosh as log_cosh
 from jaxloss.regression import smooth_l1_loss as smooth_l1_loss
 from jaxloss.regression import squared_error as squared_error
+from jaxloss.segmentation import dice_loss as dice_loss
+from jaxloss.segmentation import generalized_dice_loss as generalized_dice_loss
+from jaxloss.segmentation import jaccard_loss as jaccard_loss
+from jaxloss.segmentation import tversky_loss as tversky_loss
+from jaxloss.sequence import ctc_loss as ctc_loss
 
 __version__ = "0.1.0"

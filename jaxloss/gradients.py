@@ -84,6 +84,7 @@ def hand_derivative(
     residuals: bool = False,
     per_example: Sequence[str] | None = None,
     own_precision: Sequence[str] = (),
+    where_of: str = "output",
 ):
     """Declare a loss as its forward formula plus a hand-derived tangent rule.
 
@@ -110,6 +111,12 @@ def hand_derivative(
         upcasting inside each pass that reads them.  For large low-precision inputs this
         keeps XLA from materialising a float32 copy, which XLA:CPU does for an upcast read
         by more than one pass (a maximum and a sum, say).
+      where_of: ``"output"`` (default): ``where`` is a per-example mask of the loss's
+        shape, applied by the mechanism as described below.  ``"inputs"``: ``where``
+        masks positions of the inputs (the pixels of a segmentation loss, say); the
+        mechanism only checks that it is boolean and hands it to the forward and the
+        rule untouched, which must zero the masked positions of the inputs and of their
+        tangents themselves (``jnp.where`` before use), so that inf/NaN cannot leak.
 
     Returns:
       A decorator taking the forward formula and returning the public loss, with the
@@ -120,11 +127,14 @@ def hand_derivative(
       before the formula and the rule run.
     """
     static, own_precision = tuple(static), frozenset(own_precision)
+    if where_of not in ("output", "inputs"):
+        raise ValueError(f'where_of must be "output" or "inputs", got {where_of!r}.')
 
     def decorate(forward):
         signature = inspect.signature(forward)
         names = tuple(n for n in signature.parameters if n not in static)
-        masked = "where" in signature.parameters
+        # With where_of="inputs" the forward and the rule apply ``where`` themselves.
+        masked = "where" in signature.parameters and where_of == "output"
         examples = tuple(per_example) if per_example is not None else tuple(
             n for n, q in signature.parameters.items() if q.kind == q.POSITIONAL_OR_KEYWORD)
 
@@ -134,7 +144,7 @@ def hand_derivative(
             arguments = bound.arguments
             if check is not None:
                 check(**arguments)
-            if masked:
+            if "where" in arguments:
                 _checks.mask("where", arguments["where"])
             for n in static:
                 _checks.hashable(n, arguments[n])

@@ -129,9 +129,24 @@ def test_extreme_inputs_give_finite_values_and_gradients(entry):
                 assert jnp.all(jnp.isfinite(grad)), (i, args, kwargs, grad)
 
 
+def _check_pixel_where(entry, args, kwargs):
+    """``where`` over the pixels ``args[0].shape[:-1]``: masked pixels (NaN padding here) get
+    gradient exactly 0, and each loss is that of its example with the masked pixels removed."""
+    x = args[0]
+    where = jnp.asarray(np.random.default_rng(5).random(x.shape[:-1]) < 0.5)
+    padded = jnp.where(where[..., None], x, jnp.nan)
+    losses, grad = _verify.value_and_grad(entry, (padded, *args[1:]), {**kwargs, "where": where})
+    assert jnp.all(grad[~where] == 0) and jnp.any(grad[where] != 0)
+    for b in range(x.shape[0]):
+        keep = np.asarray(where[b])
+        _close(losses[b], entry.fn(*[a[b][keep][None] for a in args], **kwargs)[0])
+
+
 @ENTRIES
 def test_masked_entries_give_zero_loss_and_zero_gradient(entry):
     args, kwargs = _verify.sample(entry)
+    if entry.pixel_where:
+        return _check_pixel_where(entry, args, kwargs)
     where = jnp.asarray(np.random.default_rng(5).random(entry.fn(*args, **kwargs).shape) < 0.5)
     losses, grad = _verify.value_and_grad(entry, args, {**kwargs, "where": where})
     assert jnp.all(losses[~where] == 0) and jnp.all(grad[~where] == 0)

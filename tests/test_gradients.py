@@ -573,3 +573,33 @@ def test_non_boolean_where_raises_type_error():
         toy(TOY_X, where=jnp.ones(5, jnp.int32))
     with pytest.raises(TypeError, match="where"):
         jaxloss.huber_loss(HUBER_X, HUBER_Y, where=jnp.ones(5))
+
+
+def _masked_sum_tangent(p, t, out, res):
+    keep = p["where"] if p["where"] is not None else True
+    return None if t.x is None else jnp.sum(jnp.where(keep, 2 * p.x * jnp.where(keep, t.x, 0), 0), axis=-1)
+
+
+@hand_derivative(_masked_sum_tangent, where_of="inputs")
+def _masked_sum_of_squares(x, *, where=None):
+    """``Σ_j x_j²`` over the unmasked entries of each row: ``where`` masks the input."""
+    keep = where if where is not None else True
+    return jnp.sum(jnp.where(keep, jnp.where(keep, x, 0) ** 2, 0), axis=-1)
+
+
+def test_where_of_inputs_hands_an_input_shaped_mask_to_the_forward_and_rule():
+    x = jnp.array([[1.0, jnp.nan, 2.0], [3.0, 4.0, jnp.inf]])
+    where = jnp.array([[True, False, True], [True, True, False]])
+    losses = _masked_sum_of_squares(x, where=where)  # not masked by the mechanism: shape (2,) != where's
+    np.testing.assert_allclose(losses, [5.0, 25.0])
+    grad = jax.grad(lambda x: jnp.sum(_masked_sum_of_squares(x, where=where)))(x)
+    np.testing.assert_array_equal(grad, [[2.0, 0.0, 4.0], [6.0, 8.0, 0.0]])
+    tangent = jax.jvp(lambda x: _masked_sum_of_squares(x, where=where), (x,), (jnp.ones_like(x),))[1]
+    np.testing.assert_allclose(tangent, [6.0, 14.0])
+    with pytest.raises(TypeError, match="where"):
+        _masked_sum_of_squares(x, where=jnp.ones((2, 3)))
+
+
+def test_where_of_must_be_output_or_inputs():
+    with pytest.raises(ValueError, match="where_of"):
+        hand_derivative(_masked_sum_tangent, where_of="pixels")
