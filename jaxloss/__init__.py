@@ -1,5 +1,6 @@
 """jaxloss: loss functions for JAX with hand-derived, verified derivative rules."""
 
+from jaxloss import checks as checks
 from jaxloss import reduce as reduce
 from jaxloss.angular import angular_margin_loss as angular_margin_loss
 from jaxloss.angular import arcface_loss as arcface_loss
