@@ -734,11 +734,9 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(embedding.cosine_embedding_loss, "embedding",
           "torch cosine_embedding_loss",
           _cosine_pairs, _extreme_cosine),
-    # entries: embedding pairs and triplets
     Entry(embedding.batch_triplet_loss, "embedding",
           "pytorch_metric_learning TripletMarginLoss + BatchHardMiner (hard); tfa.losses.triplet_semihard_loss",
           _batch_triplets, _extreme_batch_triplets, coupled=True),
-    # entries: embedding batch triplets
     Entry(angular.angular_margin_loss, "angular",
           "InsightFace combined margin (m1, m2, m3)",
           _angular(scale=jnp.float32(4.0), m1=2, m2=jnp.float32(0.2), m3=jnp.float32(0.1)),
@@ -752,12 +750,9 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(angular.sphereface_loss, "angular",
           "pytorch_metric_learning SphereFaceLoss (scale = s·‖e‖)",
           _angular(scale=jnp.float32(2.0), margin=4), _extreme_angular(scale=64.0, margin=3)),
-    # entries: angular margins
     Entry(angular.ge2e_loss, "angular",
           "",
           _ge2e, _extreme_ge2e, coupled=True),
-    # entries: ge2e
-    # entries: contrastive
     Entry(contrastive.info_nce_loss, "contrastive",
           "",
           _two_sides(temperature=1.0), _extreme_two_sides(temperature=0.07),
