@@ -3,6 +3,11 @@
 import jax.numpy as jnp
 
 
+def compute_dtype(dtype):
+    """The dtype a loss computes in for inputs of ``dtype``: at least float32."""
+    return jnp.promote_types(dtype, jnp.float32)
+
+
 def log_2cosh_half(x):
     r"""``log(2·cosh(x/2)) = softplus(x) − x/2``, an even function, for any ``|x|``.
 

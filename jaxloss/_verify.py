@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxloss import _math
 from jaxloss.catalogue import Entry
 from jaxloss.gradients import GradientCheck, check_gradients
 
@@ -74,7 +75,7 @@ def precision_error(entry: Entry, dtype, seed: int = 0) -> tuple[float, float]:
     args, kwargs = sample(entry, seed)
     low = [a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a for a in args]
     losses, grad = value_and_grad(entry, low, kwargs)
-    if losses.dtype != jnp.promote_types(dtype, jnp.float32) or grad.dtype != dtype:
+    if losses.dtype != _math.compute_dtype(dtype) or grad.dtype != dtype:
         return float("inf"), float("inf")
     with jax.enable_x64(True):
         wide = [a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a for a in low]

@@ -175,11 +175,26 @@ def _column_mask(v, where):
     return jnp.ones(v.shape[:1], bool) if where is None else where
 
 
+def _check_embeddings(name, x):
+    _checks.float_array(name, x)
+    if jnp.ndim(x) != 2:
+        raise ValueError(f"{name} must be [examples, features], got shape {jnp.shape(x)}.")
+
+
+def _check_ids(labels, n, what):
+    """Integer ``labels`` of shape ``(n,)``."""
+    if not jnp.issubdtype(jnp.result_type(labels), jnp.integer) or jnp.shape(labels) != (n,):
+        raise ValueError(f"labels must be integer {what}, shape {(n,)}, got {_checks._describe(labels)}.")
+
+
+def _check_temperature(temperature):
+    _checks.float_option("temperature", temperature, (), "a scalar")
+    _checks.positive("temperature", temperature)
+
+
 def _check_sides(first, second, where, names, *, paired=True):
     for name, x in zip(names, (first, second)):
-        _checks.float_array(name, x)
-        if jnp.ndim(x) != 2:
-            raise ValueError(f"{name} must be [examples, features], got shape {jnp.shape(x)}.")
+        _check_embeddings(name, x)
     (n, d), (m, e) = jnp.shape(first), jnp.shape(second)
     if d != e or (paired and n != m):
         need = "the same shape" if paired else "the same feature size"
@@ -198,12 +213,9 @@ def _check_blocks(block_size, axis_name):
 
 def _check_info_nce(queries, keys, temperature, labels, block_size, axis_name, where):
     _check_sides(queries, keys, where, ("queries", "keys"), paired=labels is None)
-    _checks.float_option("temperature", temperature, (), "a scalar")
-    _checks.positive("temperature", temperature)
+    _check_temperature(temperature)
     if labels is not None:
-        if not jnp.issubdtype(jnp.result_type(labels), jnp.integer) or jnp.shape(labels) != jnp.shape(queries)[:1]:
-            raise ValueError(f"labels must be integer ids of the positive keys, shape {jnp.shape(queries)[:1]}, "
-                             f"got {_checks._describe(labels)}.")
+        _check_ids(labels, jnp.shape(queries)[0], "ids of the positive keys")
     _check_blocks(block_size, axis_name)
 
 
@@ -433,15 +445,10 @@ def clip_loss(image_embeddings, text_embeddings, *, logit_scale, block_size=None
 
 
 def _check_ntxent(embeddings, labels, temperature, block_size, axis_name, where):
-    _checks.float_array("embeddings", embeddings)
-    if jnp.ndim(embeddings) != 2:
-        raise ValueError(f"embeddings must be [examples, features], got shape {jnp.shape(embeddings)}.")
-    if not jnp.issubdtype(jnp.result_type(labels), jnp.integer) or jnp.shape(labels) != jnp.shape(embeddings)[:1]:
-        raise ValueError(f"labels must be integer group ids of shape {jnp.shape(embeddings)[:1]}, "
-                         f"got {_checks._describe(labels)}.")
+    _check_embeddings("embeddings", embeddings)
+    _check_ids(labels, jnp.shape(embeddings)[0], "group ids")
     _checks.broadcasts_to("where", where, jnp.shape(embeddings)[:1], "the examples of embeddings")
-    _checks.float_option("temperature", temperature, (), "a scalar")
-    _checks.positive("temperature", temperature)
+    _check_temperature(temperature)
     _check_blocks(block_size, axis_name)
 
 

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
-from jaxloss import _checks
+from jaxloss import _checks, _math
 
 __all__ = ["hand_derivative", "Args", "tangent_sum", "check_gradients", "GradientCheck"]
 
@@ -52,7 +52,7 @@ class Args(dict):
 def _upcast(x):
     """Float arrays below float32 are computed in float32; everything else is kept."""
     if isinstance(x, jax.Array | np.ndarray) and jnp.issubdtype(x.dtype, jnp.floating):
-        return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+        return x.astype(_math.compute_dtype(x.dtype))
     return x
 
 

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _checks
-from jaxloss._math import softplus_pair
+from jaxloss._math import compute_dtype, softplus_pair
 from jaxloss.classification import _check_scores
 from jaxloss.gradients import hand_derivative, tangent_sum
 
@@ -117,13 +117,9 @@ def _shifted_logsumexp(x):
     upcasting inside the one pass that reads ``x``: XLA:CPU materialises an upcast (or an
     ``x − m``) that more than one pass reads.
     """
-    m = jax.lax.stop_gradient(jnp.max(x, axis=-1)).astype(_compute_dtype(x))
+    m = jax.lax.stop_gradient(jnp.max(x, axis=-1)).astype(compute_dtype(x.dtype))
     m = jnp.where(jnp.isfinite(m), m, 0)
     return m, jnp.log(jnp.sum(jnp.exp(x.astype(m.dtype) - m[..., None]), axis=-1))
-
-
-def _compute_dtype(x):
-    return jnp.promote_types(x.dtype, jnp.float32)
 
 
 def _label_logit(x, labels):
@@ -134,7 +130,7 @@ def _label_logit(x, labels):
     if jnp.dtype(x.dtype).itemsize == 2:
         bits = _label_value(jax.lax.bitcast_convert_type(x, jnp.uint16), labels)
         return jax.lax.bitcast_convert_type(bits, x.dtype).astype(jnp.float32)
-    return _label_value(x, labels).astype(_compute_dtype(x))
+    return _label_value(x, labels).astype(compute_dtype(x.dtype))
 
 
 def _label_shifted_logsumexp(x, labels):
