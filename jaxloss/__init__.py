@@ -42,5 +42,8 @@ from jaxloss.segmentation import generalized_dice_loss as generalized_dice_loss
 from jaxloss.segmentation import jaccard_loss as jaccard_loss
 from jaxloss.segmentation import tversky_loss as tversky_loss
 from jaxloss.sequence import ctc_loss as ctc_loss
+# <<< issue 10 exports >>>
+# <<< issue 11 probabilistic exports >>>
+# <<< issue 11 self-supervised exports >>>
 
 __version__ = "0.1.0"

@@ -20,6 +20,7 @@ import numpy as np
 from jaxloss import angular, classification, contrastive, embedding, multiclass, regression
 from jaxloss import segmentation
 from jaxloss import sequence
+# <<< new module imports >>>
 
 Inputs = tuple[tuple, dict]
 
@@ -46,6 +47,9 @@ class Entry:
       pixel_where: whether ``where`` masks positions of the inputs (the pixels
         ``args[0].shape[:-1]`` of a segmentation loss) instead of examples: a masked pixel
         gets derivative 0 and the loss equals that of the example without the pixel.
+      per_batch: whether the loss is defined on the whole batch only and returns one
+        number (Barlow Twins, VICReg): ``where`` then removes masked examples from the
+        batch statistics, and the per-example checks do not apply.
     """
 
     fn: Callable
@@ -58,6 +62,7 @@ class Entry:
     sharded: bool = False
     coupled: bool = False
     pixel_where: bool = False
+    per_batch: bool = False
 
     @property
     def name(self) -> str:
@@ -665,6 +670,13 @@ def _extreme_ctc():
             (feasible, {"where": jnp.zeros(3, bool)})]
 
 
+# <<< issue 10 samples >>>
+
+# <<< issue 11 probabilistic samples >>>
+
+# <<< issue 11 self-supervised samples >>>
+
+
 # ---------------------------------------------------------------- the entries
 
 ENTRIES: tuple[Entry, ...] = (
@@ -790,6 +802,9 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(sequence.ctc_loss, "sequence",
           "optax.ctc_loss; torch ctc_loss",
           _ctc, _extreme_ctc),
+    # <<< issue 10 entries >>>
+    # <<< issue 11 probabilistic entries >>>
+    # <<< issue 11 self-supervised entries >>>
 )
 
 BY_NAME: dict[str, Entry] = {e.name: e for e in ENTRIES}
