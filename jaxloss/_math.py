@@ -1,5 +1,6 @@
 """Numerically careful building blocks shared by several losses."""
 
+import jax
 import jax.numpy as jnp
 
 
@@ -66,3 +67,26 @@ def normalize_tangent(x_hat, norm, dx, eps=1e-12, axis=-1):
     scale = jnp.expand_dims(jnp.maximum(norm, eps), axis)
     radial = x_hat * jnp.sum(x_hat * dx, axis=axis, keepdims=True)
     return jnp.where(jnp.expand_dims(norm, axis) > eps, dx - radial, dx) / scale
+
+
+def logsumexp_step(carry, s):
+    r"""One step of a streamed log-sum-exp over the last axis (the online softmax):
+    ``carry = (top, total)`` holds the running maximum and ``Σ exp(s − top)`` of the
+    blocks seen so far; start from ``(−inf, 0)`` and finish with :func:`logsumexp_finish`.
+    The maximum gets no derivative (it cancels); −inf entries count for nothing."""
+    top, total = carry
+    new_top = jax.lax.stop_gradient(jnp.maximum(top, jnp.max(s, axis=-1)))
+    shift = jnp.where(jnp.isfinite(new_top), new_top, 0.0)
+    return new_top, total * jnp.exp(top - shift) + jnp.sum(jnp.exp(s - shift[..., None]), axis=-1)
+
+
+def logsumexp_finish(top, total):
+    """``log Σ exp`` from a streamed ``(top, total)``: −inf where every entry was −inf."""
+    return jnp.where(jnp.isfinite(top), top, 0.0) + jnp.log(total)
+
+
+def softmax_weight(z):
+    """``exp(z)`` for ``z = s − lse ≤ 0``, capped at ``exp(0) = 1``: a blockwise backward
+    recomputes ``s`` with a separate matmul, which can round above the forward's
+    log-sum-exp (by an ulp of ~1e3 for logits near 1e10, enough to overflow ``exp``)."""
+    return jnp.exp(jnp.where(z > 0, 0.0, z))

@@ -59,15 +59,11 @@ def _row_logsumexp(u, v, scale, allowed, extras, block_size):
     logits exist at once.  −inf for a row with no allowed column."""
 
     def body(carry, v_b, j, valid, *extras_b):
-        top, total = carry
         s = jnp.where(allowed(j, valid, *extras_b), scale * (u @ v_b.T), -jnp.inf)
-        new_top = jax.lax.stop_gradient(jnp.maximum(top, jnp.max(s, axis=-1)))
-        shift = jnp.where(jnp.isfinite(new_top), new_top, 0.0)
-        return new_top, total * jnp.exp(top - shift) + jnp.sum(jnp.exp(s - shift[:, None]), axis=-1)
+        return _math.logsumexp_step(carry, s)
 
     zeros = jnp.zeros_like(u[:, 0])  # (like the rows: varying over a shard_map axis)
-    top, total = _scan_columns(body, (zeros - jnp.inf, zeros), v, extras, block_size)
-    return jnp.where(jnp.isfinite(top), top, 0.0) + jnp.log(total)
+    return _math.logsumexp_finish(*_scan_columns(body, (zeros - jnp.inf, zeros), v, extras, block_size))
 
 
 def _row_sums(u, v, values, extras, block_size):
@@ -107,13 +103,6 @@ def _stream_tangent(u, v, du, dv, scale, dscale, dbias, weights, extras, block_s
 
     extras = tuple(extras) + ((dv,) if has_dv else ())
     return _scan_columns(body, jnp.zeros_like(u[:, 0]), v, extras, block_size, checkpoint=True)
-
-
-def _softmax_weight(z):
-    """``exp(z)`` for ``z = s − lse ≤ 0``, capped at ``exp(0) = 1``: the backward recomputes
-    ``s`` with a separate matmul, which can round above the forward's log-sum-exp (by an
-    ulp of ~1e3 for logits near 1e10, enough to overflow ``exp``)."""
-    return jnp.exp(jnp.where(z > 0, 0.0, z))
 
 
 def _pair_logit_tangent(u, v_pos, du, dv_pos, scale, dscale):
@@ -163,7 +152,7 @@ def _row_cross_entropy_tangent(u, v, du, dv, targets, scale, dscale, where, lse,
     mask_all = _gather(_column_mask(v, where), axis_name)
 
     def softmax(dots, j, valid, mask):
-        return jnp.where(valid & mask, _softmax_weight(scale * dots - lse[:, None]), 0.0)
+        return jnp.where(valid & mask, _math.softmax_weight(scale * dots - lse[:, None]), 0.0)
 
     stream = _stream_tangent(u, v_all, du, dv_all, scale, dscale, None, softmax, (mask_all,), block_size)
     take = lambda x: None if x is None else jnp.take(x, targets, axis=0, mode="fill", fill_value=0)  # noqa: E731
@@ -318,6 +307,7 @@ def _check_paired(first, second, scale, block_size, axis_name, where, *, names, 
 def _check_mnrl(anchors, positives, scale, symmetric, block_size, axis_name, where):
     _check_paired(anchors, positives, scale, block_size, axis_name, where,
                   names=("anchors", "positives"), scale_name="scale")
+    _checks.positive("scale", scale)
 
 
 def _mnrl_tangent(p, t, out, res):
@@ -483,7 +473,7 @@ def _ntxent_tangent(p, t, out, res):
 
     def weights(dots, j, valid, column_labels, mask):  # ∂ℓ_i/∂s_ij
         s = scale * dots
-        g_neg = slope[:, None] * _softmax_weight(s - finite_lse)
+        g_neg = slope[:, None] * _math.softmax_weight(s - finite_lse)
         g_pos = -jax.nn.sigmoid(lse[:, None] - s) / jnp.maximum(count, 1)[:, None]
         return jnp.where(negative(j, valid, column_labels, mask), g_neg,
                          jnp.where(positive(j, valid, column_labels, mask), g_pos, 0.0))
@@ -561,6 +551,7 @@ def ntxent_loss(embeddings, labels, *, temperature=0.07, block_size=None, axis_n
 def _check_siglip(image_embeddings, text_embeddings, temperature, bias, block_size, axis_name, where):
     _check_sides(image_embeddings, text_embeddings, where, ("image_embeddings", "text_embeddings"))
     _checks.float_option("temperature", temperature, (), "a scalar")
+    _checks.positive("temperature", temperature)
     _checks.float_option("bias", bias, (), "a scalar")
     _check_blocks(block_size, axis_name)
 

@@ -148,6 +148,29 @@ def _label_shifted_logsumexp(x, labels):
     return jax.lax.cond(jnp.all(jnp.isfinite(lse)), lambda: (shift, lse), lambda: _shifted_logsumexp(x))
 
 
+def _z_loss(log_z, z_loss):
+    r"""PaLM's z-loss ``λ·(log Z)²`` per example (Chowdhery et al. 2022, §5), which keeps the
+    log-normaliser near 0; ``None`` for a constant ``λ = 0`` (no term in the program).
+    Its partials: ``∂/∂x_c = 2λ·log Z·softmax(x)_c``, ``∂/∂λ = (log Z)²``."""
+    if isinstance(z_loss, int | float) and z_loss == 0:
+        return None
+    return z_loss * jnp.square(log_z)
+
+
+def _z_loss_tangent(log_z, z_loss, dz_loss):
+    """``(2λ·log Z, (log Z)²·dλ)``: the z-loss's factor on the softmax tangent ``Σ_c p_c dx_c``
+    and its ``λ`` tangent (``(0, None)`` for a constant ``λ = 0``)."""
+    if isinstance(z_loss, int | float) and z_loss == 0:
+        return 0.0, None
+    return 2 * z_loss * log_z, tangent_sum((jnp.square(log_z), dz_loss))
+
+
+def _smoothing(label_smoothing, classes):
+    """Label smoothing of class ids: the targets ``(1 − ε)·onehot(y) + ε/C`` as the pair
+    ``(ε/C, 1 − ε)``: the mass on every class and the extra mass on the label."""
+    return label_smoothing / classes, 1 - label_smoothing
+
+
 def _minus_log_softmax(x, shift, lse):
     """``lse(x) − x_c`` per class (+inf for a logit of −inf) from the shifted statistics."""
     return lse[..., None] - (x - shift[..., None])
@@ -156,10 +179,11 @@ def _minus_log_softmax(x, shift, lse):
 # ------------------------------------------------------------------ softmax_cross_entropy
 
 
-def _check_cross_entropy(logits, labels, label_smoothing, class_weights, where):
+def _check_cross_entropy(logits, labels, label_smoothing, z_loss, class_weights, where):
     _check_classes(logits, labels, where, probabilities=True, class_weights=class_weights,
-                   label_smoothing=label_smoothing)
+                   label_smoothing=label_smoothing, z_loss=z_loss)
     _checks.in_unit_interval("label_smoothing", label_smoothing)
+    _checks.positive("z_loss", z_loss, allow_zero=True)
 
 
 def _smoothed_targets(logits, labels, label_smoothing):
@@ -169,7 +193,8 @@ def _smoothed_targets(logits, labels, label_smoothing):
     eps = _per_example(label_smoothing)
     classes = logits.shape[-1]
     if jnp.issubdtype(labels.dtype, jnp.integer):
-        return jnp.broadcast_to(eps / classes, logits.shape), 1 - eps[..., 0]
+        dense, keep = _smoothing(eps, classes)
+        return jnp.broadcast_to(dense, logits.shape), keep[..., 0]
     return (1 - eps) * labels + eps / classes, None
 
 
@@ -184,6 +209,7 @@ def _softmax_cross_entropy_tangent(p, t, out, res):
     dense, keep = _smoothed_targets(x, labels, p.label_smoothing)
     w = _class_weights(x, p.class_weights)
     nll = _minus_log_softmax(x, *res)  # +inf for a class with logit −inf
+    z_factor, per_z = _z_loss_tangent(res[0] + res[1], p.z_loss, t.z_loss)
     a = w * dense
     t_eps = _per_example(t.label_smoothing)
     per_class = [(w * nll / classes, t_eps), (_times_nonzero(dense, nll), t.class_weights)]
@@ -194,7 +220,8 @@ def _softmax_cross_entropy_tangent(p, t, out, res):
         dlabels = jnp.where((labels == 0) & jnp.isinf(nll), 0.0, (1 - eps) * w * nll)
         per_class += [(dlabels, t.labels), (-_times_nonzero(labels * w, nll), t_eps)]
         per_label = None
-        per_class.append((jnp.sum(a, axis=-1, keepdims=True) * jnp.exp(-nll) - a, t.logits))
+        total = jnp.sum(a, axis=-1) + z_factor
+        per_class.append((total[..., None] * jnp.exp(-nll) - a, t.logits))
     else:  # class ids: the label class's terms, gathered
         shift, lse = res
         w_label = _label_weight(p.class_weights, labels, x)
@@ -204,7 +231,7 @@ def _softmax_cross_entropy_tangent(p, t, out, res):
         # The label term −b goes in through a select in the one elementwise pass that
         # writes the gradient (a gather's transpose would scatter into it afterwards, which
         # for low-precision logits needs a float32 [..., C] buffer).
-        total = b + dense[..., 0] * jnp.sum(w, axis=-1)
+        total = b + dense[..., 0] * jnp.sum(w, axis=-1) + z_factor
         gather = lambda v: _gather_class(v, labels, x.shape)  # noqa: E731
         onehot_b = jnp.where(_one_hot(labels, classes), b[..., None], 0.0)
         per_class.append((total[..., None] * jnp.exp(-nll) - a - onehot_b, t.logits))
@@ -212,22 +239,27 @@ def _softmax_cross_entropy_tangent(p, t, out, res):
             (-w_label * nll_label, t.label_smoothing),
             (_times_nonzero(keep, nll_label), gather(t.class_weights)),
         )
-    return tangent_sum((1.0, _class_sum(*per_class)), (1.0, per_label))
+    return tangent_sum((1.0, _class_sum(*per_class)), (1.0, per_label), (1.0, per_z))
 
 
 @hand_derivative(_softmax_cross_entropy_tangent, check=_check_cross_entropy, residuals=True,
                  own_precision=("logits",))
-def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, class_weights=None, where=None):
+def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, z_loss=0.0, class_weights=None,
+                          where=None):
     r"""Softmax cross-entropy per example, with class ids or probability targets.
 
     With smoothed targets :math:`\tilde y = (1 - \varepsilon) y + \varepsilon / C` (``y``
     one-hot for class ids) and class weights :math:`w` (1 when not given):
 
     .. math:: \ell = \sum_c w_c \tilde y_c \,(\operatorname{lse}(x) - x_c)
-                   = A\,\operatorname{lse}(x) - \sum_c a_c x_c,
-       \qquad a_c = w_c \tilde y_c,\; A = \sum_c a_c .
+                   + \lambda \operatorname{lse}(x)^2
+                   = A\,\operatorname{lse}(x) - \sum_c a_c x_c + \lambda \operatorname{lse}(x)^2,
+       \qquad a_c = w_c \tilde y_c,\; A = \sum_c a_c ,
 
-    Derivatives (hand rule): ``∂ℓ/∂x_c = A·softmax(x)_c − a_c``;
+    where the last term is PaLM's z-loss (``z_loss=λ``, 0 by default).
+
+    Derivatives (hand rule): ``∂ℓ/∂x_c = (A + 2λ·lse)·softmax(x)_c − a_c``;
+    ``∂ℓ/∂λ = lse²``;
     ``∂ℓ/∂y_c = (1 − ε)·w_c·(lse − x_c)`` for probability targets;
     ``∂ℓ/∂ε = Σ_c w_c (lse − x_c)(1/C − y_c)``; ``∂ℓ/∂w_c = ỹ_c (lse − x_c)``.
     Reverse mode keeps only the logits and two per-example statistics, a shift and the
@@ -256,6 +288,8 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, class_weights=
       labels: integer class ids of the batch shape ``logits.shape[:-1]`` (no derivative),
         or float probability targets of the shape of ``logits`` (differentiated).
       label_smoothing: ε in [0, 1]; a float or an array of the batch shape.
+      z_loss: λ >= 0, the weight of ``lse(x)²`` (PaLM uses 1e-4); a float or an array of
+        the batch shape.  The class weights do not scale it.
       class_weights: optional float weights ``[C]``, >= 0 (differentiated when traced).
       where: optional boolean mask broadcasting to the batch shape.
 
@@ -273,7 +307,8 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, class_weights=
       ``optax.losses.softmax_cross_entropy_with_integer_labels``;
       ``torch.nn.functional.cross_entropy(reduction="none")`` (``weight``,
       ``label_smoothing``, class ids or probabilities); Szegedy et al., "Rethinking the
-      Inception Architecture", 2016 (label smoothing).
+      Inception Architecture", 2016 (label smoothing); Chowdhery et al., "PaLM: Scaling
+      Language Modeling with Pathways", 2022, §5 (z-loss; optax issue #64).
     """
     # Nothing of shape [..., C] is formed but the passes of the max and Σ exp: the label
     # logit is gathered, and the smoothing term Σ_c a_c (x_c − m) folds away for a constant
@@ -287,7 +322,8 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, class_weights=
     if keep is not None:  # class ids
         b = keep * _label_weight(class_weights, labels, shifted)
         loss = loss + b * lse - _times_nonzero(b, _label_logit(logits, labels) - shift)
-    return loss, (shift, lse)
+    z_term = _z_loss(shift + lse, z_loss)
+    return (loss if z_term is None else loss + z_term), (shift, lse)
 
 
 # ------------------------------------------------------------------ nll_loss

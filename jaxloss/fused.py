@@ -1,0 +1,329 @@
+"""Losses fused with the layer that feeds them: linear + softmax cross-entropy over a
+large vocabulary, without the logits.
+
+In language-model training the logits ``[tokens, vocab]`` dominate memory (8192 tokens ×
+256k classes in float32 is 8 GiB, and their gradient as much again).
+:func:`linear_softmax_cross_entropy` takes the hidden states and the classifier instead
+and streams over blocks of the vocabulary: the forward keeps a running maximum and
+log-sum-exp per token (the online softmax), and the derivative rule recomputes each
+block's logits, so neither pass holds more than ``tokens × block_size`` of them (as Cut
+Cross-Entropy, Wijmans et al. 2025, and Liger Kernel's fused linear cross-entropy do).
+It supports ``jit``, ``vmap``, forward and reverse mode, ``jax.hessian`` and
+forward-over-reverse Hessian-vector products; ``fn.reference`` is plain autodiff of the
+same blockwise formula.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxloss import _checks, _math
+from jaxloss.gradients import hand_derivative, tangent_sum
+from jaxloss.multiclass import _smoothing, _z_loss, _z_loss_tangent
+
+_LAYOUTS = ("hv", "vh")
+# Logits per block when block_size is None: 4M (16 MiB in float32) over the tokens.
+_AUTO_BLOCK_ELEMENTS = 1 << 22
+
+
+def _vocab_axis(layout):
+    return 1 if layout == "hv" else 0
+
+
+def _block_size(tokens, vocab, block_size):
+    if block_size is None:
+        block_size = max(128, _AUTO_BLOCK_ELEMENTS // max(tokens, 1) // 128 * 128)
+    return min(block_size, vocab)
+
+
+def _matmul(hidden, columns, layout):
+    """``hidden [N, H]`` times the classifier ``columns`` (``[H, B]`` or ``[B, H]``):
+    ``[N, B]`` in the inputs' dtype, accumulated and returned in at least float32."""
+    dtype = jnp.promote_types(hidden.dtype, columns.dtype)
+    contract = ((1,), (0 if layout == "hv" else 1,))
+    return jax.lax.dot_general(hidden.astype(dtype), columns.astype(dtype), (contract, ((), ())),
+                               preferred_element_type=_math.compute_dtype(dtype))
+
+
+def _fold_vocabulary(body, init, vocab, size, *, checkpoint=False):
+    """Fold ``body(carry, start, new)`` over the blocks ``[start, start + size)`` of the
+    vocabulary.  When ``size`` does not divide it the last block starts at
+    ``vocab − size`` and overlaps the one before; ``new`` (``[size]``) is false on the
+    columns already counted.  Slicing inside the body (no padded or reshaped copy of the
+    weight) keeps the classifier and its gradient in place; with ``checkpoint`` reverse
+    mode recomputes each block instead of storing it."""
+    count = -(-vocab // size)
+
+    def step(carry, k):
+        start = jnp.minimum(k * size, vocab - size)
+        return body(carry, start, start + jnp.arange(size) >= k * size), None
+
+    step = jax.checkpoint(step) if checkpoint else step
+    return jax.lax.scan(step, init, jnp.arange(count))[0]
+
+
+def _slice(x, start, size, axis=0):
+    return None if x is None else jax.lax.dynamic_slice_in_dim(x, start, size, axis=axis)
+
+
+def _block_logits(hidden, weight, bias, start, size, layout):
+    z = _matmul(hidden, _slice(weight, start, size, _vocab_axis(layout)), layout)
+    return z if bias is None else z + _slice(bias, start, size).astype(z.dtype)
+
+
+def _label_columns(x, local, inside, layout, axis):
+    """The label's column of ``x`` (the weight, or its tangent): ``[N, H]``, 0 for a label
+    another shard owns."""
+    cols = jnp.take(x, jnp.where(inside, local, 0), axis=axis)
+    cols = cols.T if layout == "hv" else cols
+    return jnp.where(inside[:, None], cols, 0)
+
+
+def _label_terms(x, labels, layout, axis_name, bias=None):
+    """The label's column of ``x`` (the weight, or its tangent) ``[N, H]`` and the label's
+    entry of ``bias`` ``[N]``; 0 for a label that another shard of ``axis_name`` owns."""
+    axis = _vocab_axis(layout)
+    vocab = x.shape[axis]
+    local = labels - (0 if axis_name is None else jax.lax.axis_index(axis_name) * vocab)
+    inside = (local >= 0) & (local < vocab)
+    local = jnp.where(inside, local, 0)
+    cols = jnp.take(x, local, axis=axis)
+    cols = jnp.where(inside[:, None], cols.T if layout == "hv" else cols, 0)
+    return cols, None if bias is None else jnp.where(inside, jnp.take(bias, local), 0)
+
+
+def _psum(x, axis_name):
+    return x if axis_name is None or x is None else jax.lax.psum(x, axis_name)
+
+
+def _dot_rows(a, b):
+    """``Σ_h a·b`` over the last axis, in at least float32 (``None`` if either is)."""
+    if a is None or b is None:
+        return None
+    dtype = _math.compute_dtype(jnp.promote_types(a.dtype, b.dtype))
+    return jnp.sum(a.astype(dtype) * b.astype(dtype), axis=-1)
+
+
+def _column_sum(w, layout):
+    """``Σ_v w_v`` (``[H]``): with it ``Σ_v z_v = hidden·Σ_v w_v + Σ_v b_v``, the smoothing
+    term's logit sum, costs one pass over the weight and no logits."""
+    return None if w is None else jnp.sum(w.astype(_math.compute_dtype(w.dtype)), axis=_vocab_axis(layout))
+
+
+def _total(b):
+    return None if b is None else jnp.sum(b.astype(_math.compute_dtype(b.dtype)))
+
+
+def _per_token_zeros(h, w, *more):
+    """Zeros ``[N]`` in the compute dtype that vary like the logits over any ``shard_map``
+    axes (those of the tokens and of the vocabulary): a scan's carry must."""
+    dtype = _math.compute_dtype(jnp.promote_types(h.dtype, w.dtype))
+    zeros = jnp.zeros_like(h[:, 0], dtype) + jnp.zeros_like(w[0, 0], dtype)
+    for x in more:
+        zeros = zeros if x is None else zeros + jnp.zeros_like(x[:, 0], dtype)
+    return zeros
+
+
+def _check_linear(hidden, weight, labels, bias, label_smoothing, z_loss, where, block_size,
+                  vocab_axis_name, weight_layout):
+    _checks.float_array("hidden", hidden)
+    _checks.float_array("weight", weight)
+    if weight_layout not in _LAYOUTS:
+        raise ValueError(f'weight_layout must be "hv" ([hidden, vocab]) or "vh" ([vocab, hidden]), '
+                         f"got {weight_layout!r}.")
+    h_shape, w_shape = jnp.shape(hidden), jnp.shape(weight)
+    features = 0 if weight_layout == "hv" else 1
+    if len(h_shape) < 1 or len(w_shape) != 2 or w_shape[features] != h_shape[-1]:
+        layout = "[hidden, vocab]" if weight_layout == "hv" else "[vocab, hidden]"
+        raise ValueError(f"weight must be {layout} (weight_layout={weight_layout!r}) with hidden size "
+                         f"hidden.shape[-1]; got hidden {h_shape}, weight {w_shape}.")
+    batch, vocab = h_shape[:-1], w_shape[1 - features]
+    if not jnp.issubdtype(jnp.result_type(labels), jnp.integer) or jnp.shape(labels) != batch:
+        raise ValueError(f"labels must be integer class ids of hidden's batch shape {batch}, "
+                         f"got {_checks._describe(labels)}.")
+    if bias is not None:
+        _checks.float_array("bias", bias)
+        if jnp.shape(bias) != (vocab,):
+            raise ValueError(f"bias must have shape {(vocab,)} (weight's vocabulary), got {jnp.shape(bias)}.")
+    for name, value in (("label_smoothing", label_smoothing), ("z_loss", z_loss)):
+        _checks.float_option(name, value, batch, "hidden's batch shape")
+    _checks.in_unit_interval("label_smoothing", label_smoothing)
+    _checks.positive("z_loss", z_loss, allow_zero=True)
+    _checks.broadcasts_to("where", where, batch, "hidden's batch shape")
+    if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
+        raise ValueError(f"block_size must be a positive int or None, got {block_size!r}.")
+
+
+def _tokens(hidden, labels, *options):
+    """hidden as ``[N, H]`` tokens, labels as ``[N]`` and per-token options as ``[N]``."""
+    flat = lambda x: x if x is None or jnp.ndim(x) == 0 else jnp.broadcast_to(x, labels.shape).reshape(-1)  # noqa: E731
+    return (hidden.reshape(-1, hidden.shape[-1]), labels.reshape(-1), *map(flat, options))
+
+
+def _smoothing_of(label_smoothing, vocab):
+    """``(ε/V, 1 − ε)``, or ``(0, 1)`` for a constant ``ε = 0`` (no smoothing term)."""
+    if label_smoothing is None:
+        return 0.0, 1.0
+    return _smoothing(label_smoothing, vocab)
+
+
+def _linear_cross_entropy_tangent(p, t, out, res):
+    log_z, z_y, mean_z = res
+    layout, axis_name, axis = p.weight_layout, p.vocab_axis_name, _vocab_axis(p.weight_layout)
+    h, labels, eps, lam, d_eps, d_lam = _tokens(p.hidden, p.labels, p.label_smoothing, p.z_loss,
+                                                 t.label_smoothing, t.z_loss)
+    dh = None if t.hidden is None else t.hidden.reshape(h.shape)
+    w, dw, b, db = p.weight, t.weight, p.bias, t.bias
+    vocab = w.shape[axis]
+    size = _block_size(h.shape[0], vocab, p.block_size)
+
+    def body(total, start, new):
+        z = _block_logits(h, w, b, start, size, layout)
+        prob = jnp.where(new, _math.softmax_weight(z - log_z[:, None]), 0.0)
+        dz = tangent_sum(
+            (1.0, None if dh is None else _matmul(dh, _slice(w, start, size, axis), layout)),
+            (1.0, None if dw is None else _matmul(h, _slice(dw, start, size, axis), layout)),
+            (1.0, _slice(db, start, size)),
+        )
+        return total + jnp.sum(prob * dz, axis=-1)
+
+    stream = label = spread = None
+    if dh is not None or dw is not None or db is not None:
+        stream = _psum(_fold_vocabulary(body, _per_token_zeros(h, w, dh), vocab, size, checkpoint=True), axis_name)
+        w_y, _ = _label_terms(w, labels, layout, axis_name)
+        dw_y, db_y = (None, None) if dw is None and db is None else _label_terms(
+            w if dw is None else dw, labels, layout, axis_name, db)
+        label = _psum(tangent_sum((1.0, _dot_rows(dh, w_y)),
+                                  (1.0, None if dw is None else _dot_rows(h, dw_y)), (1.0, db_y)), axis_name)
+        if mean_z is not None:
+            spread = _psum(tangent_sum((1.0, _dot_rows(dh, _column_sum(w, layout))),
+                                       (1.0, _dot_rows(h, _column_sum(dw, layout))), (1.0, _total(db))), axis_name)
+    z_factor, per_z = _z_loss_tangent(log_z, lam, d_lam)
+    dense, keep = _smoothing_of(None if mean_z is None else eps, _psum(vocab, axis_name))
+    dloss = tangent_sum(
+        (1.0 + z_factor, stream),
+        (-keep, label),
+        (-dense, spread),
+        (None if mean_z is None else z_y - mean_z, d_eps),
+        (1.0, per_z),
+    )
+    return None if dloss is None else dloss.reshape(out.shape)
+
+
+@hand_derivative(_linear_cross_entropy_tangent, static=("block_size", "vocab_axis_name", "weight_layout"),
+                 check=_check_linear, residuals=True, per_example=("hidden", "labels"),
+                 own_precision=("hidden", "weight", "bias"))
+def linear_softmax_cross_entropy(hidden, weight, labels, *, bias=None, label_smoothing=0.0, z_loss=0.0,
+                                 where=None, block_size=None, vocab_axis_name=None, weight_layout="hv"):
+    r"""Softmax cross-entropy of the logits ``z = hidden @ weight + bias``, per token,
+    without materialising the logits.
+
+    With :math:`Z = \sum_v e^{z_v}`, the label ``y``, label smoothing ε and z-loss weight λ
+    over a vocabulary of ``V`` classes:
+
+    .. math:: \ell = \log Z - (1 - \varepsilon)\, z_y - \frac{\varepsilon}{V} \sum_v z_v
+                   + \lambda (\log Z)^2 ,
+
+    the formulas of :func:`jaxloss.softmax_cross_entropy` (``label_smoothing``, ``z_loss``)
+    on class ids.  The sum over ``v`` comes from the classifier's column sum, not the
+    logits.
+
+    Derivatives (hand rule), with ``p = softmax(z)`` and
+    ``g_v = (1 + 2λ·log Z)·p_v − (1 − ε)·[v = y] − ε/V``:
+    ``∂ℓ/∂hidden = Σ_v g_v·w_v``, ``∂ℓ/∂w_v = g_v·hidden``, ``∂ℓ/∂b_v = g_v``,
+    ``∂ℓ/∂ε = z_y − (1/V)·Σ_v z_v`` and ``∂ℓ/∂λ = (log Z)²``.  The forward streams over
+    blocks of ``block_size`` classes keeping a running maximum and log-sum-exp per token;
+    reverse mode keeps the inputs and three numbers per token, and the rule recomputes
+    each block's logits, so at most ``tokens × block_size`` logits exist in either pass.
+    That costs one matmul more than materialising them (four instead of three for value
+    and gradient).
+
+    Low-precision ``hidden`` and ``weight`` (bfloat16, float16) are multiplied in their
+    own dtype with float32 accumulation (``preferred_element_type``); the log-sum-exp and
+    the loss are float32, and each gradient comes back in its input's dtype.
+
+    Logits of ±1e4 give finite losses and gradients.  A label outside ``[0, V)`` selects
+    no class (its label logit counts as 0, as in :func:`jaxloss.softmax_cross_entropy`):
+    mask such tokens with ``where``.
+
+    **Vocabulary-parallel form.**  Inside ``shard_map`` with ``vocab_axis_name=``, each
+    device holds a shard of the classes: shard ``k`` of ``D`` has columns
+    ``[k·V/D, (k+1)·V/D)`` of ``weight`` (and of ``bias``), while ``hidden``, ``labels``
+    and the options are the same on every device and ``labels`` are global ids.  The
+    global log-sum-exp comes from a ``pmax`` and a ``psum`` over the axis, the label
+    logit from the shard that owns it; the per-token losses (the same on every device)
+    and the gradients equal those of one device holding the whole vocabulary.  Tokens
+    sharded over a data axis need nothing special: reduce with
+    ``jaxloss.reduce.mean(losses, axis_name=...)``.
+
+    Args:
+      hidden: float array ``[..., H]``, the final hidden states.
+      weight: float array ``[H, V]`` (``weight_layout="hv"``: a ``flax`` ``Dense`` kernel)
+        or ``[V, H]`` (``weight_layout="vh"``: a tied embedding table such as
+        ``nnx.Embed.embedding``, used as it is, without a transposed copy).
+      labels: integer class ids of hidden's batch shape ``hidden.shape[:-1]``.
+      bias: optional float array ``[V]``.
+      label_smoothing: ε in [0, 1]; a float or an array of the batch shape.
+      z_loss: λ >= 0 (PaLM uses 1e-4); a float or an array of the batch shape.
+      where: optional boolean mask broadcasting to the batch shape: masked tokens (padding)
+        give loss 0 and contribute nothing to any gradient.
+      block_size: classes per block (static).  ``None`` picks ``4M / tokens`` rounded down
+        to a multiple of 128 (16 MiB of float32 logits per block), at least 128; the last
+        block may overlap the one before when it does not divide ``V``.
+      vocab_axis_name: the ``shard_map`` axis over which the vocabulary is sharded (static).
+      weight_layout: ``"hv"`` or ``"vh"``, as above (static).
+
+    Returns:
+      Losses of the batch shape ``hidden.shape[:-1]``, float32 for lower-precision inputs.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxloss, optax
+      >>> h = jax.random.normal(jax.random.key(0), (8, 16))
+      >>> w = jax.random.normal(jax.random.key(1), (16, 1000))
+      >>> y = jnp.arange(8) * 100
+      >>> ours = jaxloss.linear_softmax_cross_entropy(h, w, y, block_size=256)
+      >>> bool(jnp.allclose(ours, optax.softmax_cross_entropy_with_integer_labels(h @ w, y), rtol=1e-5))
+      True
+
+    References:
+      Wijmans et al., "Cut Your Losses in Large-Vocabulary Language Models", ICLR 2025
+      (Cut Cross-Entropy); Hsu et al., "Liger Kernel", 2024 (fused linear cross-entropy);
+      Chowdhery et al., "PaLM", 2022, §5 (z-loss); Shoeybi et al., "Megatron-LM", 2019
+      (vocabulary-parallel cross-entropy).  Matches
+      ``optax.losses.softmax_cross_entropy_with_integer_labels(hidden @ weight + bias, labels)``
+      and ``torch.nn.functional.cross_entropy(..., label_smoothing=ε, reduction="none")``.
+    """
+    batch = labels.shape
+    h, labels, eps, lam = _tokens(hidden, labels, label_smoothing, z_loss)
+    axis = _vocab_axis(weight_layout)
+    vocab = weight.shape[axis]
+    size = _block_size(h.shape[0], vocab, block_size)
+
+    def body(carry, start, new):
+        z = _block_logits(h, weight, bias, start, size, weight_layout)
+        return _math.logsumexp_step(carry, jnp.where(new, z, -jnp.inf))
+
+    zeros = _per_token_zeros(h, weight)
+    top, total = _fold_vocabulary(body, (zeros - jnp.inf, zeros), vocab, size)
+    if vocab_axis_name is not None:
+        top, total = _merge_logsumexp(top, total, vocab_axis_name)
+    log_z = _math.logsumexp_finish(top, total)
+    w_y, b_y = _label_terms(weight, labels, weight_layout, vocab_axis_name, bias)
+    z_y = _psum(tangent_sum((1.0, _dot_rows(h, w_y)), (1.0, b_y)), vocab_axis_name)
+    smoothing = not (isinstance(label_smoothing, int | float) and label_smoothing == 0)
+    mean_z = None
+    if smoothing:
+        sums = tangent_sum((1.0, _dot_rows(h, _column_sum(weight, weight_layout))), (1.0, _total(bias)))
+        mean_z = _psum(sums, vocab_axis_name) / _psum(vocab, vocab_axis_name)
+    loss = log_z - z_y if not smoothing else log_z - (1 - eps) * z_y - eps * mean_z
+    z_term = _z_loss(log_z, lam)
+    loss = loss if z_term is None else loss + z_term
+    return loss.reshape(batch), (log_z, z_y, mean_z)
+
+
+def _merge_logsumexp(top, total, axis_name):
+    """The streamed ``(top, total)`` of every shard of ``axis_name`` combined into the global one."""
+    top_all = jax.lax.pmax(top, axis_name)
+    shift = jnp.where(jnp.isfinite(top_all), top_all, 0.0)
+    return top_all, jax.lax.psum(total * jnp.exp(top - shift), axis_name)

@@ -1,0 +1,246 @@
+"""linear_softmax_cross_entropy: values against optax / torch / a float64 formula, derivatives,
+ragged blocks, both weight layouts, masking, extremes, low precision, the vocabulary-parallel
+and token-parallel forms on 8 CPU devices, the memory bound, and errors; the z-loss option of
+softmax_cross_entropy."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+
+import jaxloss
+
+f = jaxloss.linear_softmax_cross_entropy
+N, H, V = 6, 5, 11
+
+
+def _close(a, b, rtol=1e-5, atol=1e-6):
+    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol)
+
+
+def _inputs(n=N, h=H, v=V, seed=0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    return (jnp.float32(rng.standard_normal((n, h)) * scale), jnp.float32(rng.standard_normal((h, v))),
+            jnp.int32(rng.integers(0, v, n)), jnp.float32(rng.standard_normal(v)))
+
+
+def _formula(h, w, y, b, eps=0.0, lam=0.0):
+    """The loss from the logits in NumPy float64: lse − (1−ε)·z_y − ε·mean(z) + λ·lse²."""
+    z = np.asarray(h, np.float64) @ np.asarray(w, np.float64) + np.asarray(b, np.float64)
+    top = z.max(-1)
+    lse = top + np.log(np.exp(z - top[:, None]).sum(-1))
+    z_y = np.take_along_axis(z, np.asarray(y)[:, None], -1)[:, 0]
+    return lse - (1 - eps) * z_y - eps * z.mean(-1) + lam * lse**2
+
+
+@pytest.mark.parametrize("block_size", [None, 1, 3, 4, 11, 64])  # 3, 4 leave a ragged last block
+@pytest.mark.parametrize("layout", ["hv", "vh"])
+def test_matches_optax_on_materialised_logits(block_size, layout):
+    h, w, y, b = _inputs()
+    weight = w if layout == "hv" else w.T
+    ours = f(h, weight, y, bias=b, block_size=block_size, weight_layout=layout)
+    _close(ours, optax.losses.softmax_cross_entropy_with_integer_labels(h @ w + b, y))
+
+
+@pytest.mark.parametrize("eps, lam", [(0.1, 0.0), (0.0, 1e-2), (0.3, 1e-4)])
+def test_smoothing_and_z_loss_match_the_float64_formula(eps, lam):
+    h, w, y, b = _inputs(seed=1)
+    _close(f(h, w, y, bias=b, label_smoothing=eps, z_loss=lam, block_size=4), _formula(h, w, y, b, eps, lam))
+
+
+def test_equals_softmax_cross_entropy_on_the_logits_with_the_same_options():
+    h, w, y, b = _inputs(seed=2)
+    kw = dict(label_smoothing=jnp.float32(0.2), z_loss=jnp.float32(3e-3))
+    _close(f(h, w, y, bias=b, block_size=3, **kw), jaxloss.softmax_cross_entropy(h @ w + b, y, **kw))
+
+
+def test_matches_torch_cross_entropy_with_label_smoothing():
+    torch = pytest.importorskip("torch")
+    h, w, y, b = _inputs(seed=3)
+    logits = torch.tensor(np.asarray(h @ w + b, np.float64))
+    theirs = torch.nn.functional.cross_entropy(logits, torch.tensor(np.asarray(y)).long(), label_smoothing=0.25,
+                                               reduction="none")
+    _close(f(h, w, y, bias=b, label_smoothing=0.25, block_size=4), theirs.numpy())
+
+
+@pytest.mark.parametrize("layout", ["hv", "vh"])
+def test_derivatives_of_every_float_argument_in_both_modes(layout):
+    h, w, y, b = _inputs(seed=4)
+    weight = w if layout == "hv" else w.T
+    result = jaxloss.check_gradients(f, h, weight, y, bias=b, label_smoothing=jnp.float32(0.1),
+                                     z_loss=jnp.float32(0.02), block_size=4, weight_layout=layout)
+    assert result.ok, result
+    assert {r.argument for r in result.rows} == {"hidden", "weight", "bias", "label_smoothing", "z_loss"}
+
+
+def test_gradients_match_autodiff_of_the_materialised_loss():
+    h, w, y, b = _inputs(seed=5)
+    weights = jnp.arange(1.0, N + 1)
+
+    def objective(loss):
+        return jax.grad(lambda h, w, b: jnp.sum(weights * loss(h, w, b)), (0, 1, 2))(h, w, b)
+
+    ours = objective(lambda h, w, b: f(h, w, y, bias=b, label_smoothing=0.1, z_loss=1e-2, block_size=3))
+    theirs = objective(lambda h, w, b: jnp.asarray(_formula_jnp(h @ w + b, y, 0.1, 1e-2)))
+    for a, c in zip(ours, theirs):
+        _close(a, c, rtol=1e-4, atol=1e-5)
+
+
+def _formula_jnp(z, y, eps, lam):
+    lse = jax.nn.logsumexp(z, axis=-1)
+    z_y = jnp.take_along_axis(z, y[:, None], -1)[:, 0]
+    return lse - (1 - eps) * z_y - eps * z.mean(-1) + lam * lse**2
+
+
+def test_batch_shape_and_vmap():
+    h, w, y, b = _inputs(n=12)
+    flat = f(h, w, y, bias=b, block_size=4)
+    _close(f(h.reshape(3, 4, H), w, y.reshape(3, 4), bias=b, block_size=4), flat.reshape(3, 4))
+    _close(jax.vmap(lambda h, y: f(h, w, y, bias=b, block_size=4))(h.reshape(3, 4, H), y.reshape(3, 4)),
+           flat.reshape(3, 4))
+
+
+def test_masked_tokens_give_zero_loss_and_no_gradient_even_with_nan_padding():
+    h, w, y, b = _inputs(seed=6)
+    keep = jnp.array([True, False, True, True, False, True])
+    padded = jnp.where(keep[:, None], h, jnp.nan)
+    losses = f(padded, w, y, bias=b, where=keep, block_size=4)
+    assert np.all(np.asarray(losses)[~np.asarray(keep)] == 0)
+    grads = jax.grad(lambda h, w, b: jnp.sum(f(h, w, y, bias=b, where=keep, block_size=4)), (0, 1, 2))(padded, w, b)
+    kept = jax.grad(lambda h, w, b: jnp.sum(f(h, w, y[keep], bias=b, block_size=4)), (0, 1, 2))(h[keep], w, b)
+    assert np.all(np.asarray(grads[0])[~np.asarray(keep)] == 0)
+    _close(grads[0][keep], kept[0])
+    _close(grads[1], kept[1])
+    _close(grads[2], kept[2])
+
+
+def test_a_label_outside_the_vocabulary_counts_as_logit_zero():
+    h, w, y, b = _inputs(seed=7)
+    y = y.at[0].set(V).at[1].set(-1)
+    z = h @ w + b
+    _close(f(h, w, y, bias=b, block_size=4)[:2], jax.nn.logsumexp(z[:2], axis=-1))
+
+
+@pytest.mark.parametrize("scale", [1e3, 1e4])
+def test_extreme_logits_give_finite_values_and_gradients(scale):
+    h, w, y, b = _inputs(seed=8, scale=scale)
+    losses, grads = jax.value_and_grad(lambda h, w, b: jnp.sum(f(h, w, y, bias=b, z_loss=1e-4, label_smoothing=0.1,
+                                                                  block_size=4)), (0, 1, 2))(h, w, b)
+    assert np.isfinite(losses) and all(np.all(np.isfinite(g)) for g in grads)
+    _close(f(h, w, y, bias=b, block_size=4), _formula(h, w, y, b), rtol=1e-5, atol=1e-3 * scale)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_low_precision_inputs_accumulate_in_float32_and_return_gradients_in_their_dtype(dtype):
+    h, w, y, b = _inputs(n=32, h=16, v=300, seed=9)
+    low = [x.astype(dtype) for x in (h, w, b)]
+    losses = f(low[0], low[1], y, bias=low[2], block_size=128)
+    assert losses.dtype == jnp.float32
+    wide = [x.astype(jnp.float32) for x in low]
+    _close(losses, f(wide[0], wide[1], y, bias=wide[2], block_size=128), rtol=1e-3, atol=1e-3)
+    grads = jax.grad(lambda h, w, b: jnp.mean(f(h, w, y, bias=b, block_size=128)), (0, 1, 2))(*low)
+    assert [g.dtype for g in grads] == [dtype] * 3
+
+
+# ------------------------------------------------------------------ sharded over 8 CPU devices
+
+
+@pytest.fixture(scope="module")
+def mesh():
+    devices = jax.devices("cpu")
+    if len(devices) < 8:
+        pytest.skip(f"needs 8 CPU devices (tests/conftest.py sets XLA_FLAGS), got {len(devices)}")
+    return Mesh(np.array(devices[:8]), ("x",))
+
+
+@pytest.mark.parametrize("layout", ["hv", "vh"])
+@pytest.mark.parametrize("block_size", [None, 3])
+def test_vocabulary_parallel_equals_one_device(mesh, layout, block_size):
+    h, w, y, b = _inputs(n=7, v=40, seed=10)  # 5 classes per shard: labels land on every shard
+    weight = w if layout == "hv" else w.T
+    keep = jnp.arange(7) != 3
+    kw = dict(label_smoothing=0.1, z_loss=1e-2, where=keep, weight_layout=layout)
+    whole = lambda h, w, b: f(h, w, y, bias=b, **kw)  # noqa: E731
+    spec = P(None, "x") if layout == "hv" else P("x", None)
+    sharded = jax.shard_map(lambda h, w, b: f(h, w, y, bias=b, block_size=block_size, vocab_axis_name="x", **kw),
+                            mesh=mesh, in_specs=(P(), spec, P("x")), out_specs=P())
+    _close(jax.jit(sharded)(h, weight, b), whole(h, weight, b))
+    weights = jnp.arange(1.0, 8.0)
+    grads = lambda fn: jax.jit(jax.grad(lambda *a: jnp.sum(weights * fn(*a)), (0, 1, 2)))(h, weight, b)  # noqa: E731
+    for ours, theirs in zip(grads(sharded), grads(whole)):
+        _close(ours, theirs)
+    tangents = (h, weight, b)
+    _close(jax.jit(lambda *a: jax.jvp(sharded, a, tangents)[1])(h, weight, b), jax.jvp(whole, (h, weight, b), tangents)[1])
+
+
+def test_token_parallel_mean_equals_one_device(mesh):
+    h, w, y, b = _inputs(n=16, v=30, seed=11)
+    keep = jnp.arange(16) % 5 != 0
+
+    def local(h, y, keep, w, b):
+        return jaxloss.reduce.mean(f(h, w, y, bias=b, where=keep, block_size=8), where=keep, axis_name="x")
+
+    sharded = jax.shard_map(local, mesh=mesh, in_specs=(P("x"), P("x"), P("x"), P(), P()), out_specs=P())
+    whole = lambda h, y, keep, w, b: jaxloss.reduce.mean(f(h, w, y, bias=b, where=keep), where=keep)  # noqa: E731
+    args = (h, y, keep, w, b)
+    _close(jax.jit(sharded)(*args), whole(*args))
+    for ours, theirs in zip(jax.jit(jax.grad(sharded, (0, 3, 4)))(*args), jax.grad(whole, (0, 3, 4))(*args)):
+        _close(ours, theirs)
+
+
+# ------------------------------------------------------------------ memory
+
+
+def _temp(loss, n, h, v):
+    shapes = (jax.ShapeDtypeStruct((n, h), jnp.float32), jax.ShapeDtypeStruct((h, v), jnp.float32),
+              jax.ShapeDtypeStruct((n,), jnp.int32))
+    objective = jax.value_and_grad(lambda h, w, y: jnp.mean(loss(h, w, y)), (0, 1))
+    return jax.jit(objective).lower(*shapes).compile().memory_analysis().temp_size_in_bytes
+
+
+def test_reverse_mode_holds_one_block_of_logits_not_all_of_them():
+    n, h, v, block = 1024, 64, 16384, 256
+    ours = _temp(lambda h, w, y: f(h, w, y, block_size=block), n, h, v)
+    logits = n * v * 4
+    assert ours < logits / 8, (ours, logits)  # the materialised path needs ~2 logits-sized buffers
+    materialised = _temp(lambda h, w, y: optax.losses.softmax_cross_entropy_with_integer_labels(h @ w, y), n, h, v)
+    assert materialised > logits, materialised
+
+
+# ------------------------------------------------------------------ errors
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda h, w, y, b: f(h.astype(jnp.int32), w, y), "hidden must be a floating-point"),
+    (lambda h, w, y, b: f(h, w[:-1], y), r"weight must be \[hidden, vocab\]"),
+    (lambda h, w, y, b: f(h, w, y, weight_layout="vh"), r"weight must be \[vocab, hidden\]"),
+    (lambda h, w, y, b: f(h, w, y.astype(jnp.float32)), "labels must be integer"),
+    (lambda h, w, y, b: f(h, w, y[:-1]), "labels must be integer"),
+    (lambda h, w, y, b: f(h, w, y, bias=b[:-1]), r"bias must have shape \(11,\)"),
+    (lambda h, w, y, b: f(h, w, y, label_smoothing=1.5), "label_smoothing must lie in"),
+    (lambda h, w, y, b: f(h, w, y, z_loss=-1.0), "z_loss must be >= 0"),
+    (lambda h, w, y, b: f(h, w, y, block_size=0), "block_size must be a positive int"),
+    (lambda h, w, y, b: f(h, w, y, weight_layout="kv"), "weight_layout must be"),
+    (lambda h, w, y, b: f(h, w, y, where=jnp.ones(N)), "where must be a boolean mask"),
+])
+def test_bad_input_raises_naming_the_argument(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        jax.eval_shape(call, *_inputs())
+
+
+# ------------------------------------------------------------------ z-loss of softmax_cross_entropy
+
+
+@pytest.mark.parametrize("labels", ["ids", "probabilities"])
+def test_softmax_cross_entropy_z_loss_adds_lambda_lse_squared(labels):
+    rng = np.random.default_rng(12)
+    x = jnp.float32(3 * rng.standard_normal((5, 7)))
+    y = jnp.int32(rng.integers(0, 7, 5)) if labels == "ids" else jax.nn.softmax(jnp.float32(rng.standard_normal((5, 7))))
+    lse = np.log(np.exp(np.asarray(x, np.float64)).sum(-1))
+    _close(jaxloss.softmax_cross_entropy(x, y, z_loss=0.01) - jaxloss.softmax_cross_entropy(x, y), 0.01 * lse**2,
+           rtol=1e-4)
+    assert jaxloss.check_gradients(jaxloss.softmax_cross_entropy, x, y, z_loss=jnp.float32(0.01),
+                                   class_weights=jnp.float32(rng.uniform(0.5, 2, 7))).ok
