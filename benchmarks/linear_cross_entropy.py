@@ -125,7 +125,7 @@ def main(argv=None) -> str:
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     verdicts, notes = [], []
     for size in sizes:
-        repeats = args.repeats if size[0] * size[1] * size[2] < 2**33 else 1
+        repeats = args.repeats if size[0] * size[1] * size[2] < 2**38 else 1
         rows, verdict, others = run_size(size, jnp.dtype(args.dtype), repeats, args.block_size,
                                          args.max_temp_gib * 2**30)
         lines += rows

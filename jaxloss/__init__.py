@@ -43,7 +43,17 @@ from jaxloss.segmentation import jaccard_loss as jaccard_loss
 from jaxloss.segmentation import tversky_loss as tversky_loss
 from jaxloss.sequence import ctc_loss as ctc_loss
 # <<< issue 10 exports >>>
+from jaxloss.fused import linear_softmax_cross_entropy as linear_softmax_cross_entropy
 # <<< issue 11 probabilistic exports >>>
+from jaxloss.probabilistic import gaussian_kl_divergence as gaussian_kl_divergence
+from jaxloss.probabilistic import gaussian_nll_loss as gaussian_nll_loss
+from jaxloss.probabilistic import poisson_nll_loss as poisson_nll_loss
+from jaxloss.regression import quantile_loss as quantile_loss
 # <<< issue 11 self-supervised exports >>>
+from jaxloss.selfsupervised import barlow_twins_loss as barlow_twins_loss
+from jaxloss.selfsupervised import dino_center_update as dino_center_update
+from jaxloss.selfsupervised import dino_loss as dino_loss
+from jaxloss.selfsupervised import negative_cosine_similarity as negative_cosine_similarity
+from jaxloss.selfsupervised import vicreg_loss as vicreg_loss
 
 __version__ = "0.1.0"

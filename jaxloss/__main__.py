@@ -1,9 +1,12 @@
-"""Command line: ``python -m jaxloss verify [--loss NAME]``, ``catalogue`` and ``bench NAME``.
+"""Command line: ``python -m jaxloss verify [--loss NAME] [--inputs]``, ``catalogue`` and ``bench NAME``.
 
 ``verify`` runs every catalogue entry through the gradient checker (reverse and forward
 mode against autodiff of the formula and float64 finite differences) and the
 low-precision check (float32 and bfloat16 inputs against float64), prints a table, and
-exits with status 1 if any entry fails.  ``catalogue`` prints the README's table of
+exits with status 1 if any entry fails.  ``verify --inputs`` instead tries each entry's
+bad inputs (:mod:`jaxloss._inputs`: wrong ranks and shapes, integer logits, float class
+ids, non-boolean masks, negative options), prints a table of the cases, and exits with
+status 1 if any is not rejected at trace time with an error naming the argument.  ``catalogue`` prints the README's table of
 losses, generated from ``jaxloss/catalogue.py``.  ``bench NAME [ARGS]`` runs
 ``benchmarks/NAME.py`` of a source checkout with its own arguments (``--help`` lists them).
 """
@@ -15,7 +18,7 @@ import importlib.util
 import pathlib
 import sys
 
-from jaxloss import _verify, catalogue
+from jaxloss import _inputs, _verify, catalogue
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -27,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--loss", action="append", choices=sorted(catalogue.BY_NAME),
                         help="only this loss (repeatable)")
     verify.add_argument("--seed", type=int, default=0)
+    verify.add_argument("--inputs", action="store_true", help="try bad inputs instead: each must raise")
     commands.add_parser("catalogue", help="print the README's table of losses")
     bench = commands.add_parser("bench", help="run a benchmark script of benchmarks/")
     bench.add_argument("name", choices=sorted(p.stem for p in BENCHMARKS.glob("[!_]*.py")))
@@ -45,6 +49,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
 
     entries = [catalogue.BY_NAME[n] for n in args.loss] if args.loss else list(catalogue.ENTRIES)
+    if args.inputs:
+        outcomes = _inputs.check(entries, args.seed)
+        print(_inputs.table(outcomes))
+        failed = [o for o in outcomes if not o.ok]
+        print(f"\n{len(outcomes) - len(failed)} of {len(outcomes)} bad-input cases rejected"
+              + (f"; not rejected: {', '.join(f'{o.case.loss} ({o.case.name})' for o in failed)}" if failed else ""))
+        return 1 if failed else 0
     verdicts = [_verify.verify(e, args.seed) for e in entries]
     print(_verify.table(verdicts))
     failed = [v.entry.name for v in verdicts if not v.ok]

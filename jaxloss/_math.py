@@ -90,3 +90,9 @@ def softmax_weight(z):
     recomputes ``s`` with a separate matmul, which can round above the forward's
     log-sum-exp (by an ulp of ~1e3 for logits near 1e10, enough to overflow ``exp``)."""
     return jnp.exp(jnp.where(z > 0, 0.0, z))
+
+
+def psum(x, axis_name):
+    """``x`` summed over the devices of ``axis_name`` (a ``shard_map``, ``pmap`` or named
+    ``vmap`` axis); ``x`` itself when there is no axis, and None for None."""
+    return x if axis_name is None or x is None else jax.lax.psum(x, axis_name)

@@ -43,7 +43,9 @@ def _relative(ours, theirs) -> float:
 def sharded_value_and_grad(entry: Entry, args, kwargs, shards: int = 2):
     """:func:`value_and_grad` of the sharded form: the batch split into ``shards`` along its
     first axis and mapped with ``jax.vmap(..., axis_name=)``, which runs the same
-    collectives as ``shard_map`` on one device."""
+    collectives as ``shard_map`` on one device.  A per-batch loss gives every shard the
+    whole batch's loss: their mean is that loss (and its gradient the whole batch's).
+    An entry whose sharded form splits something else says how with ``entry.shard``."""
     split = lambda a: a.reshape((shards, -1) + a.shape[1:])  # noqa: E731
 
     @jax.jit
@@ -51,7 +53,13 @@ def sharded_value_and_grad(entry: Entry, args, kwargs, shards: int = 2):
         def local(x, *rest):
             return entry.fn(x, *rest, axis_name="shards", **kwargs)
 
-        losses, vjp = jax.vjp(lambda x: jax.vmap(local, axis_name="shards")(split(x), *map(split, rest)).reshape(-1), x)
+        def losses_of(x):
+            if entry.shard is not None:
+                return entry.shard((x, *rest), kwargs, shards, "shards")
+            losses = jax.vmap(local, axis_name="shards")(split(x), *map(split, rest))
+            return jnp.mean(losses) if entry.per_batch else losses.reshape(-1)
+
+        losses, vjp = jax.vjp(losses_of, x)
         return losses, vjp(jnp.ones_like(losses))[0]
 
     return run(args[0], tuple(args[1:]))

@@ -53,6 +53,8 @@ def _check_angular(embeddings, class_centers, labels, scale, m1, m2, m3, where):
                          f"Python integer, got {m1!r}.")
     if not isinstance(m2, jax.core.Tracer) and np.any((np.asarray(m2) < 0) | (np.asarray(m2) >= np.pi)):
         raise ValueError(f"m2 (the additive angular margin, arcface_loss's margin) must lie in [0, π), got {m2}.")
+    if not isinstance(m3, jax.core.Tracer) and np.any(np.asarray(m3) < 0):
+        raise ValueError(f"m3 (the additive cosine margin, cosface_loss's margin) must be >= 0, got {m3}.")
 
 
 def _sine(c):

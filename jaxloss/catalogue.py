@@ -21,6 +21,9 @@ from jaxloss import angular, classification, contrastive, embedding, multiclass,
 from jaxloss import segmentation
 from jaxloss import sequence
 # <<< new module imports >>>
+from jaxloss import fused
+from jaxloss import selfsupervised
+from jaxloss import probabilistic
 
 Inputs = tuple[tuple, dict]
 
@@ -47,9 +50,20 @@ class Entry:
       pixel_where: whether ``where`` masks positions of the inputs (the pixels
         ``args[0].shape[:-1]`` of a segmentation loss) instead of examples: a masked pixel
         gets derivative 0 and the loss equals that of the example without the pixel.
+      class_ids: the integer arguments that hold class ids, as ``(argument, counted_by,
+        axis)``: the valid ids lie in ``[0, counted_by.shape[axis])``; ``axis`` may be a
+        function of the bound arguments (by name) where an option moves it.  ``jaxloss.checks``
+        checks them at run time (an id equal to a ``blank_id`` option is invalid too, and
+        positions whose ``label_paddings`` are set are skipped); ``verify --inputs`` passes
+        them as floats.
       per_batch: whether the loss is defined on the whole batch only and returns one
         number (Barlow Twins, VICReg): ``where`` then removes masked examples from the
         batch statistics, and the per-example checks do not apply.
+      shard: for a sharded form that does not split the examples (the vocabulary-parallel
+        cross-entropy splits the classes), ``shard(args, kwargs, shards, axis_name) ->
+        losses``: the losses of the dense ``args`` computed by the sharded form under
+        ``jax.vmap(..., axis_name=axis_name)`` over ``shards`` pieces; None: split every
+        argument's leading (example) axis.
     """
 
     fn: Callable
@@ -62,7 +76,9 @@ class Entry:
     sharded: bool = False
     coupled: bool = False
     pixel_where: bool = False
+    class_ids: tuple[tuple[str, str, int | Callable[[dict], int]], ...] = ()
     per_batch: bool = False
+    shard: Callable | None = None
 
     @property
     def name(self) -> str:
@@ -150,6 +166,7 @@ def _soft_targets(rng, shape=_CLASSES):
 def _cross_entropy_ids(rng):
     return (_class_logits(rng), _class_ids(rng)), {
         "label_smoothing": jnp.float32(0.1),
+        "z_loss": jnp.float32(0.05),
         "class_weights": jnp.float32(rng.uniform(0.5, 2.0, _CLASSES[-1])),
     }
 
@@ -174,6 +191,7 @@ def _extreme_classes():
         ((_HUGE_LOGITS, _LABELS_AWAY_FROM_MASKED), {"class_weights": jnp.array([1.0, 2.0, 0.0, 1.0])}),
         ((_HUGE_LOGITS, _LABELS_AWAY_FROM_MASKED), {"where": jnp.zeros(3, bool)}),
         ((_HUGE_LOGITS, jax.nn.softmax(_HUGE_LOGITS)), {}),
+        ((_HUGE_LOGITS, _LABELS_AWAY_FROM_MASKED), {"z_loss": 1e-4}),
     ]
 
 
@@ -671,10 +689,169 @@ def _extreme_ctc():
 
 
 # <<< issue 10 samples >>>
+def _linear_classes(rng):
+    """(hidden [4, 3], weight [3, 6], labels [4]) and a bias [6]: logits ``hidden @ weight + bias``."""
+    hidden, weight = rng.standard_normal((4, 3)), rng.standard_normal((3, 6))
+    return (jnp.float32(hidden), jnp.float32(weight), jnp.int32(rng.integers(0, 6, 4))), {
+        "bias": jnp.float32(rng.standard_normal(6)),
+        "label_smoothing": jnp.float32(0.1),
+        "z_loss": jnp.float32(0.02),
+    }
+
+
+def _extreme_linear_classes():
+    (hidden, weight, labels), kw = _linear_classes(np.random.default_rng(0))
+    huge = hidden.at[0].multiply(1e4).at[1].set(0.0)  # logits near ±1e4, and all-equal logits
+    return [((huge, weight, labels), kw),
+            ((huge, weight, labels), {"z_loss": 1e-4, "block_size": 2}),
+            ((huge, weight, labels), {"where": jnp.zeros(4, bool)})]
+
+
+def _shard_classes(args, kwargs, shards, axis_name):
+    """The vocabulary-parallel form: the classes (weight's columns and the bias) split in
+    ``shards``; every shard gets all tokens and returns the same losses."""
+    (hidden, weight, labels), bias = args, kwargs["bias"]
+    split = lambda x, axis: jnp.stack(jnp.split(x, shards, axis=axis))  # noqa: E731
+    rest = {k: v for k, v in kwargs.items() if k != "bias"}
+    local = lambda w, b: fused.linear_softmax_cross_entropy(  # noqa: E731
+        hidden, w, labels, bias=b, vocab_axis_name=axis_name, **rest)
+    return jax.vmap(local, axis_name=axis_name)(split(weight, 1), split(bias, 0))[0]
+
 
 # <<< issue 11 probabilistic samples >>>
 
+# ---------------------------------------------------------------- probabilistic
+
+
+def _gaussian_posterior(rng):
+    """(mean, log_variance) ``[4, 3]``; a prior mean and log-variance per latent dimension."""
+    return (jnp.float32(rng.standard_normal(_SHAPE)), jnp.float32(rng.uniform(-2, 2, _SHAPE))), {
+        "prior_mean": jnp.float32(0.5 * rng.standard_normal(_SHAPE[-1])),
+        "prior_log_variance": jnp.float32(rng.uniform(-1, 1, _SHAPE[-1]))}
+
+
+def _extreme_gaussian_posterior():
+    # Means of ±1e4 and log-variances of ±50 on either side; a mean equal to its prior's.
+    mean = jnp.array([[1e4, -1e4, 0.0], [0.0, 1.0, -1.0]])
+    log_variance = jnp.array([[50.0, -50.0, 0.0], [-50.0, 50.0, 0.0]])
+    return [((mean, log_variance), {}),
+            ((mean, log_variance), {"prior_log_variance": 50.0}),
+            ((mean, jnp.zeros_like(mean)), {"prior_mean": mean, "prior_log_variance": jnp.array([50.0, -50.0, 0.0])}),
+            ((mean, log_variance), {"where": jnp.zeros(2, bool)})]
+
+
+def _gaussian_nll(rng):
+    """(mean, target, variance) ``[4, 3]``, variances in [0.2, 3], well above ``eps``."""
+    target = rng.standard_normal(_SHAPE)
+    mean = target + rng.standard_normal(_SHAPE)
+    return (jnp.float32(mean), jnp.float32(target), jnp.float32(rng.uniform(0.2, 3.0, _SHAPE))), {"full": True}
+
+
+def _extreme_gaussian_nll():
+    # Residuals of 1e4 over variances of 0 (clamped to eps) and 1e4; one variance per example.
+    zeros, variance = jnp.zeros_like(_HUGE), jnp.array([[0.0, 1e-9, 1e4], [1.0, 0.0, 2.0]])
+    return [((_HUGE, zeros, variance), {}),
+            ((_HUGE, zeros, jnp.array([0.0, 1e4])), {"full": True}),
+            ((_HUGE, _HUGE, zeros), {}),  # residual 0, variance 0
+            ((_HUGE, zeros, variance), {"where": jnp.zeros(_HUGE.shape, bool)})]
+
+
+def _poisson(rng):
+    """(log rates, float counts) ``[4, 3]`` with ``full``: counts away from the Stirling
+    term's switch at 1."""
+    counts = np.where(rng.random(_SHAPE) < 0.5, rng.uniform(0.0, 0.8, _SHAPE), rng.uniform(1.3, 5.0, _SHAPE))
+    return (jnp.float32(rng.uniform(-2.0, 2.0, _SHAPE)), jnp.float32(counts)), {"full": True}
+
+
+def _extreme_poisson():
+    # Log-rates down to −1e4 and up to 80 (e^80 fits float32); rates of 0 and 1e4; counts of 0.
+    log_rates, counts = jnp.array([[-1e4, -50.0, 0.0], [50.0, 80.0, 1.0]]), jnp.array([[0.0, 3.0, 0.0], [1e4, 0.0, 1.0]])
+    rates = jnp.array([[0.0, 0.0, 1e4], [1e-30, 5.0, 0.0]])
+    return [((log_rates, counts), {"full": True}),
+            ((rates, counts), {"log_input": False, "full": True}),
+            ((rates, counts[::-1]), {"log_input": False}),
+            ((log_rates, counts), {"where": jnp.zeros(_HUGE.shape, bool)})]
+
+
+def _quantiles(rng):
+    """(predictions ``[4, 3]`` for the quantiles 0.1, 0.5, 0.9, targets ``[4]``), every
+    residual at least 0.1 from 0, the kink."""
+    targets = rng.standard_normal(_SHAPE[0])
+    predictions = targets[:, None] + _away_from_kinks(rng, ())
+    return (jnp.float32(predictions), jnp.float32(targets)), {"quantiles": jnp.float32([0.1, 0.5, 0.9])}
+
+
+def _extreme_quantiles():
+    quantiles = {"quantiles": jnp.array([0.1, 0.5, 0.9])}
+    return [((_HUGE, jnp.array([0.0, 1e4])), quantiles),
+            ((_HUGE, _HUGE), quantiles),  # every residual 0
+            ((_HUGE, jnp.array([-1e4, 1e4])), {"quantiles": 0.5}),
+            ((_HUGE, jnp.zeros(2)), {**quantiles, "where": jnp.zeros(2, bool)})]
+
 # <<< issue 11 self-supervised samples >>>
+
+# ---------------------------------------------------------------- self-supervised
+
+_VIEWS = (8, 4)  # examples (even: the sharded check splits them in two), features
+
+
+def _with_std(x, scales):
+    """``x`` with each feature centred and rescaled to the unbiased standard deviation ``scales``."""
+    x = x - x.mean(0)
+    return x / x.std(0, ddof=1) * scales
+
+
+def _two_views(**options):
+    """(z1, z2) ``[8, 4]``, correlated, with per-feature standard deviations away from 1
+    (VICReg's hinge kink); float options as float32 arrays."""
+
+    def sample(rng):
+        z1 = _with_std(rng.standard_normal(_VIEWS), [0.5, 0.8, 1.3, 2.0]) + rng.standard_normal(_VIEWS[1])
+        z2 = _with_std(z1 + 0.7 * rng.standard_normal(_VIEWS), [0.6, 1.4, 0.7, 1.8])
+        return (jnp.float32(z1), jnp.float32(z2)), {k: jnp.float32(v) for k, v in options.items()}
+
+    return sample
+
+
+def _extreme_views():
+    huge = jnp.array([[1e4, 0.0, 1.0], [-1e4, 0.0, 2.0], [1e4, 0.0, 3.0], [0.0, 0.0, 4.0]])  # a collapsed feature
+    same = jnp.broadcast_to(jnp.array([1.0, -2.0, 0.5]), (4, 3))  # identical rows: every feature collapsed
+    zeros = jnp.zeros((4, 3))
+    return [((huge, huge[::-1]), {}), ((huge, -huge), {}), ((same, huge), {}), ((same, same), {}),
+            ((zeros, zeros), {}), ((huge[:1], same[:1]), {}),  # one example
+            ((huge, same), {"where": jnp.array([False, True, False, False])}),
+            ((huge, huge), {"where": jnp.zeros(4, bool)})]
+
+
+def _predictions_and_targets(rng):
+    p = rng.standard_normal((5, 3)) + 0.3
+    return (jnp.float32(p), jnp.float32(0.5 * p + rng.standard_normal((5, 3)))), {}
+
+
+def _extreme_cosine_similarity():
+    zeros = jnp.zeros_like(_HUGE)
+    return [((_HUGE, _HUGE), {}), ((_HUGE, -2 * _HUGE), {}), ((zeros, _HUGE), {}), ((_HUGE, zeros), {}),
+            ((zeros, zeros), {}), ((_HUGE, zeros), {"where": jnp.zeros(2, bool)})]
+
+
+def _dino(rng):
+    """Student ``[4, 3, 5]`` (3 views), teacher ``[4, 2, 5]`` (the student's first 2 views,
+    perturbed), centre ``[5]``; temperatures that keep the softmaxes informative."""
+    student = 2 * rng.standard_normal((4, 3, 5))
+    teacher = student[:, :2] + 0.5 * rng.standard_normal((4, 2, 5))
+    return (jnp.float32(student), jnp.float32(teacher)), {
+        "center": jnp.float32(0.3 * rng.standard_normal(5)),
+        "student_temperature": jnp.float32(0.5), "teacher_temperature": jnp.float32(0.3)}
+
+
+def _extreme_dino():
+    huge = jnp.array([[[1e4, -1e4, 0.0], [0.0, 1e4, 1e4], [-1e4, 0.0, 0.0]],
+                      [[0.0, 0.0, 0.0], [1e4, 1e4, 1e4], [1e4, -1e4, 1e4]]])
+    center = jnp.array([1e4, 0.0, -1e4])
+    return [((huge, huge[:, :2]), {"center": jnp.zeros(3)}),  # default temperatures 0.1 and 0.04
+            ((huge, -huge[:, 1:]), {"center": center}),
+            ((huge, huge[:, :2]), {"center": center, "student_temperature": 1e-3, "teacher_temperature": 1e-3}),
+            ((huge, huge[:, :2]), {"center": center, "where": jnp.zeros(2, bool)})]
 
 
 # ---------------------------------------------------------------- the entries
@@ -715,22 +892,22 @@ ENTRIES: tuple[Entry, ...] = (
           _ranking, _extreme_ranking),
     Entry(multiclass.softmax_cross_entropy, "multiclass",
           "optax.losses.softmax_cross_entropy(_with_integer_labels); torch cross_entropy",
-          _cross_entropy_ids, _extreme_classes),
+          _cross_entropy_ids, _extreme_classes, class_ids=(("labels", "logits", -1),)),
     Entry(multiclass.nll_loss, "multiclass",
           "torch nll_loss",
-          _nll, _extreme_nll),
+          _nll, _extreme_nll, class_ids=(("labels", "log_probs", -1),)),
     Entry(multiclass.sigmoid_focal_loss, "binary",
           "torchvision.ops.sigmoid_focal_loss; optax.losses.sigmoid_focal_loss",
           _focal_binary, _extreme_focal_binary),
     Entry(multiclass.softmax_focal_loss, "multiclass",
           "",
-          _focal_classes, _extreme_focal_classes),
+          _focal_classes, _extreme_focal_classes, class_ids=(("labels", "logits", -1),)),
     Entry(multiclass.poly1_cross_entropy, "multiclass",
           "optax.losses.poly_loss_cross_entropy",
-          _poly1_probabilities, _extreme_poly1),
+          _poly1_probabilities, _extreme_poly1, class_ids=(("labels", "logits", -1),)),
     Entry(multiclass.multiclass_hinge_loss, "multiclass",
           "optax.losses.multiclass_hinge_loss (crammer_singer); torch multi_margin_loss (weston_watkins)",
-          _hinge_classes, _extreme_hinge_classes),
+          _hinge_classes, _extreme_hinge_classes, class_ids=(("labels", "scores", -1),)),
     Entry(multiclass.kl_divergence, "multiclass",
           "optax.losses.kl_divergence(_with_log_targets); torch kl_div",
           _distributions, _extreme_distributions),
@@ -752,16 +929,20 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(angular.angular_margin_loss, "angular",
           "InsightFace combined margin (m1, m2, m3)",
           _angular(scale=jnp.float32(4.0), m1=2, m2=jnp.float32(0.2), m3=jnp.float32(0.1)),
-          _extreme_angular(scale=jnp.float32(8.0), m1=2, m2=jnp.float32(0.2), m3=jnp.float32(0.1))),
+          _extreme_angular(scale=jnp.float32(8.0), m1=2, m2=jnp.float32(0.2), m3=jnp.float32(0.1)),
+          class_ids=(("labels", "class_centers", 0),)),
     Entry(angular.arcface_loss, "angular",
           "pytorch_metric_learning ArcFaceLoss (margin in degrees)",
-          _angular(scale=jnp.float32(4.0), margin=jnp.float32(0.5)), _extreme_angular(margin=0.5)),
+          _angular(scale=jnp.float32(4.0), margin=jnp.float32(0.5)), _extreme_angular(margin=0.5),
+          class_ids=(("labels", "class_centers", 0),)),
     Entry(angular.cosface_loss, "angular",
           "pytorch_metric_learning CosFaceLoss",
-          _angular(scale=jnp.float32(4.0), margin=jnp.float32(0.35)), _extreme_angular(margin=0.35)),
+          _angular(scale=jnp.float32(4.0), margin=jnp.float32(0.35)), _extreme_angular(margin=0.35),
+          class_ids=(("labels", "class_centers", 0),)),
     Entry(angular.sphereface_loss, "angular",
           "pytorch_metric_learning SphereFaceLoss (scale = s·‖e‖)",
-          _angular(scale=jnp.float32(2.0), margin=4), _extreme_angular(scale=64.0, margin=3)),
+          _angular(scale=jnp.float32(2.0), margin=4), _extreme_angular(scale=64.0, margin=3),
+          class_ids=(("labels", "class_centers", 0),)),
     Entry(angular.ge2e_loss, "angular",
           "",
           _ge2e, _extreme_ge2e, coupled=True),
@@ -788,23 +969,56 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(segmentation.dice_loss, "segmentation",
           "optax.losses.dice_loss (smooth 2s); MONAI DiceLoss",
           _segmentation("softmax", class_weights=[0.5, 1.0, 2.0], smooth=0.5),
-          _extreme_segmentation("softmax"), pixel_where=True),
+          _extreme_segmentation("softmax"), pixel_where=True, class_ids=(("targets", "predictions", -1),)),
     Entry(segmentation.jaccard_loss, "segmentation",
           "optax.losses.dice_loss (alpha = beta = 1)",
-          _segmentation("softmax", ids=True, smooth=0.5), _extreme_segmentation("softmax"), pixel_where=True),
+          _segmentation("softmax", ids=True, smooth=0.5), _extreme_segmentation("softmax"), pixel_where=True,
+          class_ids=(("targets", "predictions", -1),)),
     Entry(segmentation.tversky_loss, "segmentation",
           "optax.losses.dice_loss (alpha, beta); MONAI TverskyLoss",
           _segmentation("sigmoid", alpha=0.3, beta=0.7, smooth=0.5),
-          _extreme_segmentation("sigmoid", alpha=0.3, beta=0.7), pixel_where=True),
+          _extreme_segmentation("sigmoid", alpha=0.3, beta=0.7), pixel_where=True,
+          class_ids=(("targets", "predictions", -1),)),
     Entry(segmentation.generalized_dice_loss, "segmentation",
           "MONAI GeneralizedDiceLoss",
-          _segmentation(None, smooth=0.5), _extreme_segmentation(None), pixel_where=True),
+          _segmentation(None, smooth=0.5), _extreme_segmentation(None), pixel_where=True,
+          class_ids=(("targets", "predictions", -1),)),
     Entry(sequence.ctc_loss, "sequence",
           "optax.ctc_loss; torch ctc_loss",
-          _ctc, _extreme_ctc),
+          _ctc, _extreme_ctc, class_ids=(("labels", "logits", -1),)),
     # <<< issue 10 entries >>>
+    Entry(fused.linear_softmax_cross_entropy, "multiclass",
+          "optax.losses.softmax_cross_entropy_with_integer_labels(h @ w + b); torch cross_entropy; "
+          "Cut Cross-Entropy / Liger fused linear CE",
+          _linear_classes, _extreme_linear_classes, blockwise=True, sharded=True, shard=_shard_classes,
+          class_ids=(("labels", "weight", lambda a: 1 if a["weight_layout"] == "hv" else 0),)),
     # <<< issue 11 probabilistic entries >>>
+    Entry(probabilistic.gaussian_kl_divergence, "probabilistic",
+          "torch.distributions.kl_divergence(Normal, Normal).sum(-1)",
+          _gaussian_posterior, _extreme_gaussian_posterior),
+    Entry(probabilistic.gaussian_nll_loss, "probabilistic",
+          "torch gaussian_nll_loss (GaussianNLLLoss)",
+          _gaussian_nll, _extreme_gaussian_nll),
+    Entry(probabilistic.poisson_nll_loss, "probabilistic",
+          "torch poisson_nll_loss (PoissonNLLLoss)",
+          _poisson, _extreme_poisson),
+    Entry(regression.quantile_loss, "regression",
+          "pytorch_forecasting QuantileLoss (halved, summed over quantiles)",
+          _quantiles, _extreme_quantiles),
     # <<< issue 11 self-supervised entries >>>
+    Entry(selfsupervised.barlow_twins_loss, "self-supervised",
+          "facebookresearch/barlowtwins BarlowTwins (BatchNorm1d eps)",
+          _two_views(lambda_=0.3, eps=1e-3), _extreme_views, sharded=True, per_batch=True),
+    Entry(selfsupervised.vicreg_loss, "self-supervised",
+          "facebookresearch/vicreg VICReg (variance term not halved: the paper's Algorithm 1)",
+          _two_views(sim_coeff=2.0, std_coeff=3.0, cov_coeff=1.5, eps=1e-3), _extreme_views,
+          sharded=True, per_batch=True),
+    Entry(selfsupervised.negative_cosine_similarity, "self-supervised",
+          "SimSiam D(p, z); BYOL's loss is 2 + 2·this",
+          _predictions_and_targets, _extreme_cosine_similarity),
+    Entry(selfsupervised.dino_loss, "self-supervised",
+          "facebookresearch/dino DINOLoss (its value is the batch mean)",
+          _dino, _extreme_dino),
 )
 
 BY_NAME: dict[str, Entry] = {e.name: e for e in ENTRIES}
@@ -813,11 +1027,12 @@ BY_NAME: dict[str, Entry] = {e.name: e for e in ENTRIES}
 def markdown_table() -> str:
     """The README's table of losses, generated from the entries."""
     yes = lambda flag: "yes" if flag else "–"  # noqa: E731
-    lines = ["| loss | family | matches | hand rule (verified) | forward mode | blockwise | sharded |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| loss | family | returns | matches | hand rule (verified) | forward mode | blockwise | sharded |",
+             "|---|---|---|---|---|---|---|---|"]
     for e in ENTRIES:
         matches = e.matches.replace("; ", "<br>") or "–"
         mode = "custom_jvp" if e.forward_mode else "custom_vjp"
-        lines.append(f"| `{e.name}` | {e.family} | {matches} | {mode} | {yes(e.forward_mode)} | "
+        returns = "one per batch" if e.per_batch else "per example"
+        lines.append(f"| `{e.name}` | {e.family} | {returns} | {matches} | {mode} | {yes(e.forward_mode)} | "
                      f"{yes(e.blockwise)} | {yes(e.sharded)} |")
     return "\n".join(lines)

@@ -4,9 +4,12 @@ The losses check shapes and dtypes at trace time, but not values: an out-of-rang
 selects no class (see :mod:`jaxloss.multiclass`) and a NaN propagates.  :func:`checked`
 wraps a loss so that it also checks, at run time,
 
-* class ids: ``labels`` in ``[0, C)``, for the losses whose labels are class ids (``C`` the
-  class axis of the first argument, the number of class centres for the angular losses, the
-  vocabulary for :func:`~jaxloss.ctc_loss`, whose padded labels are skipped);
+* class ids: each argument that a loss's catalogue entry declares in ``class_ids`` (see
+  :class:`jaxloss.catalogue.Entry`) lies in ``[0, C)``, ``C`` read from the shape of the
+  argument that counts the classes (the class axis of the logits, the number of class centres
+  for the angular losses, the vocabulary for :func:`~jaxloss.ctc_loss`); an id equal to a
+  ``blank_id`` option is invalid too (CTC reserves it), and positions whose
+  ``label_paddings`` are set hold no id and are skipped;
 * finiteness: every float array argument is free of NaN and inf (``finite=True``).
 
 Examples masked by ``where`` are skipped: ``where`` is broadcast to the loss's shape (or
@@ -30,14 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
-# Losses whose ``labels`` are class ids: name -> the number of classes, from the bound arguments.
-_CLASSES = {
-    **dict.fromkeys(("softmax_cross_entropy", "nll_loss", "softmax_focal_loss", "poly1_cross_entropy",
-                     "multiclass_hinge_loss", "ctc_loss"), lambda a: next(iter(a.values())).shape[-1]),
-    **dict.fromkeys(("angular_margin_loss", "arcface_loss", "cosface_loss", "sphereface_loss"),
-                    lambda a: a["class_centers"].shape[0]),
-}
 _SHARED = ("class_centers",)  # arguments never masked by ``where`` (not per example)
+_PADDINGS = {"labels": "label_paddings"}  # class-id argument -> the array marking its padded positions
 
 
 def checked(loss, *, finite=True):
@@ -60,6 +57,7 @@ def checked(loss, *, finite=True):
       'softmax_cross_entropy: labels[1] = 3 is outside [0, 3)...'
     """
     signature, name = inspect.signature(loss), getattr(loss, "__name__", "loss")
+    class_ids = class_id_arguments(loss)
 
     @functools.wraps(loss, updated=())  # not ``__dict__``: no ``.reference`` on the wrapper
     def wrapper(*args, **kwargs):
@@ -67,12 +65,18 @@ def checked(loss, *, finite=True):
         bound.apply_defaults()
         a = {k: jnp.asarray(v) for k, v in bound.arguments.items() if isinstance(v, (jax.Array, np.ndarray))}
         keep = _keep(loss, bound.arguments, a)
-        if name in _CLASSES and jnp.issubdtype(a["labels"].dtype, jnp.integer):
-            classes, labels = _CLASSES[name](a), a["labels"]
-            ok = (labels >= 0) & (labels < classes) | ~_mask(keep, "labels", labels)
-            if name == "ctc_loss":
-                ok |= a["label_paddings"] >= 0.5
-            _check(ok, labels, f"{name}: labels{{}} = {{}} is outside [0, {classes})")
+        for arg, counted_by, axis in class_ids:
+            if arg not in a or not jnp.issubdtype(a[arg].dtype, jnp.integer):
+                continue  # absent, or float targets (probabilities): no ids to check
+            axis = axis(bound.arguments) if callable(axis) else axis
+            ids, classes = a[arg], a[counted_by].shape[axis]
+            skip = ~_mask(keep, arg, ids)
+            if _PADDINGS.get(arg) in a:
+                skip |= a[_PADDINGS[arg]] >= 0.5
+            _check((ids >= 0) & (ids < classes) | skip, ids, f"{name}: {arg}{{}} = {{}} is outside [0, {classes})")
+            blank = bound.arguments.get("blank_id")
+            if blank is not None:
+                _check((ids != blank) | skip, ids, f"{name}: {arg}{{}} = {{}} is the blank id (blank_id={blank})")
         if finite:
             for arg, x in a.items():
                 if jnp.issubdtype(x.dtype, jnp.floating):
@@ -81,6 +85,14 @@ def checked(loss, *, finite=True):
         return loss(*args, **kwargs)
 
     return wrapper
+
+
+def class_id_arguments(loss) -> tuple[tuple[str, str, int], ...]:
+    """The ``class_ids`` of ``loss``'s catalogue entry, or ``()`` for a loss not in the catalogue."""
+    from jaxloss import catalogue  # here: the catalogue imports every loss module
+
+    entry = catalogue.BY_NAME.get(getattr(loss, "__name__", None))
+    return entry.class_ids if entry is not None and entry.fn is loss else ()
 
 
 def _keep(loss, arguments, arrays):

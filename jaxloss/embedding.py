@@ -92,6 +92,7 @@ def _check_embeddings(inputs, where, **options):
 
 def _check_contrastive(x1, x2, is_similar, margin, where):
     batch = _check_embeddings((("x1", x1), ("x2", x2)), where, margin=margin)
+    _checks.positive("margin", margin, allow_zero=True)
     _checks.numeric("is_similar", is_similar)
     _checks.broadcasts_to("is_similar", is_similar, batch, "the batch shape of x1")
 
@@ -171,6 +172,7 @@ def _check_triplet(anchor, positive, negative, margin, p, eps, swap, where):
     if isinstance(p, bool) or not isinstance(p, int | float) or not 1 <= p < float("inf"):
         raise ValueError(f"p must be a Python number with 1 <= p < inf, got {p!r}.")
     _checks.positive("eps", eps, allow_zero=True)
+    _checks.positive("margin", margin, allow_zero=True)
     if not isinstance(swap, bool):
         raise TypeError(f"swap must be a Python bool, got {type(swap).__name__}.")
 
@@ -352,6 +354,7 @@ def _check_batch_triplet(embeddings, labels, margin, mining, distance, where):
         raise ValueError(f"labels must have the shape of embeddings without its feature axis, "
                          f"{shape[:-1]}, got shape {jnp.shape(labels)}.")
     _checks.float_option("margin", margin, shape[:-1], "labels")
+    _checks.positive("margin", margin, allow_zero=True)
     _checks.broadcasts_to("where", where, shape[:-1], "labels")
     if not isinstance(mining, str) or mining not in _MININGS:
         raise ValueError(f"mining must be one of {_MININGS}, got {mining!r}.")

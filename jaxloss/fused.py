@@ -93,10 +93,6 @@ def _label_terms(x, labels, layout, axis_name, bias=None):
     return cols, None if bias is None else jnp.where(inside, jnp.take(bias, local), 0)
 
 
-def _psum(x, axis_name):
-    return x if axis_name is None or x is None else jax.lax.psum(x, axis_name)
-
-
 def _dot_rows(a, b):
     """``Σ_h a·b`` over the last axis, in at least float32 (``None`` if either is)."""
     if a is None or b is None:
@@ -190,17 +186,17 @@ def _linear_cross_entropy_tangent(p, t, out, res):
 
     stream = label = spread = None
     if dh is not None or dw is not None or db is not None:
-        stream = _psum(_fold_vocabulary(body, _per_token_zeros(h, w, dh), vocab, size, checkpoint=True), axis_name)
+        stream = _math.psum(_fold_vocabulary(body, _per_token_zeros(h, w, dh), vocab, size, checkpoint=True), axis_name)
         w_y, _ = _label_terms(w, labels, layout, axis_name)
         dw_y, db_y = (None, None) if dw is None and db is None else _label_terms(
             w if dw is None else dw, labels, layout, axis_name, db)
-        label = _psum(tangent_sum((1.0, _dot_rows(dh, w_y)),
+        label = _math.psum(tangent_sum((1.0, _dot_rows(dh, w_y)),
                                   (1.0, None if dw is None else _dot_rows(h, dw_y)), (1.0, db_y)), axis_name)
         if mean_z is not None:
-            spread = _psum(tangent_sum((1.0, _dot_rows(dh, _column_sum(w, layout))),
+            spread = _math.psum(tangent_sum((1.0, _dot_rows(dh, _column_sum(w, layout))),
                                        (1.0, _dot_rows(h, _column_sum(dw, layout))), (1.0, _total(db))), axis_name)
     z_factor, per_z = _z_loss_tangent(log_z, lam, d_lam)
-    dense, keep = _smoothing_of(None if mean_z is None else eps, _psum(vocab, axis_name))
+    dense, keep = _smoothing_of(None if mean_z is None else eps, _math.psum(vocab, axis_name))
     dloss = tangent_sum(
         (1.0 + z_factor, stream),
         (-keep, label),
@@ -310,12 +306,12 @@ def linear_softmax_cross_entropy(hidden, weight, labels, *, bias=None, label_smo
         top, total = _merge_logsumexp(top, total, vocab_axis_name)
     log_z = _math.logsumexp_finish(top, total)
     w_y, b_y = _label_terms(weight, labels, weight_layout, vocab_axis_name, bias)
-    z_y = _psum(tangent_sum((1.0, _dot_rows(h, w_y)), (1.0, b_y)), vocab_axis_name)
+    z_y = _math.psum(tangent_sum((1.0, _dot_rows(h, w_y)), (1.0, b_y)), vocab_axis_name)
     smoothing = not (isinstance(label_smoothing, int | float) and label_smoothing == 0)
     mean_z = None
     if smoothing:
         sums = tangent_sum((1.0, _dot_rows(h, _column_sum(weight, weight_layout))), (1.0, _total(bias)))
-        mean_z = _psum(sums, vocab_axis_name) / _psum(vocab, vocab_axis_name)
+        mean_z = _math.psum(sums, vocab_axis_name) / _math.psum(vocab, vocab_axis_name)
     loss = log_z - z_y if not smoothing else log_z - (1 - eps) * z_y - eps * mean_z
     z_term = _z_loss(log_z, lam)
     loss = loss if z_term is None else loss + z_term

@@ -1,7 +1,8 @@
-"""Regression losses on the residual ``r = predictions - targets``, elementwise.
+"""Regression losses on the residual ``r = predictions - targets``.
 
-Each returns one loss per element (the shape of ``predictions``); reduce with
-:mod:`jaxloss.reduce`.  Every function supports ``jit``, ``vmap``, forward and reverse
+Each returns one loss per element (the shape of ``predictions``), except
+:func:`quantile_loss`, which sums over its trailing quantile axis and returns one loss per
+example; reduce with :mod:`jaxloss.reduce`.  Every function supports ``jit``, ``vmap``, forward and reverse
 mode, ``jax.hessian`` and forward-over-reverse Hessian-vector products; its derivative
 comes from the hand-derived rule under it, and ``fn.reference`` is plain autodiff of
 the formula.
@@ -9,7 +10,9 @@ the formula.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxloss import _checks
 from jaxloss._math import log_2cosh_half
@@ -245,3 +248,91 @@ def log_cosh(predictions, targets, *, where=None):
     """
     r = predictions - targets
     return log_2cosh_half(2 * r) - jnp.log(2.0).astype(r.dtype)
+
+
+# ------------------------------------------------------------------ quantile_loss
+
+
+def _quantile_targets(targets, predictions):
+    """Targets without the quantile axis (fewer axes than ``predictions``) get it appended."""
+    return jnp.expand_dims(targets, -1) if jnp.ndim(targets) < jnp.ndim(predictions) else targets
+
+
+def _check_quantile(predictions, targets, quantiles, where):
+    _checks.float_array("predictions", predictions)
+    shape = jnp.shape(predictions)
+    if len(shape) < 1:
+        raise ValueError(f"predictions must have a quantile axis (rank >= 1), got shape {shape}.")
+    _checks.numeric("targets", targets)
+    try:
+        fits = jnp.broadcast_shapes(jnp.shape(_quantile_targets(jnp.zeros(jnp.shape(targets)), predictions)),
+                                    shape) == shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"targets with shape {jnp.shape(targets)} broadcast neither to the batch shape "
+                         f"{shape[:-1]} nor to the shape {shape} of predictions.")
+    if quantiles is None:
+        raise TypeError("quantiles must be given: a float or a float array broadcasting to predictions.")
+    _checks.float_option("quantiles", quantiles, shape, "predictions")
+    if not isinstance(quantiles, jax.core.Tracer) and np.any((np.asarray(quantiles) <= 0) | (np.asarray(quantiles) >= 1)):
+        raise ValueError(f"quantiles must lie in (0, 1), got {np.asarray(quantiles)}.")
+    _checks.broadcasts_to("where", where, shape[:-1], "the batch shape of predictions")
+
+
+def _quantile_tangent(p, t, out, res):
+    r = _quantile_targets(p.targets, p.predictions) - p.predictions
+    # ∂ρ/∂r: τ above, τ − 1 below, and the minimum-norm subgradient 0 at r = 0.
+    dr = jnp.where(r > 0, p.quantiles, jnp.where(r < 0, p.quantiles - 1, 0.0))
+    dtargets = None if t.targets is None else _quantile_targets(t.targets, p.predictions)
+    dterms = tangent_sum((-dr, t.predictions), (dr, dtargets), (r, t.quantiles))
+    return None if dterms is None else jnp.sum(jnp.broadcast_to(dterms, jnp.shape(r)), axis=-1)
+
+
+@hand_derivative(_quantile_tangent, check=_check_quantile)
+def quantile_loss(predictions, targets, *, quantiles, where=None):
+    r"""Quantile (pinball) loss of several quantile predictions, summed per example.
+
+    .. math:: \ell = \sum_q \rho_{\tau_q}(y - \hat y_q), \qquad
+       \rho_\tau(r) = \max(\tau r, (\tau - 1) r) = r\,(\tau - [r < 0]),
+
+    over the quantile axis (the last) of ``predictions`` :math:`\hat y`, with
+    ``quantiles`` :math:`\tau`.  Its minimiser over :math:`\hat y_q` is the
+    :math:`\tau_q`-quantile of :math:`y`; at :math:`\tau = \tfrac12`, :math:`\rho` is half
+    the absolute error.
+
+    Derivatives (hand rule), with :math:`r = y - \hat y_q`: ``∂ℓ/∂ŷ_q = −ρ′(r)``,
+    ``∂ℓ/∂y = Σ_q ρ′(r)`` and ``∂ℓ/∂τ_q = r``, where ``ρ′(r) = τ`` for ``r > 0`` and
+    ``τ − 1`` for ``r < 0``.  At ``r = 0`` the rule returns the subgradient 0 (in
+    ``[τ − 1, τ]``, the one of least norm, as :func:`absolute_error` does; plain autodiff
+    of the formula gives ``τ``, and of torch's ``max`` form ``τ − ½``).
+
+    Args:
+      predictions: float array ``[..., Q]``: one prediction per quantile.
+      targets: array of the batch shape ``[...]`` (one observation per example: it is
+        compared with every quantile), or broadcasting to ``[..., Q]``.  Targets with
+        fewer axes than ``predictions`` get the quantile axis appended.
+      quantiles: required; the levels :math:`\tau` in (0, 1): a float, or a float array
+        broadcasting to ``[..., Q]`` (usually ``[Q]``); differentiated when traced.
+      where: optional boolean mask broadcasting to the batch shape ``[...]``.
+
+    Returns:
+      Losses of the batch shape ``predictions.shape[:-1]``, float32 for lower-precision
+      inputs.  The sum over quantiles is the reduction of the Temporal Fusion Transformer's
+      loss; ``pytorch_forecasting.metrics.QuantileLoss`` keeps the quantile axis and
+      doubles each term (``2ρ`` is the absolute error at τ = ½).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> jaxloss.quantile_loss(jnp.array([[0.0, 1.0, 4.0]]), jnp.array([2.0]),
+      ...                       quantiles=jnp.array([0.25, 0.5, 0.75]))
+      Array([1.5], dtype=float32)
+
+    References:
+      Koenker & Bassett, "Regression Quantiles", Econometrica 1978.
+      Lim et al., "Temporal Fusion Transformers for interpretable multi-horizon time
+      series forecasting", 2021.  ``pytorch_forecasting.metrics.QuantileLoss`` (halved,
+      summed over quantiles).
+    """
+    r = _quantile_targets(targets, predictions) - predictions
+    return jnp.sum(r * (quantiles - (r < 0)), axis=-1)

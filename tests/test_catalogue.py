@@ -47,9 +47,13 @@ def test_jit_matches_eager(entry):
 
 @ENTRIES
 def test_losses_are_per_example(entry):
+    """One loss per example; a per-batch loss (Barlow Twins, VICReg) returns a scalar."""
     args, kwargs = _verify.sample(entry)
     losses = entry.fn(*args, **kwargs)
-    assert losses.ndim >= 1 and losses.shape == args[0].shape[: losses.ndim]
+    if entry.per_batch:
+        assert losses.shape == ()
+    else:
+        assert losses.ndim >= 1 and losses.shape == args[0].shape[: losses.ndim]
 
 
 def _two_samples(entry):
@@ -142,11 +146,28 @@ def _check_pixel_where(entry, args, kwargs):
         _close(losses[b], entry.fn(*[a[b][keep][None] for a in args], **kwargs)[0])
 
 
+def _check_per_batch_where(entry, args, kwargs):
+    """A per-batch loss: ``where`` over the examples (the leading axis) leaves the masked ones
+    (NaN padding here) out of the batch statistics: gradient exactly 0 there, and the loss is
+    that of the batch without them."""
+    x = args[0]
+    keep = np.random.default_rng(5).random(x.shape[0]) < 0.5
+    keep[:2], keep[-1] = True, False  # at least two examples (batch variances), one masked
+    where = jnp.asarray(keep)
+    padded = jnp.where(where.reshape((-1,) + (1,) * (x.ndim - 1)), x, jnp.nan)
+    loss, grad = _verify.value_and_grad(entry, (padded, *args[1:]), {**kwargs, "where": where})
+    assert loss.shape == () and jnp.all(grad[~where] == 0) and jnp.any(grad[where] != 0)
+    subset = lambda a: a[keep] if jnp.ndim(a) and jnp.shape(a)[0] == keep.size else a  # noqa: E731
+    _close(loss, entry.fn(*map(subset, args), **kwargs))
+
+
 @ENTRIES
 def test_masked_entries_give_zero_loss_and_zero_gradient(entry):
     args, kwargs = _verify.sample(entry)
     if entry.pixel_where:
         return _check_pixel_where(entry, args, kwargs)
+    if entry.per_batch:
+        return _check_per_batch_where(entry, args, kwargs)
     where = jnp.asarray(np.random.default_rng(5).random(entry.fn(*args, **kwargs).shape) < 0.5)
     losses, grad = _verify.value_and_grad(entry, args, {**kwargs, "where": where})
     assert jnp.all(losses[~where] == 0) and jnp.all(grad[~where] == 0)

@@ -12,7 +12,7 @@ from jax.experimental import checkify
 import jaxloss
 from jaxloss import _verify, catalogue, checks
 
-CLASS_ID_LOSSES = sorted(checks._CLASSES)
+CLASS_ID_LOSSES = sorted(e.name for e in catalogue.ENTRIES if e.class_ids)
 ENTRIES = pytest.mark.parametrize("entry", catalogue.ENTRIES, ids=lambda e: e.name)
 
 
@@ -23,29 +23,51 @@ def _run(fn, args, kwargs):
 
 
 def _with_label(entry, value, position=-1):
-    """The entry's sample with one (unpadded) class id set to ``value``."""
+    """The entry's sample with one (unpadded) class id of its first class-id argument set to ``value``."""
     args, kwargs = _verify.sample(entry)
-    names = list(inspect.signature(entry.fn).parameters)
-    i = names.index("labels")
-    labels = np.array(args[i])
-    if labels.dtype.kind == "f":  # probability targets: class ids instead
-        labels = labels.argmax(-1).astype(np.int32)
-    labels.reshape(-1)[position] = value
-    if entry.name == "ctc_loss":  # an unpadded label position
-        pads = np.array(args[names.index("label_paddings")])
+    args, names = list(args), list(inspect.signature(entry.fn).parameters)
+    i = names.index(entry.class_ids[0][0])
+    ids = np.array(args[i])
+    if ids.dtype.kind == "f":  # probability targets: class ids instead
+        ids = ids.argmax(-1).astype(np.int32)
+    ids.reshape(-1)[position] = value
+    args[i] = jnp.asarray(ids)
+    if checks._PADDINGS.get(names[i]) in names:  # an unpadded position
+        j = names.index(checks._PADDINGS[names[i]])
+        pads = np.array(args[j])
         pads.reshape(-1)[position] = 0.0
-        args = (*args[:3], jnp.asarray(pads), *args[4:])
-    return (*args[:i], jnp.asarray(labels), *args[i + 1:]), kwargs
+        args[j] = jnp.asarray(pads)
+    return tuple(args), kwargs
 
 
 def _classes(entry):
-    args, _ = _verify.sample(entry)
-    bound = inspect.signature(entry.fn).bind(*args)
-    return checks._CLASSES[entry.name](bound.arguments)
+    args, kwargs = _verify.sample(entry)
+    bound = inspect.signature(entry.fn).bind(*args, **kwargs)
+    bound.apply_defaults()
+    _, counted_by, axis = entry.class_ids[0]
+    return bound.arguments[counted_by].shape[axis(bound.arguments) if callable(axis) else axis]
 
 
-def test_the_class_id_losses_are_public_losses():
-    assert set(CLASS_ID_LOSSES) <= set(catalogue.BY_NAME)
+@ENTRIES
+def test_class_ids_name_arguments_of_the_loss(entry):
+    parameters = inspect.signature(entry.fn).parameters
+    for argument, counted_by, axis in entry.class_ids:
+        assert argument in parameters and counted_by in parameters and (isinstance(axis, int) or callable(axis))
+
+
+def test_the_class_id_losses_read_their_entry():
+    assert set(CLASS_ID_LOSSES) >= {"softmax_cross_entropy", "arcface_loss", "ctc_loss", "jaccard_loss",
+                                    "linear_softmax_cross_entropy"}
+    assert checks.class_id_arguments(jaxloss.ctc_loss) == (("labels", "logits", -1),)
+    assert checks.class_id_arguments(jaxloss.squared_error) == ()
+
+
+def test_a_function_named_like_a_loss_is_not_checked_as_that_loss():
+    def softmax_cross_entropy(logits, labels):
+        return jnp.sum(logits, -1)
+
+    assert checks.class_id_arguments(softmax_cross_entropy) == ()
+    assert _run(checks.checked(softmax_cross_entropy), (jnp.zeros((2, 3)), jnp.array([0, 9])), {})[0] is None
 
 
 @ENTRIES
@@ -60,12 +82,13 @@ def test_valid_inputs_pass_with_the_same_losses(entry):
 @pytest.mark.parametrize("bad", ["too_large", "negative"])
 def test_out_of_range_ids_raise_naming_the_argument(name, bad):
     entry = catalogue.BY_NAME[name]
+    argument = entry.class_ids[0][0]
     value = _classes(entry) if bad == "too_large" else -1
     args, kwargs = _with_label(entry, value)
     message, _ = _run(checks.checked(entry.fn), args, kwargs)
-    assert message is not None and message.startswith(f"{name}: labels[")
+    assert message is not None and message.startswith(f"{name}: {argument}[")
     assert f"= {value} is outside [0, {_classes(entry)})" in message
-    with pytest.raises(Exception, match=r"labels\[.*is outside"):  # eagerly, at once
+    with pytest.raises(Exception, match=argument + r"\[.*is outside"):  # eagerly, at once
         checks.checked(entry.fn)(*args, **kwargs)
 
 
@@ -92,6 +115,23 @@ def test_padded_ctc_labels_are_not_checked():
     loss = checks.checked(jaxloss.ctc_loss)
     args = (jnp.zeros((1, 3, 3)), jnp.zeros((1, 3)), jnp.array([[1, 2, -1]]), jnp.array([[0.0, 0.0, 1.0]]))
     assert _run(loss, args, {})[0] is None
+    blank_padded = (*args[:2], jnp.array([[1, 2, 0]]), args[3])
+    assert _run(loss, blank_padded, {})[0] is None
+
+
+def test_ctc_labels_equal_to_blank_id_raise():
+    loss = checks.checked(jaxloss.ctc_loss)
+    logits, logit_paddings = jnp.zeros((2, 4, 3)), jnp.zeros((2, 4))
+    labels, label_paddings = jnp.array([[1, 2], [2, 0]]), jnp.zeros((2, 2))
+    message, _ = _run(loss, (logits, logit_paddings, labels, label_paddings), {})
+    assert message.startswith("ctc_loss: labels[1, 1] = 0 is the blank id (blank_id=0)")
+    message, _ = _run(loss, (logits, logit_paddings, labels, label_paddings), {"blank_id": 2})
+    assert message.startswith("ctc_loss: labels[0, 1] = 2 is the blank id (blank_id=2)")
+    assert _run(loss, (logits, logit_paddings, labels % 2 + 1, label_paddings), {})[0] is None
+    where = jnp.array([True, False])  # the blank is in a masked sequence
+    assert _run(loss, (logits, logit_paddings, labels, label_paddings), {"where": where})[0] is None
+    with pytest.raises(Exception, match=r"labels\[1, 1\] = 0 is the blank id"):
+        loss(logits, logit_paddings, labels, label_paddings)
 
 
 def test_nan_in_logits_raises_and_a_masked_nan_does_not():
@@ -149,3 +189,13 @@ def test_the_wrapper_keeps_the_signature_and_is_not_a_loss_entry():
     loss = checks.checked(jaxloss.softmax_cross_entropy)
     assert inspect.signature(loss) == inspect.signature(jaxloss.softmax_cross_entropy)
     assert not hasattr(loss, "reference") and loss.__name__ == "softmax_cross_entropy"
+
+
+@pytest.mark.parametrize("layout", ["hv", "vh"])
+def test_linear_cross_entropy_ids_are_counted_by_the_vocabulary_axis_of_its_layout(layout):
+    hidden, weight = jnp.ones((3, 4)), jnp.ones((4, 7))
+    weight = weight if layout == "hv" else weight.T
+    loss = checks.checked(jaxloss.linear_softmax_cross_entropy)
+    assert _run(loss, (hidden, weight, jnp.array([0, 6, 2])), {"weight_layout": layout})[0] is None
+    message = _run(loss, (hidden, weight, jnp.array([0, 7, 2])), {"weight_layout": layout})[0]
+    assert "labels[1] = 7 is outside [0, 7)" in message

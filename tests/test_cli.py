@@ -50,8 +50,33 @@ def test_bench_runs_a_benchmark_script_with_its_arguments(capsys):
      ["### angular_margin_loss", "### batch_triplet_loss (mining='semihard'", "### triplet_margin_loss", "| optax |"]),
     ("contrastive", ["--ns", "64", "--ntxent-ns", "32", "--block-size", "16", "--repeats", "1"],
      ["| 64 |", "| 32 |"]),
+    ("linear_cross_entropy", ["--size", "64", "8", "300", "--block-size", "128", "--repeats", "1"],
+     ["| jaxloss | 64×8×300 |", "| optax | 64×8×300 |", "| autodiff | 64×8×300 |"]),
 ])
 def test_every_benchmark_script_runs_on_a_small_problem(capsys, name, args, rows):
     assert cli.main(["bench", name, *args]) == 0
     out = capsys.readouterr().out
     assert all(row in out for row in rows), out
+
+
+def test_verify_inputs_prints_a_row_per_case_and_exits_0(capsys):
+    assert cli.main(["verify", "--inputs", "--loss", "huber_loss", "--loss", "ctc_loss"]) == 0
+    out = capsys.readouterr().out
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in out.splitlines() if line.startswith("| ")][1:]
+    assert ["huber_loss", "negative delta", "delta", "ValueError", "ok"] in rows
+    assert ["ctc_loss", "float labels", "labels", "TypeError", "ok"] in rows
+    assert {r[0] for r in rows} == {"huber_loss", "ctc_loss"} and all(r[-1] == "ok" for r in rows)
+    assert f"{len(rows)} of {len(rows)} bad-input cases rejected" in out
+
+
+def _unchecked_huber(predictions, targets, *, delta=1.0, where=None):
+    return jnp.abs(predictions - targets) * delta
+
+
+def test_verify_inputs_exits_1_and_names_a_case_not_rejected(capsys, monkeypatch):
+    entry = dataclasses.replace(catalogue.BY_NAME["huber_loss"], fn=_unchecked_huber)
+    monkeypatch.setitem(catalogue.BY_NAME, "_unchecked_huber", entry)
+    assert cli.main(["verify", "--inputs", "--loss", "_unchecked_huber"]) == 1
+    out = capsys.readouterr().out
+    assert "| _unchecked_huber | negative delta | delta | nothing | FAIL |" in out
+    assert "not rejected: _unchecked_huber (predictions without its leading axis)" in out

@@ -6,7 +6,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 import jaxloss
@@ -139,12 +138,6 @@ def test_masked_pairs_are_left_out_of_the_batch(name):
 # ------------------------------------------------------------------ sharded over 8 CPU devices
 
 
-@pytest.fixture(scope="module")
-def mesh():
-    devices = jax.devices("cpu")
-    if len(devices) < 8:
-        pytest.skip(f"needs 8 CPU devices (tests/conftest.py sets XLA_FLAGS), got {len(devices)}")
-    return Mesh(np.array(devices[:8]), ("x",))
 
 
 SHARDED = {

@@ -8,7 +8,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 import jaxloss
@@ -148,12 +147,6 @@ def test_low_precision_inputs_accumulate_in_float32_and_return_gradients_in_thei
 # ------------------------------------------------------------------ sharded over 8 CPU devices
 
 
-@pytest.fixture(scope="module")
-def mesh():
-    devices = jax.devices("cpu")
-    if len(devices) < 8:
-        pytest.skip(f"needs 8 CPU devices (tests/conftest.py sets XLA_FLAGS), got {len(devices)}")
-    return Mesh(np.array(devices[:8]), ("x",))
 
 
 @pytest.mark.parametrize("layout", ["hv", "vh"])

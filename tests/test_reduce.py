@@ -8,7 +8,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 import jaxloss
@@ -246,12 +245,6 @@ def test_axis_name_under_vmap_gradient_matches_whole_batch():
 N_DEV = 8
 
 
-@pytest.fixture(scope="module")
-def mesh():
-    devices = jax.devices("cpu")
-    if len(devices) < N_DEV:
-        pytest.skip(f"needs {N_DEV} CPU devices (tests/conftest.py sets XLA_FLAGS), got {len(devices)}")
-    return Mesh(np.array(devices[:N_DEV]), ("x",))
 
 
 def test_conftest_gives_eight_cpu_devices():

@@ -1,0 +1,196 @@
+"""Fuzzing every catalogue entry: values and gradients stay finite (never NaN) at the edges.
+
+Inputs are built from each entry's own sample, so a new loss is fuzzed by its entry: the batch
+sliced to fewer examples or tiled to twice as many, the inputs (logits, predictions,
+embeddings: every float argument but the targets) scaled up to |x| = 1e4, exact zeros
+(entries, or whole rows), duplicate rows and identical sides, an empty or random ``where``,
+one-class batches (every integer label equal), and bfloat16 / float16 inputs.  The losses
+and the gradient of their sum w.r.t. every float argument must be finite; losses may be
++inf only where the docstring says so (:data:`MAY_BE_INF`).
+
+Bounded by the hypothesis profile (tests/conftest.py): "ci" by default (few derandomised
+examples per loss), "heavy" with ``JAXLOSS_HYPOTHESIS_PROFILE=heavy``.  Shapes come from a
+small set (three batch sizes, three dtypes) so that each compiles once.
+"""
+
+import dataclasses
+import functools
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
+
+from jaxloss import _inputs, catalogue
+
+ENTRIES = pytest.mark.parametrize("entry", catalogue.ENTRIES, ids=lambda e: e.name)
+
+# Losses whose values may be +inf, by docstring (gradients stay finite there).
+MAY_BE_INF = {
+    "ctc_loss": "an impossible alignment (labels longer than the frames) gives +inf without zero_infinity",
+}
+# Float arguments that are targets, not inputs: cast to low precision, but not scaled or zeroed.
+TARGETS = ("targets", "target", "labels", "is_similar", "y", "logit_paddings", "label_paddings")
+# Inputs the loss exponentiates: scaled to at most this magnitude (exp overflows float32 past 88,
+# so larger values give a true +inf).
+MAX_ABS = {
+    ("gaussian_kl_divergence", "log_variance"): 30.0,
+    ("poisson_nll_loss", "log_rate_or_rate"): 30.0,
+}
+DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
+SCALES = (1.0, 1e2, 1e4)
+F16_OVERFLOW = 65520.0  # float32 values from here round to inf in float16
+
+CASES: dict[str, int] = {}  # loss -> examples tried
+
+
+@functools.cache
+def _sample(entry, seed):
+    return entry.sample(np.random.default_rng(seed))
+
+
+def _is_float(x):
+    return jnp.issubdtype(jnp.result_type(x), jnp.floating)
+
+
+def _resize(x, batch, how):
+    """``x`` with its leading (batch) axis cut to the first ``how`` rows, or tiled twice."""
+    if jnp.ndim(x) == 0 or jnp.shape(x)[0] != batch:
+        return x
+    return jnp.concatenate([x, x]) if how == "tile" else x[:how]
+
+
+def _bound(entry, argument):
+    return MAX_ABS.get((entry.name, argument), 1e4)
+
+
+@st.composite
+def fuzzed(draw, entry):
+    """``(args, kwargs)`` for ``entry``: its sample with the edges drawn above."""
+    args, kwargs = _sample(entry, draw(st.sampled_from((0, 1))))
+    parameters = inspect.signature(entry.fn).parameters
+    names = list(parameters)[: len(args)]
+    args, kwargs = list(args), dict(kwargs)
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+
+    # Batch size: as sampled, fewer (a batch statistic needs two), or twice as many.
+    batch = args[0].shape[0]
+    how = draw(st.sampled_from(["same", 2 if entry.per_batch else 1, "tile"]))
+    if how != "same":
+        args = [_resize(a, batch, how) for a in args]
+        kwargs = {k: _resize(v, batch, how) if isinstance(v, jax.Array) else v for k, v in kwargs.items()}
+    inputs = [i for i, n in enumerate(names) if _is_float(args[i]) and (i == 0 or n not in TARGETS)]
+
+    # Scale, exact zeros, duplicate rows / identical sides.
+    scale = draw(st.sampled_from(SCALES))
+    zeros = draw(st.sampled_from(["none", "entries", "rows"]))
+    duplicate = draw(st.sampled_from(["none", "rows", "sides"]))
+    for i in inputs:
+        x = np.clip(np.asarray(args[i], np.float32) * scale, -_bound(entry, names[i]), _bound(entry, names[i]))
+        if zeros == "entries":
+            x = np.where(rng.random(x.shape) < 0.5, 0.0, x)
+        elif zeros == "rows" and x.ndim >= 2:
+            x[rng.random(x.shape[0]) < 0.5] = 0.0
+        if duplicate == "rows" and x.shape[0] >= 2:
+            x[1] = x[0]
+        args[i] = jnp.asarray(x, jnp.float32)
+    if duplicate == "sides" and 1 in inputs and args[1].shape == args[0].shape:  # x2 = x1, keys = queries
+        args[1] = jnp.clip(args[0], -_bound(entry, names[1]), _bound(entry, names[1]))
+
+    # One-class batches: every integer argument holds one value.
+    if draw(st.booleans()):
+        args = [jnp.full_like(a, a.reshape(-1)[0]) if jnp.issubdtype(a.dtype, jnp.integer) and a.size else a
+                for a in args]
+
+    # where: absent, random, or empty.
+    if "where" in parameters:
+        mask = draw(st.sampled_from(["none", "random", "empty"]))
+        if mask != "none":
+            shape = _inputs.where_shape(entry, tuple(args), kwargs)
+            kwargs["where"] = jnp.asarray(rng.random(shape) < 0.5) if mask == "random" else jnp.zeros(shape, bool)
+
+    dtype = draw(st.sampled_from(DTYPES))
+    args = [a.astype(dtype) if _is_float(a) else a for a in args]
+    note(f"batch {how}, scale {scale}, zeros {zeros}, duplicate {duplicate}, dtype {dtype.__name__}, "
+         f"shapes {[a.shape for a in args]}, options {sorted(kwargs)}")
+    return tuple(args), kwargs
+
+
+@functools.partial(jax.jit, static_argnames=("fn", "static"))
+def _losses_and_grads(fn, static, args, arrays):
+    """The losses and the gradient of their sum w.r.t. every float argument (compiled once per
+    shape, dtype and static options)."""
+    kwargs = {**dict(static), **arrays}
+    floats = tuple(i for i, a in enumerate(args) if _is_float(a))
+
+    def total(*a):
+        return jnp.sum(fn(*a, **kwargs))
+
+    return fn(*args, **kwargs), jax.grad(total, argnums=floats)(*args)
+
+
+def _float_names(entry, args):
+    return [n for n, a in zip(inspect.signature(entry.fn).parameters, args) if _is_float(a)]
+
+
+def _run(entry, args, kwargs):
+    arrays = {k: v for k, v in kwargs.items() if isinstance(v, jax.Array)}
+    static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in arrays))
+    return _losses_and_grads(entry.fn, static, args, arrays)
+
+
+def _assert_finite_gradients(entry, args, kwargs, grads):
+    """Gradients finite, never NaN.  A float16 gradient (returned in its input's dtype) may be
+    ±inf only where the true gradient, from float32 inputs of the same values, overflows float16."""
+    names = _float_names(entry, args)
+    assert not any(np.any(np.isnan(np.asarray(g, np.float64))) for g in grads), list(zip(names, grads))
+    if all(np.all(np.isfinite(np.asarray(g, np.float64))) for g in grads):
+        return
+    assert any(a.dtype == jnp.float16 for a in args), list(zip(names, grads))
+    wide = tuple(a.astype(jnp.float32) if _is_float(a) else a for a in args)
+    for name, g, g32 in zip(names, grads, _run(entry, wide, kwargs)[1]):
+        g, g32 = np.asarray(g, np.float64), np.asarray(g32, np.float64)
+        assert np.all(np.isfinite(g32)), (name, g32)
+        assert np.all(np.isfinite(g) | (np.abs(g32) >= F16_OVERFLOW)), (name, g, g32)
+
+
+@ENTRIES
+def test_values_and_gradients_are_finite_at_the_edges(entry):
+    CASES[entry.name] = 0
+
+    @given(fuzzed(entry))
+    def check(inputs):
+        CASES[entry.name] += 1
+        args, kwargs = inputs
+        losses, grads = _run(entry, args, kwargs)
+        losses = np.asarray(losses, np.float64)
+        assert not np.any(np.isnan(losses)), losses
+        infinite = ~np.isfinite(losses)
+        if entry.name in MAY_BE_INF and not kwargs.get("zero_infinity", False):
+            infinite &= losses != np.inf
+        assert not np.any(infinite), losses
+        _assert_finite_gradients(entry, args, kwargs, grads)
+
+    check()
+    print(f"{entry.name}: {CASES[entry.name]} cases")
+    assert CASES[entry.name] >= min(settings().max_examples, 5)
+
+
+def _nan_at_zero(predictions, targets, *, where=None):
+    norm = jnp.sum(predictions**2, axis=-1)
+    return jnp.sqrt(norm) / norm + 0 * jnp.sum(targets, axis=-1)
+
+
+def test_the_fuzzer_finds_a_nan_at_zero():
+    entry = dataclasses.replace(catalogue.BY_NAME["squared_error"], fn=_nan_at_zero)
+    with pytest.raises(AssertionError):
+        test_values_and_gradients_are_finite_at_the_edges(entry)
+
+
+def test_the_exceptions_name_losses_and_their_arguments():
+    assert set(MAY_BE_INF) <= set(catalogue.BY_NAME)
+    for loss, argument in MAX_ABS:
+        assert argument in inspect.signature(catalogue.BY_NAME[loss].fn).parameters
