@@ -44,6 +44,7 @@ from jaxloss.segmentation import tversky_loss as tversky_loss
 from jaxloss.sequence import ctc_loss as ctc_loss
 # <<< issue 10 exports >>>
 from jaxloss.fused import linear_softmax_cross_entropy as linear_softmax_cross_entropy
+from jaxloss.fused import linear_softmax_cross_entropy_mean as linear_softmax_cross_entropy_mean
 # <<< issue 11 probabilistic exports >>>
 from jaxloss.probabilistic import gaussian_kl_divergence as gaussian_kl_divergence
 from jaxloss.probabilistic import gaussian_nll_loss as gaussian_nll_loss

@@ -707,6 +707,11 @@ def _extreme_linear_classes():
             ((huge, weight, labels), {"where": jnp.zeros(4, bool)})]
 
 
+def _vocabulary_axis(arguments):
+    """The axis of ``weight`` that counts the classes, by ``weight_layout``."""
+    return 1 if arguments["weight_layout"] == "hv" else 0
+
+
 def _shard_classes(args, kwargs, shards, axis_name):
     """The vocabulary-parallel form: the classes (weight's columns and the bias) split in
     ``shards``; every shard gets all tokens and returns the same losses."""
@@ -991,7 +996,11 @@ ENTRIES: tuple[Entry, ...] = (
           "optax.losses.softmax_cross_entropy_with_integer_labels(h @ w + b); torch cross_entropy; "
           "Cut Cross-Entropy / Liger fused linear CE",
           _linear_classes, _extreme_linear_classes, blockwise=True, sharded=True, shard=_shard_classes,
-          class_ids=(("labels", "weight", lambda a: 1 if a["weight_layout"] == "hv" else 0),)),
+          class_ids=(("labels", "weight", _vocabulary_axis),)),
+    Entry(fused.linear_softmax_cross_entropy_mean, "multiclass",
+          "mean of the above; Liger fused linear CE (gradient in the forward)",
+          _linear_classes, _extreme_linear_classes, forward_mode=False, blockwise=True, per_batch=True,
+          class_ids=(("labels", "weight", _vocabulary_axis),)),
     # <<< issue 11 probabilistic entries >>>
     Entry(probabilistic.gaussian_kl_divergence, "probabilistic",
           "torch.distributions.kl_divergence(Normal, Normal).sum(-1)",

@@ -11,14 +11,24 @@ Cross-Entropy, Wijmans et al. 2025, and Liger Kernel's fused linear cross-entrop
 It supports ``jit``, ``vmap``, forward and reverse mode, ``jax.hessian`` and
 forward-over-reverse Hessian-vector products; ``fn.reference`` is plain autodiff of the
 same blockwise formula.
+
+Per-token losses cannot know their cotangent in the forward, so their value and gradient
+cost four ``tokens × hidden × vocab`` matmuls (the rule recomputes the logits) against three
+for materialised logits.  :func:`linear_softmax_cross_entropy_mean` returns the mean
+instead, a ``jax.custom_vjp`` that forms the gradient while each block's logits are at hand
+(three matmuls; forward mode through ``.reference``): the faster choice when a training
+step needs only the mean (``benchmarks/results/linear_cross_entropy-cpu.md``).
 """
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxloss import _checks, _math
+from jaxloss import _checks, _math, reduce
 from jaxloss.gradients import hand_derivative, tangent_sum
 from jaxloss.multiclass import _smoothing, _z_loss, _z_loss_tangent
 
@@ -312,10 +322,14 @@ def linear_softmax_cross_entropy(hidden, weight, labels, *, bias=None, label_smo
     if smoothing:
         sums = tangent_sum((1.0, _dot_rows(h, _column_sum(weight, weight_layout))), (1.0, _total(bias)))
         mean_z = _math.psum(sums, vocab_axis_name) / _math.psum(vocab, vocab_axis_name)
-    loss = log_z - z_y if not smoothing else log_z - (1 - eps) * z_y - eps * mean_z
+    return _token_loss(log_z, z_y, mean_z, eps, lam).reshape(batch), (log_z, z_y, mean_z)
+
+
+def _token_loss(log_z, z_y, mean_z, eps, lam):
+    """``log Z − (1 − ε)·z_y − ε·mean_v z_v + λ·(log Z)²`` (no smoothing term for ``mean_z=None``)."""
+    loss = log_z - z_y if mean_z is None else log_z - (1 - eps) * z_y - eps * mean_z
     z_term = _z_loss(log_z, lam)
-    loss = loss if z_term is None else loss + z_term
-    return loss.reshape(batch), (log_z, z_y, mean_z)
+    return loss if z_term is None else loss + z_term
 
 
 def _merge_logsumexp(top, total, axis_name):
@@ -323,3 +337,155 @@ def _merge_logsumexp(top, total, axis_name):
     top_all = jax.lax.pmax(top, axis_name)
     shift = jnp.where(jnp.isfinite(top_all), top_all, 0.0)
     return top_all, jax.lax.psum(total * jnp.exp(top - shift), axis_name)
+
+
+# ------------------------------------------------------------------ linear_softmax_cross_entropy_mean
+
+
+def _tokens_per_block(tokens, vocab, block_size):
+    if block_size is None:
+        block_size = max(8, _AUTO_BLOCK_ELEMENTS // max(vocab, 1) // 8 * 8)
+    return min(block_size, tokens)
+
+
+def _mean_pass(h, w, labels, b, eps, lam, keep, size, layout, smoothing, gradients):
+    """The masked mean of the per-token losses, streamed over blocks of ``size`` tokens with
+    all the classes at once; with ``gradients`` also its gradients, computed in the same pass:
+    ``G = ((1 + 2λ·lse)·softmax(z) − (1 − ε)·onehot(y) − ε/V)·keep/count`` per block, then
+    ``∂hidden = G·wᵀ``, ``∂weight += hiddenᵀ·G``, ``∂bias += Σ G`` (three matmuls in all)."""
+    n, vocab = h.shape[0], w.shape[_vocab_axis(layout)]
+    count = -(-n // size)
+    pad = lambda x: jnp.pad(x, [(0, count * size - n)] + [(0, 0)] * (x.ndim - 1))  # noqa: E731
+    blocks = [pad(x).reshape((count, size) + x.shape[1:]) for x in (h, labels, keep)]
+    scale = 1.0 / jnp.maximum(jnp.sum(keep), 1)
+    dtype = _math.compute_dtype(jnp.promote_types(h.dtype, w.dtype))
+    onehot_axis = jnp.arange(vocab)
+
+    def body(carry, block):
+        h_b, y_b, keep_b = block
+        z = _matmul(h_b, w, layout)
+        z = z if b is None else z + b.astype(z.dtype)
+        top = jax.lax.stop_gradient(jnp.max(z, axis=-1))
+        log_z = top + jnp.log(jnp.sum(jnp.exp(z - top[:, None]), axis=-1))
+        inside = (y_b >= 0) & (y_b < vocab)
+        z_y = jnp.where(inside, jnp.take_along_axis(z, jnp.where(inside, y_b, 0)[:, None], axis=-1)[:, 0], 0)
+        mean_z = jnp.mean(z, axis=-1) if smoothing else None
+        weight = jnp.where(keep_b, scale, 0.0)
+        total = carry[0] + jnp.sum(weight * _token_loss(log_z, z_y, mean_z, eps, lam))
+        if not gradients:
+            return (total,), None
+        _, dw, db, d_eps, d_lam = carry
+        coef = weight * (1 + 2 * lam * log_z)
+        dense, keep_label = _smoothing(eps, vocab) if smoothing else (0.0, 1.0)
+        g = (coef[:, None] * _math.softmax_weight(z - log_z[:, None])
+             - jnp.where(onehot_axis == y_b[:, None], (weight * keep_label)[:, None], 0.0) - (weight * dense)[:, None])
+        g_low = g.astype(w.dtype)
+        dh_b = jax.lax.dot_general(g_low, w, (((1,), (1 if layout == "hv" else 0,)), ((), ())),
+                                   preferred_element_type=dtype)
+        contract = (((0,), (0,)), ((), ()))
+        dw_b = (jax.lax.dot_general(h_b, g_low, contract, preferred_element_type=dtype) if layout == "hv"
+                else jax.lax.dot_general(g_low, h_b, contract, preferred_element_type=dtype))
+        d_eps = d_eps + (jnp.sum(weight * (z_y - mean_z)) if smoothing else 0.0)
+        carry = (total, dw + dw_b, db + jnp.sum(g, axis=0), d_eps, d_lam + jnp.sum(weight * jnp.square(log_z)))
+        return carry, dh_b
+
+    zero = jnp.zeros((), dtype)
+    init = (zero,) if not gradients else (zero, jnp.zeros(w.shape, dtype), jnp.zeros(vocab, dtype), zero, zero)
+    carry, dh = jax.lax.scan(body, init, blocks)
+    if not gradients:
+        return carry[0]
+    total, dw, db, d_eps, d_lam = carry
+    return total, (dh.reshape(count * size, -1)[:n], dw, db, d_eps, d_lam)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _fused_mean(size, layout, smoothing, h, w, labels, b, eps, lam, keep):
+    return _mean_pass(h, w, labels, b, eps, lam, keep, size, layout, smoothing, gradients=False)
+
+
+def _fused_mean_forward(size, layout, smoothing, h, w, labels, b, eps, lam, keep):
+    total, grads = _mean_pass(h, w, labels, b, eps, lam, keep, size, layout, smoothing, gradients=True)
+    return total, (grads, h, w, labels, b, eps, lam, keep)
+
+
+def _fused_mean_backward(size, layout, smoothing, res, ct):
+    (dh, dw, db, d_eps, d_lam), h, w, labels, b, eps, lam, keep = res
+    like = lambda g, x: None if x is None else (ct * g).astype(jnp.result_type(x))  # noqa: E731
+    return (like(dh, h), like(dw, w), np.zeros(labels.shape, jax.dtypes.float0), like(db, b),
+            like(d_eps, eps), like(d_lam, lam), np.zeros(keep.shape, jax.dtypes.float0))
+
+
+_fused_mean.defvjp(_fused_mean_forward, _fused_mean_backward)
+
+
+def _mean_reference(hidden, weight, labels, *, bias=None, label_smoothing=0.0, z_loss=0.0, where=None,
+                    block_size=None, weight_layout="hv"):
+    losses = linear_softmax_cross_entropy.reference(hidden, weight, labels, bias=bias, label_smoothing=label_smoothing,
+                                                    z_loss=z_loss, where=where, weight_layout=weight_layout)
+    return reduce.mean(losses, where=where)
+
+
+def linear_softmax_cross_entropy_mean(hidden, weight, labels, *, bias=None, label_smoothing=0.0, z_loss=0.0,
+                                      where=None, block_size=None, weight_layout="hv"):
+    r"""The mean over the (unmasked) tokens of :func:`linear_softmax_cross_entropy`, with
+    its gradient computed in the forward pass: one matmul fewer for value and gradient.
+
+    Same formula, options and layouts as :func:`linear_softmax_cross_entropy`, reduced as
+    ``jaxloss.reduce.mean(losses, where=where)`` (0 when every token is masked).  A scalar
+    loss lets the gradient be formed while the logits of a block are at hand (as Liger
+    Kernel's fused linear cross-entropy does): the pass runs over blocks of
+    ``block_size`` **tokens** with all the classes at once, computes
+    ``G = ((1 + 2λ·log Z)·softmax(z) − (1 − ε)·onehot(y) − ε/V)/count`` and accumulates
+    ``∂hidden = G·wᵀ``, ``∂weight = hiddenᵀ·G`` and ``∂bias = Σ G`` — three matmuls
+    against four for the per-token function, which cannot know its cotangent in the
+    forward.  At most ``block_size × V`` logits exist at once, plus a float32 gradient of
+    the weight.
+
+    This is a ``jax.custom_vjp``: reverse mode only (``grad``, ``value_and_grad``, and
+    forward-over-reverse through the rule's ordinary ``jnp`` code); for ``jax.jvp`` of the
+    loss itself use ``.reference`` (plain autodiff of the per-token formula, then the mean).
+    The gradient is computed even when only the value is used inside ``jax.grad``'s
+    forward; outside any differentiation only the value is computed.  No vocabulary-
+    parallel form.
+
+    Args:
+      hidden, weight, labels, bias, weight_layout: as in :func:`linear_softmax_cross_entropy`.
+      label_smoothing: ε in [0, 1], a float or a scalar array.
+      z_loss: λ >= 0, a float or a scalar array.
+      where: optional boolean mask of hidden's batch shape: the tokens the mean is over.
+      block_size: tokens per block (static); ``None`` picks ``4M / V`` rounded down to a
+        multiple of 8 (16 MiB of float32 logits per block), at least 8.
+
+    Returns:
+      A scalar, float32 for lower-precision inputs.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxloss
+      >>> h = jax.random.normal(jax.random.key(0), (8, 16))
+      >>> w = jax.random.normal(jax.random.key(1), (16, 1000))
+      >>> y = jnp.arange(8) * 100
+      >>> mean = jaxloss.linear_softmax_cross_entropy_mean(h, w, y, block_size=4)
+      >>> bool(jnp.allclose(mean, jaxloss.linear_softmax_cross_entropy(h, w, y).mean(), rtol=1e-5))
+      True
+
+    References:
+      Hsu et al., "Liger Kernel: Efficient Triton Kernels for LLM Training", 2024 (fused
+      linear cross-entropy with the gradient in the forward); see
+      :func:`linear_softmax_cross_entropy`.
+    """
+    _check_linear(hidden, weight, labels, bias, label_smoothing, z_loss, where, block_size, None, weight_layout)
+    for name, value in (("label_smoothing", label_smoothing), ("z_loss", z_loss)):
+        if jnp.ndim(value) != 0:
+            raise ValueError(f"{name} must be a scalar here (the mean's rule sums its gradient), "
+                             f"got shape {jnp.shape(value)}.")
+    _checks.mask("where", where)
+    tokens = labels.size
+    keep = jnp.ones(tokens, bool) if where is None else jnp.broadcast_to(where, labels.shape).reshape(-1)
+    h = jnp.where(keep[:, None], hidden.reshape(-1, hidden.shape[-1]), 0)  # NaN padding never enters
+    smoothing = not (isinstance(label_smoothing, int | float) and label_smoothing == 0)
+    size = _tokens_per_block(tokens, weight.shape[_vocab_axis(weight_layout)], block_size)
+    eps, lam = (jnp.asarray(x, _math.compute_dtype(jnp.result_type(x))) for x in (label_smoothing, z_loss))
+    return _fused_mean(size, weight_layout, smoothing, h, weight, labels.reshape(-1), bias, eps, lam, keep)
+
+
+linear_softmax_cross_entropy_mean.reference = _mean_reference

@@ -237,3 +237,68 @@ def test_softmax_cross_entropy_z_loss_adds_lambda_lse_squared(labels):
            rtol=1e-4)
     assert jaxloss.check_gradients(jaxloss.softmax_cross_entropy, x, y, z_loss=jnp.float32(0.01),
                                    class_weights=jnp.float32(rng.uniform(0.5, 2, 7))).ok
+
+
+# ------------------------------------------------------------------ linear_softmax_cross_entropy_mean
+
+mean_of = jaxloss.linear_softmax_cross_entropy_mean
+
+
+@pytest.mark.parametrize("block_size", [None, 1, 4, 6])  # 4 leaves a padded last block of tokens
+@pytest.mark.parametrize("layout", ["hv", "vh"])
+def test_mean_equals_the_masked_mean_of_the_per_token_losses_and_its_gradients(block_size, layout):
+    h, w, y, b = _inputs(seed=13)
+    weight = w if layout == "hv" else w.T
+    keep = jnp.array([True, False, True, True, True, False])
+    kw = dict(label_smoothing=0.1, z_loss=1e-2, where=keep, weight_layout=layout)
+    ours = lambda h, w, b: mean_of(h, w, y, bias=b, block_size=block_size, **kw)  # noqa: E731
+    theirs = lambda h, w, b: jaxloss.reduce.mean(f(h, w, y, bias=b, **kw), where=keep)  # noqa: E731
+    _close(ours(h, weight, b), theirs(h, weight, b))
+    for a, c in zip(jax.grad(ours, (0, 1, 2))(h, weight, b), jax.grad(theirs, (0, 1, 2))(h, weight, b)):
+        _close(a, c)
+
+
+def test_mean_gradients_match_autodiff_of_the_materialised_mean_and_finite_differences():
+    h, w, y, b = _inputs(seed=14)
+    result = jaxloss.check_gradients(mean_of, h, w, y, bias=b, label_smoothing=jnp.float32(0.2),
+                                     z_loss=jnp.float32(0.05), block_size=4)
+    assert result.ok, result
+    grads = jax.grad(lambda h, w, b: mean_of(h, w, y, bias=b), (0, 1, 2))(h, w, b)
+    materialised = jax.grad(lambda h, w, b: jnp.mean(_formula_jnp(h @ w + b, y, 0.0, 0.0)), (0, 1, 2))(h, w, b)
+    for a, c in zip(grads, materialised):
+        _close(a, c, rtol=1e-4, atol=1e-6)
+
+
+def test_mean_with_nan_padding_and_every_token_masked():
+    h, w, y, b = _inputs(seed=15)
+    keep = jnp.arange(N) % 2 == 0
+    padded = jnp.where(keep[:, None], h, jnp.nan)
+    value, grad = jax.value_and_grad(lambda h: mean_of(h, w, y, bias=b, where=keep))(padded)
+    _close(value, jnp.mean(f(h[keep], w, y[keep], bias=b)))
+    assert np.all(np.asarray(grad)[~np.asarray(keep)] == 0) and np.all(np.isfinite(grad))
+    none = jnp.zeros(N, bool)
+    assert float(mean_of(h, w, y, where=none)) == 0.0
+    assert np.all(np.asarray(jax.grad(lambda h: mean_of(h, w, y, where=none))(h)) == 0)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_mean_low_precision_inputs_give_float32_loss_and_gradients_in_their_dtype(dtype):
+    h, w, y, b = _inputs(n=32, h=16, v=300, seed=16)
+    low = [x.astype(dtype) for x in (h, w, b)]
+    value, grads = jax.value_and_grad(lambda h, w, b: mean_of(h, w, y, bias=b, block_size=8), (0, 1, 2))(*low)
+    assert value.dtype == jnp.float32 and [g.dtype for g in grads] == [dtype] * 3
+    wide = [x.astype(jnp.float32) for x in low]
+    _close(value, jnp.mean(f(wide[0], wide[1], y, bias=wide[2])), rtol=1e-3, atol=1e-3)
+
+
+def test_mean_holds_one_block_of_logits():
+    n, h, v = 1024, 64, 16384
+    ours = _temp(lambda h, w, y: mean_of(h, w, y, block_size=64), n, h, v)
+    block, weight = 64 * v * 4, h * v * 4  # a block's float32 logits; the float32 weight gradient
+    assert ours <= 3 * block + weight <= n * v * 4 / 4, ours  # a quarter of the logits
+
+
+def test_mean_options_must_be_scalars():
+    h, w, y, b = _inputs()
+    with pytest.raises(ValueError, match="label_smoothing must be a scalar"):
+        mean_of(h, w, y, label_smoothing=jnp.full(N, 0.1))
