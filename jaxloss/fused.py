@@ -343,8 +343,9 @@ def _merge_logsumexp(top, total, axis_name):
 
 
 def _tokens_per_block(tokens, vocab, block_size):
+    # At least 128 tokens: every block also adds into the whole [H, V] weight gradient.
     if block_size is None:
-        block_size = max(8, _AUTO_BLOCK_ELEMENTS // max(vocab, 1) // 8 * 8)
+        block_size = max(128, _AUTO_BLOCK_ELEMENTS // max(vocab, 1) // 8 * 8)
     return min(block_size, tokens)
 
 
@@ -454,7 +455,8 @@ def linear_softmax_cross_entropy_mean(hidden, weight, labels, *, bias=None, labe
       z_loss: λ >= 0, a float or a scalar array.
       where: optional boolean mask of hidden's batch shape: the tokens the mean is over.
       block_size: tokens per block (static); ``None`` picks ``4M / V`` rounded down to a
-        multiple of 8 (16 MiB of float32 logits per block), at least 8.
+        multiple of 8 (16 MiB of float32 logits per block), at least 128 (each block also
+        adds into the whole float32 weight gradient, so small blocks cost memory traffic).
 
     Returns:
       A scalar, float32 for lower-precision inputs.
