@@ -30,7 +30,7 @@ import numpy as np
 
 from jaxloss import _checks, _math, reduce
 from jaxloss.gradients import hand_derivative, tangent_sum
-from jaxloss.multiclass import _smoothing, _z_loss, _z_loss_tangent
+from jaxloss.multiclass import _label_value, _one_hot, _shifted_logsumexp, _smoothing, _z_loss, _z_loss_tangent
 
 _LAYOUTS = ("hv", "vh")
 # Logits per block when block_size is None: 4M (16 MiB in float32) over the tokens.
@@ -82,25 +82,24 @@ def _block_logits(hidden, weight, bias, start, size, layout):
     return z if bias is None else z + _slice(bias, start, size).astype(z.dtype)
 
 
-def _label_columns(x, local, inside, layout, axis):
-    """The label's column of ``x`` (the weight, or its tangent): ``[N, H]``, 0 for a label
-    another shard owns."""
-    cols = jnp.take(x, jnp.where(inside, local, 0), axis=axis)
-    cols = cols.T if layout == "hv" else cols
-    return jnp.where(inside[:, None], cols, 0)
-
-
-def _label_terms(x, labels, layout, axis_name, bias=None):
-    """The label's column of ``x`` (the weight, or its tangent) ``[N, H]`` and the label's
-    entry of ``bias`` ``[N]``; 0 for a label that another shard of ``axis_name`` owns."""
-    axis = _vocab_axis(layout)
-    vocab = x.shape[axis]
+def _label_index(labels, vocab, axis_name):
+    """Each label's column in this shard of ``axis_name`` (0 where another shard owns it),
+    and whether this shard owns it."""
     local = labels - (0 if axis_name is None else jax.lax.axis_index(axis_name) * vocab)
     inside = (local >= 0) & (local < vocab)
-    local = jnp.where(inside, local, 0)
-    cols = jnp.take(x, local, axis=axis)
-    cols = jnp.where(inside[:, None], cols.T if layout == "hv" else cols, 0)
-    return cols, None if bias is None else jnp.where(inside, jnp.take(bias, local), 0)
+    return jnp.where(inside, local, 0), inside
+
+
+def _take_label(x, index, layout):
+    """The label's column of the weight (or of its tangent), ``[N, H]``, or the label's
+    entry of the bias, ``[N]``; 0 where another shard owns the label, None for None."""
+    if x is None:
+        return None
+    local, inside = index
+    if x.ndim == 1:
+        return jnp.where(inside, jnp.take(x, local), 0)
+    cols = jnp.take(x, local, axis=_vocab_axis(layout))
+    return jnp.where(inside[:, None], cols.T if layout == "hv" else cols, 0)
 
 
 def _dot_rows(a, b):
@@ -197,11 +196,10 @@ def _linear_cross_entropy_tangent(p, t, out, res):
     stream = label = spread = None
     if dh is not None or dw is not None or db is not None:
         stream = _math.psum(_fold_vocabulary(body, _per_token_zeros(h, w, dh), vocab, size, checkpoint=True), axis_name)
-        w_y, _ = _label_terms(w, labels, layout, axis_name)
-        dw_y, db_y = (None, None) if dw is None and db is None else _label_terms(
-            w if dw is None else dw, labels, layout, axis_name, db)
-        label = _math.psum(tangent_sum((1.0, _dot_rows(dh, w_y)),
-                                  (1.0, None if dw is None else _dot_rows(h, dw_y)), (1.0, db_y)), axis_name)
+        index = _label_index(labels, vocab, axis_name)
+        label = _math.psum(tangent_sum((1.0, None if dh is None else _dot_rows(dh, _take_label(w, index, layout))),
+                                       (1.0, _dot_rows(h, _take_label(dw, index, layout))),
+                                       (1.0, _take_label(db, index, layout))), axis_name)
         if mean_z is not None:
             spread = _math.psum(tangent_sum((1.0, _dot_rows(dh, _column_sum(w, layout))),
                                        (1.0, _dot_rows(h, _column_sum(dw, layout))), (1.0, _total(db))), axis_name)
@@ -315,8 +313,9 @@ def linear_softmax_cross_entropy(hidden, weight, labels, *, bias=None, label_smo
     if vocab_axis_name is not None:
         top, total = _merge_logsumexp(top, total, vocab_axis_name)
     log_z = _math.logsumexp_finish(top, total)
-    w_y, b_y = _label_terms(weight, labels, weight_layout, vocab_axis_name, bias)
-    z_y = _math.psum(tangent_sum((1.0, _dot_rows(h, w_y)), (1.0, b_y)), vocab_axis_name)
+    index = _label_index(labels, vocab, vocab_axis_name)
+    z_y = _math.psum(tangent_sum((1.0, _dot_rows(h, _take_label(weight, index, weight_layout))),
+                                 (1.0, _take_label(bias, index, weight_layout))), vocab_axis_name)
     smoothing = not (isinstance(label_smoothing, int | float) and label_smoothing == 0)
     mean_z = None
     if smoothing:
@@ -360,16 +359,12 @@ def _mean_pass(h, w, labels, b, eps, lam, keep, size, layout, smoothing, gradien
     blocks = [pad(x).reshape((count, size) + x.shape[1:]) for x in (h, labels, keep)]
     scale = 1.0 / jnp.maximum(jnp.sum(keep), 1)
     dtype = _math.compute_dtype(jnp.promote_types(h.dtype, w.dtype))
-    onehot_axis = jnp.arange(vocab)
 
     def body(carry, block):
         h_b, y_b, keep_b = block
-        z = _matmul(h_b, w, layout)
-        z = z if b is None else z + b.astype(z.dtype)
-        top = jax.lax.stop_gradient(jnp.max(z, axis=-1))
-        log_z = top + jnp.log(jnp.sum(jnp.exp(z - top[:, None]), axis=-1))
-        inside = (y_b >= 0) & (y_b < vocab)
-        z_y = jnp.where(inside, jnp.take_along_axis(z, jnp.where(inside, y_b, 0)[:, None], axis=-1)[:, 0], 0)
+        z = _block_logits(h_b, w, b, 0, vocab, layout)
+        top, lse = _shifted_logsumexp(z)
+        log_z, z_y = top + lse, _label_value(z, y_b)
         mean_z = jnp.mean(z, axis=-1) if smoothing else None
         weight = jnp.where(keep_b, scale, 0.0)
         total = carry[0] + jnp.sum(weight * _token_loss(log_z, z_y, mean_z, eps, lam))
@@ -377,9 +372,9 @@ def _mean_pass(h, w, labels, b, eps, lam, keep, size, layout, smoothing, gradien
             return (total,), None
         _, dw, db, d_eps, d_lam = carry
         coef = weight * (1 + 2 * lam * log_z)
-        dense, keep_label = _smoothing(eps, vocab) if smoothing else (0.0, 1.0)
+        dense, keep_label = _smoothing_of(eps if smoothing else None, vocab)
         g = (coef[:, None] * _math.softmax_weight(z - log_z[:, None])
-             - jnp.where(onehot_axis == y_b[:, None], (weight * keep_label)[:, None], 0.0) - (weight * dense)[:, None])
+             - jnp.where(_one_hot(y_b, vocab), (weight * keep_label)[:, None], 0.0) - (weight * dense)[:, None])
         g_low = g.astype(w.dtype)
         dh_b = jax.lax.dot_general(g_low, w, (((1,), (1 if layout == "hv" else 0,)), ((), ())),
                                    preferred_element_type=dtype)
