@@ -96,3 +96,9 @@ def psum(x, axis_name):
     """``x`` summed over the devices of ``axis_name`` (a ``shard_map``, ``pmap`` or named
     ``vmap`` axis); ``x`` itself when there is no axis, and None for None."""
     return x if axis_name is None or x is None else jax.lax.psum(x, axis_name)
+
+
+def masked_rows(x, where):
+    """``x [N, ...]`` with the examples ``where`` masks set to 0 (a select: their inf/NaN
+    padding reaches neither a value nor a derivative); ``x`` itself without a mask."""
+    return x if where is None or x is None else jnp.where(where[:, None], x, 0.0)

@@ -126,11 +126,6 @@ def _own_columns(rows, axis_name):
     return offset + jnp.arange(n)
 
 
-def _masked_rows(x, where):
-    """``x`` with the masked examples set to 0 (their inf/NaN padding never reaches a matmul)."""
-    return x if where is None or x is None else jnp.where(where[:, None], x, 0.0)
-
-
 def _in_mask(j, valid, mask):
     return valid & mask
 
@@ -215,7 +210,7 @@ def _info_nce_targets(queries, labels, axis_name):
 def _info_nce_tangent(p, t, out, lse):
     paired = p.labels is None
     where = p.where if paired else None
-    keys, dkeys = _masked_rows(p["keys"], where), _masked_rows(t["keys"], where)  # p.keys is dict.keys
+    keys, dkeys = _math.masked_rows(p["keys"], where), _math.masked_rows(t["keys"], where)  # p.keys is dict.keys
     dscale = None if t.temperature is None else -t.temperature / p.temperature**2
     return _row_cross_entropy_tangent(p.queries, keys, t.queries, dkeys, _info_nce_targets(p.queries, p.labels, p.axis_name),
                                       1 / p.temperature, dscale, where, lse, p.block_size, p.axis_name)
@@ -268,7 +263,7 @@ def info_nce_loss(queries, keys, *, temperature=0.07, labels=None, block_size=No
     paired = labels is None
     where = where if paired else None
     targets = _info_nce_targets(queries, labels, axis_name)
-    return _row_cross_entropy(queries, _masked_rows(keys, where), targets, 1 / temperature, where, block_size, axis_name)
+    return _row_cross_entropy(queries, _math.masked_rows(keys, where), targets, 1 / temperature, where, block_size, axis_name)
 
 
 # ------------------------------------------------------------------ paired losses: both directions

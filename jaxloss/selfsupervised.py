@@ -35,11 +35,6 @@ def _examples(z, where, axis_name):
     return keep[:, None], _math.psum(jnp.sum(keep), axis_name)
 
 
-def _masked(x, where):
-    """``x`` with the masked examples set to 0 (``jnp.where``: NaN padding cannot leak)."""
-    return x if where is None or x is None else jnp.where(where[:, None], x, 0.0)
-
-
 def _moments(z, keep, n, ddof, axis_name):
     """``(x, var)``: the examples centred on the (global) batch mean, 0 where masked, and the
     per-feature variance ``Σ x²/(n − ddof)`` (denominator at least 1)."""
@@ -95,13 +90,13 @@ def _standardised(z, keep, n, eps, axis_name):
 
 def _barlow_parts(z1, z2, eps, where, axis_name):
     keep, n = _examples(z1, where, axis_name)
-    (s1, *_), (s2, *_) = (_standardised(_masked(z, where), keep, n, eps, axis_name) for z in (z1, z2))
+    (s1, *_), (s2, *_) = (_standardised(_math.masked_rows(z, where), keep, n, eps, axis_name) for z in (z1, z2))
     return _math.psum(s1.T @ s2, axis_name) / jnp.maximum(n, 1), n
 
 
 def _barlow_tangent(p, t, out, res):
     keep, n = _examples(p.z1, p.where, p.axis_name)
-    zs, dzs = (_masked(p.z1, p.where), _masked(p.z2, p.where)), (_masked(t.z1, p.where), _masked(t.z2, p.where))
+    zs, dzs = (_math.masked_rows(p.z1, p.where), _math.masked_rows(p.z2, p.where)), (_math.masked_rows(t.z1, p.where), _math.masked_rows(t.z2, p.where))
     parts = []
     for z, dz in zip(zs, dzs):
         z_hat, x, sigma = _standardised(z, keep, n, p.eps, p.axis_name)
@@ -193,7 +188,7 @@ def _vicreg_branch(z, keep, n, eps, axis_name):
 def _vicreg_terms(z1, z2, eps, where, axis_name):
     """``(invariance, variance, covariance, n)``, the last two summed over both branches."""
     keep, n = _examples(z1, where, axis_name)
-    z1, z2 = _masked(z1, where), _masked(z2, where)
+    z1, z2 = _math.masked_rows(z1, where), _math.masked_rows(z2, where)
     d = z1.shape[-1]
     invariance = _math.psum(jnp.sum((z1 - z2) ** 2), axis_name) / (jnp.maximum(n, 1) * d)
     variance = covariance = 0.0
@@ -206,8 +201,8 @@ def _vicreg_terms(z1, z2, eps, where, axis_name):
 
 def _vicreg_tangent(p, t, out, res):
     keep, n = _examples(p.z1, p.where, p.axis_name)
-    z1, z2 = _masked(p.z1, p.where), _masked(p.z2, p.where)
-    dz1, dz2 = _masked(t.z1, p.where), _masked(t.z2, p.where)
+    z1, z2 = _math.masked_rows(p.z1, p.where), _math.masked_rows(p.z2, p.where)
+    dz1, dz2 = _math.masked_rows(t.z1, p.where), _math.masked_rows(t.z2, p.where)
     d, count = z1.shape[-1], jnp.maximum(n, 1)
     r = 2 * (z1 - z2) / (count * d)
     dinv = tangent_sum((r, dz1), (-r, dz2))
