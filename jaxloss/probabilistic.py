@@ -252,12 +252,22 @@ def _stirling(target):
     return jnp.where(above, term, 0.0), jnp.where(above, jnp.log(t) + 0.5 / t, 0.0)
 
 
+def _zero_rate(rate, target):
+    """``(r, z)``: ``z`` marks a rate ``x + ε`` of 0 with a count of 0, and ``r`` is the rate
+    with 1 there, so that ``t log r`` reads ``0·log 0 = 0`` and ``t/r`` reads ``0/0 = 0``;
+    a select, so autodiff sees a constant there and nothing of ``log 0``."""
+    zero = (rate == 0) & (target == 0)
+    return jnp.where(zero, 1.0, rate), zero
+
+
 def _poisson_tangent(p, t, out, res):
     x, target = p.log_rate_or_rate, p.target
     if p.log_input:
         dx, dtarget, deps = jnp.exp(x) - target, -x, None
     else:
-        dx, dtarget, deps = 1 - target / (x + p.eps), -jnp.log(x + p.eps), -target / (x + p.eps)
+        rate, zero = _zero_rate(x + p.eps, target)
+        ratio = jnp.where(zero, 0.0, target / rate)  # t/(x + ε), and 0 for 0/0
+        dx, dtarget, deps = 1 - ratio, -jnp.log(rate), -ratio
     if p.full and t.target is not None:
         dtarget = dtarget + _stirling(target)[1]
     return tangent_sum((dx, t.log_rate_or_rate), (dtarget, t.target), (deps, None if deps is None else t.eps))
@@ -284,11 +294,21 @@ def poisson_nll_loss(log_rate_or_rate, target, *, log_input=True, full=False, ep
     ``full`` (0 for ``t ≤ 1``: PyTorch gives NaN at ``t = 0`` there); ``∂ℓ/∂ε = −t/(x + ε)``
     (0 with ``log_input``).  Integer targets get no derivative.
 
-    Extremes: a rate of 0 with ``log_input=False`` gives ``−t log ε`` (finite for
-    ``eps > 0``; ``eps = 0`` with ``t > 0`` gives +inf), a log-rate of −1e4 gives
-    ``1e4·t``; ``eˣ`` overflows float32 to +inf for log-rates above ≈ 88, as the true
-    value does (for float16 inputs the gradient ``eˣ − t``, returned in float16, overflows
-    beyond ``x ≈ 11``).  Negative rates give NaN (as in torch).
+    A rate of 0 with ``log_input=False`` gives ``−t log ε``, finite for ``eps > 0``.  With
+    ``eps = 0`` (``x + ε = 0``):
+
+    * a count of 0 gives ``0·log 0 = 0``: loss 0, ``∂ℓ/∂x = 1`` (the limit of ``1 − t/x``
+      at ``t = 0``, the derivative of ``x − t log x`` with ``t = 0``), ``∂ℓ/∂ε = 0``, and
+      ``∂ℓ/∂t`` taken as 0 (its one-sided value is +inf); second derivatives are 0 there;
+    * a count ``t > 0`` gives +inf, the true value, with the one-sided derivatives
+      ``∂ℓ/∂x = ∂ℓ/∂ε = −inf`` and ``∂ℓ/∂t = +inf`` (``∂²ℓ/∂x² = +inf``): infinite, never NaN,
+      though a tangent (or cotangent) of exactly 0 at such an entry meets them as
+      ``inf·0 = NaN``.  Mask such entries with ``where`` (loss and derivatives 0) or use
+      ``eps > 0``.
+
+    A log-rate of −1e4 gives ``1e4·t``; ``eˣ`` overflows float32 to +inf for log-rates above
+    ≈ 88, as the true value does (for float16 inputs the gradient ``eˣ − t``, returned in
+    float16, overflows beyond ``x ≈ 11``).  Negative rates give NaN (as in torch).
 
     Args:
       log_rate_or_rate: float array, any shape: log-rates (or rates, ``log_input=False``).
@@ -312,5 +332,5 @@ def poisson_nll_loss(log_rate_or_rate, target, *, log_input=True, full=False, ep
       ``torch.nn.PoissonNLLLoss`` / ``torch.nn.functional.poisson_nll_loss(reduction="none")``.
     """
     x = log_rate_or_rate
-    loss = jnp.exp(x) - target * x if log_input else x - target * jnp.log(x + eps)
+    loss = jnp.exp(x) - target * x if log_input else x - target * jnp.log(_zero_rate(x + eps, target)[0])
     return loss + _stirling(target)[0] if full else loss

@@ -350,6 +350,47 @@ def test_poisson_extremes_are_finite():
     assert jaxloss.poisson_nll_loss(jnp.array([100.0]), jnp.array([1.0]))[0] == jnp.inf
 
 
+@pytest.mark.parametrize("derivative", ["hand", "reference"])
+def test_poisson_zero_rate_with_eps_0_reads_0_log_0_as_0_and_never_gives_nan(derivative, x64):
+    # eps = 0 at rate 0 used to give NaN: 0·log 0 in the value, 0/0 in the derivative.
+    fn = jaxloss.poisson_nll_loss if derivative == "hand" else jaxloss.poisson_nll_loss.reference
+    x, t, eps = jnp.array([0.0, 0.0, 1.5]), jnp.array([0.0, 3.0, 2.0]), jnp.zeros(3)
+
+    def loss(x, t, eps):
+        return fn(x, t, log_input=False, eps=eps)
+
+    def total(x, t, eps):
+        return jnp.sum(loss(x, t, eps))
+
+    inf = np.inf
+    # count 0: x − 0·log x = x; count 3 at rate 0: +inf, with its one-sided derivatives.
+    want = {"value": [0.0, inf, 1.5 - 2 * np.log(1.5)], "x": [1.0, -inf, 1 - 2 / 1.5],
+            "t": [0.0, inf, -np.log(1.5)], "eps": [0.0, -inf, -2 / 1.5], "xx": [0.0, inf, 2 / 1.5 ** 2]}
+    got = {"value": loss(x, t, eps)}
+    got["x"], got["t"], got["eps"] = jax.grad(total, argnums=(0, 1, 2))(x, t, eps)
+    ones = jnp.ones(3)
+    np.testing.assert_array_equal(jax.jvp(lambda x: loss(x, t, eps), (x,), (ones,))[1], want["x"])
+    got["xx"] = jax.jvp(jax.grad(lambda x: total(x, t, eps)), (x,), (ones,))[1]
+    for k, v in want.items():
+        np.testing.assert_allclose(got[k], v, rtol=1e-15, atol=0, equal_nan=False, err_msg=k)
+    # The count-0 entry alone: every derivative finite, to second order.
+    hessian = jax.hessian(lambda x, t: total(x, t, 0.0), argnums=(0, 1))(x[:1], t[:1])
+    assert np.all(np.isfinite(np.asarray(jax.tree_util.tree_leaves(hessian))))
+
+
+def test_poisson_masked_zero_rates_with_eps_0_give_zero_gradients(x64):
+    x, t, where = jnp.array([0.0, 2.0, 0.0]), jnp.array([0.0, 1.0, 4.0]), jnp.array([False, True, False])
+
+    def total(x, t):
+        return jnp.sum(jaxloss.poisson_nll_loss(x, t, log_input=False, eps=0.0, where=where))
+
+    np.testing.assert_allclose(total(x, t), 2 - np.log(2.0), rtol=1e-15)
+    for g in jax.grad(total, argnums=(0, 1))(x, t):
+        assert np.all(np.isfinite(g)) and g[0] == 0 and g[2] == 0
+    hvp = jax.jvp(jax.grad(lambda x: total(x, t)), (x,), (jnp.ones(3),))[1]
+    np.testing.assert_allclose(hvp, [0.0, 1 / 4, 0.0], rtol=1e-15, equal_nan=False)
+
+
 # ============================================================================ gaussian_kl_divergence
 
 
