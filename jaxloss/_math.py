@@ -72,7 +72,8 @@ def normalize_tangent(x_hat, norm, dx, eps=1e-12, axis=-1):
 def logsumexp_step(carry, s):
     r"""One step of a streamed log-sum-exp over the last axis (the online softmax):
     ``carry = (top, total)`` holds the running maximum and ``Σ exp(s − top)`` of the
-    blocks seen so far; start from ``(−inf, 0)`` and finish with :func:`logsumexp_finish`.
+    blocks seen so far; start from ``(−inf, 0)`` and finish with :func:`logsumexp_finish`
+    (or :func:`logsumexp_parts`).
     The maximum gets no derivative (it cancels); −inf entries count for nothing."""
     top, total = carry
     new_top = jax.lax.stop_gradient(jnp.maximum(top, jnp.max(s, axis=-1)))
@@ -80,9 +81,24 @@ def logsumexp_step(carry, s):
     return new_top, total * jnp.exp(top - shift) + jnp.sum(jnp.exp(s - shift[..., None]), axis=-1)
 
 
+def logsumexp_parts(top, total):
+    r"""A streamed ``(top, total)`` as ``(shift, log Σ exp(s − shift))``, kept apart.
+
+    ``shift`` is the running maximum (0 where every entry was −inf) and the second part is
+    ``log(total) ≥ 0``.  A loss ``lse − s_k`` is then computed as ``(shift − s_k) + log Σ``,
+    two terms ≥ 0 when ``s_k`` is one of the entries (the same rounded number), while
+    ``lse`` itself would round at the maximum's ulp.  Where every entry was −inf the sum
+    is −inf, with derivative 0 there (a double ``where`` keeps ``log``'s ``1/0`` out of
+    autodiff, to every order).
+    """
+    empty = total == 0
+    return jnp.where(jnp.isfinite(top), top, 0.0), jnp.where(empty, -jnp.inf, jnp.log(jnp.where(empty, 1.0, total)))
+
+
 def logsumexp_finish(top, total):
     """``log Σ exp`` from a streamed ``(top, total)``: −inf where every entry was −inf."""
-    return jnp.where(jnp.isfinite(top), top, 0.0) + jnp.log(total)
+    shift, log_sum = logsumexp_parts(top, total)
+    return shift + log_sum
 
 
 def softmax_weight(z):

@@ -53,65 +53,69 @@ def _scan_columns(body, init, v, extras, block_size, *, checkpoint=False):
     return jax.lax.scan(step, init, (index, split(v), *map(split, extras)))[0]
 
 
-def _row_logsumexp(u, v, scale, allowed, extras, block_size):
+def _row_logsumexp(u, v, scale, allowed, extras, block_size, targets=None):
     """``log Σ_j exp(s_ij)`` over the columns ``allowed(j_b, valid_b, *extras_b)`` lets in,
     ``s = scale·u vᵀ``, with a running maximum (the online softmax): at most ``N × B``
-    logits exist at once.  −inf for a row with no allowed column."""
+    logits exist at once.  Returns ``(shift, log Σ, picked)``: the log-sum-exp in the two
+    parts of :func:`_math.logsumexp_parts` (log Σ = −inf for a row with no allowed column)
+    and ``s_{i,targets_i}``, picked out of the same blocks of the same matmul as the rest
+    of the row (0 for a target outside ``[0, M)``, and without ``targets``)."""
 
     def body(carry, v_b, j, valid, *extras_b):
-        s = jnp.where(allowed(j, valid, *extras_b), scale * (u @ v_b.T), -jnp.inf)
-        return _math.logsumexp_step(carry, s)
+        stats, picked = carry
+        s = scale * (u @ v_b.T)
+        stats = _math.logsumexp_step(stats, jnp.where(allowed(j, valid, *extras_b), s, -jnp.inf))
+        if targets is not None:
+            picked = picked + jnp.sum(jnp.where(_is_target(j, valid, targets), s, 0.0), axis=-1)
+        return stats, picked
 
     zeros = jnp.zeros_like(u[:, 0])  # (like the rows: varying over a shard_map axis)
-    return _math.logsumexp_finish(*_scan_columns(body, (zeros - jnp.inf, zeros), v, extras, block_size))
+    (top, total), picked = _scan_columns(body, ((zeros - jnp.inf, zeros), zeros), v, extras, block_size)
+    return *_math.logsumexp_parts(top, total), picked
 
 
-def _row_sums(u, v, values, extras, block_size):
-    """``Σ_j values(dots_b, j_b, valid_b, *extras_b)`` per row (a pytree of ``[N, B]``
-    arrays, summed over the columns), with ``dots = u vᵀ`` streamed over column blocks."""
+def _is_target(j, valid, targets):
+    """``[N, B]``: whether column ``j`` of a block is row ``i``'s target."""
+    return valid & (j == targets[:, None])
+
+
+def _row_sums(u, v, values, extras, block_size, *, checkpoint=False):
+    """``Σ_j values(dots_b, v_b, j_b, valid_b, *extras_b)`` per row (a pytree of ``[N, B]``
+    arrays, summed over the columns), with ``dots = u vᵀ`` streamed over column blocks
+    (``checkpoint``: see :func:`_scan_columns`)."""
 
     def body(totals, v_b, j, valid, *extras_b):
-        terms = values(u @ v_b.T, j, valid, *extras_b)
+        terms = values(u @ v_b.T, v_b, j, valid, *extras_b)
         return jax.tree.map(lambda total, term: total + jnp.sum(term, axis=-1), totals, terms)
 
-    shapes = jax.eval_shape(lambda: values(u @ v[:1].T, jnp.zeros(1, int), jnp.ones(1, bool),
+    shapes = jax.eval_shape(lambda: values(u @ v[:1].T, v[:1], jnp.zeros(1, int), jnp.ones(1, bool),
                                            *(x[:1] for x in extras)))
     zeros = jnp.zeros_like(u[:, 0])
-    return _scan_columns(body, jax.tree.map(lambda _: zeros, shapes), v, extras, block_size)
+    return _scan_columns(body, jax.tree.map(lambda _: zeros, shapes), v, extras, block_size, checkpoint=checkpoint)
 
 
-def _stream_tangent(u, v, du, dv, scale, dscale, dbias, weights, extras, block_size):
-    """``Σ_j G_ij · ds_ij`` per row for logits ``s = scale·u vᵀ + bias``:
-    ``ds_ij = scale·(⟨du_i, v_j⟩ + ⟨u_i, dv_j⟩) + dscale·⟨u_i, v_j⟩ + dbias``, with
-    ``G = weights(dots_b, j_b, valid_b, *extras_b)`` (``∂ℓ_i/∂s_ij``, 0 where a column does
-    not count).  Streamed over column blocks with a checkpointed body: reverse mode (the
-    transpose of this scan) recomputes each block's ``G`` and never holds ``N × M``."""
+def _stream_tangent(u, v, du, dv, scale, dscale, dbias, terms, extras, block_size):
+    """``Σ_j terms(dots_b, ds_b, j_b, valid_b, *extras_b)`` per row (a pytree of ``[N, B]``
+    arrays, each linear in ``ds``, or free of it), where ``ds`` is the tangent of the logits
+    ``s = scale·u vᵀ + bias``: ``ds_ij = scale·(⟨du_i, v_j⟩ + ⟨u_i, dv_j⟩) + dscale·⟨u_i, v_j⟩
+    + dbias``.  Streamed over column blocks with a checkpointed body: reverse mode (the
+    transpose of this scan) recomputes each block's weights and never holds ``N × M``.
+    None when every tangent is zero."""
     if du is None and dv is None and dscale is None and dbias is None:
         return None
     has_dv = dv is not None
 
-    def body(total, v_b, j, valid, *extras_b):
+    def values(dots, v_b, j, valid, *extras_b):
         dv_b, extras_b = (extras_b[-1], extras_b[:-1]) if has_dv else (None, extras_b)
-        dots = u @ v_b.T
         ds = tangent_sum(
             (scale, None if du is None else du @ v_b.T),
             (scale, None if dv_b is None else u @ dv_b.T),
             (dots, dscale),
             (1.0, dbias),
         )
-        return total + jnp.sum(weights(dots, j, valid, *extras_b) * ds, axis=-1)
+        return terms(dots, ds, j, valid, *extras_b)
 
-    extras = tuple(extras) + ((dv,) if has_dv else ())
-    return _scan_columns(body, jnp.zeros_like(u[:, 0]), v, extras, block_size, checkpoint=True)
-
-
-def _pair_logit_tangent(u, v_pos, du, dv_pos, scale, dscale):
-    """The tangent of ``s_i = scale·⟨u_i, v_pos_i⟩``."""
-    return tangent_sum(
-        (scale, None if du is None else jnp.sum(du * v_pos, axis=-1)),
-        (scale, None if dv_pos is None else jnp.sum(u * dv_pos, axis=-1)),
-        (jnp.sum(u * v_pos, axis=-1), dscale),
-    )
+    return _row_sums(u, v, values, tuple(extras) + ((dv,) if has_dv else ()), block_size, checkpoint=True)
 
 
 def _gather(x, axis_name):
@@ -132,27 +136,37 @@ def _in_mask(j, valid, mask):
 
 def _row_cross_entropy(u, v, targets, scale, where, block_size, axis_name):
     """``lse_j(s_ij) − s_i,targets_i`` per row, with the columns all-gathered over
-    ``axis_name`` and (when ``where`` is given) the masked columns left out; also the
-    per-row log-sum-exp, the rule's residual."""
+    ``axis_name`` and (when ``where`` is given) the masked columns left out, computed as
+    ``(shift_i − s_i,targets_i) + log Σ_j exp(s_ij − shift_i)``: the target's logit comes
+    from the same matmul as the maximum, so both terms are ≥ 0 and nothing cancels at the
+    maximum's ulp.  The residuals are the two parts, ``(shift, log Σ)``."""
     v_all, mask_all = _gather(v, axis_name), _gather(_column_mask(v, where), axis_name)
-    lse = _row_logsumexp(u, v_all, scale, _in_mask, (mask_all,), block_size)
-    v_pos = jnp.take(v_all, targets, axis=0, mode="fill", fill_value=0)
-    return lse - scale * jnp.sum(u * v_pos, axis=-1), lse
+    shift, log_sum, positive = _row_logsumexp(u, v_all, scale, _in_mask, (mask_all,), block_size, targets)
+    return (shift - positive) + log_sum, (shift, log_sum)
 
 
-def _row_cross_entropy_tangent(u, v, du, dv, targets, scale, dscale, where, lse, block_size, axis_name):
-    """The tangent of :func:`_row_cross_entropy`: ``Σ_j p_ij ds_ij − ds_i,targets_i``
-    with ``p_ij = exp(s_ij − lse_i)``."""
+def _row_cross_entropy_tangent(u, v, du, dv, targets, scale, dscale, where, res, block_size, axis_name):
+    """The tangent of :func:`_row_cross_entropy`: ``Σ_j (p_ij − [j = t_i]) ds_ij`` with
+    ``p_ij = exp((s_ij − shift_i) − log Σ_i)``, summed as
+    ``Σ_{j≠t_i} p_ij ds_ij − (Σ_{j≠t_i} p_ij)·ds_it`` in one stream: the target's weight
+    ``p_it − 1 = −Σ_{j≠t_i} p_ij`` is built from the same recomputed ``p`` as the others
+    (no ``p_it − 1`` cancellation, and no mismatch with a forward whose logits rounded
+    differently), and its ``ds`` comes from the same block as the rest of its row."""
+    shift, log_sum = res
     v_all, dv_all = _gather(v, axis_name), _gather(dv, axis_name)
     mask_all = _gather(_column_mask(v, where), axis_name)
 
-    def softmax(dots, j, valid, mask):
-        return jnp.where(valid & mask, _math.softmax_weight(scale * dots - lse[:, None]), 0.0)
+    def terms(dots, ds, j, valid, mask):
+        target = _is_target(j, valid, targets)
+        z = (scale * dots - shift[:, None]) - log_sum[:, None]
+        p = jnp.where(valid & mask & ~target, _math.softmax_weight(z), 0.0)
+        return p * ds, p, jnp.where(target, ds, 0.0)
 
-    stream = _stream_tangent(u, v_all, du, dv_all, scale, dscale, None, softmax, (mask_all,), block_size)
-    take = lambda x: None if x is None else jnp.take(x, targets, axis=0, mode="fill", fill_value=0)  # noqa: E731
-    positive = _pair_logit_tangent(u, take(v_all), du, take(dv_all), scale, dscale)
-    return tangent_sum((1.0, stream), (-1.0, positive))
+    sums = _stream_tangent(u, v_all, du, dv_all, scale, dscale, None, terms, (mask_all,), block_size)
+    if sums is None:
+        return None
+    spread, others, own = sums
+    return spread - others * own
 
 
 def _column_mask(v, where):
@@ -207,13 +221,13 @@ def _info_nce_targets(queries, labels, axis_name):
     return _own_columns(queries, axis_name) if labels is None else labels
 
 
-def _info_nce_tangent(p, t, out, lse):
+def _info_nce_tangent(p, t, out, res):
     paired = p.labels is None
     where = p.where if paired else None
     keys, dkeys = _math.masked_rows(p["keys"], where), _math.masked_rows(t["keys"], where)  # p.keys is dict.keys
     dscale = None if t.temperature is None else -t.temperature / p.temperature**2
     return _row_cross_entropy_tangent(p.queries, keys, t.queries, dkeys, _info_nce_targets(p.queries, p.labels, p.axis_name),
-                                      1 / p.temperature, dscale, where, lse, p.block_size, p.axis_name)
+                                      1 / p.temperature, dscale, where, res, p.block_size, p.axis_name)
 
 
 @hand_derivative(_info_nce_tangent, check=_check_info_nce, residuals=True, static=("block_size", "axis_name"),
@@ -271,14 +285,14 @@ def info_nce_loss(queries, keys, *, temperature=0.07, labels=None, block_size=No
 
 def _paired_cross_entropy(u, v, scale, symmetric, where, block_size, axis_name):
     """Row ``i``'s positive is column ``i``; with ``symmetric`` also the columns' losses
-    (``v`` against all ``u``), averaged: ``(ℓ_i(u→v) + ℓ_i(v→u))/2``.  Residuals: the
-    log-sum-exp of each direction."""
+    (``v`` against all ``u``), averaged: ``(ℓ_i(u→v) + ℓ_i(v→u))/2``.  Residuals: those of
+    :func:`_row_cross_entropy` for each direction."""
     targets = _own_columns(u, axis_name)
-    rows, lse = _row_cross_entropy(u, v, targets, scale, where, block_size, axis_name)
+    rows, res = _row_cross_entropy(u, v, targets, scale, where, block_size, axis_name)
     if not symmetric:
-        return rows, (lse,)
-    columns, lse_t = _row_cross_entropy(v, u, targets, scale, where, block_size, axis_name)
-    return (rows + columns) / 2, (lse, lse_t)
+        return rows, (res,)
+    columns, res_t = _row_cross_entropy(v, u, targets, scale, where, block_size, axis_name)
+    return (rows + columns) / 2, (res, res_t)
 
 
 def _paired_cross_entropy_tangent(u, v, du, dv, scale, dscale, symmetric, where, res, block_size, axis_name):
@@ -458,24 +472,28 @@ def _ntxent_sets(labels, own):
 
 
 def _ntxent_tangent(p, t, out, res):
-    lse, slope, count = res
+    shift, log_sum, count = res
     x_hat, norm = _math.normalize(p.embeddings)
     dx = None if t.embeddings is None else _math.normalize_tangent(x_hat, norm, t.embeddings)
     x_all, labels_all, mask_all, own = _ntxent_columns(x_hat, p.labels, p.where, p.axis_name)
     negative, positive = _ntxent_sets(p.labels, own)
     scale = 1 / p.temperature
-    finite_lse = jnp.where(jnp.isfinite(lse), lse, 0.0)[:, None]
 
-    def weights(dots, j, valid, column_labels, mask):  # ∂ℓ_i/∂s_ij
-        s = scale * dots
-        g_neg = slope[:, None] * _math.softmax_weight(s - finite_lse)
-        g_pos = -jax.nn.sigmoid(lse[:, None] - s) / jnp.maximum(count, 1)[:, None]
-        return jnp.where(negative(j, valid, column_labels, mask), g_neg,
-                         jnp.where(positive(j, valid, column_labels, mask), g_pos, 0.0))
+    def terms(dots, ds, j, valid, column_labels, mask):
+        z = (scale * dots - shift[:, None]) - log_sum[:, None]  # s_ij − L_i (+inf without negatives)
+        e = jnp.where(negative(j, valid, column_labels, mask), _math.softmax_weight(z), 0.0)
+        q = jnp.where(positive(j, valid, column_labels, mask), jax.nn.sigmoid(-z), 0.0)
+        return e * ds, e, q * ds, q
 
     dscale = None if t.temperature is None else -t.temperature / p.temperature**2
-    return _stream_tangent(x_hat, x_all, dx, _gather(dx, p.axis_name), scale, dscale, None, weights,
+    sums = _stream_tangent(x_hat, x_all, dx, _gather(dx, p.axis_name), scale, dscale, None, terms,
                            (labels_all, mask_all), p.block_size)
+    if sums is None:
+        return None
+    e_ds, e_sum, q_ds, q_sum = sums
+    has_negatives = e_sum > 0
+    dlse = jnp.where(has_negatives, e_ds / jnp.where(has_negatives, e_sum, 1.0), 0.0)  # dL_i
+    return (q_sum * dlse - q_ds) / jnp.maximum(count, 1)
 
 
 @hand_derivative(_ntxent_tangent, check=_check_ntxent, residuals=True, static=("block_size", "axis_name"))
@@ -527,17 +545,15 @@ def ntxent_loss(embeddings, labels, *, temperature=0.07, block_size=None, axis_n
     x_all, labels_all, mask_all, own = _ntxent_columns(x_hat, labels, where, axis_name)
     negative, positive = _ntxent_sets(labels, own)
     scale = 1 / temperature
-    lse = _row_logsumexp(x_hat, x_all, scale, negative, (labels_all, mask_all), block_size)
+    shift, log_sum, _ = _row_logsumexp(x_hat, x_all, scale, negative, (labels_all, mask_all), block_size)
 
-    def positive_terms(dots, j, valid, column_labels, mask):
+    def positive_terms(dots, v_b, j, valid, column_labels, mask):
         keep = positive(j, valid, column_labels, mask)
-        z = lse[:, None] - scale * dots
-        return (jnp.where(keep, jax.nn.softplus(z), 0.0), jnp.where(keep, jax.nn.sigmoid(z), 0.0),
-                keep.astype(z.dtype))
+        z = (shift[:, None] - scale * dots) + log_sum[:, None]  # L_i − s_ip, −inf without negatives
+        return jnp.where(keep, jax.nn.softplus(z), 0.0), keep.astype(z.dtype)
 
-    total, slopes, count = _row_sums(x_hat, x_all, positive_terms, (labels_all, mask_all), block_size)
-    per = 1 / jnp.maximum(count, 1)
-    return total * per, (lse, slopes * per, count)
+    total, count = _row_sums(x_hat, x_all, positive_terms, (labels_all, mask_all), block_size)
+    return total / jnp.maximum(count, 1), (shift, log_sum, count)
 
 
 # ------------------------------------------------------------------ sigmoid_contrastive_loss
@@ -561,12 +577,12 @@ def _siglip_tangent(p, t, out, res):
     y_all, mask_all = _gather(y, p.axis_name), _gather(_column_mask(y, p.where), p.axis_name)
     sign = _siglip_signs(_own_columns(x, p.axis_name))
 
-    def weights(dots, j, valid, mask):  # ∂ℓ_i/∂l_ij = −z σ(−z l)
+    def terms(dots, dl, j, valid, mask):  # ∂ℓ_i/∂l_ij = −z σ(−z l), times dl_ij
         z = sign(j)
-        return jnp.where(valid & mask, -z * jax.nn.sigmoid(-z * (p.temperature * dots + p.bias)), 0.0)
+        return jnp.where(valid & mask, -z * jax.nn.sigmoid(-z * (p.temperature * dots + p.bias)), 0.0) * dl
 
     return _stream_tangent(x, y_all, t.image_embeddings, _gather(t.text_embeddings, p.axis_name),
-                           p.temperature, t.temperature, t.bias, weights, (mask_all,), p.block_size)
+                           p.temperature, t.temperature, t.bias, terms, (mask_all,), p.block_size)
 
 
 @hand_derivative(_siglip_tangent, check=_check_siglip, static=("block_size", "axis_name"))
@@ -616,7 +632,7 @@ def sigmoid_contrastive_loss(image_embeddings, text_embeddings, *, temperature, 
     y_all, mask_all = _gather(text_embeddings, axis_name), _gather(_column_mask(text_embeddings, where), axis_name)
     sign = _siglip_signs(_own_columns(image_embeddings, axis_name))
 
-    def terms(dots, j, valid, mask):
+    def terms(dots, y_b, j, valid, mask):
         return jnp.where(valid & mask, jax.nn.softplus(-sign(j) * (temperature * dots + bias)), 0.0)
 
     return _row_sums(image_embeddings, y_all, terms, (mask_all,), block_size)

@@ -135,6 +135,94 @@ def test_masked_pairs_are_left_out_of_the_batch(name):
         _close(np.asarray(losses)[keep], call(x[keep], y[keep]))
 
 
+# ------------------------------------------------------------------ float32 precision per row
+
+
+def _easy_batch(dim, n=128, seed=0):
+    """Near-duplicate unit pairs: each row's positive is its maximum by far (easy negatives)."""
+    rng = np.random.default_rng(seed)
+    u = _unit(rng.standard_normal((n, dim)))
+    return u, _unit(u + 1e-3 * rng.standard_normal((n, dim)))
+
+
+def _jnp_unit(x):
+    return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _ntxent_logits(x, scale):
+    """NT-Xent for pairs ``(x[i], x[i ± n/2])`` as rows of a softmax: the partner is each row's
+    target, and every other example but the row itself its negative."""
+    x = _jnp_unit(x)
+    return [jnp.where(jnp.eye(len(x), dtype=bool), -jnp.inf, scale * x @ x.T)], (jnp.arange(len(x)) + len(x) // 2) % len(x)
+
+
+# name -> (ours(u, v, option), logits(u, v, option) -> ([s per direction], targets), option)
+PRECISION = {
+    "info_nce": (lambda u, v, t: C.info_nce_loss(u, v, temperature=t),
+                 lambda u, v, t: ([u @ v.T / t], jnp.arange(len(u))), 0.01),
+    "mnrl": (lambda u, v, s: C.multiple_negatives_ranking_loss(u, v, scale=s),
+             lambda u, v, s: ([s * _jnp_unit(u) @ _jnp_unit(v).T], jnp.arange(len(u))), 100.0),
+    "clip": (lambda u, v, ls: C.clip_loss(u, v, logit_scale=ls),
+             lambda u, v, ls: ([jnp.exp(ls) * u @ v.T, jnp.exp(ls) * v @ u.T], jnp.arange(len(u))), np.log(100)),
+    "clip_blocks": (lambda u, v, ls: C.clip_loss(u, v, logit_scale=ls, block_size=48),
+                    lambda u, v, ls: ([jnp.exp(ls) * u @ v.T, jnp.exp(ls) * v @ u.T], jnp.arange(len(u))),
+                    np.log(100)),
+    "ntxent": (lambda u, v, t: C.ntxent_loss(jnp.concatenate([u, v]), jnp.arange(2 * len(u)) % len(u),
+                                             temperature=t, block_size=48),
+               lambda u, v, t: _ntxent_logits(jnp.concatenate([u, v]), 1 / t), 0.01),
+}
+
+
+def _textbook(logits):
+    """Plain ``−log_softmax`` of each row's target, averaged over the directions: the baseline."""
+    def loss(u, v, option):
+        directions, targets = logits(u, v, option)
+        rows = [-jnp.take_along_axis(jax.nn.log_softmax(s, axis=1), targets[:, None], axis=1)[:, 0] for s in directions]
+        return sum(rows) / len(rows)
+    return loss
+
+
+def _exact(logits):
+    """The same loss as ``log1p(Σ_{j ≠ t_i} exp(s_ij − s_it))``: in float64 (|s| ≤ 100) this keeps
+    the digits of losses far below 1e-16, which float64 ``log_softmax`` rounds to 0."""
+    def loss(u, v, option):
+        directions, targets = logits(u, v, option)
+        rows = []
+        for s in directions:
+            positive = jnp.take_along_axis(s, targets[:, None], axis=1)
+            others = jnp.arange(s.shape[1])[None, :] != targets[:, None]
+            rows.append(jnp.log1p(jnp.sum(jnp.where(others, jnp.exp(s - positive), 0.0), axis=1)))
+        return sum(rows) / len(rows)
+    return loss
+
+
+def _row_error(ours, exact):
+    """Per example (row): max |ours − exact| over the row / max |exact| of the row; the worst row."""
+    ours, exact = (np.asarray(a, np.float64).reshape(max(np.shape(a)[:1] or (1,)), -1) for a in (ours, exact))
+    return np.max(np.abs(ours - exact).max(1) / np.maximum(np.abs(exact).max(1), 1e-30))
+
+
+def _values_and_grads(f, u, v, option):
+    return f(u, v, option), jax.grad(lambda *a: jnp.sum(f(*a)), (0, 1, 2))(u, v, option)
+
+
+@pytest.mark.parametrize("name", PRECISION)
+@pytest.mark.parametrize("dim", [32, 4])  # 32: losses near exp(−50); 4: losses between ~1e-6 and 1
+def test_float32_per_row_error_is_at_most_that_of_textbook_autodiff(name, dim):
+    ours, logits, option = PRECISION[name]
+    u, v = _easy_batch(dim)
+    args32 = (jnp.float32(u), jnp.float32(v), jnp.float32(option))
+    with jax.enable_x64(True):
+        args64 = (jnp.asarray(a, jnp.float64) for a in args32)
+        exact = jax.tree.map(np.asarray, _values_and_grads(_exact(logits), *args64))
+    (value, grads), (base_value, base_grads) = (_values_and_grads(f, *args32) for f in (ours, _textbook(logits)))
+    assert np.all(np.asarray(value) >= 0), np.min(value)
+    for got, base, want in zip((value, *grads), (base_value, *base_grads), (exact[0], *exact[1])):
+        assert np.all(np.isfinite(got))
+        assert _row_error(got, want) <= max(2 * _row_error(base, want), 1e-6), (_row_error(got, want),
+                                                                               _row_error(base, want))
+
+
 # ------------------------------------------------------------------ sharded over 8 CPU devices
 
 
