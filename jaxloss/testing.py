@@ -155,6 +155,15 @@ def _finite_index(draw, finite: np.ndarray) -> np.ndarray:
 LOGIT_EDGES = ("zeros", "zero_rows", "large", "extreme", "ties", "neg_inf", "duplicate_rows")
 
 
+def _logits(draw, batch, classes, dtypes, max_magnitude, masked_classes) -> tuple[Any, np.ndarray]:
+    """The dtype, and float64 logits [N, C] with :data:`LOGIT_EDGES` (no ``-inf`` unless
+    ``masked_classes``)."""
+    dtype, bound = _setup(draw, dtypes, max_magnitude)
+    shape = (draw(_strategy(batch)), draw(_strategy(classes)))
+    kinds = [k for k in LOGIT_EDGES if masked_classes or k != "neg_inf"]
+    return dtype, draw(_edged(shape, bound, kinds))
+
+
 @st.composite
 def logits_and_labels(
     draw,
@@ -162,19 +171,23 @@ def logits_and_labels(
     classes: int | SearchStrategy[int] = st.integers(2, 10),
     dtypes: Sequence[DTypeLike] = DTYPES,
     max_magnitude: float | None = None,
+    masked_classes: bool = True,
 ) -> tuple[jax.Array, jax.Array]:
     """Logits ``[N, C]`` and class ids ``[N]`` (int32, in ``[0, C)``) for a classification loss.
 
     The logits mix typical values with exact zeros (entries and rows), ``±1e4`` and
     ``±max_magnitude`` (default :func:`safe_max` of the dtype), ties at a row's maximum,
     duplicate rows, and ``-inf`` entries (masked classes: never a whole row, never the
-    label).  A correct loss is finite on every draw (``-log_softmax`` at the label is at
-    most ``2 * max_magnitude + log C``).
+    label).  A correct cross-entropy is finite on every draw (``-log_softmax`` at the
+    label is at most ``2 * max_magnitude + log C``); one that also weighs the other
+    classes' log-probabilities (label smoothing) is +inf at a masked class: pass
+    ``masked_classes=False`` to leave ``-inf`` out.
 
     Args:
       batch, classes: ``N`` and ``C``, as integers or strategies.
       dtypes: the float dtypes the logits are drawn in.
       max_magnitude: the largest finite ``|logit|``, at most :func:`safe_max`.
+      masked_classes: whether logits may be ``-inf``.
 
     Returns:
       A strategy of ``(logits, labels)``.
@@ -189,9 +202,7 @@ def logits_and_labels(
       ...     assert jnp.all(jnp.isfinite(jaxloss.softmax_cross_entropy(logits, labels)))
       >>> test_cross_entropy_is_finite()
     """
-    dtype, bound = _setup(draw, dtypes, max_magnitude)
-    shape = (draw(_strategy(batch)), draw(_strategy(classes)))
-    logits = draw(_edged(shape, bound, LOGIT_EDGES))
+    dtype, logits = _logits(draw, batch, classes, dtypes, max_magnitude, masked_classes)
     labels = _finite_index(draw, np.isfinite(logits))
     return jnp.asarray(logits, dtype), jnp.asarray(labels)
 
@@ -203,6 +214,7 @@ def logits_and_targets(
     classes: int | SearchStrategy[int] = st.integers(2, 10),
     dtypes: Sequence[DTypeLike] = DTYPES,
     max_magnitude: float | None = None,
+    masked_classes: bool = True,
 ) -> tuple[jax.Array, jax.Array]:
     """Logits ``[N, C]`` (as :func:`logits_and_labels`) and probability targets ``[N, C]``.
 
@@ -213,6 +225,7 @@ def logits_and_targets(
       batch, classes: ``N`` and ``C``, as integers or strategies.
       dtypes: the float dtypes the logits and targets are drawn in.
       max_magnitude: the largest finite ``|logit|``, at most :func:`safe_max`.
+      masked_classes: whether logits may be ``-inf``.
 
     Returns:
       A strategy of ``(logits, targets)``.
@@ -227,14 +240,12 @@ def logits_and_targets(
       ...     assert jnp.allclose(targets.sum(-1), 1.0) and jnp.all(targets >= 0)
       >>> test_targets_are_distributions()
     """
-    dtype, bound = _setup(draw, dtypes, max_magnitude)
-    shape = (draw(_strategy(batch)), draw(_strategy(classes)))
-    logits = draw(_edged(shape, bound, LOGIT_EDGES))
+    dtype, logits = _logits(draw, batch, classes, dtypes, max_magnitude, masked_classes)
     finite = np.isfinite(logits)
-    weights = draw(hnp.arrays(np.float64, shape, elements=st.floats(0.0, 1.0)))
-    weights = np.where(_mask(draw, shape) | ~finite, 0.0, weights)
-    one_hot = _mask(draw, (shape[0], 1)) | (np.sum(weights, axis=-1, keepdims=True) == 0)
-    hot = np.arange(shape[1]) == _finite_index(draw, finite)[:, None]
+    weights = draw(hnp.arrays(np.float64, logits.shape, elements=st.floats(0.0, 1.0)))
+    weights = np.where(_mask(draw, logits.shape) | ~finite, 0.0, weights)
+    one_hot = _mask(draw, (logits.shape[0], 1)) | (np.sum(weights, axis=-1, keepdims=True) == 0)
+    hot = np.arange(logits.shape[1]) == _finite_index(draw, finite)[:, None]
     weights = np.where(one_hot, hot, weights)
     targets = weights / np.sum(weights, axis=-1, keepdims=True)
     return jnp.asarray(logits, dtype), jnp.asarray(targets, dtype)

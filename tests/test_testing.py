@@ -110,12 +110,18 @@ def test_logits_and_labels_are_valid(inputs):
     assert_bounded(logits, logits.dtype)
 
 
-@given(jt.logits_and_labels(batch=3, classes=st.just(5), dtypes=(jnp.float16,), max_magnitude=100.0))
+@given(jt.logits_and_labels(batch=3, classes=st.just(5), dtypes=(jnp.float16,), max_magnitude=100.0,
+                            masked_classes=False))
 def test_logits_and_labels_follow_their_arguments(inputs):
     logits, _ = inputs
     assert logits.shape == (3, 5) and logits.dtype == jnp.float16
     x = np.asarray(logits, np.float64)
-    assert np.all(np.abs(x[np.isfinite(x)]) <= 100.0)
+    assert np.all(np.isfinite(x)) and np.all(np.abs(x) <= 100.0)
+
+
+@given(jt.logits_and_targets(masked_classes=False))
+def test_logits_without_masked_classes_are_finite(inputs):
+    assert np.all(np.isfinite(np.asarray(inputs[0], np.float64)))
 
 
 @given(jt.logits_and_targets())
