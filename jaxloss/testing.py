@@ -47,8 +47,9 @@ def assert_gradients(fn: Callable[..., jax.Array], *args: Any, order: int = 2, *
 
     The same call as ``check_gradients(fn, *args, order=order, **kwargs)``: ``reference=``,
     ``wrt=``, ``dtype=``, ``rtol_autodiff=``, ``rtol_fd=``, ``step=``, ``seed=`` and
-    ``compile=`` are the checker's, every other keyword is ``fn``'s.  With ``order=2`` (the default) forward-over-reverse
-    Hessian-vector products are checked as well as the reverse and forward first derivatives.
+    ``compile=`` are the checker's, every other keyword is ``fn``'s.  With ``order=2`` (the
+    default) forward-over-reverse Hessian-vector products are checked as well as the reverse
+    and forward first derivatives.
 
     Returns:
       The :class:`~jaxloss.gradients.GradientCheck` report, when every row passes.
