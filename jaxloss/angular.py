@@ -22,7 +22,7 @@ import numpy as np
 from jaxloss import _checks
 from jaxloss import _math
 from jaxloss.gradients import Args, hand_derivative, tangent_sum
-from jaxloss.multiclass import _label_value, _one_hot, _shifted_logsumexp
+from jaxloss._softmax import label_value as _label_value, one_hot as _one_hot, shifted_logsumexp as _shifted_logsumexp
 
 # ------------------------------------------------------------------ angular margins (ArcFace family)
 

@@ -30,7 +30,9 @@ import numpy as np
 
 from jaxloss import _checks, _math, reduce
 from jaxloss.gradients import hand_derivative, tangent_sum
-from jaxloss.multiclass import _label_value, _one_hot, _shifted_logsumexp, _smoothing, _z_loss, _z_loss_tangent
+from jaxloss._softmax import (IGNORE_INDEX, check_ignore_index, class_ids, label_value, loud, one_hot, shifted_logsumexp,
+                              smoothing, z_loss_tangent)
+from jaxloss._softmax import z_loss as z_loss_term
 
 _LAYOUTS = ("hv", "vh")
 # Logits per block when block_size is None: 4M (16 MiB in float32) over the tokens.
@@ -130,7 +132,7 @@ def _per_token_zeros(h, w, *more):
     return zeros
 
 
-def _check_linear(hidden, weight, labels, bias, label_smoothing, z_loss, where, block_size,
+def _check_linear(hidden, weight, labels, bias, label_smoothing, z_loss, ignore_index, where, block_size,
                   vocab_axis_name, weight_layout):
     _checks.float_array("hidden", hidden)
     _checks.float_array("weight", weight)
@@ -155,22 +157,23 @@ def _check_linear(hidden, weight, labels, bias, label_smoothing, z_loss, where, 
         _checks.float_option(name, value, batch, "hidden's batch shape")
     _checks.in_unit_interval("label_smoothing", label_smoothing)
     _checks.positive("z_loss", z_loss, allow_zero=True)
+    check_ignore_index(ignore_index)
     _checks.broadcasts_to("where", where, batch, "hidden's batch shape")
     if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
         raise ValueError(f"block_size must be a positive int or None, got {block_size!r}.")
 
 
 def _tokens(hidden, labels, *options):
-    """hidden as ``[N, H]`` tokens, labels as ``[N]`` and per-token options as ``[N]``."""
+    """hidden as ``[N, H]`` tokens, labels as int32 ``[N]`` and per-token options as ``[N]``."""
     flat = lambda x: x if x is None or jnp.ndim(x) == 0 else jnp.broadcast_to(x, labels.shape).reshape(-1)  # noqa: E731
-    return (hidden.reshape(-1, hidden.shape[-1]), labels.reshape(-1), *map(flat, options))
+    return (hidden.reshape(-1, hidden.shape[-1]), labels.reshape(-1).astype(jnp.int32), *map(flat, options))
 
 
 def _smoothing_of(label_smoothing, vocab):
     """``(ε/V, 1 − ε)``, or ``(0, 1)`` for a constant ``ε = 0`` (no smoothing term)."""
     if label_smoothing is None:
         return 0.0, 1.0
-    return _smoothing(label_smoothing, vocab)
+    return smoothing(label_smoothing, vocab)
 
 
 def _linear_cross_entropy_tangent(p, t, out, res):
@@ -203,8 +206,9 @@ def _linear_cross_entropy_tangent(p, t, out, res):
         if mean_z is not None:
             spread = _math.psum(tangent_sum((1.0, _dot_rows(dh, _column_sum(w, layout))),
                                        (1.0, _dot_rows(h, _column_sum(dw, layout))), (1.0, _total(db))), axis_name)
-    z_factor, per_z = _z_loss_tangent(log_z, lam, d_lam)
-    dense, keep = _smoothing_of(None if mean_z is None else eps, _math.psum(vocab, axis_name))
+    z_factor, per_z = z_loss_tangent(log_z, lam, d_lam)
+    classes = _math.psum(vocab, axis_name)
+    dense, keep = _smoothing_of(None if mean_z is None else eps, classes)
     dloss = tangent_sum(
         (1.0 + z_factor, stream),
         (-keep, label),
@@ -212,14 +216,19 @@ def _linear_cross_entropy_tangent(p, t, out, res):
         (None if mean_z is None else z_y - mean_z, d_eps),
         (1.0, per_z),
     )
-    return None if dloss is None else dloss.reshape(out.shape)
+    if dloss is None:
+        return None
+    _, counted, invalid = class_ids(labels, classes, p.ignore_index)
+    return loud(jnp.where(counted, dloss, 0.0), invalid).reshape(out.shape)
 
 
-@hand_derivative(_linear_cross_entropy_tangent, static=("block_size", "vocab_axis_name", "weight_layout"),
+@hand_derivative(_linear_cross_entropy_tangent,
+                 static=("ignore_index", "block_size", "vocab_axis_name", "weight_layout"),
                  check=_check_linear, residuals=True, per_example=("hidden", "labels"),
                  own_precision=("hidden", "weight", "bias"))
 def linear_softmax_cross_entropy(hidden, weight, labels, *, bias=None, label_smoothing=0.0, z_loss=0.0,
-                                 where=None, block_size=None, vocab_axis_name=None, weight_layout="hv"):
+                                 ignore_index=IGNORE_INDEX, where=None, block_size=None, vocab_axis_name=None,
+                                 weight_layout="hv"):
     r"""Softmax cross-entropy of the logits ``z = hidden @ weight + bias``, per token,
     without materialising the logits.
 
@@ -247,9 +256,10 @@ def linear_softmax_cross_entropy(hidden, weight, labels, *, bias=None, label_smo
     own dtype with float32 accumulation (``preferred_element_type``); the log-sum-exp and
     the loss are float32, and each gradient comes back in its input's dtype.
 
-    Logits of ±1e4 give finite losses and gradients.  A label outside ``[0, V)`` selects
-    no class (its label logit counts as 0, as in :func:`jaxloss.softmax_cross_entropy`):
-    mask such tokens with ``where``.
+    Logits of ±1e4 give finite losses and gradients.  Class ids follow
+    :func:`jaxloss.softmax_cross_entropy`: a token whose label equals ``ignore_index`` gives
+    loss 0 and contributes exactly 0 to every gradient; any other label outside ``[0, V)``
+    gives NaN, loss and gradients.
 
     **Vocabulary-parallel form.**  Inside ``shard_map`` with ``vocab_axis_name=``, each
     device holds a shard of the classes: shard ``k`` of ``D`` has columns
@@ -270,6 +280,8 @@ def linear_softmax_cross_entropy(hidden, weight, labels, *, bias=None, label_smo
       bias: optional float array ``[V]``.
       label_smoothing: ε in [0, 1]; a float or an array of the batch shape.
       z_loss: λ >= 0 (PaLM uses 1e-4); a float or an array of the batch shape.
+      ignore_index: static; the label of the tokens to ignore, an int (−100 by default, as
+        in PyTorch) or ``None`` (every label outside ``[0, V)`` is invalid).
       where: optional boolean mask broadcasting to the batch shape: masked tokens (padding)
         give loss 0 and contribute nothing to any gradient.
       block_size: classes per block (static).  ``None`` picks ``4M / tokens`` rounded down
@@ -296,7 +308,8 @@ def linear_softmax_cross_entropy(hidden, weight, labels, *, bias=None, label_smo
       Chowdhery et al., "PaLM", 2022, §5 (z-loss); Shoeybi et al., "Megatron-LM", 2019
       (vocabulary-parallel cross-entropy).  Matches
       ``optax.losses.softmax_cross_entropy_with_integer_labels(hidden @ weight + bias, labels)``
-      and ``torch.nn.functional.cross_entropy(..., label_smoothing=ε, reduction="none")``.
+      and ``torch.nn.functional.cross_entropy(..., label_smoothing=ε, ignore_index=-100,
+      reduction="none")``.
     """
     batch = labels.shape
     h, labels, eps, lam = _tokens(hidden, labels, label_smoothing, z_loss)
@@ -321,13 +334,15 @@ def linear_softmax_cross_entropy(hidden, weight, labels, *, bias=None, label_smo
     if smoothing:
         sums = tangent_sum((1.0, _dot_rows(h, _column_sum(weight, weight_layout))), (1.0, _total(bias)))
         mean_z = _math.psum(sums, vocab_axis_name) / _math.psum(vocab, vocab_axis_name)
-    return _token_loss(log_z, z_y, mean_z, eps, lam).reshape(batch), (log_z, z_y, mean_z)
+    _, counted, invalid = class_ids(labels, _math.psum(vocab, vocab_axis_name), ignore_index)
+    loss = loud(jnp.where(counted, _token_loss(log_z, z_y, mean_z, eps, lam), 0.0), invalid)
+    return loss.reshape(batch), (log_z, z_y, mean_z)
 
 
 def _token_loss(log_z, z_y, mean_z, eps, lam):
     """``log Z − (1 − ε)·z_y − ε·mean_v z_v + λ·(log Z)²`` (no smoothing term for ``mean_z=None``)."""
     loss = log_z - z_y if mean_z is None else log_z - (1 - eps) * z_y - eps * mean_z
-    z_term = _z_loss(log_z, lam)
+    z_term = z_loss_term(log_z, lam)
     return loss if z_term is None else loss + z_term
 
 
@@ -348,25 +363,26 @@ def _tokens_per_block(tokens, vocab, block_size):
     return min(block_size, tokens)
 
 
-def _mean_pass(h, w, labels, b, eps, lam, keep, size, layout, smoothing, gradients):
+def _mean_pass(h, w, labels, b, eps, lam, keep, invalid, size, layout, smoothing, gradients):
     """The masked mean of the per-token losses, streamed over blocks of ``size`` tokens with
     all the classes at once; with ``gradients`` also its gradients, computed in the same pass:
     ``G = ((1 + 2λ·lse)·softmax(z) − (1 − ε)·onehot(y) − ε/V)·keep/count`` per block, then
-    ``∂hidden = G·wᵀ``, ``∂weight += hiddenᵀ·G``, ``∂bias += Σ G`` (three matmuls in all)."""
+    ``∂hidden = G·wᵀ``, ``∂weight += hiddenᵀ·G``, ``∂bias += Σ G`` (three matmuls in all).
+    A token marked ``invalid`` (an unmasked label outside ``[0, V)``, not ignored) weighs NaN."""
     n, vocab = h.shape[0], w.shape[_vocab_axis(layout)]
     count = -(-n // size)
     pad = lambda x: jnp.pad(x, [(0, count * size - n)] + [(0, 0)] * (x.ndim - 1))  # noqa: E731
-    blocks = [pad(x).reshape((count, size) + x.shape[1:]) for x in (h, labels, keep)]
+    blocks = [pad(x).reshape((count, size) + x.shape[1:]) for x in (h, labels, keep, invalid)]
     scale = 1.0 / jnp.maximum(jnp.sum(keep), 1)
     dtype = _math.compute_dtype(jnp.promote_types(h.dtype, w.dtype))
 
     def body(carry, block):
-        h_b, y_b, keep_b = block
+        h_b, y_b, keep_b, invalid_b = block
         z = _block_logits(h_b, w, b, 0, vocab, layout)
-        top, lse = _shifted_logsumexp(z)
-        log_z, z_y = top + lse, _label_value(z, y_b)
+        top, lse = shifted_logsumexp(z)
+        log_z, z_y = top + lse, label_value(z, y_b)
         mean_z = jnp.mean(z, axis=-1) if smoothing else None
-        weight = jnp.where(keep_b, scale, 0.0)
+        weight = loud(jnp.where(keep_b, scale, 0.0), invalid_b)
         total = carry[0] + jnp.sum(weight * _token_loss(log_z, z_y, mean_z, eps, lam))
         if not gradients:
             return (total,), None
@@ -374,7 +390,7 @@ def _mean_pass(h, w, labels, b, eps, lam, keep, size, layout, smoothing, gradien
         coef = weight * (1 + 2 * lam * log_z)
         dense, keep_label = _smoothing_of(eps if smoothing else None, vocab)
         g = (coef[:, None] * _math.softmax_weight(z - log_z[:, None])
-             - jnp.where(_one_hot(y_b, vocab), (weight * keep_label)[:, None], 0.0) - (weight * dense)[:, None])
+             - jnp.where(one_hot(y_b, vocab), (weight * keep_label)[:, None], 0.0) - (weight * dense)[:, None])
         g_low = g.astype(w.dtype)
         dh_b = jax.lax.dot_general(g_low, w, (((1,), (1 if layout == "hv" else 0,)), ((), ())),
                                    preferred_element_type=dtype)
@@ -395,39 +411,45 @@ def _mean_pass(h, w, labels, b, eps, lam, keep, size, layout, smoothing, gradien
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def _fused_mean(size, layout, smoothing, h, w, labels, b, eps, lam, keep):
-    return _mean_pass(h, w, labels, b, eps, lam, keep, size, layout, smoothing, gradients=False)
+def _fused_mean(size, layout, smoothing, h, w, labels, b, eps, lam, keep, invalid):
+    return _mean_pass(h, w, labels, b, eps, lam, keep, invalid, size, layout, smoothing, gradients=False)
 
 
-def _fused_mean_forward(size, layout, smoothing, h, w, labels, b, eps, lam, keep):
-    total, grads = _mean_pass(h, w, labels, b, eps, lam, keep, size, layout, smoothing, gradients=True)
-    return total, (grads, h, w, labels, b, eps, lam, keep)
+def _fused_mean_forward(size, layout, smoothing, h, w, labels, b, eps, lam, keep, invalid):
+    total, grads = _mean_pass(h, w, labels, b, eps, lam, keep, invalid, size, layout, smoothing, gradients=True)
+    return total, (grads, h, w, labels, b, eps, lam, keep, invalid)
 
 
 def _fused_mean_backward(size, layout, smoothing, res, ct):
-    (dh, dw, db, d_eps, d_lam), h, w, labels, b, eps, lam, keep = res
+    (dh, dw, db, d_eps, d_lam), h, w, labels, b, eps, lam, keep, invalid = res
     like = lambda g, x: None if x is None else (ct * g).astype(jnp.result_type(x))  # noqa: E731
-    return (like(dh, h), like(dw, w), np.zeros(labels.shape, jax.dtypes.float0), like(db, b),
-            like(d_eps, eps), like(d_lam, lam), np.zeros(keep.shape, jax.dtypes.float0))
+    no_derivative = lambda x: np.zeros(x.shape, jax.dtypes.float0)  # noqa: E731
+    return (like(dh, h), like(dw, w), no_derivative(labels), like(db, b), like(d_eps, eps), like(d_lam, lam),
+            no_derivative(keep), no_derivative(invalid))
 
 
 _fused_mean.defvjp(_fused_mean_forward, _fused_mean_backward)
 
 
-def _mean_reference(hidden, weight, labels, *, bias=None, label_smoothing=0.0, z_loss=0.0, where=None,
-                    block_size=None, weight_layout="hv"):
+def _mean_reference(hidden, weight, labels, *, bias=None, label_smoothing=0.0, z_loss=0.0, ignore_index=IGNORE_INDEX,
+                    where=None, block_size=None, weight_layout="hv"):
     losses = linear_softmax_cross_entropy.reference(hidden, weight, labels, bias=bias, label_smoothing=label_smoothing,
-                                                    z_loss=z_loss, where=where, weight_layout=weight_layout)
-    return reduce.mean(losses, where=where)
+                                                    z_loss=z_loss, ignore_index=ignore_index, where=where,
+                                                    weight_layout=weight_layout)
+    _, counted, invalid = class_ids(labels, weight.shape[_vocab_axis(weight_layout)], ignore_index)
+    return reduce.mean(losses, where=(counted | invalid) if where is None else where & (counted | invalid))
 
 
 def linear_softmax_cross_entropy_mean(hidden, weight, labels, *, bias=None, label_smoothing=0.0, z_loss=0.0,
-                                      where=None, block_size=None, weight_layout="hv"):
+                                      ignore_index=IGNORE_INDEX, where=None, block_size=None, weight_layout="hv"):
     r"""The mean over the (unmasked) tokens of :func:`linear_softmax_cross_entropy`, with
     its gradient computed in the forward pass: one matmul fewer for value and gradient.
 
-    Same formula, options and layouts as :func:`linear_softmax_cross_entropy`, reduced as
-    ``jaxloss.reduce.mean(losses, where=where)`` (0 when every token is masked).  A scalar
+    Same formula, options and layouts as :func:`linear_softmax_cross_entropy`, averaged over
+    the tokens that are neither masked nor ignored, as PyTorch's
+    ``cross_entropy(..., ignore_index=-100)`` mean:
+    ``jaxloss.reduce.mean(losses, where=where & (labels != ignore_index))`` (0 when no
+    token is left; NaN if an unmasked label is outside ``[0, V)`` and not ignored).  A scalar
     loss lets the gradient be formed while the logits of a block are at hand (as Liger
     Kernel's fused linear cross-entropy does): the pass runs over blocks of
     ``block_size`` **tokens** with all the classes at once, computes
@@ -445,7 +467,8 @@ def linear_softmax_cross_entropy_mean(hidden, weight, labels, *, bias=None, labe
     parallel form.
 
     Args:
-      hidden, weight, labels, bias, weight_layout: as in :func:`linear_softmax_cross_entropy`.
+      hidden, weight, labels, bias, ignore_index, weight_layout: as in
+        :func:`linear_softmax_cross_entropy`.
       label_smoothing: ε in [0, 1], a float or a scalar array.
       z_loss: λ >= 0, a float or a scalar array.
       where: optional boolean mask of hidden's batch shape: the tokens the mean is over.
@@ -470,19 +493,22 @@ def linear_softmax_cross_entropy_mean(hidden, weight, labels, *, bias=None, labe
       linear cross-entropy with the gradient in the forward); see
       :func:`linear_softmax_cross_entropy`.
     """
-    _check_linear(hidden, weight, labels, bias, label_smoothing, z_loss, where, block_size, None, weight_layout)
+    _check_linear(hidden, weight, labels, bias, label_smoothing, z_loss, ignore_index, where, block_size, None,
+                  weight_layout)
     for name, value in (("label_smoothing", label_smoothing), ("z_loss", z_loss)):
         if jnp.ndim(value) != 0:
             raise ValueError(f"{name} must be a scalar here (the mean's rule sums its gradient), "
                              f"got shape {jnp.shape(value)}.")
     _checks.mask("where", where)
-    tokens = labels.size
-    keep = jnp.ones(tokens, bool) if where is None else jnp.broadcast_to(where, labels.shape).reshape(-1)
+    tokens, vocab = labels.size, weight.shape[_vocab_axis(weight_layout)]
+    unmasked = jnp.ones(tokens, bool) if where is None else jnp.broadcast_to(where, labels.shape).reshape(-1)
+    ids, counted, invalid = class_ids(labels.reshape(-1), vocab, ignore_index)
+    keep = unmasked & counted
     h = jnp.where(keep[:, None], hidden.reshape(-1, hidden.shape[-1]), 0)  # NaN padding never enters
     smoothing = not (isinstance(label_smoothing, int | float) and label_smoothing == 0)
-    size = _tokens_per_block(tokens, weight.shape[_vocab_axis(weight_layout)], block_size)
+    size = _tokens_per_block(tokens, vocab, block_size)
     eps, lam = (jnp.asarray(x, _math.compute_dtype(jnp.result_type(x))) for x in (label_smoothing, z_loss))
-    return _fused_mean(size, weight_layout, smoothing, h, weight, labels.reshape(-1), bias, eps, lam, keep)
+    return _fused_mean(size, weight_layout, smoothing, h, weight, ids, bias, eps, lam, keep, unmasked & invalid)
 
 
 linear_softmax_cross_entropy_mean.reference = _mean_reference

@@ -4,8 +4,11 @@ Each returns one loss per example: the batch shape, the class axis (the last) re
 except :func:`sigmoid_focal_loss`, which is elementwise like the binary losses and sits
 here beside :func:`softmax_focal_loss`, with which it shares its focal terms.
 Labels are integer class ids of the batch shape or, where a loss says so, probability
-targets of the logits' shape.  Out-of-range class ids cannot raise inside ``jit``: an
-id outside ``[0, classes)`` selects no class (its label logit counts as 0).
+targets of the logits' shape.  Class ids are compared in int32 whatever their dtype.  Out-of-range
+ids cannot raise inside ``jit``: an id equal to ``ignore_index`` (PyTorch's −100 by default;
+``None`` ignores nothing) gives loss 0 and derivative exactly 0 with respect to every
+argument, and any other id outside ``[0, classes)`` gives NaN, loss and derivatives, as optax
+does (:func:`jaxloss.checks.checked` names it).
 
 Every function supports ``jit``, ``vmap``, forward and reverse mode, ``jax.hessian``
 and forward-over-reverse Hessian-vector products through its hand-derived rule, which
@@ -20,14 +23,32 @@ import jax.numpy as jnp
 
 from jaxloss import _checks
 from jaxloss._math import compute_dtype, softplus_pair
+from jaxloss._softmax import (
+    IGNORE_INDEX,
+    check_ignore_index,
+    class_ids,
+    cofactor,
+    counted_only,
+    label_logit,
+    label_shifted_logsumexp,
+    label_value,
+    loud,
+    minus_log_softmax,
+    one_hot,
+    shifted_logsumexp,
+    smoothing,
+    times_nonzero,
+    z_loss_tangent,
+)
+from jaxloss._softmax import z_loss as z_loss_term
 from jaxloss.classification import _check_scores
 from jaxloss.gradients import hand_derivative, tangent_sum
-
 
 # ------------------------------------------------------------------ shared helpers
 
 
-def _check_classes(logits, labels, where=None, *, name="logits", probabilities=False, **options):
+def _check_classes(logits, labels, where=None, *, name="logits", probabilities=False, ignore_index=None,
+                   **options):
     """Logits ``[..., C]``; integer labels of the batch shape (or, with
     ``probabilities``, float targets of the logits' shape); options broadcasting to
     the batch shape, or per class (``[C]``) where named ``class_weights``."""
@@ -47,6 +68,7 @@ def _check_classes(logits, labels, where=None, *, name="logits", probabilities=F
     else:
         kinds = "integer class ids or float probability targets" if probabilities else "integer class ids"
         raise TypeError(f"labels must be {kinds}, got {_checks._describe(labels)}.")
+    check_ignore_index(ignore_index)
     _checks.broadcasts_to("where", where, shape[:-1], f"the batch shape of {name}")
     for option, value in options.items():
         if option == "class_weights":
@@ -56,39 +78,18 @@ def _check_classes(logits, labels, where=None, *, name="logits", probabilities=F
             _checks.float_option(option, value, shape[:-1], f"the batch shape of {name}")
 
 
-def _one_hot(labels, classes):
-    """Boolean ``[..., C]`` mask of the label class (all False for an out-of-range id).
-
-    Built from an iota comparison rather than a gather, so XLA fuses it into the
-    reductions over the class axis and its transpose is a select, not a scatter.
-    """
-    return labels[..., None] == jax.lax.broadcasted_iota(labels.dtype, (1,) * labels.ndim + (classes,), labels.ndim)
-
-
-def _label_value(x, labels):
-    """``x[..., labels]`` along the last axis (0 for an id outside ``[0, C)``).
-
-    A gather, whose transpose scatters one value per example into the gradient, so
-    reverse mode never builds a ``[..., C]`` one-hot.
-    """
-    picked = jnp.take_along_axis(x, labels[..., None], axis=-1, mode="fill", fill_value=0,
-                                 wrap_negative_indices=False)
-    return picked[..., 0]
-
-
 def _gather_class(v, labels, shape):
     """``v[..., labels]`` for an array ``v`` broadcasting to ``shape`` (a per-class option or
     a tangent); ``None`` stays ``None``."""
-    return None if v is None else _label_value(jnp.broadcast_to(v, shape), labels)
+    return None if v is None else label_value(jnp.broadcast_to(v, shape), labels)
 
 
-def _label_weight(class_weights, labels, x):
-    """``w_y``, the weight of each example's label class for logits ``x``: 0 for an id
-    outside ``[0, C)``, else 1 without class weights (from the ids, with no gather)."""
-    classes = x.shape[-1]
+def _label_weight(class_weights, ids, counted, x):
+    """``w_y``, the weight of each example's label class for logits ``x``: 0 for an example
+    that does not count (an ignored or invalid id), else 1 without class weights."""
     if class_weights is None:
-        return ((labels >= 0) & (labels < classes)).astype(x.dtype)
-    return _gather_class(class_weights, labels, x.shape)
+        return counted.astype(x.dtype)
+    return jnp.where(counted, _gather_class(class_weights, ids, x.shape), 0.0)
 
 
 def _class_sum(*terms):
@@ -102,150 +103,95 @@ def _per_example(option):
     return None if option is None else jnp.asarray(option)[..., None]
 
 
-def _times_nonzero(a, b):
-    """``a·b``, with 0 wherever ``a`` is 0 even if ``b`` is infinite (a class whose logit
-    is −inf and to which the targets give no mass)."""
-    return jnp.where(a == 0, 0.0, a * b)
-
-
-def _shifted_logsumexp(x):
-    """The row maximum ``m`` (0 where the row is all −inf) and ``log Σ_c exp(x_c − m)``.
-
-    Losses work with ``x − m`` so that ``lse − x_c`` is computed from small numbers: for
-    logits near 1e4 the unshifted difference loses every digit below ~1e-3.
-    The maximum is taken in ``x``'s own dtype (exactly) and the sum in at least float32,
-    upcasting inside the one pass that reads ``x``: XLA:CPU materialises an upcast (or an
-    ``x − m``) that more than one pass reads.
-    """
-    m = jax.lax.stop_gradient(jnp.max(x, axis=-1)).astype(compute_dtype(x.dtype))
-    m = jnp.where(jnp.isfinite(m), m, 0)
-    return m, jnp.log(jnp.sum(jnp.exp(x.astype(m.dtype) - m[..., None]), axis=-1))
-
-
-def _label_logit(x, labels):
-    """``x[..., labels]`` in at least float32 (0 for an id outside ``[0, C)``).  A 16-bit
-    ``x`` is gathered as its bits: XLA:CPU gathers a bfloat16 array from a float32 copy
-    of all of it.
-    """
-    if jnp.dtype(x.dtype).itemsize == 2:
-        bits = _label_value(jax.lax.bitcast_convert_type(x, jnp.uint16), labels)
-        return jax.lax.bitcast_convert_type(bits, x.dtype).astype(jnp.float32)
-    return _label_value(x, labels).astype(compute_dtype(x.dtype))
-
-
-def _label_shifted_logsumexp(x, labels):
-    """:func:`_shifted_logsumexp` for class ids, shifted by the label logit ``x_y`` instead
-    of the row maximum, which saves the pass that finds the maximum.
-
-    ``Σ_c exp(x_c − x_y) >= 1`` cannot underflow, and it overflows only where the loss
-    exceeds ~88.  If any row is not finite that way (such a loss, a label logit of ±inf or
-    NaN, an id outside ``[0, C)``), the whole batch is redone with the maximum
-    (``lax.cond``; under ``vmap`` the condition is batched and both run).
-    """
-    label = jax.lax.stop_gradient(_label_logit(x, labels))
-    shift = jnp.where(jnp.isfinite(label), label, 0)
-    lse = jnp.log(jnp.sum(jnp.exp(x.astype(shift.dtype) - shift[..., None]), axis=-1))
-    return jax.lax.cond(jnp.all(jnp.isfinite(lse)), lambda: (shift, lse), lambda: _shifted_logsumexp(x))
-
-
-def _z_loss(log_z, z_loss):
-    r"""PaLM's z-loss ``λ·(log Z)²`` per example (Chowdhery et al. 2022, §5), which keeps the
-    log-normaliser near 0; ``None`` for a constant ``λ = 0`` (no term in the program).
-    Its partials: ``∂/∂x_c = 2λ·log Z·softmax(x)_c``, ``∂/∂λ = (log Z)²``."""
-    if isinstance(z_loss, int | float) and z_loss == 0:
-        return None
-    return z_loss * jnp.square(log_z)
-
-
-def _z_loss_tangent(log_z, z_loss, dz_loss):
-    """``(2λ·log Z, (log Z)²·dλ)``: the z-loss's factor on the softmax tangent ``Σ_c p_c dx_c``
-    and its ``λ`` tangent (``(0, None)`` for a constant ``λ = 0``)."""
-    if isinstance(z_loss, int | float) and z_loss == 0:
-        return 0.0, None
-    return 2 * z_loss * log_z, tangent_sum((jnp.square(log_z), dz_loss))
-
-
-def _smoothing(label_smoothing, classes):
-    """Label smoothing of class ids: the targets ``(1 − ε)·onehot(y) + ε/C`` as the pair
-    ``(ε/C, 1 − ε)``: the mass on every class and the extra mass on the label."""
-    return label_smoothing / classes, 1 - label_smoothing
-
-
-def _minus_log_softmax(x, shift, lse):
-    """``lse(x) − x_c`` per class (+inf for a logit of −inf) from the shifted statistics."""
-    return lse[..., None] - (x - shift[..., None])
-
-
 # ------------------------------------------------------------------ softmax_cross_entropy
 
 
-def _check_cross_entropy(logits, labels, label_smoothing, z_loss, class_weights, where):
-    _check_classes(logits, labels, where, probabilities=True, class_weights=class_weights,
-                   label_smoothing=label_smoothing, z_loss=z_loss)
+def _check_cross_entropy(logits, labels, label_smoothing, z_loss, class_weights, ignore_index, where):
+    _check_classes(logits, labels, where, probabilities=True, ignore_index=ignore_index,
+                   class_weights=class_weights, label_smoothing=label_smoothing, z_loss=z_loss)
     _checks.in_unit_interval("label_smoothing", label_smoothing)
     _checks.positive("z_loss", z_loss, allow_zero=True)
 
 
-def _smoothed_targets(logits, labels, label_smoothing):
-    """The smoothed targets ``ỹ = (1 − ε)·y + ε/C``, split as ``ỹ = dense + keep·onehot(y)``
-    so that class ids never become a ``[..., C]`` one-hot: for ids ``dense = ε/C`` and
-    ``keep = 1 − ε``; for probabilities ``dense = ỹ`` and ``keep = None``."""
-    eps = _per_example(label_smoothing)
-    classes = logits.shape[-1]
-    if jnp.issubdtype(labels.dtype, jnp.integer):
-        dense, keep = _smoothing(eps, classes)
-        return jnp.broadcast_to(dense, logits.shape), keep[..., 0]
-    return (1 - eps) * labels + eps / classes, None
+def _smoothed(label_smoothing):
+    """Whether label smoothing is on: anything but a constant 0 (which adds no term)."""
+    return not (isinstance(label_smoothing, int | float) and label_smoothing == 0)
+
+
+def _id_targets(label_smoothing, counted, classes):
+    """The smoothed targets of class ids, ``ỹ = keep·onehot(y) + dense``, as the per-example
+    pair ``(dense, keep) = (ε/C, 1 − ε)``, both 0 on an example that does not count."""
+    return tuple(jnp.where(counted, v, 0.0) for v in smoothing(jnp.asarray(label_smoothing), classes))
 
 
 def _class_weights(logits, class_weights):
     return jnp.ones(logits.shape[-1]) if class_weights is None else class_weights
 
 
+def _targets_loss(a, nll):
+    """``Σ_c a_c·(lse − x_c)``: a class of weight ``a_c = 0`` adds 0, also where its logit is −inf."""
+    return jnp.sum(times_nonzero(a, nll), axis=-1)
+
+
+def _probability_tangent(p, t, x, res):
+    """The rule of :func:`softmax_cross_entropy` for probability targets ``y``."""
+    w, nll = _class_weights(x, p.class_weights), minus_log_softmax(x, *res)  # nll: +inf at a −inf logit
+    eps = _per_example(p.label_smoothing)
+    dense = (1 - eps) * p.labels + eps / x.shape[-1]
+    a = w * dense
+    nll_a = cofactor(a, nll)  # ∂ℓ/∂a_c: 0 at a class of no weight or mass and logit −inf
+    z_factor, per_z = z_loss_tangent(res[0] + res[1], p.z_loss, t.z_loss)
+    per_class = _class_sum(
+        ((jnp.sum(a, axis=-1) + z_factor)[..., None] * jnp.exp(-nll) - a, t.logits),
+        ((1 - eps) * w * nll_a, t.labels),
+        (w * (1 / x.shape[-1] - p.labels) * nll_a, _per_example(t.label_smoothing)),
+        (dense * nll_a, t.class_weights),
+    )
+    return tangent_sum((1.0, per_class), (1.0, per_z))
+
+
+def _id_tangent(p, t, x, res):
+    """The rule of :func:`softmax_cross_entropy` for class ids: every partial is 0 (a select,
+    never 0·inf) on an example that does not count, and NaN on an invalid id."""
+    classes, (shift, lse) = x.shape[-1], res
+    ids, counted, invalid = class_ids(p.labels, classes, p.ignore_index)
+    w, nll = _class_weights(x, p.class_weights), minus_log_softmax(x, shift, lse)
+    dense, keep = _id_targets(p.label_smoothing, counted, classes)
+    w_label = _label_weight(p.class_weights, ids, counted, x)
+    b, a = keep * w_label, w * dense[..., None]
+    nll_b = cofactor(b, lse - (label_logit(p.logits, ids) - shift))
+    z_factor, per_z = z_loss_tangent(shift + lse, counted_only(p.z_loss, counted), counted_only(t.z_loss, counted))
+    # A = Σ_c a_c + b = (ε/C)·Σ_c w_c + (1 − ε)·w_y per example, not a sum over classes.
+    # The label term −b goes in through a select in the one elementwise pass that
+    # writes the gradient (a gather's transpose would scatter into it afterwards, which
+    # for low-precision logits needs a float32 [..., C] buffer).
+    total = b + dense * jnp.sum(w, axis=-1) + z_factor
+    onehot_b = jnp.where(one_hot(ids, classes), b[..., None], 0.0)
+    nll_a = cofactor(a, nll)
+    per_class = _class_sum(
+        (total[..., None] * jnp.exp(-nll) - a - onehot_b, t.logits),
+        (jnp.where(counted, 1 / classes, 0.0)[..., None] * w * nll_a, _per_example(t.label_smoothing)),
+        (dense[..., None] * nll_a, t.class_weights),
+    )
+    per_label = tangent_sum(
+        (-w_label * nll_b, t.label_smoothing),
+        (keep * nll_b, _gather_class(t.class_weights, ids, x.shape)),
+    )
+    return loud(tangent_sum((1.0, per_class), (1.0, per_label), (1.0, per_z)), invalid)
+
+
 def _softmax_cross_entropy_tangent(p, t, out, res):
     # The logits come in their own dtype (own_precision): upcast here, in the one
     # elementwise pass that reads them.
-    x, labels, classes = p.logits.astype(res[1].dtype), p.labels, p.logits.shape[-1]
-    dense, keep = _smoothed_targets(x, labels, p.label_smoothing)
-    w = _class_weights(x, p.class_weights)
-    nll = _minus_log_softmax(x, *res)  # +inf for a class with logit −inf
-    z_factor, per_z = _z_loss_tangent(res[0] + res[1], p.z_loss, t.z_loss)
-    a = w * dense
-    t_eps = _per_example(t.label_smoothing)
-    per_class = [(w * nll / classes, t_eps), (_times_nonzero(dense, nll), t.class_weights)]
-    if keep is None:  # probability targets
-        eps = _per_example(p.label_smoothing)
-        # A target's derivative is (1 − ε)·w·nll: +inf at a class ruled out (logit −inf);
-        # the rule returns 0 there for a class the targets give no mass.
-        dlabels = jnp.where((labels == 0) & jnp.isinf(nll), 0.0, (1 - eps) * w * nll)
-        per_class += [(dlabels, t.labels), (-_times_nonzero(labels * w, nll), t_eps)]
-        per_label = None
-        total = jnp.sum(a, axis=-1) + z_factor
-        per_class.append((total[..., None] * jnp.exp(-nll) - a, t.logits))
-    else:  # class ids: the label class's terms, gathered
-        shift, lse = res
-        w_label = _label_weight(p.class_weights, labels, x)
-        nll_label = lse - (_label_logit(p.logits, labels) - shift)
-        b = keep * w_label
-        # A = Σ_c a_c = (1 − ε)·w_y + (ε/C)·Σ_c w_c per example, not a sum over classes.
-        # The label term −b goes in through a select in the one elementwise pass that
-        # writes the gradient (a gather's transpose would scatter into it afterwards, which
-        # for low-precision logits needs a float32 [..., C] buffer).
-        total = b + dense[..., 0] * jnp.sum(w, axis=-1) + z_factor
-        gather = lambda v: _gather_class(v, labels, x.shape)  # noqa: E731
-        onehot_b = jnp.where(_one_hot(labels, classes), b[..., None], 0.0)
-        per_class.append((total[..., None] * jnp.exp(-nll) - a - onehot_b, t.logits))
-        per_label = tangent_sum(
-            (-w_label * nll_label, t.label_smoothing),
-            (_times_nonzero(keep, nll_label), gather(t.class_weights)),
-        )
-    return tangent_sum((1.0, _class_sum(*per_class)), (1.0, per_label), (1.0, per_z))
+    x = p.logits.astype(res[1].dtype)
+    integer = jnp.issubdtype(p.labels.dtype, jnp.integer)
+    return (_id_tangent if integer else _probability_tangent)(p, t, x, res)
 
 
-@hand_derivative(_softmax_cross_entropy_tangent, check=_check_cross_entropy, residuals=True,
-                 own_precision=("logits",))
+@hand_derivative(_softmax_cross_entropy_tangent, static=("ignore_index",), check=_check_cross_entropy,
+                 residuals=True, own_precision=("logits",))
 def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, z_loss=0.0, class_weights=None,
-                          where=None):
+                          ignore_index=IGNORE_INDEX, where=None):
     r"""Softmax cross-entropy per example, with class ids or probability targets.
 
     With smoothed targets :math:`\tilde y = (1 - \varepsilon) y + \varepsilon / C` (``y``
@@ -256,12 +202,14 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, z_loss=0.0, cl
                    = A\,\operatorname{lse}(x) - \sum_c a_c x_c + \lambda \operatorname{lse}(x)^2,
        \qquad a_c = w_c \tilde y_c,\; A = \sum_c a_c ,
 
-    where the last term is PaLM's z-loss (``z_loss=λ``, 0 by default).
+    where the last term is PaLM's z-loss (``z_loss=λ``, 0 by default).  A class of weight
+    :math:`a_c = 0` adds 0, also where :math:`x_c = -\infty` (0·∞ is read as 0).
 
     Derivatives (hand rule): ``∂ℓ/∂x_c = (A + 2λ·lse)·softmax(x)_c − a_c``;
     ``∂ℓ/∂λ = lse²``;
     ``∂ℓ/∂y_c = (1 − ε)·w_c·(lse − x_c)`` for probability targets;
-    ``∂ℓ/∂ε = Σ_c w_c (lse − x_c)(1/C − y_c)``; ``∂ℓ/∂w_c = ỹ_c (lse − x_c)``.
+    ``∂ℓ/∂ε = Σ_c w_c (lse − x_c)(1/C − y_c)``; ``∂ℓ/∂w_c = ỹ_c (lse − x_c)``, each term of
+    weight ``w_c = 0`` or target ``ỹ_c = 0`` taken as 0 where ``lse − x_c`` is +inf.
     Reverse mode keeps only the logits and two per-example statistics, a shift and the
     log-sum-exp shifted by it, and recomputes the softmax; no ``[..., C]`` array is stored.
     For class ids the shift is the label logit (which saves a pass finding the row
@@ -272,16 +220,19 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, z_loss=0.0, cl
     Logits of ±1e4 are exact, and a class with logit −inf (masked out) costs nothing as
     long as the targets give it no mass: its term, its softmax and its derivatives are 0.
     With ``label_smoothing > 0`` such a class receives ε/C of the target mass, so the loss
-    is +inf, as in optax and PyTorch.  A class id outside ``[0, C)`` selects no class, so
-    with no smoothing it gives loss 0 (like PyTorch's ``ignore_index=-100``); leave such
-    examples out of the mean with ``where=labels >= 0``.
+    is +inf, as in optax and PyTorch (unless its class weight is 0).
 
-    PyTorch's weighted ``reduction="mean"`` divides by the summed weight of the unmasked
-    targets, not by their count.  The per-example losses here are weighted as PyTorch's
-    ``reduction="none"`` ones, and :func:`jaxloss.reduce.ratio` gives its mean::
+    Class ids are compared in int32.  An id equal to ``ignore_index`` gives loss 0 — the
+    smoothing and z-loss terms included — and derivative exactly 0 with respect to every
+    argument; any other id outside ``[0, C)`` gives NaN, loss and derivatives.  PyTorch's
+    weighted ``reduction="mean"`` divides by the summed weight of the counted targets
+    (not ignored, not masked), not by their count.  The per-example losses here are
+    weighted as PyTorch's ``reduction="none"`` ones, and :func:`jaxloss.reduce.ratio`
+    gives its mean::
 
+        mask = labels != -100
         losses = softmax_cross_entropy(logits, labels, class_weights=w, where=mask)
-        loss = jaxloss.reduce.ratio(losses, w[labels], where=mask)
+        loss = jaxloss.reduce.ratio(losses, w[jnp.where(mask, labels, 0)], where=mask)
 
     Args:
       logits: float array ``[..., C]``.
@@ -291,6 +242,9 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, z_loss=0.0, cl
       z_loss: λ >= 0, the weight of ``lse(x)²`` (PaLM uses 1e-4); a float or an array of
         the batch shape.  The class weights do not scale it.
       class_weights: optional float weights ``[C]``, >= 0 (differentiated when traced).
+      ignore_index: static; the class id that marks an example to ignore, an int (−100 by
+        default, as in PyTorch) or ``None`` (every id outside ``[0, C)`` is invalid).
+        Unused with probability targets.
       where: optional boolean mask broadcasting to the batch shape.
 
     Returns:
@@ -298,61 +252,74 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, z_loss=0.0, cl
 
     Example:
       >>> import jax.numpy as jnp, jaxloss
-      >>> logits = jnp.array([[2.0, 0.0, -jnp.inf], [0.0, 0.0, 0.0]])
-      >>> jaxloss.softmax_cross_entropy(logits, jnp.array([0, 2]))
-      Array([0.12692805, 1.0986123 ], dtype=float32)
+      >>> logits = jnp.array([[2.0, 0.0, -jnp.inf], [0.0, 0.0, 0.0], [1.0, 2.0, 3.0]])
+      >>> jaxloss.softmax_cross_entropy(logits, jnp.array([0, 2, -100]))
+      Array([0.12692805, 1.0986123 , 0.        ], dtype=float32)
 
     References:
       ``optax.losses.softmax_cross_entropy`` and
       ``optax.losses.softmax_cross_entropy_with_integer_labels``;
       ``torch.nn.functional.cross_entropy(reduction="none")`` (``weight``,
-      ``label_smoothing``, class ids or probabilities); Szegedy et al., "Rethinking the
-      Inception Architecture", 2016 (label smoothing); Chowdhery et al., "PaLM: Scaling
-      Language Modeling with Pathways", 2022, §5 (z-loss; optax issue #64).
+      ``label_smoothing``, ``ignore_index``, class ids or probabilities); Szegedy et al.,
+      "Rethinking the Inception Architecture", 2016 (label smoothing); Chowdhery et al.,
+      "PaLM: Scaling Language Modeling with Pathways", 2022, §5 (z-loss; optax issue #64).
     """
     # Nothing of shape [..., C] is formed but the passes of the max and Σ exp: the label
-    # logit is gathered, and the smoothing term Σ_c a_c (x_c − m) folds away for a constant
-    # ε = 0 (the default) and no probability targets.
-    integer = jnp.issubdtype(labels.dtype, jnp.integer)
-    shift, lse = _label_shifted_logsumexp(logits, labels) if integer else _shifted_logsumexp(logits)
-    shifted = logits.astype(lse.dtype) - shift[..., None]
-    dense, keep = _smoothed_targets(shifted, labels, label_smoothing)
-    a = _class_weights(logits, class_weights) * dense
-    loss = jnp.sum(a, axis=-1) * lse - jnp.sum(_times_nonzero(a, shifted), axis=-1)
-    if keep is not None:  # class ids
-        b = keep * _label_weight(class_weights, labels, shifted)
-        loss = loss + b * lse - _times_nonzero(b, _label_logit(logits, labels) - shift)
-    z_term = _z_loss(shift + lse, z_loss)
-    return (loss if z_term is None else loss + z_term), (shift, lse)
+    # logit is gathered, and the smoothing term Σ_c a_c (x_c − m) is left out for a
+    # constant ε = 0 (the default).
+    w = _class_weights(logits, class_weights)
+    if not jnp.issubdtype(labels.dtype, jnp.integer):  # probability targets
+        shift, lse = shifted_logsumexp(logits)
+        eps = _per_example(label_smoothing)
+        a = w * ((1 - eps) * labels + eps / logits.shape[-1])
+        loss = _targets_loss(a, minus_log_softmax(logits.astype(lse.dtype), shift, lse))
+        z_term = z_loss_term(shift + lse, z_loss)
+        return (loss if z_term is None else loss + z_term), (shift, lse)
+    ids, counted, invalid = class_ids(labels, logits.shape[-1], ignore_index)
+    shift, lse = label_shifted_logsumexp(logits, ids)
+    dense, keep = _id_targets(label_smoothing, counted, logits.shape[-1])
+    b = keep * _label_weight(class_weights, ids, counted, logits)
+    loss = times_nonzero(b, lse - (label_logit(logits, ids) - shift))
+    if _smoothed(label_smoothing):
+        loss = loss + _targets_loss(w * dense[..., None], minus_log_softmax(logits.astype(lse.dtype), shift, lse))
+    z_term = z_loss_term(shift + lse, counted_only(z_loss, counted))
+    return loud(loss if z_term is None else loss + z_term, invalid), (shift, lse)
 
 
 # ------------------------------------------------------------------ nll_loss
 
 
-def _check_nll(log_probs, labels, class_weights, where):
-    _check_classes(log_probs, labels, where, name="log_probs", class_weights=class_weights)
+def _check_nll(log_probs, labels, class_weights, ignore_index, where):
+    _check_classes(log_probs, labels, where, name="log_probs", ignore_index=ignore_index,
+                   class_weights=class_weights)
 
 
 def _nll_tangent(p, t, out, res):
-    gather = lambda v: _gather_class(v, p.labels, p.log_probs.shape)  # noqa: E731
-    w_label = _label_weight(p.class_weights, p.labels, p.log_probs)
-    return tangent_sum((-w_label, gather(t.log_probs)), (-gather(p.log_probs), gather(t.class_weights)))
+    ids, counted, invalid = class_ids(p.labels, p.log_probs.shape[-1], p.ignore_index)
+    gather = lambda v: _gather_class(v, ids, p.log_probs.shape)  # noqa: E731
+    w_label = _label_weight(p.class_weights, ids, counted, p.log_probs)
+    log_p = jnp.where(counted, cofactor(w_label, gather(p.log_probs)), 0.0)  # ∂(−ℓ)/∂w_y
+    return loud(tangent_sum((-w_label, gather(t.log_probs)), (-log_p, gather(t.class_weights))), invalid)
 
 
-@hand_derivative(_nll_tangent, check=_check_nll)
-def nll_loss(log_probs, labels, *, class_weights=None, where=None):
+@hand_derivative(_nll_tangent, static=("ignore_index",), check=_check_nll)
+def nll_loss(log_probs, labels, *, class_weights=None, ignore_index=IGNORE_INDEX, where=None):
     r"""Negative log-likelihood of the label class, per example: :math:`\ell = -w_y \log p_y`.
 
     Derivatives (hand rule): ``∂ℓ/∂(log p)_c = −w_y·[c = y]`` and
     ``∂ℓ/∂w_c = −log p_y·[c = y]``.  Other classes may hold −inf (probability 0): they
-    are never read.  A class id outside ``[0, C)`` gives loss 0 (PyTorch's
-    ``ignore_index``); PyTorch's weighted mean is
-    ``jaxloss.reduce.ratio(losses, class_weights[labels], where=mask)``.
+    are never read; a label class of weight 0 adds 0 even where its ``log p`` is −inf.
+    An id equal to ``ignore_index`` gives loss 0 and derivative exactly 0; any other id
+    outside ``[0, C)`` gives NaN (ids are compared in int32).  PyTorch's weighted mean is
+    ``jaxloss.reduce.ratio(losses, class_weights[jnp.where(mask, labels, 0)], where=mask)``
+    with ``mask = labels != ignore_index``.
 
     Args:
       log_probs: float array ``[..., C]`` of log-probabilities (e.g. ``jax.nn.log_softmax``).
       labels: integer class ids of the batch shape; no derivative.
       class_weights: optional float weights ``[C]``, >= 0 (differentiated when traced).
+      ignore_index: static; the class id of the examples to ignore, an int (−100 by
+        default, as in PyTorch) or ``None``.
       where: optional boolean mask broadcasting to the batch shape.
 
     Returns:
@@ -360,14 +327,16 @@ def nll_loss(log_probs, labels, *, class_weights=None, where=None):
 
     Example:
       >>> import jax.numpy as jnp, jaxloss
-      >>> log_probs = jnp.log(jnp.array([[0.5, 0.5, 0.0], [0.1, 0.2, 0.7]]))
-      >>> jaxloss.nll_loss(log_probs, jnp.array([0, 2]), class_weights=jnp.array([1.0, 1.0, 2.0]))
-      Array([0.6931472 , 0.71334994], dtype=float32)
+      >>> log_probs = jnp.log(jnp.array([[0.5, 0.5, 0.0], [0.1, 0.2, 0.7], [0.1, 0.2, 0.7]]))
+      >>> jaxloss.nll_loss(log_probs, jnp.array([0, 2, -100]), class_weights=jnp.array([1.0, 1.0, 2.0]))
+      Array([0.6931472 , 0.71334994, 0.        ], dtype=float32)
 
     References:
-      ``torch.nn.functional.nll_loss(reduction="none")`` (with ``weight``).
+      ``torch.nn.functional.nll_loss(reduction="none")`` (with ``weight`` and ``ignore_index``).
     """
-    return -_label_weight(class_weights, labels, log_probs) * _label_value(log_probs, labels)
+    ids, counted, invalid = class_ids(labels, log_probs.shape[-1], ignore_index)
+    w_label = _label_weight(class_weights, ids, counted, log_probs)
+    return loud(-times_nonzero(w_label, label_value(log_probs, ids)), invalid)
 
 
 # ------------------------------------------------------------------ focal losses
@@ -507,51 +476,53 @@ def sigmoid_focal_loss(logits, labels, *, alpha=0.25, gamma=2.0, where=None):
     return (alpha * y + (1 - alpha) * (1 - y)) * loss
 
 
-def _check_softmax_focal(logits, labels, alpha, gamma, where):
-    _check_classes(logits, labels, where, gamma=gamma)
+def _check_softmax_focal(logits, labels, alpha, gamma, ignore_index, where):
+    _check_classes(logits, labels, where, ignore_index=ignore_index, gamma=gamma)
     _checks.float_option("alpha", alpha, jnp.shape(logits)[-1:], "the class axis of logits")
     _checks.positive("alpha", alpha, allow_zero=True)
     _checks.positive("gamma", gamma, allow_zero=True)
 
 
-def _label_margin(logits, labels, others=None):
-    """``(label, valid, d, (m, s))``: the one-hot label mask; whether the example has a
-    label class and some other class with a finite logit; the shifted log-sum-exp of the
+def _label_margin(logits, ids, counted, others=None):
+    """``(label, valid, d, (m, s))``: the one-hot label mask; whether the example counts
+    and has some other class with a finite logit; the shifted log-sum-exp of the
     other classes, ``lse_{c≠y} x_c = m + s`` (computed unless given); and the label's
     margin over them, ``d = (x_y − m) − s`` (0 where not valid)."""
-    label = _one_hot(labels, logits.shape[-1])
-    valid = jnp.any(label, axis=-1) & jnp.any(~label & (logits > -jnp.inf), axis=-1)
+    label = one_hot(ids, logits.shape[-1])
+    valid = counted & jnp.any(~label & (logits > -jnp.inf), axis=-1)
     if others is None:
         # Rows without a valid margin get zeros, so that no row is all −inf.
-        others = _shifted_logsumexp(jnp.where(valid[..., None], jnp.where(label, -jnp.inf, logits), 0.0))
+        others = shifted_logsumexp(jnp.where(valid[..., None], jnp.where(label, -jnp.inf, logits), 0.0))
     m, s = others
-    d = jnp.where(valid, (_label_value(logits, labels) - m) - s, 0.0)
+    d = jnp.where(valid, (label_value(logits, ids) - m) - s, 0.0)
     return label, valid, d, (m, s)
 
 
 def _softmax_focal_tangent(p, t, out, others):
-    x, labels, gamma = p.logits, p.labels, p.gamma
-    label, valid, d, (m, s) = _label_margin(x, labels, others)
+    x, gamma = p.logits, p.gamma
+    ids, counted, invalid = class_ids(p.labels, x.shape[-1], p.ignore_index)
+    label, valid, d, (m, s) = _label_margin(x, ids, counted, others)
     focal_sp, ce = softplus_pair(d)  # −log(1 − p_y), −log p_y
     log_u = -focal_sp
     w = jnp.where(valid, jnp.exp(gamma * log_u), 0.0)  # (1 − p_y)^γ
-    gather = lambda v: _gather_class(v, labels, x.shape)  # noqa: E731
+    gather = lambda v: _gather_class(v, ids, x.shape)  # noqa: E731
     a = 1.0 if p.alpha is None else gather(p.alpha)
     # ∂ℓ/∂d (its limit −α_y where the label's logit is −inf, ce = +inf), and
     # ∂d/∂x_c = [c = y] − q_c with q the softmax of the other classes.
     dd = a * _focal_slope(d, 1.0, 1.0, jnp.where(ce < jnp.inf, ce, 0.0), w, gamma)
     keep = valid[..., None] & ~label
     q = jnp.where(keep, jnp.exp(jnp.where(keep, (x - m[..., None]) - s[..., None], 0.0)), 0.0)
-    return tangent_sum(
+    dloss = tangent_sum(
         (dd, gather(t.logits)),
         (-dd, _class_sum((q, t.logits))),
-        (ce * w, gather(t.alpha)),
-        (_times_nonzero(log_u, a * ce * w), t.gamma),
+        (cofactor(a, ce * w), gather(t.alpha)),
+        (times_nonzero(log_u, a * ce * w), t.gamma),
     )
+    return loud(dloss, invalid)
 
 
-@hand_derivative(_softmax_focal_tangent, check=_check_softmax_focal, residuals=True)
-def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, where=None):
+@hand_derivative(_softmax_focal_tangent, static=("ignore_index",), check=_check_softmax_focal, residuals=True)
+def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, ignore_index=IGNORE_INDEX, where=None):
     r"""Multi-class (softmax) focal loss per example, with integer class ids.
 
     With :math:`p = \operatorname{softmax}(x)` and the label class :math:`y`:
@@ -578,8 +549,8 @@ def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, where=None):
     A label whose logit is −inf gives loss +inf, as in cross-entropy (its logits
     derivative is finite: ``−α_y`` at the label, ``α_y·q_c`` elsewhere).  An example with
     no other class (one class, or every other logit −inf) has ``p_y = 1`` and loss 0, and
-    so does a class id outside ``[0, C)`` (like PyTorch's ``ignore_index``); all their
-    derivatives are 0.
+    so does an id equal to ``ignore_index``; all their derivatives are 0.  Any other id
+    outside ``[0, C)`` gives NaN (ids are compared in int32).
 
     Args:
       logits: float array ``[..., C]``.
@@ -588,6 +559,8 @@ def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, where=None):
         traced; ``None`` weighs every class 1.
       gamma: focusing exponent >= 0, a float or an array of the batch shape
         (differentiated when traced).
+      ignore_index: static; the class id of the examples to ignore, an int (−100 by
+        default, as in PyTorch) or ``None``.
       where: optional boolean mask broadcasting to the batch shape.
 
     Returns:
@@ -602,7 +575,8 @@ def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, where=None):
     The common PyTorch multi-class focal losses (e.g. mmocr's ``FocalLoss``) compute
     ``nll_loss((1 − p)^γ·log_softmax(x), y, weight=alpha)``: the same per-example losses
     with ``reduction="none"``; their default weighted mean divides by the summed label
-    weights, which is ``jaxloss.reduce.ratio(losses, alpha[labels], where=mask)``.
+    weights, which is ``jaxloss.reduce.ratio(losses, alpha[jnp.where(mask, labels, 0)], where=mask)``
+    with ``mask = labels != ignore_index``.
 
     References:
       Lin et al., "Focal Loss for Dense Object Detection", 2017 (the α-balanced focal
@@ -610,36 +584,38 @@ def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, where=None):
       implementations as above (open-mmlab's mmocr ``FocalLoss``, ``ignore_index``
       included); ``kornia.losses.focal_loss`` with a scalar ``alpha``.
     """
-    _, valid, d, others = _label_margin(logits, labels)
+    ids, counted, invalid = class_ids(labels, logits.shape[-1], ignore_index)
+    _, valid, d, others = _label_margin(logits, ids, counted)
     focal_sp, ce = softplus_pair(d)
     focal = ce * jnp.exp(-gamma * focal_sp)
     if alpha is not None:
-        focal = _times_nonzero(_label_value(jnp.broadcast_to(alpha, logits.shape), labels), focal)
-    return jnp.where(valid, focal, 0.0), others
+        focal = times_nonzero(label_value(jnp.broadcast_to(alpha, logits.shape), ids), focal)
+    return loud(jnp.where(valid, focal, 0.0), invalid), others
 
 
 # ------------------------------------------------------------------ poly1_cross_entropy
 
 
-def _check_poly1(logits, labels, epsilon, where):
-    _check_classes(logits, labels, where, probabilities=True, epsilon=epsilon)
+def _check_poly1(logits, labels, epsilon, ignore_index, where):
+    _check_classes(logits, labels, where, probabilities=True, ignore_index=ignore_index, epsilon=epsilon)
 
 
 def _poly1_tangent(p, t, out, res):
     x, labels, eps = p.logits, p.labels, p.epsilon
-    nll = _minus_log_softmax(x, *res)  # −log p_c, +inf for a class with logit −inf
+    nll = minus_log_softmax(x, *res)  # −log p_c, +inf for a class with logit −inf
     softmax = jnp.exp(-nll)
     if jnp.issubdtype(labels.dtype, jnp.integer):
         # ℓ = f(nll_y) with f(z) = z − ε·expm1(−z), f' = 1 + ε·p_y; ∂nll_y/∂x_c = p_c − [c = y].
-        hit = (labels >= 0) & (labels < x.shape[-1])
-        nll_y = _label_value(nll, labels)
-        slope = jnp.where(hit, 1 + eps * jnp.exp(-nll_y), 0.0)
-        gather = None if t.logits is None else _label_value(t.logits, labels)
-        return tangent_sum(
+        ids, counted, invalid = class_ids(labels, x.shape[-1], p.ignore_index)
+        nll_y = label_value(nll, ids)
+        slope = jnp.where(counted, 1 + eps * jnp.exp(-nll_y), 0.0)
+        gather = None if t.logits is None else label_value(t.logits, ids)
+        dloss = tangent_sum(
             (slope, _class_sum((softmax, t.logits))),
             (-slope, gather),
-            (jnp.where(hit, -jnp.expm1(-nll_y), 0.0), t.epsilon),
+            (jnp.where(counted, -jnp.expm1(-nll_y), 0.0), t.epsilon),
         )
+        return loud(dloss, invalid)
     y, e = labels, _per_example(eps)
     p_t = jnp.sum(y * softmax, axis=-1, keepdims=True)
     # As in softmax_cross_entropy, a target's derivative at a class ruled out (logit −inf)
@@ -652,8 +628,8 @@ def _poly1_tangent(p, t, out, res):
     )
 
 
-@hand_derivative(_poly1_tangent, check=_check_poly1, residuals=True)
-def poly1_cross_entropy(logits, labels, *, epsilon=1.0, where=None):
+@hand_derivative(_poly1_tangent, static=("ignore_index",), check=_check_poly1, residuals=True)
+def poly1_cross_entropy(logits, labels, *, epsilon=1.0, ignore_index=IGNORE_INDEX, where=None):
     r"""Poly-1 cross-entropy (PolyLoss) per example: cross-entropy plus ε·(1 − p_t).
 
     With targets :math:`y` (one-hot for class ids) and :math:`p = \operatorname{softmax}(x)`:
@@ -674,8 +650,9 @@ def poly1_cross_entropy(logits, labels, *, epsilon=1.0, where=None):
     targets (0 at a class with logit −inf and target 0); ``∂ℓ/∂ε = Σ_c y_c (1 − p_c)``.
     Reverse mode keeps the logits and the per-example maximum and log-sum-exp and
     recomputes the softmax.  Logits of ±1e4 and classes masked with −inf (given no
-    target mass) are handled as in :func:`softmax_cross_entropy`; a class id outside
-    ``[0, C)`` gives loss 0.
+    target mass) are handled as in :func:`softmax_cross_entropy`, and so are class ids:
+    an id equal to ``ignore_index`` gives loss 0 and derivative exactly 0, any other id
+    outside ``[0, C)`` gives NaN.
 
     Args:
       logits: float array ``[..., C]``.
@@ -683,6 +660,8 @@ def poly1_cross_entropy(logits, labels, *, epsilon=1.0, where=None):
         or float probability targets of the shape of ``logits`` (differentiated).
       epsilon: ε, a float or an array of the batch shape (differentiated when traced);
         may be negative.
+      ignore_index: static; the class id of the examples to ignore, an int (−100 by
+        default, as in PyTorch) or ``None``.  Unused with probability targets.
       where: optional boolean mask broadcasting to the batch shape.
 
     Returns:
@@ -702,14 +681,14 @@ def poly1_cross_entropy(logits, labels, *, epsilon=1.0, where=None):
       defaults to ε = 2 and its ``where`` masks classes; here class ids are accepted, ε
       defaults to 1 (the paper's Poly-1 baseline) and ``where`` masks examples.
     """
-    shift, lse = _shifted_logsumexp(logits)
+    shift, lse = shifted_logsumexp(logits)
     if jnp.issubdtype(labels.dtype, jnp.integer):
-        hit = (labels >= 0) & (labels < logits.shape[-1])
-        nll_y = lse - _label_value(logits - shift[..., None], labels)
-        loss = jnp.where(hit, nll_y - epsilon * jnp.expm1(-nll_y), 0.0)
+        ids, counted, invalid = class_ids(labels, logits.shape[-1], ignore_index)
+        nll_y = lse - label_value(logits - shift[..., None], ids)
+        loss = loud(jnp.where(counted, nll_y - epsilon * jnp.expm1(-nll_y), 0.0), invalid)
     else:
-        nll = _minus_log_softmax(logits, shift, lse)
-        loss = jnp.sum(_times_nonzero(labels, nll), axis=-1) - epsilon * jnp.sum(labels * jnp.expm1(-nll), axis=-1)
+        nll = minus_log_softmax(logits, shift, lse)
+        loss = jnp.sum(times_nonzero(labels, nll), axis=-1) - epsilon * jnp.sum(labels * jnp.expm1(-nll), axis=-1)
     return loss, (shift, lse)
 
 
@@ -719,8 +698,8 @@ def poly1_cross_entropy(logits, labels, *, epsilon=1.0, where=None):
 _HINGE_KINDS = ("crammer_singer", "weston_watkins")
 
 
-def _check_multiclass_hinge(scores, labels, margin, kind, p, where):
-    _check_classes(scores, labels, where, name="scores", margin=margin)
+def _check_multiclass_hinge(scores, labels, margin, kind, p, ignore_index, where):
+    _check_classes(scores, labels, where, name="scores", ignore_index=ignore_index, margin=margin)
     _checks.positive("margin", margin, allow_zero=True)
     if not isinstance(kind, str) or kind not in _HINGE_KINDS:
         raise ValueError(f"kind must be 'crammer_singer' or 'weston_watkins', got {kind!r}.")
@@ -736,29 +715,31 @@ def _multiclass_hinge_slope(z, p):
 def _multiclass_hinge_tangent(p, t, out, res):
     # Subgradients autodiff would not pick: 0 at the corners; ties split evenly.
     s, classes = p.scores, p.scores.shape[-1]
-    label = _one_hot(p.labels, classes)
+    ids, counted, invalid = class_ids(p.labels, classes, p.ignore_index)
+    label = one_hot(ids, classes)
     m = jnp.asarray(p.margin)
     if p.kind == "crammer_singer":
         # z = m + max_{j≠y} s_j − s_y; the max's derivative is split evenly among ties.
         runner_up = res
-        z = m + runner_up - _label_value(s, p.labels)
+        z = m + runner_up - label_value(s, ids)
         tied = jnp.where(~label & (s == runner_up[..., None]), 1.0, 0.0)
         share = tied / jnp.maximum(jnp.sum(tied, axis=-1, keepdims=True), 1.0)
-        slope = _multiclass_hinge_slope(z, p.p)
+        slope = jnp.where(counted, _multiclass_hinge_slope(z, p.p), 0.0)
         ds = slope[..., None] * (share - label)  # ∂ℓ/∂s_j
         dm = slope
     else:
         # ℓ = Σ_{j≠y} max(0, z_j)^p / C with z_j = m − s_y + s_j.
-        z = m[..., None] - _label_value(s, p.labels)[..., None] + s
-        slope = jnp.where(label, 0.0, _multiclass_hinge_slope(z, p.p)) / max(classes, 1)
+        z = m[..., None] - label_value(s, ids)[..., None] + s
+        slope = jnp.where(label | ~counted[..., None], 0.0, _multiclass_hinge_slope(z, p.p)) / max(classes, 1)
         dm = jnp.sum(slope, axis=-1)
         ds = slope - dm[..., None] * label  # ∂ℓ/∂s_j
-    return tangent_sum((1.0, _class_sum((ds, t.scores))), (dm, t.margin))
+    return loud(tangent_sum((1.0, _class_sum((ds, t.scores))), (dm, t.margin)), invalid)
 
 
-@hand_derivative(_multiclass_hinge_tangent, static=("kind", "p"), check=_check_multiclass_hinge,
+@hand_derivative(_multiclass_hinge_tangent, static=("kind", "p", "ignore_index"), check=_check_multiclass_hinge,
                  residuals=True)
-def multiclass_hinge_loss(scores, labels, *, margin=1.0, kind="crammer_singer", p=1, where=None):
+def multiclass_hinge_loss(scores, labels, *, margin=1.0, kind="crammer_singer", p=1, ignore_index=IGNORE_INDEX,
+                          where=None):
     r"""Multi-class hinge loss on scores ``[..., C]``: Crammer–Singer or Weston–Watkins.
 
     With :math:`y` the label class and margin :math:`m`:
@@ -786,9 +767,9 @@ def multiclass_hinge_loss(scores, labels, *, margin=1.0, kind="crammer_singer", 
     subgradient 0, as ``jax.nn.relu`` and PyTorch do.
 
     A score of ``-inf`` for a wrong class (a masked-out class) contributes 0 to the loss
-    and gets derivative 0; the label class's score must be finite.  An out-of-range
-    label selects no class: its label score counts as 0 and every class counts as a
-    wrong one.  Reverse mode keeps the inputs and, for Crammer–Singer, the runner-up
+    and gets derivative 0; the label class's score must be finite.  An id equal to
+    ``ignore_index`` gives loss 0 and derivative exactly 0; any other id outside
+    ``[0, C)`` gives NaN (ids are compared in int32).  Reverse mode keeps the inputs and, for Crammer–Singer, the runner-up
     score per example.
 
     Args:
@@ -798,6 +779,8 @@ def multiclass_hinge_loss(scores, labels, *, margin=1.0, kind="crammer_singer", 
         (differentiated when traced).
       kind: static; ``"crammer_singer"`` or ``"weston_watkins"``.
       p: static; 1 (hinge) or 2 (squared hinge).
+      ignore_index: static; the class id of the examples to ignore, an int (−100 by
+        default, as in PyTorch) or ``None``.
       where: optional boolean mask broadcasting to the batch shape.
 
     Returns:
@@ -819,15 +802,17 @@ def multiclass_hinge_loss(scores, labels, *, margin=1.0, kind="crammer_singer", 
       (without its ``weight``); the default (Crammer–Singer, margin 1, p=1) matches
       ``optax.losses.multiclass_hinge_loss``.
     """
-    label = _one_hot(labels, scores.shape[-1])
+    ids, counted, invalid = class_ids(labels, scores.shape[-1], ignore_index)
+    label = one_hot(ids, scores.shape[-1])
     m = jnp.asarray(margin)
     if kind == "crammer_singer":
         runner_up = jnp.max(jnp.where(label, -jnp.inf, scores), axis=-1, initial=-jnp.inf)
-        hinge = jax.nn.relu(m + runner_up - _label_value(scores, labels))
-        return (hinge if p == 1 else jnp.square(hinge)), runner_up
-    hinges = jax.nn.relu(m[..., None] - _label_value(scores, labels)[..., None] + scores)
+        hinge = jax.nn.relu(m + runner_up - label_value(scores, ids))
+        return loud(jnp.where(counted, hinge if p == 1 else jnp.square(hinge), 0.0), invalid), runner_up
+    hinges = jax.nn.relu(m[..., None] - label_value(scores, ids)[..., None] + scores)
     hinges = hinges if p == 1 else jnp.square(hinges)
-    return jnp.sum(jnp.where(label, 0.0, hinges), axis=-1) / max(scores.shape[-1], 1), ()
+    loss = jnp.sum(jnp.where(label | ~counted[..., None], 0.0, hinges), axis=-1) / max(scores.shape[-1], 1)
+    return loud(loss, invalid), ()
 
 
 # ------------------------------------------------------------------ kl_divergence, distillation_loss
@@ -943,8 +928,8 @@ def _distillation_tangent(p, t, out, res):
     # Both log-softmaxes from the stored (max, log-sum-exp) pairs, exact at logits of ±1e4.
     temperature = jnp.asarray(p.temperature)
     per_class = _per_example(temperature)
-    log_p = -_minus_log_softmax(_soften_logits(p.student_logits, per_class), *res[0])
-    log_q = -_minus_log_softmax(_soften_logits(p.teacher_logits, per_class), *res[1])
+    log_p = -minus_log_softmax(_soften_logits(p.student_logits, per_class), *res[0])
+    log_q = -minus_log_softmax(_soften_logits(p.teacher_logits, per_class), *res[1])
     probs, teacher = jnp.exp(log_p), jnp.exp(log_q)
     kl = out / temperature**2  # K per example (0 where masked by where=)
     present = teacher != 0
@@ -1010,7 +995,7 @@ def distillation_loss(student_logits, teacher_logits, *, temperature=1.0, where=
     """
     per_class = _per_example(temperature)
     student, teacher = _soften_logits(student_logits, per_class), _soften_logits(teacher_logits, per_class)
-    statistics = _shifted_logsumexp(student), _shifted_logsumexp(teacher)
-    log_q = -_minus_log_softmax(teacher, *statistics[1])
-    kl = _kl_terms(jnp.exp(log_q), log_q, -_minus_log_softmax(student, *statistics[0]))
+    statistics = shifted_logsumexp(student), shifted_logsumexp(teacher)
+    log_q = -minus_log_softmax(teacher, *statistics[1])
+    kl = _kl_terms(jnp.exp(log_q), log_q, -minus_log_softmax(student, *statistics[0]))
     return jnp.asarray(temperature) ** 2 * kl, statistics

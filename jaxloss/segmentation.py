@@ -36,7 +36,7 @@ import jax.numpy as jnp
 
 from jaxloss import _checks
 from jaxloss.gradients import Args, hand_derivative, tangent_sum
-from jaxloss.multiclass import _one_hot
+from jaxloss._softmax import one_hot as _one_hot
 
 _ACTIVATIONS = (None, "softmax", "sigmoid")
 _STATIC = ("squared", "include_background", "from_logits")

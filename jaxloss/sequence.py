@@ -10,7 +10,7 @@ import numpy as np
 
 from jaxloss import _checks
 from jaxloss.gradients import Args, hand_derivative, tangent_sum
-from jaxloss.multiclass import _shifted_logsumexp
+from jaxloss._softmax import shifted_logsumexp as _shifted_logsumexp
 
 __all__ = ["ctc_loss"]
 

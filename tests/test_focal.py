@@ -608,15 +608,18 @@ def test_softmax_focal_label_with_minus_inf_logit_gives_inf_loss_and_finite_logi
     np.testing.assert_allclose(g, [[-1.0, *q]], rtol=1e-6)
 
 
-def test_out_of_range_ids_and_examples_without_other_classes_give_zero_loss_and_gradient():
+def test_ignored_ids_and_examples_without_other_classes_give_zero_loss_and_gradient():
     logits = np.float32(np.random.default_rng(29).normal(size=(4, 3)))
     logits[3, 1:] = -np.inf  # only the label class is left
-    labels = np.array([0, -100, 3, 0])
+    labels = np.array([0, -100, 1, 0])
     for fn in (lambda x: softmax_focal_loss(x, labels, gamma=0.5), lambda x: poly1_cross_entropy(x, labels)):
-        loss, g = value_and_grads(fn, logits)
-        np.testing.assert_array_equal(loss[1:], 0.0)
-        assert loss[0] > 0
-        np.testing.assert_array_equal(g[1:], 0.0)
+        loss, g = (np.asarray(a) for a in value_and_grads(fn, logits))
+        np.testing.assert_array_equal(loss[[1, 3]], 0.0)
+        assert np.all(loss[[0, 2]] > 0)
+        np.testing.assert_array_equal(g[[1, 3]], 0.0)
+    # ignore_index inside [0, C): that class's examples are ignored, and −100 is invalid.
+    loss, g = (np.asarray(a) for a in value_and_grads(lambda x: softmax_focal_loss(x, labels, ignore_index=1), logits))
+    assert loss[2] == 0 and np.all(g[2] == 0) and np.isnan(loss[1]) and np.all(np.isnan(g[1]))
 
 
 # ----------------------------------------------------------------------------- where=, dtypes, residuals

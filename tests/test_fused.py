@@ -116,11 +116,13 @@ def test_masked_tokens_give_zero_loss_and_no_gradient_even_with_nan_padding():
     _close(grads[2], kept[2])
 
 
-def test_a_label_outside_the_vocabulary_counts_as_logit_zero():
+def test_an_ignored_label_gives_zero_and_a_label_outside_the_vocabulary_nan_as_softmax_cross_entropy():
     h, w, y, b = _inputs(seed=7)
-    y = y.at[0].set(V).at[1].set(-1)
-    z = h @ w + b
-    _close(f(h, w, y, bias=b, block_size=4)[:2], jax.nn.logsumexp(z[:2], axis=-1))
+    y = y.at[0].set(V).at[1].set(-1).at[2].set(-100)
+    kw = dict(label_smoothing=0.1, z_loss=1e-2)
+    ours = np.asarray(f(h, w, y, bias=b, block_size=4, **kw))
+    np.testing.assert_allclose(ours, jaxloss.softmax_cross_entropy(h @ w + b, y, **kw), rtol=1e-5)  # NaN where NaN
+    assert np.all(np.isnan(ours[:2])) and ours[2] == 0 and np.all(np.isfinite(ours[3:]))
 
 
 @pytest.mark.parametrize("scale", [1e3, 1e4])

@@ -208,11 +208,11 @@ def test_rows_whose_label_shift_overflows_fall_back_to_the_maximum(batched, x64)
     np.testing.assert_allclose(g, expected, atol=1e-6)
 
 
-def test_out_of_range_class_id_gives_zero_loss_without_smoothing():
+def test_ignored_id_gives_zero_loss_with_smoothing_and_z_loss_and_other_out_of_range_ids_nan():
     logits = np.float32(_inputs(11)[0])
     labels = np.array([0, -100, C, 1, 2, 3])
-    loss = np.asarray(softmax_cross_entropy(logits, labels))
-    np.testing.assert_array_equal(loss[[1, 2]], 0.0)
+    loss = np.asarray(softmax_cross_entropy(logits, labels, label_smoothing=0.2, z_loss=0.1))
+    assert loss[1] == 0.0 and np.isnan(loss[2])
     assert np.all(loss[[0, 3, 4, 5]] > 0)
 
 

@@ -1,0 +1,161 @@
+"""Softmax statistics and class-id handling shared by the losses on logits ``[..., C]``
+(multi-class, fused linear, angular margins, segmentation, sequence).
+
+Class ids follow one rule everywhere: they are compared in int32 whatever their dtype; an
+id equal to ``ignore_index`` gives its example loss 0 and derivative exactly 0; any other id
+outside ``[0, C)`` gives NaN (loss and derivatives), as optax's gather does.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import jax
+import jax.numpy as jnp
+
+from jaxloss._math import compute_dtype
+from jaxloss.gradients import tangent_sum
+
+IGNORE_INDEX = -100  # torch's default ignore_index
+
+
+def check_ignore_index(ignore_index) -> None:
+    """``ignore_index`` (a static option) must be None or an integer (Python or NumPy)."""
+    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral)):
+        raise TypeError(f"ignore_index must be None or an int (a static option), got {ignore_index!r}.")
+
+
+def class_ids(labels, classes, ignore_index):
+    """``(ids, counted, invalid)``: the ids in int32; whether an example counts (its id lies
+    in ``[0, classes)`` and is not ``ignore_index``); whether its id is invalid (outside
+    ``[0, classes)`` and not ``ignore_index``).  None ignores nothing."""
+    ids = jnp.asarray(labels).astype(jnp.int32)
+    inside = (ids >= 0) & (ids < classes)
+    if ignore_index is None:
+        return ids, inside, ~inside
+    ignored = ids == int(ignore_index)
+    return ids, inside & ~ignored, ~inside & ~ignored
+
+
+def loud(x, invalid):
+    """``x`` times NaN where ``invalid`` (an id that is neither a class nor ignored), times 1
+    elsewhere: linear in ``x``, so it marks a loss and its tangent alike (None stays None)."""
+    return None if x is None else x * jnp.where(invalid, jnp.nan, 1.0)
+
+
+def counted_only(option, counted):
+    """A per-example option or tangent, 0 on the examples that do not count (a select, so
+    its derivative there is exactly 0); None and a constant 0 stay as they are."""
+    if option is None or _constant_zero(option):
+        return option
+    return jnp.where(counted, option, 0.0)
+
+
+def one_hot(labels, classes):
+    """Boolean ``[..., C]`` mask of the label class (all False for an id outside ``[0, C)``).
+
+    The ids are compared in int32: an iota in a narrow dtype wraps (a uint8 iota of 300
+    classes holds 5 at class 261).  Built from an iota comparison rather than a gather, so
+    XLA fuses it into the reductions over the class axis and its transpose is a select,
+    not a scatter.
+    """
+    ids = jnp.asarray(labels).astype(jnp.int32)
+    return ids[..., None] == jax.lax.broadcasted_iota(jnp.int32, (1,) * ids.ndim + (classes,), ids.ndim)
+
+
+def label_value(x, labels):
+    """``x[..., labels]`` along the last axis (0 for an id outside ``[0, C)``).
+
+    A gather, whose transpose scatters one value per example into the gradient, so
+    reverse mode never builds a ``[..., C]`` one-hot.
+    """
+    ids = jnp.asarray(labels).astype(jnp.int32)
+    picked = jnp.take_along_axis(x, ids[..., None], axis=-1, mode="fill", fill_value=0,
+                                 wrap_negative_indices=False)
+    return picked[..., 0]
+
+
+def cofactor(a, b):
+    """``b`` as :func:`times_nonzero` reads it, 0 where ``a`` is 0 and ``b`` infinite: the
+    derivative of ``times_nonzero(a, b)`` with respect to ``a``."""
+    return jnp.where((a == 0) & jnp.isinf(b), 0.0, b)
+
+
+def times_nonzero(a, b):
+    """``a·b``, read as 0 where ``a`` is 0 and ``b`` infinite: a class of weight 0, or without
+    target mass, is absent where its ``−log p`` is +inf (a logit of −inf), and adds 0 to the
+    value and to every derivative, its own weight's included.  Elsewhere the derivatives are
+    those of ``a·b`` (``∂/∂a = b`` at ``a = 0`` too); autodiff sees ``b`` through a select,
+    so the 0 there is exact.
+    """
+    return a * cofactor(a, b)
+
+
+def shifted_logsumexp(x):
+    """The row maximum ``m`` (0 where the row is all −inf) and ``log Σ_c exp(x_c − m)``.
+
+    Losses work with ``x − m`` so that ``lse − x_c`` is computed from small numbers: for
+    logits near 1e4 the unshifted difference loses every digit below ~1e-3.
+    The maximum is taken in ``x``'s own dtype (exactly) and the sum in at least float32,
+    upcasting inside the one pass that reads ``x``: XLA:CPU materialises an upcast (or an
+    ``x − m``) that more than one pass reads.
+    """
+    m = jax.lax.stop_gradient(jnp.max(x, axis=-1)).astype(compute_dtype(x.dtype))
+    m = jnp.where(jnp.isfinite(m), m, 0)
+    return m, jnp.log(jnp.sum(jnp.exp(x.astype(m.dtype) - m[..., None]), axis=-1))
+
+
+def label_logit(x, labels):
+    """``x[..., labels]`` in at least float32 (0 for an id outside ``[0, C)``).  A 16-bit
+    ``x`` is gathered as its bits: XLA:CPU gathers a bfloat16 array from a float32 copy
+    of all of it.
+    """
+    if jnp.dtype(x.dtype).itemsize == 2:
+        bits = label_value(jax.lax.bitcast_convert_type(x, jnp.uint16), labels)
+        return jax.lax.bitcast_convert_type(bits, x.dtype).astype(jnp.float32)
+    return label_value(x, labels).astype(compute_dtype(x.dtype))
+
+
+def label_shifted_logsumexp(x, labels):
+    """:func:`shifted_logsumexp` for class ids, shifted by the label logit ``x_y`` instead
+    of the row maximum, which saves the pass that finds the maximum.
+
+    ``Σ_c exp(x_c − x_y) >= 1`` cannot underflow, and it overflows only where the loss
+    exceeds ~88.  If any row is not finite that way (such a loss, a label logit of ±inf or
+    NaN, an id outside ``[0, C)``), the whole batch is redone with the maximum
+    (``lax.cond``; under ``vmap`` the condition is batched and both run).
+    """
+    label = jax.lax.stop_gradient(label_logit(x, labels))
+    shift = jnp.where(jnp.isfinite(label), label, 0)
+    lse = jnp.log(jnp.sum(jnp.exp(x.astype(shift.dtype) - shift[..., None]), axis=-1))
+    return jax.lax.cond(jnp.all(jnp.isfinite(lse)), lambda: (shift, lse), lambda: shifted_logsumexp(x))
+
+
+def minus_log_softmax(x, shift, lse):
+    """``lse(x) − x_c`` per class (+inf for a logit of −inf) from the shifted statistics."""
+    return lse[..., None] - (x - shift[..., None])
+
+
+def smoothing(label_smoothing, classes):
+    """Label smoothing of class ids: the targets ``(1 − ε)·onehot(y) + ε/C`` as the pair
+    ``(ε/C, 1 − ε)``: the mass on every class and the extra mass on the label."""
+    return label_smoothing / classes, 1 - label_smoothing
+
+
+def _constant_zero(weight):
+    return isinstance(weight, int | float) and weight == 0
+
+
+def z_loss(log_z, weight):
+    r"""PaLM's z-loss ``λ·(log Z)²`` per example (Chowdhery et al. 2022, §5), which keeps the
+    log-normaliser near 0; ``None`` for a constant ``λ = 0`` (no term in the program).
+    Its partials: ``∂/∂x_c = 2λ·log Z·softmax(x)_c``, ``∂/∂λ = (log Z)²``."""
+    return None if _constant_zero(weight) else weight * jnp.square(log_z)
+
+
+def z_loss_tangent(log_z, weight, dweight):
+    """``(2λ·log Z, (log Z)²·dλ)``: the z-loss's factor on the softmax tangent ``Σ_c p_c dx_c``
+    and its ``λ`` tangent (``(0, None)`` for a constant ``λ = 0``)."""
+    if _constant_zero(weight):
+        return 0.0, None
+    return 2 * weight * log_z, tangent_sum((jnp.square(log_z), dweight))
