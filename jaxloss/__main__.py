@@ -56,8 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{len(outcomes) - len(failed)} of {len(outcomes)} bad-input cases rejected"
               + (f"; not rejected: {', '.join(f'{o.case.loss} ({o.case.name})' for o in failed)}" if failed else ""))
         return 1 if failed else 0
-    verdicts = [_verify.verify(e, args.seed) for e in entries]
-    print(_verify.table(verdicts))
+    print(_verify.TABLE_HEAD, _verify.TABLE_RULE, sep="\n", flush=True)
+    verdicts = []
+    for e in entries:
+        verdicts.append(_verify.verify(e, args.seed))
+        print(_verify.table_row(verdicts[-1]), flush=True)
     failed = [v.entry.name for v in verdicts if not v.ok]
     print(f"\n{len(verdicts) - len(failed)} of {len(verdicts)} losses ok" + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0

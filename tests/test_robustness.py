@@ -1,12 +1,13 @@
-"""Fuzzing every catalogue entry: values and gradients stay finite (never NaN) at the edges.
+"""Fuzzing every catalogue entry: values and derivatives stay finite (never NaN) at the edges.
 
 Inputs are built from each entry's own sample, so a new loss is fuzzed by its entry: the batch
 sliced to fewer examples or tiled to twice as many, the inputs (logits, predictions,
 embeddings: every float argument but the targets) scaled up to |x| = 1e4, exact zeros
 (entries, or whole rows), duplicate rows and identical sides, an empty or random ``where``,
-one-class batches (every integer label equal), and bfloat16 / float16 inputs.  The losses
-and the gradient of their sum w.r.t. every float argument must be finite; losses may be
-+inf only where the docstring says so (:data:`MAY_BE_INF`).
+one-class batches (every integer label equal), and bfloat16 / float16 inputs.  The losses,
+the gradient of their sum w.r.t. every float argument, the JVP of the losses and the
+forward-over-reverse HVP must be finite; losses may be +inf only where the docstring says so
+(:data:`MAY_BE_INF`).
 
 Bounded by the hypothesis profile (tests/conftest.py): "ci" by default (few derandomised
 examples per loss), "heavy" with ``JAXLOSS_HYPOTHESIS_PROFILE=heavy``.  Shapes come from a
@@ -119,17 +120,30 @@ def fuzzed(draw, entry):
     return tuple(args), kwargs
 
 
-@functools.partial(jax.jit, static_argnames=("fn", "static"))
-def _losses_and_grads(fn, static, args, arrays):
-    """The losses and the gradient of their sum w.r.t. every float argument (compiled once per
-    shape, dtype and static options)."""
+@functools.partial(jax.jit, static_argnames=("fn", "static", "forward"))
+def _derivatives(fn, static, args, arrays, forward=True):
+    """The losses; the gradients of their sum w.r.t. every float argument; the JVP of the
+    losses and the forward-over-reverse HVP along one direction moving every float argument
+    (0 at their non-finite entries); compiled once per shape, dtype and static options.
+    Without forward mode (a custom_vjp) the JVP is None and the HVP is reverse over reverse."""
     kwargs = {**dict(static), **arrays}
     floats = tuple(i for i, a in enumerate(args) if _is_float(a))
+    keys = jax.random.split(jax.random.key(0), len(floats))
+    direction = tuple(jnp.where(jnp.isfinite(args[i]), jax.random.normal(k, args[i].shape, args[i].dtype), 0)
+                      for k, i in zip(keys, floats))
 
-    def total(*a):
-        return jnp.sum(fn(*a, **kwargs))
+    def losses(xs):
+        a = list(args)
+        for i, x in zip(floats, xs):
+            a[i] = x
+        return fn(*a, **kwargs)
 
-    return fn(*args, **kwargs), jax.grad(total, argnums=floats)(*args)
+    xs = tuple(args[i] for i in floats)
+    grad = jax.grad(lambda xs: jnp.sum(losses(xs)))
+    if not forward:
+        return losses(xs), grad(xs), None, jax.grad(
+            lambda xs: sum(jnp.vdot(g, d) for g, d in zip(grad(xs), direction)))(xs)
+    return losses(xs), grad(xs), jax.jvp(losses, (xs,), (direction,))[1], jax.jvp(grad, (xs,), (direction,))[1]
 
 
 def _float_names(entry, args):
@@ -139,22 +153,24 @@ def _float_names(entry, args):
 def _run(entry, args, kwargs):
     arrays = {k: v for k, v in kwargs.items() if isinstance(v, jax.Array)}
     static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in arrays))
-    return _losses_and_grads(entry.fn, static, args, arrays)
+    return _derivatives(entry.fn, static, args, arrays, forward=entry.forward_mode)
 
 
-def _assert_finite_gradients(entry, args, kwargs, grads):
-    """Gradients finite, never NaN.  A float16 gradient (returned in its input's dtype) may be
-    ±inf only where the true gradient, from float32 inputs of the same values, overflows float16."""
-    names = _float_names(entry, args)
-    assert not any(np.any(np.isnan(np.asarray(g, np.float64))) for g in grads), list(zip(names, grads))
-    if all(np.all(np.isfinite(np.asarray(g, np.float64))) for g in grads):
+def _assert_finite(entry, args, kwargs, what, arrays, index):
+    """``arrays`` (the gradients, the JVP or the HVP: ``_run(...)[index]``) finite, never NaN.
+    A float16 result (returned in its input's dtype) may be ±inf only where the same result
+    from float32 inputs of the same values overflows float16."""
+    names = _float_names(entry, args) if index != 2 else ["losses"]
+    arrays = [np.asarray(a, np.float64) for a in jax.tree_util.tree_leaves(arrays)]
+    assert not any(np.any(np.isnan(a)) for a in arrays), (what, list(zip(names, arrays)))
+    if all(np.all(np.isfinite(a)) for a in arrays):
         return
-    assert any(a.dtype == jnp.float16 for a in args), list(zip(names, grads))
+    assert any(a.dtype == jnp.float16 for a in args), (what, list(zip(names, arrays)))
     wide = tuple(a.astype(jnp.float32) if _is_float(a) else a for a in args)
-    for name, g, g32 in zip(names, grads, _run(entry, wide, kwargs)[1]):
-        g, g32 = np.asarray(g, np.float64), np.asarray(g32, np.float64)
-        assert np.all(np.isfinite(g32)), (name, g32)
-        assert np.all(np.isfinite(g) | (np.abs(g32) >= F16_OVERFLOW)), (name, g, g32)
+    for name, a, a32 in zip(names, arrays, jax.tree_util.tree_leaves(_run(entry, wide, kwargs)[index])):
+        a32 = np.asarray(a32, np.float64)
+        assert np.all(np.isfinite(a32)), (what, name, a32)
+        assert np.all(np.isfinite(a) | (np.abs(a32) >= F16_OVERFLOW)), (what, name, a, a32)
 
 
 @ENTRIES
@@ -165,14 +181,17 @@ def test_values_and_gradients_are_finite_at_the_edges(entry):
     def check(inputs):
         CASES[entry.name] += 1
         args, kwargs = inputs
-        losses, grads = _run(entry, args, kwargs)
+        losses, grads, jvp, hvp = _run(entry, args, kwargs)
         losses = np.asarray(losses, np.float64)
         assert not np.any(np.isnan(losses)), losses
         infinite = ~np.isfinite(losses)
         if entry.name in MAY_BE_INF and not kwargs.get("zero_infinity", False):
             infinite &= losses != np.inf
         assert not np.any(infinite), losses
-        _assert_finite_gradients(entry, args, kwargs, grads)
+        _assert_finite(entry, args, kwargs, "gradient", grads, 1)
+        if jvp is not None:
+            _assert_finite(entry, args, kwargs, "JVP", jvp, 2)
+        _assert_finite(entry, args, kwargs, "HVP", hvp, 3)
 
     check()
     print(f"{entry.name}: {CASES[entry.name]} cases")
