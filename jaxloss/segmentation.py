@@ -13,7 +13,10 @@ Each loss is a ratio of the same per-class sums over the spatial axes of each ex
 :func:`_overlap` computes them and their hand-derived tangents once for all four losses.
 The per-class losses ``L_c = 1 − N_c/D_c`` are reduced over classes by the weighted mean
 ``Σ_c w_c L_c / Σ_c w_c`` (``w_c = 1`` without ``class_weights``; class 0 gets weight 0 with
-``include_background=False``; weights summing to 0 give loss 0).  A class absent from an
+``include_background=False``; weights summing to 0 give loss 0).  With a single class
+(a class axis of size 1) ``include_background=False`` is ignored, with a ``UserWarning`` at
+trace time, and the loss is that class's: optax's ``ignore_background`` and MONAI's
+``include_background`` (which warns too) do the same.  A class absent from an
 example's targets and predictions (an empty mask) gives a finite loss and gradient:
 ``smooth`` makes its ratio 1 (loss 0); with ``smooth=0`` the ratio 0/0 is defined as 1,
 loss 0, with gradient 0 there.
@@ -30,6 +33,8 @@ probabilities there; ``fn.reference`` is plain autodiff of the formula.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -67,6 +72,10 @@ def _check_overlap(predictions, targets, *, where, from_logits, class_weights=No
     if from_logits not in _ACTIVATIONS:
         raise ValueError(f'from_logits must be None, "softmax" or "sigmoid", got {from_logits!r}.')
     _checks.broadcasts_to("where", where, shape[:-1], "the pixel shape of predictions")
+    if not include_background and shape[-1] == 1:
+        warnings.warn("include_background=False is ignored for a single class (predictions with a class "
+                      "axis of size 1): the loss is computed over that one class.",
+                      UserWarning, stacklevel=5)  # the caller of the loss
     _checks.float_option("class_weights", class_weights, shape[-1:], "the class axis of predictions")
     _checks.positive("class_weights", class_weights, allow_zero=True)
     for name, value in scalars.items():
@@ -154,10 +163,16 @@ def _ratio_tangent(r, d, dn, dd):
     return jnp.where(nonzero, total / jnp.where(nonzero, d, 1), 0.0)
 
 
+def _background(p, classes):
+    """Whether class 0 is left out: ``include_background=False`` with more than one class
+    (a single class is kept, as optax and MONAI do; :func:`_check_overlap` warns)."""
+    return not p["include_background"] and classes > 1
+
+
 def _class_weights(p, classes, dtype):
-    """``w_c``: the class weights (1 without), 0 for class 0 without the background."""
+    """``w_c``: the class weights (1 without), 0 for class 0 when it is left out."""
     w = jnp.ones(classes, dtype) if p.get("class_weights") is None else p["class_weights"]
-    if not p["include_background"]:
+    if _background(p, classes):
         w = jnp.where(jnp.arange(classes) == 0, 0, w)
     return w
 
@@ -189,7 +204,7 @@ def _per_class_tangent(terms, terms_tangent):
         w = _class_weights(p, n.shape[-1], n.dtype)
         total = jnp.sum(w, axis=-1)
         dw = t.get("class_weights")
-        if dw is not None and not p["include_background"]:
+        if dw is not None and _background(p, n.shape[-1]):
             dw = jnp.where(jnp.arange(n.shape[-1]) == 0, 0, dw)
         dlosses = _ratio_tangent(r, d, dn, dd)
         numer = tangent_sum((-w, dlosses), (1 - r, dw))
@@ -219,8 +234,8 @@ def _dice_terms_tangent(sums, dsums, p, t):
 
 
 def _check_dice(predictions, targets, smooth, squared, class_weights, include_background, from_logits, where):
-    _check_overlap(predictions, targets, where=where, from_logits=from_logits,
-                   class_weights=class_weights, smooth=smooth)
+    _check_overlap(predictions, targets, where=where, from_logits=from_logits, class_weights=class_weights,
+                   include_background=include_background, smooth=smooth)
 
 
 @hand_derivative(_per_class_tangent(_dice_terms, _dice_terms_tangent), static=_STATIC, check=_check_dice,
@@ -256,7 +271,8 @@ def dice_loss(predictions, targets, *, smooth=1.0, squared=False, class_weights=
       smooth: ``s >= 0``, a float scalar (differentiated when traced).
       squared: static; squares in the denominator.
       class_weights: optional float ``[C]``, >= 0 (differentiated).
-      include_background: static; False gives class 0 weight 0.
+      include_background: static; False gives class 0 weight 0 (ignored, with a warning, for
+        a single class).
       from_logits: static; None (probabilities), ``"softmax"`` or ``"sigmoid"``.
       where: optional boolean pixel mask broadcasting to ``[B, ..spatial..]``.
 
@@ -290,8 +306,8 @@ def _jaccard_terms_tangent(sums, dsums, p, t):
 
 
 def _check_jaccard(predictions, targets, smooth, class_weights, include_background, from_logits, where):
-    _check_overlap(predictions, targets, where=where, from_logits=from_logits,
-                   class_weights=class_weights, smooth=smooth)
+    _check_overlap(predictions, targets, where=where, from_logits=from_logits, class_weights=class_weights,
+                   include_background=include_background, smooth=smooth)
 
 
 @hand_derivative(_per_class_tangent(_jaccard_terms, _jaccard_terms_tangent), static=_STATIC[1:],
@@ -314,7 +330,8 @@ def jaccard_loss(predictions, targets, *, smooth=1.0, class_weights=None, includ
       targets: integer class ids ``[B, ..spatial..]`` or float ``[B, ..spatial.., C]``.
       smooth: ``s >= 0`` (differentiated when traced).
       class_weights: optional float ``[C]``, >= 0.
-      include_background: static; False gives class 0 weight 0.
+      include_background: static; False gives class 0 weight 0 (ignored, with a warning, for
+        a single class).
       from_logits: static; None, ``"softmax"`` or ``"sigmoid"``.
       where: optional boolean pixel mask broadcasting to ``[B, ..spatial..]``.
 
@@ -353,8 +370,8 @@ def _tversky_terms_tangent(sums, dsums, p, t):
 
 def _check_tversky(predictions, targets, smooth, alpha, beta, class_weights, include_background,
                    from_logits, where):
-    _check_overlap(predictions, targets, where=where, from_logits=from_logits,
-                   class_weights=class_weights, smooth=smooth, alpha=alpha, beta=beta)
+    _check_overlap(predictions, targets, where=where, from_logits=from_logits, class_weights=class_weights,
+                   include_background=include_background, smooth=smooth, alpha=alpha, beta=beta)
 
 
 @hand_derivative(_per_class_tangent(_tversky_terms, _tversky_terms_tangent), static=_STATIC[1:],
@@ -381,7 +398,8 @@ def tversky_loss(predictions, targets, *, smooth=1.0, alpha=0.5, beta=0.5, class
       smooth: ``s >= 0``.
       alpha, beta: weights ``>= 0`` of false positives and false negatives (differentiated).
       class_weights: optional float ``[C]``, >= 0.
-      include_background: static; False gives class 0 weight 0.
+      include_background: static; False gives class 0 weight 0 (ignored, with a warning, for
+        a single class).
       from_logits: static; None, ``"softmax"`` or ``"sigmoid"``.
       where: optional boolean pixel mask broadcasting to ``[B, ..spatial..]``.
 
@@ -426,7 +444,7 @@ def _sudre_weights_tangent(gs, dgs, include):
 
 
 def _include(p, classes):
-    return (jnp.arange(classes) != 0) | p["include_background"]
+    return (jnp.arange(classes) != 0) | (not _background(p, classes))
 
 
 def _generalized_dice_tangent(p, t, out, res):
@@ -449,7 +467,8 @@ def _sum_classes(x):
 
 
 def _check_generalized_dice(predictions, targets, smooth, include_background, from_logits, where):
-    _check_overlap(predictions, targets, where=where, from_logits=from_logits, smooth=smooth)
+    _check_overlap(predictions, targets, where=where, from_logits=from_logits,
+                   include_background=include_background, smooth=smooth)
 
 
 @hand_derivative(_generalized_dice_tangent, static=_STATIC[1:], check=_check_generalized_dice,
@@ -478,7 +497,8 @@ def generalized_dice_loss(predictions, targets, *, smooth=1.0, include_backgroun
       predictions: float ``[B, ..spatial.., C]``: probabilities, or logits with ``from_logits``.
       targets: integer class ids ``[B, ..spatial..]`` or float ``[B, ..spatial.., C]``.
       smooth: ``s >= 0``.
-      include_background: static; False leaves class 0 out.
+      include_background: static; False leaves class 0 out (ignored, with a warning, for a
+        single class).
       from_logits: static; None, ``"softmax"`` or ``"sigmoid"``.
       where: optional boolean pixel mask broadcasting to ``[B, ..spatial..]``.
 

@@ -140,6 +140,45 @@ def test_hand_computed_values():
 
 
 @pytest.mark.parametrize("name", LOSSES)
+def test_include_background_false_is_ignored_with_a_warning_for_a_single_class(name, x64):
+    # A class axis of size 1 used to lose its only class: loss 0 and gradient 0, silently.
+    fn = getattr(jaxloss, name)
+    rng = np.random.default_rng(3)
+    logits = jnp.asarray(rng.standard_normal((2, 5, 1)))
+    targets = jnp.asarray((rng.random((2, 5, 1)) < 0.5).astype(np.float64))
+    options = {"smooth": 0.5, "from_logits": "sigmoid"}
+
+    def loss(x, background):
+        return jnp.sum(fn(x, targets, include_background=background, **options))
+
+    with pytest.warns(UserWarning, match="include_background=False is ignored for a single class"):
+        value = jax.jit(loss, static_argnums=1)(logits, False)
+    want = _reference(name, logits, targets, **options)
+    _close(value, jnp.sum(want), rtol=1e-12)
+    assert value > 0.1
+    v = jnp.asarray(rng.standard_normal(logits.shape))
+    with pytest.warns(UserWarning):
+        grad = jax.grad(loss)(logits, False)
+        tangent = jax.jvp(lambda x: loss(x, False), (logits,), (v,))[1]
+        hvp = jax.jvp(jax.grad(lambda x: loss(x, False)), (logits,), (v,))[1]
+    ref = lambda x: jnp.sum(_reference(name, x, targets, **options))  # noqa: E731
+    _close(grad, jax.grad(ref)(logits), rtol=1e-10, atol=1e-12)
+    assert np.all(np.abs(np.asarray(grad)) > 0)
+    _close(tangent, jax.jvp(ref, (logits,), (v,))[1], rtol=1e-10, atol=1e-12)
+    _close(hvp, jax.jvp(jax.grad(ref), (logits,), (v,))[1], rtol=1e-8, atol=1e-10)
+    _close(grad, jax.grad(loss)(logits, True), rtol=1e-12, atol=0)
+
+
+def test_include_background_true_or_several_classes_do_not_warn():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        jaxloss.dice_loss(jnp.full((1, 2, 1), 0.5), jnp.ones((1, 2, 1)))
+        jaxloss.dice_loss(jnp.full((1, 2, 2), 0.5), jnp.array([[0, 1]]), include_background=False)
+
+
+@pytest.mark.parametrize("name", LOSSES)
 @pytest.mark.parametrize("smooth", [0.0, 1.0])
 def test_empty_class_gives_finite_loss_and_gradient(name, smooth):
     fn = getattr(jaxloss, name)
@@ -202,7 +241,7 @@ def test_pixel_where_broadcasts_over_the_batch():
 @pytest.mark.parametrize("call, error, words", [
     (lambda: jaxloss.dice_loss(jnp.zeros((2, 3, 3)), jnp.zeros((2, 4), jnp.int32)), ValueError, ["targets", "(2, 3)", "(2, 4)"]),
     (lambda: jaxloss.dice_loss(jnp.zeros((2, 3, 3)), jnp.zeros((2, 3, 2))), ValueError, ["targets", "(2, 3, 3)", "(2, 3, 2)"]),
-    (lambda: jaxloss.dice_loss(jnp.zeros((2, 3, 3)), jnp.zeros((2, 3), bool)), TypeError, ["targets", "bool"]),
+    (lambda: jaxloss.dice_loss(jnp.zeros((2, 3, 3)), jnp.zeros((2, 3), jnp.complex64)), TypeError, ["targets", "complex64"]),
     (lambda: jaxloss.dice_loss(jnp.zeros((2, 3), jnp.int32), jnp.zeros((2,), jnp.int32)), TypeError, ["predictions"]),
     (lambda: jaxloss.dice_loss(jnp.zeros((3,)), jnp.zeros((3,))), ValueError, ["predictions", "rank"]),
     (lambda: jaxloss.dice_loss(jnp.zeros((2, 3, 3)), jnp.zeros((2, 3), jnp.int32), from_logits="relu"), ValueError, ["from_logits"]),
