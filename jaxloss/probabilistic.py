@@ -295,14 +295,14 @@ def poisson_nll_loss(log_rate_or_rate, target, *, log_input=True, full=False, ep
     (0 with ``log_input``).  Integer targets get no derivative.
 
     A rate of 0 with ``log_input=False`` gives ``−t log ε``, finite for ``eps > 0``.  With
-    ``eps = 0`` (``x + ε = 0``):
+    ``eps = 0`` and a rate of 0:
 
     * a count of 0 gives ``0·log 0 = 0``: loss 0, ``∂ℓ/∂x = 1`` (the limit of ``1 − t/x``
       at ``t = 0``, the derivative of ``x − t log x`` with ``t = 0``), ``∂ℓ/∂ε = 0``, and
       ``∂ℓ/∂t`` taken as 0 (its one-sided value is +inf); second derivatives are 0 there;
     * a count ``t > 0`` gives +inf, the true value, with the one-sided derivatives
-      ``∂ℓ/∂x = ∂ℓ/∂ε = −inf`` and ``∂ℓ/∂t = +inf`` (``∂²ℓ/∂x² = +inf``): infinite, never NaN,
-      though a tangent (or cotangent) of exactly 0 at such an entry meets them as
+      ``∂ℓ/∂x = ∂ℓ/∂ε = −inf`` and ``∂ℓ/∂t = +inf`` (``∂²ℓ/∂x² = +inf``): infinite, never
+      NaN, though a tangent (or cotangent) of exactly 0 at such an entry meets them as
       ``inf·0 = NaN``.  Mask such entries with ``where`` (loss and derivatives 0) or use
       ``eps > 0``.
 
