@@ -1,6 +1,6 @@
 """Angular-margin losses: softmax over scaled cosines to class centres or speaker centroids.
 
-ArcFace, CosFace and SphereFace (the combined margin of InsightFace) classify L2-normalised
+ArcFace, CosFace and SphereFace (the ArcFace paper's combined margin) classify L2-normalised
 embeddings against L2-normalised class centres; GE2E (generalized end-to-end) does the same
 against per-speaker centroids of the batch.  Each returns one loss per embedding.  No ``acos``
 is taken: margins on the angle go through cos/sin identities, so values and gradients stay
@@ -29,7 +29,7 @@ from jaxloss._softmax import label_value as _label_value, one_hot as _one_hot, s
 _NORM_EPS = 1e-12  # the norm floor of the L2 normalisations (torch.nn.functional.normalize's)
 
 
-def _check_angular(embeddings, class_centers, labels, scale, m1, m2, m3, where):
+def _check_angular(embeddings, class_centers, labels, scale, m1, m2, m3, straight_through, where):
     _checks.float_array("embeddings", embeddings)
     _checks.float_array("class_centers", class_centers)
     shape, centers = tuple(jnp.shape(embeddings)), tuple(jnp.shape(class_centers))
@@ -55,6 +55,8 @@ def _check_angular(embeddings, class_centers, labels, scale, m1, m2, m3, where):
         raise ValueError(f"m2 (the additive angular margin, arcface_loss's margin) must lie in [0, π), got {m2}.")
     if not isinstance(m3, jax.core.Tracer) and np.any(np.asarray(m3) < 0):
         raise ValueError(f"m3 (the additive cosine margin, cosface_loss's margin) must be >= 0, got {m3}.")
+    if not isinstance(straight_through, bool):
+        raise TypeError(f"straight_through must be a Python bool, got {type(straight_through).__name__}.")
 
 
 def _sine(c):
@@ -80,13 +82,15 @@ def _chebyshev(c, m1):
     return t, u
 
 
-def _margin_target(c, m1, m2):
+def _margin_target(c, m1, m2, monotone=True):
     """``ψ``, the label class's cosine with the margins ``m1`` and ``m2`` (``m3`` is
     subtracted by the caller), and its partials ``∂ψ/∂cos θ`` and ``∂ψ/∂m2``, from ``c = cos θ``.
 
     ``cos(m1θ + m2) = T·cos m2 − sin θ·U·sin m2``; its derivative in ``c`` is
     ``m1·sin(m1θ + m2)/sin θ = m1·(U·cos m2 + T·sin m2/sin θ)``, with ``1/sin θ`` taken as 0
-    at ``sin θ = 0``; its derivative in ``m2`` is ``−sin(m1θ + m2)``.
+    at ``sin θ = 0``; its derivative in ``m2`` is ``−sin(m1θ + m2)``.  ``monotone``: past
+    ``m1θ + m2 = π``, ArcFace's fallback or SphereFace's extension; otherwise ``cos(m1θ + m2)``
+    throughout.
     """
     sin, inv_sin = _sine(c)
     cheb_t, cheb_u = _chebyshev(c, m1)
@@ -94,6 +98,8 @@ def _margin_target(c, m1, m2):
     cos_margin = cheb_t * cos_m2 - sin * cheb_u * sin_m2  # cos(m1θ + m2)
     d_cos = m1 * (cheb_u * cos_m2 + cheb_t * sin_m2 * inv_sin)
     d_m2 = -(sin * cheb_u * cos_m2 + cheb_t * sin_m2)  # −sin(m1θ + m2)
+    if not monotone:
+        return cos_margin, d_cos, d_m2
     if m1 == 1:  # ArcFace: past θ + m2 = π, cos θ − m2·sin m2 (InsightFace's th / mm)
         past = c <= -cos_m2  # cos θ <= cos(π − m2)
         return (jnp.where(past, c - m2 * sin_m2, cos_margin), jnp.where(past, 1.0, d_cos),
@@ -107,9 +113,13 @@ def _margin_target(c, m1, m2):
     return sign * cos_margin - 2 * k, sign * d_cos, sign * d_m2
 
 
-def _margin_parts(embeddings, class_centers, labels, scale, m1, m2, m3):
+def _margin_parts(embeddings, class_centers, labels, scale, m1, m2, m3, straight_through):
     """The normalised vectors, the cosines ``[..., C]``, the label class's margin target and
-    its partials, and the logits: what the forward and the tangent rule share."""
+    its partials, and the logits: what the forward and the tangent rule share.
+
+    ``straight_through``: ``ψ`` is computed from a stopped ``cos θ_y`` and ``cos θ_y − stop(cos θ_y)``
+    (0) is added, so its value and its ``m2`` derivative are the margin's and its ``cos θ_y``
+    derivative is 1, for the rule (``∂ψ/∂cos θ = 1``) and for autodiff of the formula alike."""
     e_hat, e_norm = _math.normalize(embeddings, _NORM_EPS)
     c_hat, c_norm = _math.normalize(class_centers, _NORM_EPS)
     cos = jnp.einsum("...d,cd->...c", e_hat, c_hat, precision=jax.lax.Precision.HIGHEST)
@@ -117,7 +127,13 @@ def _margin_parts(embeddings, class_centers, labels, scale, m1, m2, m3):
     onehot = _one_hot(labels, classes)
     valid = (labels >= 0) & (labels < classes)
     c_y = _label_value(cos, labels)  # 0 for an id outside [0, C)
-    psi, d_cos, d_m2 = _margin_target(c_y, m1, jnp.broadcast_to(jnp.asarray(m2, c_y.dtype), c_y.shape))
+    m2 = jnp.broadcast_to(jnp.asarray(m2, c_y.dtype), c_y.shape)
+    if straight_through:
+        stopped = jax.lax.stop_gradient(c_y)
+        psi, _, d_m2 = _margin_target(stopped, m1, m2, monotone=False)
+        psi, d_cos = psi + (c_y - stopped), jnp.ones_like(c_y)
+    else:
+        psi, d_cos, d_m2 = _margin_target(c_y, m1, m2)
     target = psi - m3
     scale = jnp.asarray(scale, cos.dtype)
     modified = jnp.where(onehot, target[..., None], cos)  # the cosines with the margin on the label
@@ -128,7 +144,7 @@ def _margin_parts(embeddings, class_centers, labels, scale, m1, m2, m3):
 
 def _angular_margin_tangent(p, t, out, res):
     shift, lse = res
-    q = _margin_parts(p.embeddings, p.class_centers, p.labels, p.scale, p.m1, p.m2, p.m3)
+    q = _margin_parts(p.embeddings, p.class_centers, p.labels, p.scale, p.m1, p.m2, p.m3, p.straight_through)
     prob = jnp.exp((q.logits - shift[..., None]) - lse[..., None])  # softmax, recomputed
     miss = jnp.where(q.valid, _label_value(prob, p.labels) - 1, 0.0)  # ∂ℓ/∂(s·target)
     weight = jnp.where(q.onehot, (miss * q.d_cos)[..., None], prob)  # ∂ℓ/∂(s·cos_c)
@@ -149,14 +165,15 @@ def _angular_margin_tangent(p, t, out, res):
     )
 
 
-@hand_derivative(_angular_margin_tangent, static=("m1",), check=_check_angular, residuals=True,
-                 per_example=("embeddings", "labels"))
-def angular_margin_loss(embeddings, class_centers, labels, *, scale=64.0, m1=1, m2=0.5, m3=0.0, where=None):
-    r"""Softmax cross-entropy over scaled cosines to class centres with InsightFace's combined margin.
+@hand_derivative(_angular_margin_tangent, static=("m1", "straight_through"), check=_check_angular,
+                 residuals=True, per_example=("embeddings", "labels"))
+def angular_margin_loss(embeddings, class_centers, labels, *, scale=64.0, m1=1, m2=0.5, m3=0.0,
+                        straight_through=False, where=None):
+    r"""Softmax cross-entropy over scaled cosines to class centres with the combined angular margin.
 
     The embeddings and the class centres are L2-normalised inside (``jaxloss._math.normalize``,
     ``torch.nn.functional.normalize``'s norm floor of 1e-12); :math:`\cos\theta_c = \langle\hat
-    e, \hat w_c\rangle`.  The label class ``y`` gets the combined margin of InsightFace,
+    e, \hat w_c\rangle`.  The label class ``y`` gets the combined margin of the ArcFace paper,
 
     .. math:: z_c = s\cos\theta_c \;(c \ne y), \qquad z_y = s\,(\psi(\theta_y) - m_3), \qquad
               \ell = \log\sum_c e^{z_c} - z_y ,
@@ -167,8 +184,9 @@ def angular_margin_loss(embeddings, class_centers, labels, *, scale=64.0, m1=1, 
     and the angle-addition formula.  So that the label logit keeps decreasing in θ:
 
     * ``m1 == 1`` (ArcFace, CosFace): where :math:`\theta + m_2 \ge \pi`, i.e.
-      :math:`\cos\theta \le \cos(\pi - m_2)`, :math:`\psi = \cos\theta - m_2\sin m_2` (InsightFace's
-      ``th``/``mm`` fallback, ``mm = sin(π − m2)·m2``; pytorch-metric-learning's ArcFaceLoss too);
+      :math:`\cos\theta \le \cos(\pi - m_2)`, :math:`\psi = \cos\theta - m_2\sin m_2` (the
+      ``th``/``mm`` fallback of InsightFace's earlier ``ArcFace`` head, ``mm = sin(π − m2)·m2``,
+      and of pytorch-metric-learning's ``ArcFaceLoss``);
     * ``m1 >= 2`` (SphereFace): SphereFace's monotone extension on :math:`\theta' = m_1\theta +
       m_2`: :math:`\psi = (-1)^k\cos\theta' - 2k` for :math:`\theta' \in [k\pi, (k+1)\pi]`, ``k``
       found by comparing :math:`\cos\theta` with :math:`\cos((j\pi - m_2)/m_1)`.  With
@@ -200,6 +218,19 @@ def angular_margin_loss(embeddings, class_centers, labels, *, scale=64.0, m1=1, 
     selects no class: no logit gets the margin and the label logit counts as 0, as in
     :func:`jaxloss.softmax_cross_entropy`.
 
+    What is matched.  By default the value and every derivative are those of the formula
+    above, as pytorch-metric-learning's ``ArcFaceLoss`` (values and gradients) and
+    ``CosFaceLoss`` (values) compute them; see the wrappers.  InsightFace's ``arcface_torch`` ``CombinedMarginLoss``
+    differs: for ``m1 = 1`` it takes ``acos``, adds ``m2`` and takes ``cos`` under
+    ``torch.no_grad`` (no fallback past :math:`\theta_y + m_2 = \pi`), so its gradient is that
+    of the plain logit :math:`s\cos\theta_y`, as if there were no angular margin, evaluated at
+    the softmax of the margin logits (and with ``m3 > 0`` it subtracts ``m3`` and ignores
+    ``m2``).  ``straight_through=True`` gives that: :math:`\psi = \cos(m_1\theta_y + m_2)` in
+    value, without the fallback or the extension above, and :math:`\psi'(\cos\theta) = 1` in
+    the rule, so that :math:`a_y = p_y - 1`; the ``m2`` and ``m3`` derivatives stay the
+    formula's.  ``.reference`` differentiates the same thing: ψ is computed from a stopped
+    :math:`\cos\theta_y` and :math:`\cos\theta_y - \operatorname{stop}(\cos\theta_y)` is added.
+
     Args:
       embeddings: float array ``[..., D]``, any leading batch axes.
       class_centers: float array ``[C, D]`` (pytorch-metric-learning's ``W.T``), differentiated.
@@ -208,6 +239,8 @@ def angular_margin_loss(embeddings, class_centers, labels, *, scale=64.0, m1=1, 
       m1: SphereFace's multiplicative angular margin, a positive Python integer (static).
       m2: ArcFace's additive angular margin in radians, in ``[0, π)``; differentiated.
       m3: CosFace's additive cosine margin; differentiated.
+      straight_through: static; InsightFace's ``arcface_torch`` margin (see above): the
+        margin's value with the derivative of the margin-free label logit in :math:`\cos\theta_y`.
       where: optional boolean mask broadcasting to the batch shape.
 
     Returns:
@@ -222,19 +255,20 @@ def angular_margin_loss(embeddings, class_centers, labels, *, scale=64.0, m1=1, 
 
     References:
       J. Deng, J. Guo, N. Xue, S. Zafeiriou, "ArcFace: Additive Angular Margin Loss for Deep
-      Face Recognition", CVPR 2019 (arXiv:1801.07698), and InsightFace's combined margin
-      (``CombinedMarginLoss`` in ``recognition/arcface_torch/losses.py``); H. Wang et al.,
+      Face Recognition", CVPR 2019 (arXiv:1801.07698), and InsightFace's ``CombinedMarginLoss``
+      (``recognition/arcface_torch/losses.py``, with ``straight_through=True``); H. Wang et al.,
       "CosFace", CVPR 2018; W. Liu et al., "SphereFace", CVPR 2017.  pytorch-metric-learning's
       ``ArcFaceLoss``, ``CosFaceLoss`` and ``SphereFaceLoss`` (see the wrappers).
     """
-    q = _margin_parts(embeddings, class_centers, labels, scale, m1, m2, m3)
+    q = _margin_parts(embeddings, class_centers, labels, scale, m1, m2, m3, straight_through)
     shift, lse = _shifted_logsumexp(q.logits)
     return lse - (jnp.where(q.valid, q.scale * q.target, 0.0) - shift), (shift, lse)
 
 
 def _special_case(margins):
     """Make a public loss of a signature stub: :func:`angular_margin_loss` with the margins
-    ``margins(margin)``, under the stub's name, signature and docstring, with its ``.reference``."""
+    ``margins(arguments)`` (the stub's bound arguments), under the stub's name, signature and
+    docstring, with its ``.reference``."""
 
     def decorate(stub):
         signature = inspect.signature(stub)
@@ -246,7 +280,7 @@ def _special_case(margins):
                 bound.apply_defaults()
                 a = bound.arguments
                 return loss(a["embeddings"], a["class_centers"], a["labels"], scale=a["scale"],
-                            where=a["where"], **margins(a["margin"]))
+                            where=a["where"], **margins(a))
 
             return fn
 
@@ -258,19 +292,24 @@ def _special_case(margins):
     return decorate
 
 
-@_special_case(lambda margin: {"m2": margin})
-def arcface_loss(embeddings, class_centers, labels, *, scale=64.0, margin=0.5, where=None):
+@_special_case(lambda a: {"m2": a["margin"], "straight_through": a["straight_through"]})
+def arcface_loss(embeddings, class_centers, labels, *, scale=64.0, margin=0.5, straight_through=False,
+                 where=None):
     r"""ArcFace (additive angular margin) per example: :func:`angular_margin_loss` with ``m2 = margin``.
 
     :math:`\ell = -\log\frac{e^{s\cos(\theta_y + m)}}{e^{s\cos(\theta_y + m)} + \sum_{c\ne y}
-    e^{s\cos\theta_c}}`, with InsightFace's fallback :math:`\cos\theta_y - m\sin m` where
+    e^{s\cos\theta_c}}`, with the fallback :math:`\cos\theta_y - m\sin m` where
     :math:`\theta_y + m \ge \pi`; derivatives, finiteness at cos θ = ±1 and Args as in
     :func:`angular_margin_loss` (``margin``: radians, in ``[0, π)``, differentiated).
     The defaults ``s = 64``, ``m = 0.5`` are the paper's and InsightFace's.
 
-    pytorch-metric-learning's ``ArcFaceLoss(num_classes, D, margin=degrees, scale=s,
-    reducer=DoNothingReducer())`` gives the same per-example losses with ``margin`` in DEGREES
-    (its default 28.6° ≈ 0.5 rad) and ``W = class_centers.T`` stored ``[D, C]``.
+    What is matched: pytorch-metric-learning's ``ArcFaceLoss(num_classes, D, margin=degrees,
+    scale=s, reducer=DoNothingReducer())`` gives the same per-example losses and gradients, with
+    ``margin`` in DEGREES (its default 28.6° ≈ 0.5 rad) and ``W = class_centers.T`` stored
+    ``[D, C]``.  ``straight_through=True`` (static) gives InsightFace's ``arcface_torch``
+    ``CombinedMarginLoss`` instead: the value :math:`s\cos(\theta_y + m)` (no fallback) with
+    the derivative of the margin-free logit :math:`s\cos\theta_y` (the margin is added under
+    ``torch.no_grad`` there); see :func:`angular_margin_loss`.
 
     Returns:
       Losses of the batch shape ``embeddings.shape[:-1]``.
@@ -284,11 +323,12 @@ def arcface_loss(embeddings, class_centers, labels, *, scale=64.0, margin=0.5, w
 
     References:
       J. Deng, J. Guo, N. Xue, S. Zafeiriou, "ArcFace: Additive Angular Margin Loss for Deep
-      Face Recognition", CVPR 2019 (arXiv:1801.07698); pytorch-metric-learning ``ArcFaceLoss``.
+      Face Recognition", CVPR 2019 (arXiv:1801.07698); pytorch-metric-learning ``ArcFaceLoss``;
+      InsightFace ``CombinedMarginLoss`` (``recognition/arcface_torch/losses.py``).
     """
 
 
-@_special_case(lambda margin: {"m2": 0.0, "m3": margin})
+@_special_case(lambda a: {"m2": 0.0, "m3": a["margin"]})
 def cosface_loss(embeddings, class_centers, labels, *, scale=64.0, margin=0.35, where=None):
     r"""CosFace (large margin cosine loss) per example: :func:`angular_margin_loss` with ``m3 = margin``.
 
@@ -315,7 +355,7 @@ def cosface_loss(embeddings, class_centers, labels, *, scale=64.0, margin=0.35, 
     """
 
 
-@_special_case(lambda margin: {"m1": margin, "m2": 0.0})
+@_special_case(lambda a: {"m1": a["margin"], "m2": 0.0})
 def sphereface_loss(embeddings, class_centers, labels, *, scale=1.0, margin=4, where=None):
     r"""SphereFace (A-Softmax, multiplicative angular margin) per example:
     :func:`angular_margin_loss` with ``m1 = margin``.

@@ -111,7 +111,8 @@ def test_wrapper_defaults_and_signatures():
                                angular_margin_loss(e, w, labels, scale=1.0, m1=4, m2=0.0), rtol=1e-6)
     for fn, scale, margin in ((arcface_loss, 64.0, 0.5), (cosface_loss, 64.0, 0.35), (sphereface_loss, 1.0, 4)):
         params = inspect.signature(fn).parameters
-        assert list(params) == ["embeddings", "class_centers", "labels", "scale", "margin", "where"]
+        options = ["straight_through"] if fn is arcface_loss else []
+        assert list(params) == ["embeddings", "class_centers", "labels", "scale", "margin", *options, "where"]
         assert (params["scale"].default, params["margin"].default) == (scale, margin)
         assert fn.__name__ == fn.reference.__name__ and "Example" in fn.__doc__
 
@@ -181,6 +182,130 @@ def test_sphereface_matches_pytorch_metric_learning_with_the_embedding_norm_in_t
     np.testing.assert_allclose(sphereface_loss(unit, w, labels, scale=scale, margin=margin),
                                _pml("SphereFaceLoss", unit, w, labels, margin=margin, scale=scale),
                                rtol=1e-9, atol=1e-10)
+
+
+def _torch_gradients(loss_fn, e, w, labels):
+    """Per-example losses of ``loss_fn(torch, e, W, labels)``, a torch loss of the centres
+    stored as the parameter ``W = w.T`` ``[D, C]``, and the gradients of their sum in ``e``
+    and ``w``."""
+    torch = pytest.importorskip("torch")
+    et, wt = torch.tensor(e, requires_grad=True), torch.nn.Parameter(torch.tensor(w.T))
+    losses = loss_fn(torch, et, wt, torch.tensor(labels))
+    losses.sum().backward()
+    return losses.detach().numpy(), et.grad.numpy(), wt.grad.numpy().T
+
+
+def _jax_gradients(fn, e, w, labels, **options):
+    losses = fn(e, w, labels, **options)
+    return (losses, *jax.grad(lambda e, w: jnp.sum(fn(e, w, labels, **options)), (0, 1))(e, w))
+
+
+@pytest.mark.parametrize("degrees,scale", [(28.6, 64.0), (57.0, 8.0)])
+def test_arcface_gradients_match_pytorch_metric_learning(degrees, scale, x64):
+    pytest.importorskip("pytorch_metric_learning")
+    from pytorch_metric_learning import losses, reducers
+
+    e, w, labels = _inputs(12, (16,))
+    e[:3] = -w[labels[:3]] + 0.1 * np.random.default_rng(1).standard_normal((3, D))  # the fallback region
+
+    def pml(torch, e, w_t, labels):
+        loss = losses.ArcFaceLoss(num_classes=C, embedding_size=D, margin=degrees, scale=scale,
+                                  reducer=reducers.DoNothingReducer()).double()
+        loss.W = w_t
+        return loss(e, labels)["loss"]["losses"]
+
+    want = _torch_gradients(pml, e, w, labels)
+    for fn in (arcface_loss, arcface_loss.reference):
+        got = _jax_gradients(fn, e, w, labels, scale=scale, margin=math.radians(degrees))
+        for name, a, b in zip(("losses", "embeddings", "class_centers"), got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10, err_msg=name)
+
+
+def _insightface(m, scale):
+    """A transcription of InsightFace's arcface_torch CombinedMarginLoss (m1 = 1, m3 = 0) and
+    the cross-entropy after it: the label cosine is replaced by cos(acos(cos θ_y) + m) in place
+    under no_grad, so autograd sees the unmodified cosine."""
+
+    def loss(torch, e, w_t, labels):
+        cos = torch.nn.functional.normalize(e, dim=-1) @ torch.nn.functional.normalize(w_t, dim=0)
+        rows = torch.arange(len(labels))
+        with torch.no_grad():
+            cos[rows, labels] = torch.cos(torch.acos(cos[rows, labels]) + m)
+        return torch.nn.functional.cross_entropy(scale * cos, labels, reduction="none")
+
+    return loss
+
+
+def test_straight_through_matches_insightface_value_and_gradient(x64):
+    e, w, labels = _inputs(13, (16,))
+    e[:3] = -w[labels[:3]] + 0.1 * np.random.default_rng(2).standard_normal((3, D))  # past θ + m = π
+    assert np.any(_label_cosines(e, w, labels) < np.cos(np.pi - 0.5))
+    want = _torch_gradients(_insightface(0.5, 16.0), e, w, labels)
+    for fn in (arcface_loss, arcface_loss.reference):
+        got = _jax_gradients(fn, e, w, labels, scale=16.0, margin=0.5, straight_through=True)
+        for name, a, b in zip(("losses", "embeddings", "class_centers"), got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10, err_msg=name)
+    # The margin changes the value, and the full derivative differs from the straight-through one.
+    full = _jax_gradients(arcface_loss, e, w, labels, scale=16.0, margin=0.5)
+    assert not np.allclose(full[1], want[1], rtol=1e-3)
+
+
+def test_straight_through_gradient_is_that_of_the_plain_cosine_logit(x64):
+    # ∂ℓ/∂cos θ_c = s (p_c − [c = y]) with p the softmax of the margin logits, in NumPy.
+    e, w, labels = _inputs(14)
+    cos = (e / np.linalg.norm(e, axis=-1, keepdims=True)) @ (w / np.linalg.norm(w, axis=-1, keepdims=True)).T
+    onehot = np.eye(C)[labels]
+    logits = 8.0 * np.where(onehot, np.cos(np.arccos(cos) + 0.3) - 0.1, cos)
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    want = 8.0 * (p - onehot)
+    # d cos_c / d e = (ŵ_c − ê cos_c)/‖e‖: the gradient in e is Σ_c ∂ℓ/∂cos_c (ŵ_c − ê cos_c)/‖e‖.
+    e_hat, norm = e / np.linalg.norm(e, axis=-1, keepdims=True), np.linalg.norm(e, axis=-1, keepdims=True)
+    w_hat = w / np.linalg.norm(w, axis=-1, keepdims=True)
+    want_e = (want @ w_hat - e_hat * np.sum(want * cos, -1, keepdims=True)) / norm
+    for fn in (angular_margin_loss, angular_margin_loss.reference):
+        got = jax.grad(lambda e: jnp.sum(fn(e, w, labels, scale=8.0, m2=0.3, m3=0.1, straight_through=True)))(e)
+        np.testing.assert_allclose(got, want_e, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("m1,m2,m3", [(1, 0.5, 0.0), (1, 0.3, 0.2), (2, 0.3, 0.1)])
+def test_straight_through_rule_agrees_with_autodiff_of_its_reference_to_second_order(m1, m2, m3, x64):
+    e, w, labels = _inputs(15)
+    args = (e, w, np.linspace(4.0, 12.0, N), np.float64(m2), np.float64(m3))
+
+    def total(fn):
+        return lambda e, w, s, a, b: jnp.sum(fn(e, w, labels, scale=s, m1=m1, m2=a, m3=b, straight_through=True))
+
+    hand, reference = total(angular_margin_loss), total(angular_margin_loss.reference)
+    tangents = tuple(np.random.default_rng(i).standard_normal(np.shape(a)) for i, a in enumerate(args))
+    argnums = tuple(range(5))
+    for a, b in zip(jax.grad(hand, argnums)(*args), jax.grad(reference, argnums)(*args)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, equal_nan=False)
+    np.testing.assert_allclose(jax.jvp(hand, args, tangents)[1], jax.jvp(reference, args, tangents)[1], rtol=1e-10)
+    for a, b in zip(jax.jvp(jax.grad(hand, argnums), args, tangents)[1],
+                    jax.jvp(jax.grad(reference, argnums), args, tangents)[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10, equal_nan=False)
+
+
+def test_straight_through_keeps_the_margin_and_scale_derivatives(x64):
+    # Away from the fallback the values agree, and so do the derivatives in s, m2 and m3.
+    e, w, labels = _inputs(16)
+    assert np.all(_label_cosines(e, w, labels) > np.cos(np.pi - 0.4))
+
+    def total(straight_through):
+        return lambda s, a, b: jnp.sum(angular_margin_loss(e, w, labels, scale=s, m2=a, m3=b,
+                                                           straight_through=straight_through))
+
+    args = (np.float64(6.0), np.float64(0.4), np.float64(0.1))
+    np.testing.assert_allclose(total(True)(*args), total(False)(*args), rtol=1e-14)
+    for a, b in zip(jax.grad(total(True), (0, 1, 2))(*args), jax.grad(total(False), (0, 1, 2))(*args)):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_straight_through_must_be_a_bool(x64):
+    e, w, labels = _inputs(17)
+    with pytest.raises(TypeError, match="straight_through"):
+        arcface_loss(e, w, labels, straight_through=1)
 
 
 # ---------------------------------------------------------------- cos θ = ±1, zero vectors, the fallback
