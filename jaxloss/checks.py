@@ -1,25 +1,33 @@
 """Value checks for loss inputs that cannot raise inside ``jit``, via :mod:`jax.experimental.checkify`.
 
 The losses check shapes and dtypes at trace time, but not values: an out-of-range class id
-selects no class (see :mod:`jaxloss.multiclass`) and a NaN propagates.  :func:`checked`
-wraps a loss so that it also checks, at run time,
+cannot raise inside ``jit`` (each loss documents what it gives) and a NaN propagates.
+:func:`checked` wraps a loss so that it also checks, at run time,
 
 * class ids: each argument that a loss's catalogue entry declares in ``class_ids`` (see
-  :class:`jaxloss.catalogue.Entry`) lies in ``[0, C)``, ``C`` read from the shape of the
-  argument that counts the classes (the class axis of the logits, the number of class centres
-  for the angular losses, the vocabulary for :func:`~jaxloss.ctc_loss`); an id equal to a
-  ``blank_id`` option is invalid too (CTC reserves it), and positions whose
-  ``label_paddings`` are set hold no id and are skipped;
+  :class:`jaxloss.catalogue.Entry`) lies in ``[0, C)`` or equals the loss's ``ignore_index``
+  (its value in the call, or its default; a loss without that option ignores no id), ``C``
+  read from the shape of the argument that counts the classes (the class axis of the logits,
+  the number of class centres for the angular losses, the vocabulary for
+  :func:`~jaxloss.ctc_loss`); an id equal to a ``blank_id`` option is invalid too (CTC
+  reserves it), and positions whose ``label_paddings`` are set hold no id and are skipped;
 * finiteness: every float array argument is free of NaN and inf (``finite=True``).
 
 Examples masked by ``where`` are skipped: ``where`` is broadcast to the loss's shape (or
 taken as it is, for a per-pixel mask) and applied to the arguments whose leading axes have
 that shape.  Checks read values only: derivatives are the wrapped loss's.
 
-Eagerly a failed check raises at once.  Under ``jit``, ``vmap`` or ``grad``, functionalise
-the checks with :func:`jax.experimental.checkify.checkify` and throw outside::
+A failed check raises an error naming the loss, the argument, the first offending index and
+its value, when the wrapped loss is called eagerly (checkify's ``JaxRuntimeError``, a
+``ValueError``) and when a computation that uses it under ``jit``, ``vmap`` or ``grad``
+runs (``jax.jit(checked(loss))(logits, labels)``).  The wrapper functionalises its checks
+with :func:`jax.experimental.checkify.checkify` itself and throws the error from a host
+callback (:func:`jax.debug.callback`) that only a failed check reaches, so a passing call
+costs no transfer to the host; under ``jit`` JAX reports the throw as a failed callback,
+:class:`jax.errors.JaxRuntimeError`, whose message ends with the check's.  For the error as
+a value instead (no host callback), wrap with ``throw=False`` and functionalise yourself::
 
-    err, losses = jax.jit(checkify.checkify(checked_loss))(logits, labels)
+    err, losses = jax.jit(checkify.checkify(checked(loss, throw=False)))(logits, labels)
     err.throw()
 """
 
@@ -37,12 +45,16 @@ _SHARED = ("class_centers",)  # arguments never masked by ``where`` (not per exa
 _PADDINGS = {"labels": "label_paddings"}  # class-id argument -> the array marking its padded positions
 
 
-def checked(loss, *, finite=True):
+def checked(loss, *, finite=True, throw=True):
     """``loss`` with run-time checks of its class ids and (``finite``) float inputs.
 
     Args:
       loss: a jaxloss loss (or any function of arrays with a ``where=`` option or none).
       finite: also check that every float array argument is finite at unmasked examples.
+      throw: raise when a check fails, eagerly or when a jitted computation runs (default);
+        False leaves the checks as :func:`jax.experimental.checkify.check` calls, for your
+        own :func:`~jax.experimental.checkify.checkify` to return as an error value (under
+        ``jit`` they must be functionalised that way).
 
     Returns:
       A function with ``loss``'s signature and values.  A failed check names the loss, the
@@ -50,8 +62,18 @@ def checked(loss, *, finite=True):
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxloss
+      >>> loss = jax.jit(jaxloss.checks.checked(jaxloss.softmax_cross_entropy))
+      >>> loss(jnp.zeros((2, 3)), jnp.array([0, 2]))
+      Array([1.0986123, 1.0986123], dtype=float32)
+      >>> loss(jnp.zeros((2, 3)), jnp.array([0, 3]))
+      Traceback (most recent call last):
+        ...
+      jax.errors.JaxRuntimeError: ...softmax_cross_entropy: labels[1] = 3 is outside [0, 3)...
+
+      With ``throw=False``, the error as a value:
+
       >>> from jax.experimental import checkify
-      >>> loss = jaxloss.checks.checked(jaxloss.softmax_cross_entropy)
+      >>> loss = jaxloss.checks.checked(jaxloss.softmax_cross_entropy, throw=False)
       >>> err, _ = jax.jit(checkify.checkify(loss))(jnp.zeros((2, 3)), jnp.array([0, 3]))
       >>> err.get()
       'softmax_cross_entropy: labels[1] = 3 is outside [0, 3)...'
@@ -59,32 +81,56 @@ def checked(loss, *, finite=True):
     signature, name = inspect.signature(loss), getattr(loss, "__name__", "loss")
     class_ids = class_id_arguments(loss)
 
-    @functools.wraps(loss, updated=())  # not ``__dict__``: no ``.reference`` on the wrapper
-    def wrapper(*args, **kwargs):
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        a = {k: jnp.asarray(v) for k, v in bound.arguments.items() if isinstance(v, (jax.Array, np.ndarray))}
-        keep = _keep(loss, bound.arguments, a)
+    def check(arguments, a):
+        """The ``checkify.check`` of every condition on the arrays ``a``; whether all hold."""
+        keep = _keep(loss, arguments, a)
+        oks = []
         for arg, counted_by, axis in class_ids:
-            if arg not in a or not jnp.issubdtype(a[arg].dtype, jnp.integer):
+            if arg not in a or not (jnp.issubdtype(a[arg].dtype, jnp.integer) or a[arg].dtype == bool):
                 continue  # absent, or float targets (probabilities): no ids to check
-            axis = axis(bound.arguments) if callable(axis) else axis
-            ids, classes = a[arg], a[counted_by].shape[axis]
+            axis = axis(arguments) if callable(axis) else axis
+            ids, classes = a[arg].astype(jnp.int32), a[counted_by].shape[axis]
             skip = ~_mask(keep, arg, ids)
             if _PADDINGS.get(arg) in a:
                 skip |= a[_PADDINGS[arg]] >= 0.5
-            _check((ids >= 0) & (ids < classes) | skip, ids, f"{name}: {arg}{{}} = {{}} is outside [0, {classes})")
-            blank = bound.arguments.get("blank_id")
+            outside = f"{name}: {arg}{{}} = {{}} is outside [0, {classes})"
+            ignored = arguments.get("ignore_index")
+            if ignored is not None:
+                skip |= ids == ignored
+                outside += f" and is not the ignore_index ({ignored})"
+            oks.append(_check((ids >= 0) & (ids < classes) | skip, ids, outside))
+            blank = arguments.get("blank_id")
             if blank is not None:
-                _check((ids != blank) | skip, ids, f"{name}: {arg}{{}} = {{}} is the blank id (blank_id={blank})")
+                oks.append(_check((ids != blank) | skip, ids, f"{name}: {arg}{{}} = {{}} is the blank id "
+                                                               f"(blank_id={blank})"))
         if finite:
             for arg, x in a.items():
                 if jnp.issubdtype(x.dtype, jnp.floating):
                     ok = jnp.isfinite(x) | ~_mask(keep, arg, x)
-                    _check(ok, x, f"{name}: {arg}{{}} = {{}} is not finite")
+                    oks.append(_check(ok, x, f"{name}: {arg}{{}} = {{}} is not finite"))
+        return jnp.all(jnp.stack(oks)) if oks else jnp.bool_(True)
+
+    @functools.wraps(loss, updated=())  # not ``__dict__``: no ``.reference`` on the wrapper
+    def wrapper(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        arrays = {k: jnp.asarray(v) for k, v in bound.arguments.items() if isinstance(v, jax.Array | np.ndarray)}
+        if throw:
+            _throw(*checkify.checkify(functools.partial(check, bound.arguments))(arrays))
+        else:
+            check(bound.arguments, arrays)
         return loss(*args, **kwargs)
 
     return wrapper
+
+
+def _throw(err, ok):
+    """Raise ``err`` now if it is concrete; otherwise when the computation runs, from a host
+    callback that only a failed check reaches."""
+    if not isinstance(ok, jax.core.Tracer):
+        err.throw()
+        return
+    jax.lax.cond(ok, lambda err: None, lambda err: jax.debug.callback(checkify.Error.throw, err), err)
 
 
 def class_id_arguments(loss) -> tuple[tuple[str, str, int], ...]:
@@ -115,7 +161,8 @@ def _mask(keep, arg, x):
 
 
 def _check(ok, x, message):
-    """``checkify.check(all(ok))``, formatting ``message`` with the first bad index and value."""
+    """``checkify.check(all(ok))``, formatting ``message`` with the first bad index and value;
+    returns ``all(ok)``."""
     ok = jnp.broadcast_to(ok, x.shape)
     first = jnp.argmin(ok.ravel()) if x.size else 0
     index = jnp.unravel_index(first, x.shape) if x.ndim else ()
@@ -123,3 +170,4 @@ def _check(ok, x, message):
     message = message.replace("{}", brackets, 1)
     value = x.ravel()[first] if x.size else jnp.zeros((), x.dtype)
     checkify.check(jnp.all(ok), message, *index, value)
+    return jnp.all(ok)
