@@ -122,6 +122,33 @@ def test_anchors_without_positives_or_negatives_give_zero():
     np.testing.assert_allclose(only_positives, 0.0, atol=1e-7)
 
 
+@pytest.mark.parametrize("fn", [C.ntxent_loss, C.ntxent_loss.reference], ids=["rule", "reference"])
+@pytest.mark.parametrize("labels, where", [
+    ([0, 0, 0, 0, 0, 0], None),  # one class
+    ([0, 0, 1, 2, 1, 0], [True, True, False, False, False, True]),  # the mask leaves one class
+], ids=["one_class", "mask_leaves_one_class"])
+@pytest.mark.parametrize("block_size", [None, 4])
+def test_ntxent_anchors_without_negatives_have_finite_derivatives_to_second_order(fn, labels, where, block_size):
+    x = jnp.float32(_sides(7)[0][:6])
+    dx, dt = jnp.float32(_sides(8)[1][:6]), jnp.float32(0.3)
+    labels, where = jnp.asarray(labels), None if where is None else jnp.asarray(where)
+
+    def total(fn):
+        return lambda x, t: jnp.sum(fn(x, labels, temperature=t, where=where, block_size=block_size))
+
+    f = total(fn)
+    value = fn(x, labels, temperature=0.5, where=where, block_size=block_size)
+    grads = jax.grad(f, (0, 1))(x, 0.5)
+    tangent = jax.jvp(f, (x, jnp.float32(0.5)), (dx, dt))[1]
+    hvp = jax.jvp(jax.grad(f, (0, 1)), (x, jnp.float32(0.5)), (dx, dt))[1]
+    reference_hvp = jax.jvp(jax.grad(total(C.ntxent_loss.reference), (0, 1)), (x, jnp.float32(0.5)), (dx, dt))[1]
+    np.testing.assert_array_equal(value, 0.0)  # the docstring's value: no negatives, loss 0
+    for got in (*grads, tangent, *hvp):
+        np.testing.assert_allclose(got, 0.0, atol=1e-6, equal_nan=False)  # a constant loss
+    for got, want in zip(hvp, reference_hvp):
+        np.testing.assert_allclose(got, want, atol=1e-6, equal_nan=False)
+
+
 @pytest.mark.parametrize("name", PAIRED)
 def test_masked_pairs_are_left_out_of_the_batch(name):
     x, y = (jnp.float32(a) for a in _sides(5))
@@ -133,6 +160,65 @@ def test_masked_pairs_are_left_out_of_the_batch(name):
     assert np.all(np.asarray(losses)[~keep] == 0) and np.all(np.asarray(grads)[~keep] == 0)
     if name != "ntxent":  # (its labels are sliced below)
         _close(np.asarray(losses)[keep], call(x[keep], y[keep]))
+
+
+# ------------------------------------------------------------------ blockwise and sharded forms to second order
+
+# name -> loss(x, y, s, b, where, ids, **form): every float argument (x, y, s, b) that the loss takes
+# is differentiated; ``ids`` are per example (split with the batch): positive keys or group labels.
+FORMS = {
+    "info_nce": lambda x, y, s, b, m, ids, **kw: C.info_nce_loss(x, y, temperature=s, where=m, **kw),
+    "info_nce_labels": lambda x, y, s, b, m, ids, **kw: C.info_nce_loss(x, y, temperature=s, labels=ids, where=m,
+                                                                        **kw),
+    "mnrl": lambda x, y, s, b, m, ids, **kw: C.multiple_negatives_ranking_loss(x, y, scale=10 * s, where=m, **kw),
+    "mnrl_symmetric": lambda x, y, s, b, m, ids, **kw: C.multiple_negatives_ranking_loss(
+        x, y, scale=10 * s, symmetric=True, where=m, **kw),
+    "clip": lambda x, y, s, b, m, ids, **kw: C.clip_loss(x, y, logit_scale=s, where=m, **kw),
+    "siglip": lambda x, y, s, b, m, ids, **kw: C.sigmoid_contrastive_loss(x, y, temperature=s, bias=b, where=m, **kw),
+    "ntxent": lambda x, y, s, b, m, ids, **kw: C.ntxent_loss(x, ids % 5, temperature=s, where=m, **kw),
+}
+UNEVEN = np.isin(np.arange(N), [1, 2, 5, 11], invert=True)  # 3 masked in the first half, 1 in the second
+SECOND_HALF = np.arange(N) >= N // 2  # the first shard entirely masked
+IDS = (3 * np.arange(N) + 1) % N
+
+
+def _form_objective(name, mask, block_size, shards):
+    """Σ_i w_i ℓ_i of the dense (shards=None, block_size=None), blockwise or sharded form; the
+    sharded one maps the batch split into ``shards`` with ``jax.vmap(..., axis_name=)``."""
+    loss, weights, mask, ids = FORMS[name], jnp.linspace(0.5, 1.5, N), jnp.asarray(mask), jnp.asarray(IDS)
+    if shards is None:
+        return lambda x, y, s, b: jnp.sum(weights * loss(x, y, s, b, mask, ids, block_size=block_size))
+    split = lambda a: a.reshape((shards, -1) + a.shape[1:])  # noqa: E731
+
+    def objective(x, y, s, b):
+        local = lambda x, y, m, i: loss(x, y, s, b, m, i, block_size=block_size, axis_name="shards")  # noqa: E731
+        losses = jax.vmap(local, axis_name="shards")(split(x), split(y), split(mask), split(ids))
+        return jnp.sum(weights * losses.reshape(-1))
+
+    return objective
+
+
+@pytest.mark.parametrize("name", FORMS)
+@pytest.mark.parametrize("mask, block_size, shards", [
+    (UNEVEN, 5, None), (SECOND_HALF, 7, None), (UNEVEN, None, 2), (SECOND_HALF, 3, 2), (UNEVEN, 3, 4)],
+    ids=["blocks5", "blocks7_half", "sharded", "sharded_blocks3_half", "4_shards_blocks3"])
+def test_blockwise_and_sharded_forms_match_dense_to_second_order(name, mask, block_size, shards):
+    x, y = (jnp.float32(a) for a in _sides(9))
+    primals = (x, y, jnp.float32(0.8), jnp.float32(-1.0))
+    rng = np.random.default_rng(10)
+    tangents = (jnp.float32(rng.standard_normal(x.shape)), jnp.float32(rng.standard_normal(y.shape)),
+                jnp.float32(0.3), jnp.float32(-0.7))
+
+    def derivatives(f):
+        value, grads = jax.value_and_grad(f, (0, 1, 2, 3))(*primals)
+        hvp = jax.jvp(jax.grad(f, (0, 1, 2, 3)), primals, tangents)[1]
+        return value, *grads, *hvp
+
+    dense, form = (jax.jit(derivatives, static_argnums=0)(f) for f in (
+        _form_objective(name, mask, None, None), _form_objective(name, mask, block_size, shards)))
+    for ours, theirs in zip(form, dense):
+        assert np.all(np.isfinite(ours))
+        _close(ours, theirs)
 
 
 # ------------------------------------------------------------------ float32 precision per row
