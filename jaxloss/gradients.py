@@ -14,8 +14,9 @@ turns the pair into
 
 The mechanism also owns what every loss shares: trace-time input checks, computing in
 at least float32 (low-precision inputs are upcast inside; their gradients come back
-in their own dtype), and the ``where=`` mask (masked entries give loss 0 and
-derivative exactly 0).
+in their own dtype), float options given as integers (cast to the compute dtype),
+class ids of any integer or boolean dtype (compared in int32), and the ``where=`` mask
+(broadcast to the losses' shape; masked entries give loss 0 and derivative exactly 0).
 
 :func:`check_gradients` compares any function's reverse- and forward-mode derivatives
 with autodiff of a reference and with float64 central finite differences.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -87,6 +89,7 @@ def hand_derivative(
     per_example: Sequence[str] | None = None,
     own_precision: Sequence[str] = (),
     where_of: str = "output",
+    integer_options: Sequence[str] = ("labels",),
 ):
     """Declare a loss as its forward formula plus a hand-derived tangent rule.
 
@@ -100,8 +103,9 @@ def hand_derivative(
       static: names of options that change the program (strings, booleans, integer
         sizes).  They must be hashable and get no derivative.  Every other argument is
         traced, and float ones are differentiated.
-      check: ``check(**arguments)``, run at trace time on the raw arguments before
-        anything is upcast; raises ``ValueError``/``TypeError`` for bad input.
+      check: ``check(**arguments)``, run at trace time on the arguments before anything
+        is upcast (float options and ids already normalised, as said below); raises
+        ``ValueError``/``TypeError`` for bad input.
       residuals: when true the forward returns ``(loss, residuals)``, the small
         per-example statistics the rule needs (a log-sum-exp, say); otherwise it
         returns the loss alone.
@@ -115,10 +119,30 @@ def hand_derivative(
         by more than one pass (a maximum and a sum, say).
       where_of: ``"output"`` (default): ``where`` is a per-example mask of the loss's
         shape, applied by the mechanism as described below.  ``"inputs"``: ``where``
-        masks positions of the inputs (the pixels of a segmentation loss, say); the
-        mechanism only checks that it is boolean and hands it to the forward and the
-        rule untouched, which must zero the masked positions of the inputs and of their
+        masks positions of the first argument (the examples of a per-batch loss, the
+        pixels of a segmentation loss): its leading axes but the last (features,
+        classes), or all of them for a mask of its rank (``check`` says which the loss
+        accepts).  The mechanism hands it to the forward and the rule broadcast to those
+        axes, and they must zero the masked positions of the inputs and of their
         tangents themselves (``jnp.where`` before use), so that inf/NaN cannot leak.
+      integer_options: the keyword-only arguments that hold ids or labels (integers).
+        Every other keyword-only argument that is not static is a float option
+        (margin, temperature, gamma...).
+
+    Arguments are normalised before ``check`` sees them.  Float options given as
+    integers become floats, so that ``gamma=2`` means ``gamma=2.0``: Python and NumPy
+    scalars become Python floats (weakly typed, NumPy float scalars too), integer arrays
+    (traced ones under ``jit`` included) are cast to the compute dtype of the float
+    inputs; float arrays keep their dtype and get their derivative.  Integer and boolean
+    arrays among the inputs and the ``integer_options`` (ids, labels, paddings) are cast
+    to int32, so that ids are compared in one dtype whatever the caller's (in uint8 a
+    one-hot over 300 classes would wrap at 256; an int8 −100 would not match the ignore
+    index).  After the check, ``where`` is broadcast to the shape it masks (the losses',
+    or the positions above), so that every mask that broadcasts to it (a scalar,
+    ``(1,)``, ``[N]``, and ``[N, 1]`` or ``[1, K]`` for ``[N, K]`` losses) means what
+    the full mask means.  A mask that would broadcast to something bigger raises
+    ``ValueError`` naming ``where`` and both shapes: ``[N, 1]`` for ``[N]`` losses is
+    one (it would broadcast to ``[N, N]``).
 
     Returns:
       A decorator taking the forward formula and returning the public loss, with the
@@ -134,23 +158,40 @@ def hand_derivative(
 
     def decorate(forward):
         signature = inspect.signature(forward)
-        names = tuple(n for n in signature.parameters if n not in static)
+        parameters = tuple(signature.parameters)
+        names = tuple(n for n in parameters if n not in static)
         # With where_of="inputs" the forward and the rule apply ``where`` themselves.
-        masked = "where" in signature.parameters and where_of == "output"
-        examples = tuple(per_example) if per_example is not None else tuple(
-            n for n, q in signature.parameters.items() if q.kind == q.POSITIONAL_OR_KEYWORD)
+        masked = "where" in parameters and where_of == "output"
+        inputs = tuple(n for n, q in signature.parameters.items() if q.kind == q.POSITIONAL_OR_KEYWORD)
+        keyword = tuple(n for n in names if n not in inputs and n != "where")
+        ids = tuple(n for n in keyword if n in integer_options)
+        options = tuple(n for n in keyword if n not in integer_options)
+        examples = tuple(per_example) if per_example is not None else inputs
 
         def bind(args, kwargs):
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             arguments = bound.arguments
+            dtype = _float_dtype(arguments[n] for n in inputs)
+            arguments.update({n: _as_float_option(arguments[n], dtype) for n in options})
+            arguments.update({n: _as_ids(arguments[n]) for n in inputs + ids})
             if check is not None:
                 check(**arguments)
-            if "where" in arguments:
-                _checks.mask("where", arguments["where"])
             for n in static:
                 _checks.hashable(n, arguments[n])
+            if arguments.get("where") is not None:
+                _checks.mask("where", arguments["where"])
+                arguments["where"] = _broadcast_where(arguments["where"], positions(arguments))
             return tuple(arguments[n] for n in names), tuple((n, arguments[n]) for n in static)
+
+        def positions(arguments):
+            """The shape ``where`` masks, and what it is: the losses', or leading axes of the first argument."""
+            if where_of == "inputs":
+                shape = np.shape(arguments[parameters[0]])
+                return shape[: max(np.ndim(arguments["where"]), len(shape) - 1)], f"the positions of {parameters[0]}"
+            arrays = {n: v for n, v in arguments.items() if isinstance(v, jax.Array | np.ndarray)}
+            out = jax.eval_shape(lambda arrays: forward(**{**arguments, **arrays, "where": None}), arrays)
+            return (out[0] if residuals else out).shape, "the losses"
 
         def arguments(values, static_kw):
             return Args(((n, v if n in own_precision else _upcast(v)) for n, v in zip(names, values)),
@@ -158,7 +199,7 @@ def hand_derivative(
 
         def example_masks(p):
             """``where`` shaped for each per-example argument, or {} when unmasked."""
-            return _example_masks(forward, p, examples) if masked and p["where"] is not None else {}
+            return _example_masks(p, examples) if masked and p["where"] is not None else {}
 
         def evaluate(static_kw, values):
             p = arguments(values, static_kw)
@@ -213,15 +254,46 @@ def hand_derivative(
     return decorate
 
 
-def _example_masks(forward, p, examples):
-    """``where`` broadcast to the loss's shape and extended over the trailing axes of each
+def _example_masks(p, examples):
+    """``where`` (already of the losses' shape) extended over the trailing axes of each
     per-example argument whose leading axes are that shape: ``{name: mask}``."""
-    arrays = {k: v for k, v in p.items() if isinstance(v, jax.Array)}
-    out = jax.eval_shape(lambda arrays: forward(**{**p, **arrays}), arrays)
-    shape = (out[0] if isinstance(out, tuple) else out).shape
-    keep = jnp.broadcast_to(p["where"], shape)
-    return {n: keep.reshape(shape + (1,) * (arrays[n].ndim - len(shape)))
-            for n in examples if n in arrays and arrays[n].shape[: len(shape)] == shape}
+    keep = p["where"]
+    shape = keep.shape
+    return {n: keep.reshape(shape + (1,) * (p[n].ndim - len(shape)))
+            for n in examples if isinstance(p[n], jax.Array | np.ndarray) and p[n].shape[: len(shape)] == shape}
+
+
+def _float_dtype(values):
+    """The dtype float options are cast to: the compute dtype of the float inputs."""
+    floats = [v.dtype for v in values if isinstance(v, jax.Array | np.ndarray) and jnp.issubdtype(v.dtype, jnp.floating)]
+    return _math.compute_dtype(jnp.result_type(*floats) if floats else jnp.result_type(float))
+
+
+def _as_float_option(x, dtype):
+    """A float option given as an integer, as a float: Python and NumPy integer scalars
+    become Python floats (weakly typed, as if written ``2.0``), integer arrays (traced
+    ones too) ``dtype``.  NumPy float scalars become Python floats too (a np.float64
+    would otherwise make the loss float64 under x64); everything else is kept."""
+    if isinstance(x, bool | np.bool_) or not isinstance(x, numbers.Real | np.ndarray | jax.Array):
+        return x
+    if not isinstance(x, np.ndarray | jax.Array):
+        return float(x)
+    return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.integer) else x
+
+
+def _as_ids(x):
+    """Integer and boolean arrays (ids, labels, paddings) as int32; everything else kept."""
+    if isinstance(x, jax.Array | np.ndarray) and (jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == bool):
+        return jnp.asarray(x, jnp.int32)
+    return x
+
+
+def _broadcast_where(where, positions):
+    """``where`` broadcast to ``positions = (shape, what)``; ValueError naming ``where``
+    and both shapes if it would broadcast to something bigger."""
+    shape, what = positions
+    _checks.broadcasts_to("where", where, tuple(shape), what)
+    return jnp.broadcast_to(where, shape)
 
 
 def _zero_masked(args, masks):
