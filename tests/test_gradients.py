@@ -197,7 +197,8 @@ def test_derivatives_come_from_the_hand_rule_in_both_modes():
     np.testing.assert_allclose(jax.grad(lambda x: jnp.sum(fake_square.reference(x)))(x), 2 * x)
     np.testing.assert_allclose(jax.jvp(fake_square.reference, (x,), (v,))[1], 2 * x * v)
     # And the checker notices the difference.
-    assert _failing(jaxloss.check_gradients(fake_square, x)) == {("x", "reverse"), ("x", "forward")}
+    check = jaxloss.check_gradients(fake_square, x)
+    assert {(r.argument, r.mode) for r in check.rows if not r.ok} == {("x", "reverse"), ("x", "forward")}
 
 
 def test_public_loss_is_a_custom_jvp():
