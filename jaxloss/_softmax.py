@@ -3,7 +3,7 @@
 
 Class ids follow one rule everywhere: they are compared in int32 whatever their dtype; an
 id equal to ``ignore_index`` gives its example loss 0 and derivative exactly 0; any other id
-outside ``[0, C)`` gives NaN (loss and derivatives), as optax's gather does.
+outside ``[0, C)`` gives a NaN loss (loud, as optax's gather) and derivative 0.
 """
 
 from __future__ import annotations
@@ -37,10 +37,11 @@ def class_ids(labels, classes, ignore_index):
     return ids, inside & ~ignored, ~inside & ~ignored
 
 
-def loud(x, invalid):
-    """``x`` times NaN where ``invalid`` (an id that is neither a class nor ignored), times 1
-    elsewhere: linear in ``x``, so it marks a loss and its tangent alike (None stays None)."""
-    return None if x is None else x * jnp.where(invalid, jnp.nan, 1.0)
+def loud(loss, invalid):
+    """The losses, NaN where ``invalid`` (an id that is neither a class nor ignored).  A
+    select: such an example counts as nothing in the rule, so its derivatives are 0 in
+    every mode (as optax's, they are finite), and ``jnp.where`` masking afterwards works."""
+    return jnp.where(invalid, jnp.nan, loss)
 
 
 def counted_only(option, counted):

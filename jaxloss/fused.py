@@ -218,8 +218,8 @@ def _linear_cross_entropy_tangent(p, t, out, res):
     )
     if dloss is None:
         return None
-    _, counted, invalid = class_ids(labels, classes, p.ignore_index)
-    return loud(jnp.where(counted, dloss, 0.0), invalid).reshape(out.shape)
+    _, counted, _ = class_ids(labels, classes, p.ignore_index)
+    return jnp.where(counted, dloss, 0.0).reshape(out.shape)
 
 
 @hand_derivative(_linear_cross_entropy_tangent,
@@ -368,21 +368,22 @@ def _mean_pass(h, w, labels, b, eps, lam, keep, invalid, size, layout, smoothing
     all the classes at once; with ``gradients`` also its gradients, computed in the same pass:
     ``G = ((1 + 2λ·lse)·softmax(z) − (1 − ε)·onehot(y) − ε/V)·keep/count`` per block, then
     ``∂hidden = G·wᵀ``, ``∂weight += hiddenᵀ·G``, ``∂bias += Σ G`` (three matmuls in all).
-    A token marked ``invalid`` (an unmasked label outside ``[0, V)``, not ignored) weighs NaN."""
+    A token marked ``invalid`` (an unmasked label outside ``[0, V)``, not ignored) counts in the
+    mean with a NaN loss and no gradient, as in :func:`linear_softmax_cross_entropy`."""
     n, vocab = h.shape[0], w.shape[_vocab_axis(layout)]
     count = -(-n // size)
     pad = lambda x: jnp.pad(x, [(0, count * size - n)] + [(0, 0)] * (x.ndim - 1))  # noqa: E731
-    blocks = [pad(x).reshape((count, size) + x.shape[1:]) for x in (h, labels, keep, invalid)]
-    scale = 1.0 / jnp.maximum(jnp.sum(keep), 1)
+    blocks = [pad(x).reshape((count, size) + x.shape[1:]) for x in (h, labels, keep)]
+    scale = 1.0 / jnp.maximum(jnp.sum(keep | invalid), 1)
     dtype = _math.compute_dtype(jnp.promote_types(h.dtype, w.dtype))
 
     def body(carry, block):
-        h_b, y_b, keep_b, invalid_b = block
+        h_b, y_b, keep_b = block
         z = _block_logits(h_b, w, b, 0, vocab, layout)
         top, lse = shifted_logsumexp(z)
         log_z, z_y = top + lse, label_value(z, y_b)
         mean_z = jnp.mean(z, axis=-1) if smoothing else None
-        weight = loud(jnp.where(keep_b, scale, 0.0), invalid_b)
+        weight = jnp.where(keep_b, scale, 0.0)
         total = carry[0] + jnp.sum(weight * _token_loss(log_z, z_y, mean_z, eps, lam))
         if not gradients:
             return (total,), None
@@ -404,9 +405,10 @@ def _mean_pass(h, w, labels, b, eps, lam, keep, invalid, size, layout, smoothing
     zero = jnp.zeros((), dtype)
     init = (zero,) if not gradients else (zero, jnp.zeros(w.shape, dtype), jnp.zeros(vocab, dtype), zero, zero)
     carry, dh = jax.lax.scan(body, init, blocks)
+    total = loud(carry[0], jnp.any(invalid))
     if not gradients:
-        return carry[0]
-    total, dw, db, d_eps, d_lam = carry
+        return total
+    _, dw, db, d_eps, d_lam = carry
     return total, (dh.reshape(count * size, -1)[:n], dw, db, d_eps, d_lam)
 
 

@@ -154,7 +154,7 @@ def _id_tangent(p, t, x, res):
     """The rule of :func:`softmax_cross_entropy` for class ids: every partial is 0 (a select,
     never 0·inf) on an example that does not count, and NaN on an invalid id."""
     classes, (shift, lse) = x.shape[-1], res
-    ids, counted, invalid = class_ids(p.labels, classes, p.ignore_index)
+    ids, counted, _ = class_ids(p.labels, classes, p.ignore_index)
     w, nll = _class_weights(x, p.class_weights), minus_log_softmax(x, shift, lse)
     dense, keep = _id_targets(p.label_smoothing, counted, classes)
     w_label = _label_weight(p.class_weights, ids, counted, x)
@@ -177,7 +177,7 @@ def _id_tangent(p, t, x, res):
         (-w_label * nll_b, t.label_smoothing),
         (keep * nll_b, _gather_class(t.class_weights, ids, x.shape)),
     )
-    return loud(tangent_sum((1.0, per_class), (1.0, per_label), (1.0, per_z)), invalid)
+    return tangent_sum((1.0, per_class), (1.0, per_label), (1.0, per_z))
 
 
 def _softmax_cross_entropy_tangent(p, t, out, res):
@@ -295,11 +295,11 @@ def _check_nll(log_probs, labels, class_weights, ignore_index, where):
 
 
 def _nll_tangent(p, t, out, res):
-    ids, counted, invalid = class_ids(p.labels, p.log_probs.shape[-1], p.ignore_index)
+    ids, counted, _ = class_ids(p.labels, p.log_probs.shape[-1], p.ignore_index)
     gather = lambda v: _gather_class(v, ids, p.log_probs.shape)  # noqa: E731
     w_label = _label_weight(p.class_weights, ids, counted, p.log_probs)
-    log_p = jnp.where(counted, cofactor(w_label, gather(p.log_probs)), 0.0)  # ∂(−ℓ)/∂w_y
-    return loud(tangent_sum((-w_label, gather(t.log_probs)), (-log_p, gather(t.class_weights))), invalid)
+    nll = jnp.where(counted, cofactor(w_label, -gather(p.log_probs)), 0.0)  # ∂ℓ/∂w_y
+    return tangent_sum((-w_label, gather(t.log_probs)), (nll, gather(t.class_weights)))
 
 
 @hand_derivative(_nll_tangent, static=("ignore_index",), check=_check_nll)
@@ -336,7 +336,7 @@ def nll_loss(log_probs, labels, *, class_weights=None, ignore_index=IGNORE_INDEX
     """
     ids, counted, invalid = class_ids(labels, log_probs.shape[-1], ignore_index)
     w_label = _label_weight(class_weights, ids, counted, log_probs)
-    return loud(-times_nonzero(w_label, label_value(log_probs, ids)), invalid)
+    return loud(jnp.where(counted, times_nonzero(w_label, -label_value(log_probs, ids)), 0.0), invalid)
 
 
 # ------------------------------------------------------------------ focal losses
@@ -500,7 +500,7 @@ def _label_margin(logits, ids, counted, others=None):
 
 def _softmax_focal_tangent(p, t, out, others):
     x, gamma = p.logits, p.gamma
-    ids, counted, invalid = class_ids(p.labels, x.shape[-1], p.ignore_index)
+    ids, counted, _ = class_ids(p.labels, x.shape[-1], p.ignore_index)
     label, valid, d, (m, s) = _label_margin(x, ids, counted, others)
     focal_sp, ce = softplus_pair(d)  # −log(1 − p_y), −log p_y
     log_u = -focal_sp
@@ -512,13 +512,12 @@ def _softmax_focal_tangent(p, t, out, others):
     dd = a * _focal_slope(d, 1.0, 1.0, jnp.where(ce < jnp.inf, ce, 0.0), w, gamma)
     keep = valid[..., None] & ~label
     q = jnp.where(keep, jnp.exp(jnp.where(keep, (x - m[..., None]) - s[..., None], 0.0)), 0.0)
-    dloss = tangent_sum(
+    return tangent_sum(
         (dd, gather(t.logits)),
         (-dd, _class_sum((q, t.logits))),
         (cofactor(a, ce * w), gather(t.alpha)),
         (times_nonzero(log_u, a * ce * w), t.gamma),
     )
-    return loud(dloss, invalid)
 
 
 @hand_derivative(_softmax_focal_tangent, static=("ignore_index",), check=_check_softmax_focal, residuals=True)
@@ -606,16 +605,15 @@ def _poly1_tangent(p, t, out, res):
     softmax = jnp.exp(-nll)
     if jnp.issubdtype(labels.dtype, jnp.integer):
         # ℓ = f(nll_y) with f(z) = z − ε·expm1(−z), f' = 1 + ε·p_y; ∂nll_y/∂x_c = p_c − [c = y].
-        ids, counted, invalid = class_ids(labels, x.shape[-1], p.ignore_index)
+        ids, counted, _ = class_ids(labels, x.shape[-1], p.ignore_index)
         nll_y = label_value(nll, ids)
         slope = jnp.where(counted, 1 + eps * jnp.exp(-nll_y), 0.0)
         gather = None if t.logits is None else label_value(t.logits, ids)
-        dloss = tangent_sum(
+        return tangent_sum(
             (slope, _class_sum((softmax, t.logits))),
             (-slope, gather),
             (jnp.where(counted, -jnp.expm1(-nll_y), 0.0), t.epsilon),
         )
-        return loud(dloss, invalid)
     y, e = labels, _per_example(eps)
     p_t = jnp.sum(y * softmax, axis=-1, keepdims=True)
     # As in softmax_cross_entropy, a target's derivative at a class ruled out (logit −inf)
@@ -715,7 +713,7 @@ def _multiclass_hinge_slope(z, p):
 def _multiclass_hinge_tangent(p, t, out, res):
     # Subgradients autodiff would not pick: 0 at the corners; ties split evenly.
     s, classes = p.scores, p.scores.shape[-1]
-    ids, counted, invalid = class_ids(p.labels, classes, p.ignore_index)
+    ids, counted, _ = class_ids(p.labels, classes, p.ignore_index)
     label = one_hot(ids, classes)
     m = jnp.asarray(p.margin)
     if p.kind == "crammer_singer":
@@ -733,7 +731,7 @@ def _multiclass_hinge_tangent(p, t, out, res):
         slope = jnp.where(label | ~counted[..., None], 0.0, _multiclass_hinge_slope(z, p.p)) / max(classes, 1)
         dm = jnp.sum(slope, axis=-1)
         ds = slope - dm[..., None] * label  # ∂ℓ/∂s_j
-    return loud(tangent_sum((1.0, _class_sum((ds, t.scores))), (dm, t.margin)), invalid)
+    return tangent_sum((1.0, _class_sum((ds, t.scores))), (dm, t.margin))
 
 
 @hand_derivative(_multiclass_hinge_tangent, static=("kind", "p", "ignore_index"), check=_check_multiclass_hinge,

