@@ -12,8 +12,16 @@ matrix of logits is the memory limit of large-batch training, so every loss here
   its own rows, and reverse mode sends the column gradients back to the devices that own
   them (the transpose of the all-gather).  Same numbers as one device with the whole batch.
 
-Reverse mode keeps the inputs and one log-sum-exp per row; the softmax is recomputed block
-by block in the backward pass (as in Inf-CL, Wang et al. 2024, and GradCache).
+Reverse mode keeps the inputs and two numbers per row, the row maximum and the log-sum-exp
+below it; the softmax is recomputed block by block in the backward pass (as in Inf-CL, Wang
+et al. 2024, and GradCache).
+
+Precision: a loss ``lse_i − s_it`` is computed as ``(max_i − s_it) + log Σ_j e^{s_ij − max_i}``
+with the positive's logit picked out of the same block of the same matmul as the maximum,
+so it is never negative and keeps the digits of an easy positive (``p_it`` near 1), and in
+the rule the positive's weight ``p_it − 1`` is ``−Σ_{j≠t} p_ij`` over the recomputed softmax.
+In float32 the worst per-row error of values and gradients is at most that of plain
+autodiff of ``−log_softmax``.
 Every function supports ``jit``, ``vmap``, forward and reverse mode, ``jax.hessian`` and
 forward-over-reverse Hessian-vector products; ``fn.reference`` is plain autodiff of the
 formula (with the same blocks).
@@ -242,8 +250,9 @@ def info_nce_loss(queries, keys, *, temperature=0.07, labels=None, block_size=No
 
     Derivatives (hand rule), with :math:`p_{ij} = \operatorname{softmax}_j(s_{ij})` and
     :math:`g_{ij} = p_{ij} - [j = t_i]`: ``∂ℓ_i/∂q_i = Σ_j g_ij k_j / T``,
-    ``∂ℓ_i/∂k_j = g_ij q_i / T``, ``∂ℓ_i/∂T = −Σ_j g_ij s_ij / T``.  Reverse mode keeps the
-    inputs and ``lse_i`` and recomputes ``p`` block by block.
+    ``∂ℓ_i/∂k_j = g_ij q_i / T``, ``∂ℓ_i/∂T = −Σ_j g_ij s_ij / T``, with
+    ``g_{i t_i} = −Σ_{j≠t_i} p_ij``.  Reverse mode keeps the inputs and ``lse_i`` (as its
+    maximum and the log-sum-exp below it) and recomputes ``p`` block by block.
 
     The queries and keys are used as given (normalise them first for cosine similarities).
 
@@ -345,7 +354,7 @@ def multiple_negatives_ranking_loss(anchors, positives, *, scale=20.0, symmetric
     ``∂ℓ_i/∂â_i = scale·Σ_j g_ij b̂_j``, ``∂ℓ_i/∂b̂_j = scale·g_ij â_i``,
     ``∂ℓ_i/∂scale = Σ_j g_ij s_ij/scale``, and through the normalisation
     ``∂â/∂a = (I − â âᵀ)/‖a‖``.  Reverse mode keeps the inputs and the per-row
-    log-sum-exp.
+    log-sum-exp (as two numbers, the maximum and the log-sum-exp below it).
 
     sentence-transformers' ``MultipleNegativesRankingLoss`` (and, with ``symmetric``,
     ``MultipleNegativesSymmetricRankingLoss``) with the default cosine similarity gives
@@ -407,7 +416,7 @@ def clip_loss(image_embeddings, text_embeddings, *, logit_scale, block_size=None
     :math:`g = \tfrac12(p + q) - I`, ``∂L/∂x_i = e^{logit_scale} Σ_j g_ij y_j`` (summed over
     the examples' losses), ``∂L/∂y_j = e^{logit_scale} Σ_i g_ij x_i`` and
     ``∂L/∂logit_scale = Σ_ij g_ij s_ij``.  Reverse mode keeps the inputs and two
-    log-sum-exps per example.
+    log-sum-exps per example (each as its maximum and the log-sum-exp below it).
 
     OpenCLIP semantics: ``logit_scale`` is the log of the scale (OpenCLIP's model
     parameter, initialised to log(1/0.07), before ``.exp()``), and the embeddings are used
@@ -472,6 +481,10 @@ def _ntxent_sets(labels, own):
 
 
 def _ntxent_tangent(p, t, out, res):
+    """``dℓ_i = Σ_p σ(L_i − s_ip)(dL_i − ds_ip)/|P_i|`` with ``dL_i = Σ_n e^{s_in − L_i} ds_in
+    / Σ_n e^{s_in − L_i}``: the denominator (1 up to rounding) is summed over the same
+    recomputed similarities as the numerator, so the weights of the row sum to 0 even where
+    the recomputation rounds differently from the forward.  0 without negatives."""
     shift, log_sum, count = res
     x_hat, norm = _math.normalize(p.embeddings)
     dx = None if t.embeddings is None else _math.normalize_tangent(x_hat, norm, t.embeddings)
@@ -507,7 +520,9 @@ def ntxent_loss(embeddings, labels, *, temperature=0.07, block_size=None, axis_n
               -\log\frac{e^{s_{ip}}}{e^{s_{ip}} + \sum_{n \in N_i} e^{s_{in}}}
               = \frac{1}{|P_i|} \sum_{p \in P_i} \operatorname{softplus}(L_i - s_{ip}),
 
-    0 for an anchor with no positive.  Each positive pair is scored against the negatives
+    0 for an anchor with no positive, and for one with no negative (every valid example
+    shares its label: then ``L_i = −inf``; value, derivatives and Hessian-vector products
+    are all 0 there, in the rule and in ``.reference``).  Each positive pair is scored against the negatives
     only (not the other positives), as in ``optax.ntxent``, whose value — the mean over
     all positive pairs — is ``jaxloss.reduce.mean(losses, weights=positives_per_anchor)``
     (the count of each label in the batch minus one).
@@ -516,8 +531,11 @@ def ntxent_loss(embeddings, labels, *, temperature=0.07, block_size=None, axis_n
     ``∂ℓ_i/∂s_in = A_i e^{s_in − L_i}`` for negatives and
     ``∂ℓ_i/∂s_ip = −σ(L_i − s_ip)/|P_i|`` for positives; then
     ``∂s_ij/∂x̂_i = x̂_j/T``, ``∂s_ij/∂T = −s_ij/T`` and, through the normalisation,
-    ``∂x̂/∂x = (I − x̂ x̂ᵀ)/‖x‖``.  Reverse mode keeps the inputs and three numbers per
-    anchor (``L_i``, ``A_i``, ``|P_i|``) and recomputes the similarities block by block.
+    ``∂x̂/∂x = (I − x̂ x̂ᵀ)/‖x‖``.  The rule sums ``dL_i = Σ_n e^{s_in − L_i} ds_in / Σ_n
+    e^{s_in − L_i}`` over the recomputed similarities, so the weights of an anchor's
+    negatives and positives cancel exactly (they sum to 0).  Reverse mode keeps the inputs
+    and three numbers per anchor (``L_i`` as its maximum and the log-sum-exp below it, and
+    ``|P_i|``) and recomputes the similarities block by block.
 
     Args:
       embeddings: float ``[N, D]`` (L2-normalised inside).
