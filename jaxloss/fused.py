@@ -30,8 +30,8 @@ import numpy as np
 
 from jaxloss import _checks, _math, reduce
 from jaxloss.gradients import hand_derivative, tangent_sum
-from jaxloss._softmax import (IGNORE_INDEX, check_ignore_index, class_ids, label_value, loud, one_hot, shifted_logsumexp,
-                              smoothing, z_loss_tangent)
+from jaxloss._softmax import (IGNORE_INDEX, check_ignore_index, class_ids, label_value, loud, one_hot,
+                              shifted_logsumexp, smoothing, z_loss_tangent)
 from jaxloss._softmax import z_loss as z_loss_term
 
 _LAYOUTS = ("hv", "vh")

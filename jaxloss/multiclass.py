@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _checks
-from jaxloss._math import compute_dtype, softplus_pair
+from jaxloss._math import softplus_pair
 from jaxloss._softmax import (
     IGNORE_INDEX,
     check_ignore_index,
@@ -767,7 +767,8 @@ def multiclass_hinge_loss(scores, labels, *, margin=1.0, kind="crammer_singer", 
     A score of ``-inf`` for a wrong class (a masked-out class) contributes 0 to the loss
     and gets derivative 0; the label class's score must be finite.  An id equal to
     ``ignore_index`` gives loss 0 and derivative exactly 0; any other id outside
-    ``[0, C)`` gives NaN (ids are compared in int32).  Reverse mode keeps the inputs and, for Crammer–Singer, the runner-up
+    ``[0, C)`` gives NaN (ids are compared in int32).  Reverse mode keeps the inputs and,
+    for Crammer–Singer, the runner-up
     score per example.
 
     Args:
