@@ -385,28 +385,48 @@ def _check_sigmoid_focal(logits, labels, alpha, gamma, where):
     _checks.positive("gamma", gamma, allow_zero=True)
 
 
+def _focal_ratio(x, y, log_u, labels):
+    """``r = y·σ(−x)/(1 − p_t) = σ(logit(y) − x)`` in [0, 1]; exactly 0 at y = 0 and 1 at y = 1
+    (``y`` itself for hard labels)."""
+    if not jnp.issubdtype(labels.dtype, jnp.floating):
+        return y
+    softplus_x, _ = softplus_pair(x)
+    log_y = jnp.log(jnp.where(y > 0, y, 1.0))
+    return jnp.where(y > 0, jnp.exp(log_y - softplus_x - log_u), 0.0)
+
+
+def _focal_alpha(alpha, y):
+    return 1.0 if alpha is None else alpha * y + (1 - alpha) * (1 - y)
+
+
+def _focal_label_slope(x, labels, alpha, gamma):
+    """``∂ℓ/∂y = α_t·u^γ·[−x + γ·(ce/u)·(σ(−x) − σ(x))] + (2α − 1)·ce·u^γ``, with
+    ``ce/u = r·g(−x) + (1 − r)·g(x)`` and ``g = softplus/σ``: finite for every finite x."""
+    y, ce, log_u = _focal_terms(x, labels)
+    w, r = jnp.exp(gamma * log_u), _focal_ratio(x, y, log_u, labels)
+    ratio = r * _softplus_over_sigmoid(-x) + (1 - r) * _softplus_over_sigmoid(x)
+    # At γ = 0 the ratio's own derivative is left out of γ·ratio (it is multiplied by 0, and
+    # ∂r/∂y ~ eˣ overflows for soft labels at 0 or 1 and large logits: 0·∞ would be NaN);
+    # the derivative with respect to γ keeps the ratio.
+    ratio = jnp.where(gamma == 0, jax.lax.stop_gradient(ratio), ratio)
+    focusing = gamma * ratio * (jax.nn.sigmoid(-x) - jax.nn.sigmoid(x))
+    slope = _focal_alpha(alpha, y) * w * (focusing - x)
+    return slope if alpha is None else slope + (2 * alpha - 1) * ce * w
+
+
 def _sigmoid_focal_tangent(p, t, out, res):
     x, gamma = p.logits, p.gamma
     y, ce, log_u = _focal_terms(x, p.labels)
     w = jnp.exp(gamma * log_u)  # (1 − p_t)^γ
-    a = 1.0 if p.alpha is None else p.alpha * y + (1 - p.alpha) * (1 - y)
-    if jnp.issubdtype(p.labels.dtype, jnp.floating):
-        # r = y·σ(−x)/(1 − p_t) = σ(logit(y) − x) in [0, 1]; exactly 0 at y = 0 and 1 at y = 1.
-        softplus_x, _ = softplus_pair(x)
-        log_y = jnp.log(jnp.where(y > 0, y, 1.0))
-        r = jnp.where(y > 0, jnp.exp(log_y - softplus_x - log_u), 0.0)
-    else:
-        r = y
+    a = _focal_alpha(p.alpha, y)
     dlabels = None
     if t.labels is not None:
-        # ∂ℓ/∂y = α_t·u^γ·[−x + γ·(ce/u)·(σ(−x) − σ(x))] + (2α − 1)·ce·u^γ, with
-        # ce/u = r·g(−x) + (1 − r)·g(x) and g = softplus/σ: finite for every finite x.
-        ratio = r * _softplus_over_sigmoid(-x) + (1 - r) * _softplus_over_sigmoid(x)
-        dlabels = a * w * (gamma * ratio * (jax.nn.sigmoid(-x) - jax.nn.sigmoid(x)) - x)
-        if p.alpha is not None:
-            dlabels = dlabels + (2 * p.alpha - 1) * ce * w
+        # Where u^γ underflows to 0 the label slope is 0; it is evaluated at x = 0 there, so
+        # that its own derivative (second order) holds no inf·0 from the overflowing 1/u.
+        alive = w > 0
+        dlabels = jnp.where(alive, _focal_label_slope(jnp.where(alive, x, 0.0), p.labels, p.alpha, gamma), 0.0)
     return tangent_sum(
-        (a * _focal_slope(x, y, r, ce, w, gamma), t.logits),
+        (a * _focal_slope(x, y, _focal_ratio(x, y, log_u, p.labels), ce, w, gamma), t.logits),
         (dlabels, t.labels),
         ((2 * y - 1) * ce * w, t.alpha),
         (a * ce * w * log_u, t.gamma),

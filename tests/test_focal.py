@@ -750,3 +750,24 @@ def test_concrete_out_of_range_option_array_raises(fn, option, match):
                       else (np.ones((2, 3), np.float32), np.zeros(2, np.int32)))
     with pytest.raises(ValueError, match=match):
         fn(logits, labels, **option)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_sigmoid_focal_second_derivatives_are_finite_for_float_labels_at_huge_logits(gamma):
+    """Float labels of exactly 0 and 1 at logits of ±1e4: the label slope's own derivative
+    (∂r/∂y ~ eˣ) must not meet a 0 factor as 0·∞, whether from an underflowing (1 − p_t)^γ
+    (γ = 0.5) or from γ = 0; and at γ = 0 the mixed derivative in γ is still the formula's."""
+    logits = jnp.array([[-1e4, -1.0, 0.0], [1.0, 1e4, 0.5]])
+    labels = jnp.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
+    g = jnp.float32(gamma)
+    for fn in (jaxloss.sigmoid_focal_loss, jaxloss.sigmoid_focal_loss.reference):
+        def total(x, y, g, fn=fn):
+            return jnp.sum(fn(x, y, gamma=g))
+
+        direction = (jnp.ones_like(logits), jnp.full_like(labels, 0.5), jnp.float32(1.0))
+        hvp = jax.jvp(jax.grad(total, argnums=(0, 1, 2)), (logits, labels, g), direction)[1]
+        for h in hvp:
+            assert np.all(np.isfinite(np.asarray(h))), (fn, h)
+    x, y = jnp.array([[0.3, -1.2, 2.0]]), jnp.array([[0.2, 0.9, 0.5]])
+    check = jaxloss.check_gradients(jaxloss.sigmoid_focal_loss, x, y, gamma=g, order=2)
+    assert check.ok, check
