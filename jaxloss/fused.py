@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import _checks, _math, reduce
-from jaxloss.gradients import hand_derivative, tangent_sum
+from jaxloss.gradients import as_float_option, as_ids, float_dtype, hand_derivative, tangent_sum
 from jaxloss._softmax import (IGNORE_INDEX, check_ignore_index, class_ids, label_value, loud, one_hot,
                               shifted_logsumexp, smoothing, z_loss_tangent)
 from jaxloss._softmax import z_loss as z_loss_term
@@ -495,6 +495,10 @@ def linear_softmax_cross_entropy_mean(hidden, weight, labels, *, bias=None, labe
       linear cross-entropy with the gradient in the forward); see
       :func:`linear_softmax_cross_entropy`.
     """
+    # The normalisation hand_derivative gives the other losses: integer options as floats, ids as int32.
+    dtype = float_dtype((hidden, weight))
+    label_smoothing, z_loss, bias = (as_float_option(x, dtype) for x in (label_smoothing, z_loss, bias))
+    labels = as_ids(labels)
     _check_linear(hidden, weight, labels, bias, label_smoothing, z_loss, ignore_index, where, block_size, None,
                   weight_layout)
     for name, value in (("label_smoothing", label_smoothing), ("z_loss", z_loss)):

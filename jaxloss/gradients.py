@@ -40,7 +40,8 @@ from jaxloss._gradcheck import GradientCheck as GradientCheck
 from jaxloss._gradcheck import GradientRow as GradientRow
 from jaxloss._gradcheck import check_gradients as check_gradients
 
-__all__ = ["hand_derivative", "Args", "tangent_sum", "check_gradients", "GradientCheck", "GradientRow"]
+__all__ = ["hand_derivative", "Args", "tangent_sum", "as_float_option", "as_ids", "float_dtype", "check_gradients",
+           "GradientCheck", "GradientRow"]
 
 
 class Args(dict):
@@ -172,9 +173,9 @@ def hand_derivative(
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             arguments = bound.arguments
-            dtype = _float_dtype(arguments[n] for n in inputs)
-            arguments.update({n: _as_float_option(arguments[n], dtype) for n in options})
-            arguments.update({n: _as_ids(arguments[n]) for n in inputs + ids})
+            dtype = float_dtype(arguments[n] for n in inputs)
+            arguments.update({n: as_float_option(arguments[n], dtype) for n in options})
+            arguments.update({n: as_ids(arguments[n]) for n in inputs + ids})
             if check is not None:
                 check(**arguments)
             for n in static:
@@ -263,13 +264,13 @@ def _example_masks(p, examples):
             for n in examples if isinstance(p[n], jax.Array | np.ndarray) and p[n].shape[: len(shape)] == shape}
 
 
-def _float_dtype(values):
+def float_dtype(values):
     """The dtype float options are cast to: the compute dtype of the float inputs."""
     floats = [v.dtype for v in values if isinstance(v, jax.Array | np.ndarray) and jnp.issubdtype(v.dtype, jnp.floating)]
     return _math.compute_dtype(jnp.result_type(*floats) if floats else jnp.result_type(float))
 
 
-def _as_float_option(x, dtype):
+def as_float_option(x, dtype):
     """A float option given as an integer, as a float: Python and NumPy integer scalars
     become Python floats (weakly typed, as if written ``2.0``), integer arrays (traced
     ones too) ``dtype``.  NumPy float scalars become Python floats too (a np.float64
@@ -281,7 +282,7 @@ def _as_float_option(x, dtype):
     return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.integer) else x
 
 
-def _as_ids(x):
+def as_ids(x):
     """Integer and boolean arrays (ids, labels, paddings) as int32; everything else kept."""
     if isinstance(x, jax.Array | np.ndarray) and (jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == bool):
         return jnp.asarray(x, jnp.int32)

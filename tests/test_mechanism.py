@@ -181,14 +181,7 @@ def _float_scalar_options(kwargs):
     return out
 
 
-# A loss outside the mechanism that does not yet take integer options.
-OUTSIDE = {"linear_softmax_cross_entropy_mean": "a custom_vjp in jaxloss/fused.py, whose own check rejects "
-                                                "integer options (TypeError)"}
-
-
-@pytest.mark.parametrize("entry", [pytest.param(e, marks=pytest.mark.xfail(reason=OUTSIDE[e.name], raises=TypeError,
-                                                                            strict=True))
-                                   if e.name in OUTSIDE else e for e in catalogue.ENTRIES], ids=lambda e: e.name)
+@pytest.mark.parametrize("entry", catalogue.ENTRIES, ids=lambda e: e.name)
 def test_float_options_given_as_integers_equal_the_float_ones(entry):
     """Every float scalar option of the sample, rounded to an integer, given as a Python int, a
     np.int64 and an int32 argument of ``jit``, against the same value as a Python float and
