@@ -71,10 +71,10 @@ def _row_logsumexp(u, v, scale, allowed, extras, block_size, targets=None):
 
     def body(carry, v_b, j, valid, *extras_b):
         stats, picked = carry
-        s = scale * (u @ v_b.T)
-        stats = _math.logsumexp_step(stats, jnp.where(allowed(j, valid, *extras_b), s, -jnp.inf))
+        dots = u @ v_b.T
+        stats = _math.logsumexp_step(stats, jnp.where(allowed(j, valid, *extras_b), scale * dots, -jnp.inf))
         if targets is not None:
-            picked = picked + jnp.sum(jnp.where(_is_target(j, valid, targets), s, 0.0), axis=-1)
+            picked = picked + jnp.sum(jnp.where(_is_target(j, valid, targets), scale * dots, 0.0), axis=-1)
         return stats, picked
 
     zeros = jnp.zeros_like(u[:, 0])  # (like the rows: varying over a shard_map axis)
@@ -155,26 +155,36 @@ def _row_cross_entropy(u, v, targets, scale, where, block_size, axis_name):
 
 def _row_cross_entropy_tangent(u, v, du, dv, targets, scale, dscale, where, res, block_size, axis_name):
     """The tangent of :func:`_row_cross_entropy`: ``Σ_j (p_ij − [j = t_i]) ds_ij`` with
-    ``p_ij = exp((s_ij − shift_i) − log Σ_i)``, summed as
-    ``Σ_{j≠t_i} p_ij ds_ij − (Σ_{j≠t_i} p_ij)·ds_it`` in one stream: the target's weight
-    ``p_it − 1 = −Σ_{j≠t_i} p_ij`` is built from the same recomputed ``p`` as the others
-    (no ``p_it − 1`` cancellation, and no mismatch with a forward whose logits rounded
-    differently), and its ``ds`` comes from the same block as the rest of its row."""
+    ``p_ij = exp((s_ij − shift_i) − log Σ_i)``, summed as ``Σ_{j≠t_i} p_ij (ds_ij − ds_it)``
+    (``Σ_j p_ij = 1``): the target's weight ``p_it − 1 = −Σ_{j≠t_i} p_ij`` comes out of the
+    same recomputed ``p`` as the others, so it neither cancels (``p_it`` near 1) nor
+    disagrees with them where the recomputed logits round differently from the forward's,
+    and one pass over the blocks serves forward and reverse mode alike.  ``ds_it`` is formed
+    once per row from the target's column (0 for a target outside ``[0, M)``)."""
     shift, log_sum = res
     v_all, dv_all = _gather(v, axis_name), _gather(dv, axis_name)
     mask_all = _gather(_column_mask(v, where), axis_name)
+    take = lambda x: None if x is None else _take_rows(x, targets)  # noqa: E731
+    ds_target = tangent_sum(
+        (scale, None if du is None else jnp.sum(du * take(v_all), axis=-1)),
+        (scale, None if dv is None else jnp.sum(u * take(dv_all), axis=-1)),
+        (jnp.sum(u * take(v_all), axis=-1), dscale),
+    )
+    if ds_target is None:
+        return None
 
     def terms(dots, ds, j, valid, mask):
-        target = _is_target(j, valid, targets)
         z = (scale * dots - shift[:, None]) - log_sum[:, None]
-        p = jnp.where(valid & mask & ~target, _math.softmax_weight(z), 0.0)
-        return p * ds, p, jnp.where(target, ds, 0.0)
+        p = jnp.where(valid & mask & ~_is_target(j, valid, targets), _math.softmax_weight(z), 0.0)
+        return p * (ds - ds_target[:, None])
 
-    sums = _stream_tangent(u, v_all, du, dv_all, scale, dscale, None, terms, (mask_all,), block_size)
-    if sums is None:
-        return None
-    spread, others, own = sums
-    return spread - others * own
+    return _stream_tangent(u, v_all, du, dv_all, scale, dscale, None, terms, (mask_all,), block_size)
+
+
+def _take_rows(x, targets):
+    """``x[targets]``, with rows of 0 for targets outside ``[0, M)`` (negative ones too)."""
+    m = x.shape[0]
+    return jnp.take(x, jnp.where((targets >= 0) & (targets < m), targets, m), axis=0, mode="fill", fill_value=0)
 
 
 def _column_mask(v, where):
