@@ -69,12 +69,18 @@ def _row_logsumexp(u, v, scale, allowed, extras, block_size, targets=None):
     and ``s_{i,targets_i}``, picked out of the same blocks of the same matmul as the rest
     of the row (0 for a target outside ``[0, M)``, and without ``targets``)."""
 
+    # The scale goes into the rows before the matmul, so that the logits are the matmul's own
+    # output: a product taken after it could be contracted into a fused multiply-add in one
+    # consumer (the sum) and not in another (the maximum, the positive), which rounds them
+    # apart (by ~1e3 at logits of 1e10, and negative losses at near-duplicates).
+    scaled = scale * u
+
     def body(carry, v_b, j, valid, *extras_b):
         stats, picked = carry
-        dots = u @ v_b.T
-        stats = _math.logsumexp_step(stats, jnp.where(allowed(j, valid, *extras_b), scale * dots, -jnp.inf))
+        s = scaled @ v_b.T
+        stats = _math.logsumexp_step(stats, jnp.where(allowed(j, valid, *extras_b), s, -jnp.inf))
         if targets is not None:
-            picked = picked + jnp.sum(jnp.where(_is_target(j, valid, targets), scale * dots, 0.0), axis=-1)
+            picked = picked + jnp.sum(jnp.where(_is_target(j, valid, targets), s, 0.0), axis=-1)
         return stats, picked
 
     zeros = jnp.zeros_like(u[:, 0])  # (like the rows: varying over a shard_map axis)
@@ -296,7 +302,9 @@ def info_nce_loss(queries, keys, *, temperature=0.07, labels=None, block_size=No
     paired = labels is None
     where = where if paired else None
     targets = _info_nce_targets(queries, labels, axis_name)
-    return _row_cross_entropy(queries, _math.masked_rows(keys, where), targets, 1 / temperature, where, block_size, axis_name)
+    # The queries divided by T (not times 1/T, which rounds): the logits of ⟨q, k⟩/T.
+    return _row_cross_entropy(queries / temperature, _math.masked_rows(keys, where), targets, 1.0, where, block_size,
+                              axis_name)
 
 
 # ------------------------------------------------------------------ paired losses: both directions

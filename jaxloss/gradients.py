@@ -190,7 +190,9 @@ def hand_derivative(
             if where_of == "inputs":
                 shape = np.shape(arguments[parameters[0]])
                 return shape[: max(np.ndim(arguments["where"]), len(shape) - 1)], f"the positions of {parameters[0]}"
-            arrays = {n: v for n, v in arguments.items() if isinstance(v, jax.Array | np.ndarray)}
+            # Upcast as the forward sees them (a float32 scale on bfloat16 inputs, say).
+            arrays = {n: v if n in own_precision else _upcast(v) for n, v in arguments.items()
+                      if isinstance(v, jax.Array | np.ndarray)}
             out = jax.eval_shape(lambda arrays: forward(**{**arguments, **arrays, "where": None}), arrays)
             return (out[0] if residuals else out).shape, "the losses"
 

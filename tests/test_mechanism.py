@@ -329,3 +329,16 @@ def test_int8_minus_100_is_ignored_like_the_int32_one():
         np.testing.assert_array_equal(int8[0][0], 0.0)
         np.testing.assert_array_equal(int8[1][0], 0.0)
         assert int8[0][1] > 0
+
+
+def test_where_shape_is_found_with_inputs_upcast_as_the_forward_sees_them():
+    """bfloat16 embeddings with a float32 option and a mask: the forward run to find the
+    losses' shape gets the inputs upcast, as every other run of it does (a scan carry of
+    bfloat16 zeros met float32 logits)."""
+    rng = np.random.default_rng(0)
+    x, y = (jnp.asarray(rng.standard_normal((6, 3)), jnp.bfloat16) for _ in range(2))
+    where = jnp.array([False, True, True, True, False, False])
+    losses = jaxloss.clip_loss(x, y, logit_scale=jnp.float32(0.5), where=where)
+    assert losses.dtype == jnp.float32 and np.all(np.isfinite(np.asarray(losses)))
+    np.testing.assert_allclose(losses, jaxloss.clip_loss(x.astype(jnp.float32), y.astype(jnp.float32),
+                                                         logit_scale=jnp.float32(0.5), where=where), rtol=1e-5)
