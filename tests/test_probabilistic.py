@@ -566,7 +566,7 @@ ERRORS = [
      r"log_variance with shape \(5, 6\) does not broadcast to mean with shape \(5, 7\)"),
     ("kl-prior-shape", jaxloss.gaussian_kl_divergence, (F, F), {"prior_mean": np.ones(6, np.float32)}, ValueError,
      r"prior_mean with shape \(6,\) does not broadcast to mean"),
-    ("kl-integer-prior", jaxloss.gaussian_kl_divergence, (F, F), {"prior_log_variance": np.ones(7, np.int32)},
+    ("kl-complex-prior", jaxloss.gaussian_kl_divergence, (F, F), {"prior_log_variance": np.ones(7, np.complex64)},
      TypeError, r"prior_log_variance must be a floating-point array"),
     ("kl-where-shape", jaxloss.gaussian_kl_divergence, (F, F), {"where": np.ones(SHAPE, bool)}, ValueError,
      r"where with shape \(5, 7\) does not broadcast to the batch shape of mean with shape \(5,\)"),

@@ -182,7 +182,7 @@ ERRORS = [
      r"targets with shape \(5, 3\) broadcast neither to the batch shape \(5, 4\) nor to the shape \(5, 4, 3\)"),
     ("quantiles-shape", (P, T), {"quantiles": np.full(4, 0.5, np.float32)}, ValueError,
      r"quantiles with shape \(4,\) does not broadcast to predictions"),
-    ("integer-quantiles", (P, T), {"quantiles": np.ones(3, np.int32)}, TypeError,
+    ("complex-quantiles", (P, T), {"quantiles": np.full(3, 0.5, np.complex64)}, TypeError,
      r"quantiles must be a floating-point array"),
     ("quantile-zero", (P, T), {"quantiles": 0.0}, ValueError, r"quantiles must lie in \(0, 1\)"),
     ("quantile-negative", (P, T), {"quantiles": -0.5}, ValueError, r"quantiles must lie in \(0, 1\)"),

@@ -304,7 +304,7 @@ ERRORS = [
     ("negative-beta", jaxloss.smooth_l1_loss, (F, F), {"beta": -0.5}, ValueError, r"beta must be >= 0"),
     ("delta-shape", jaxloss.huber_loss, (F, F), {"delta": np.ones(6, np.float32)}, ValueError,
      r"delta with shape \(6,\) does not broadcast to predictions with shape \(5, 7\)"),
-    ("integer-delta", jaxloss.huber_loss, (F, F), {"delta": np.ones(7, np.int32)}, TypeError,
+    ("complex-delta", jaxloss.huber_loss, (F, F), {"delta": np.ones(7, np.complex64)}, TypeError,
      r"delta must be a floating-point array"),
     ("beta-shape", jaxloss.smooth_l1_loss, (F, F), {"beta": np.ones((2, 7), np.float32)}, ValueError,
      r"beta with shape \(2, 7\) does not broadcast"),
