@@ -412,10 +412,26 @@ def _check_ge2e(embeddings, w, b, kind, where):
     _checks.broadcasts_to("where", where, shape[:-1], "the per-utterance shape of embeddings")
 
 
+def _ge2e_normalize(x):
+    """``x/max(‖x‖, 1e-12)`` and ``‖x‖`` (:func:`jaxloss._math.normalize`), with the unit vector
+    held at 0 where ``x = 0``: its derivative there is 0, not the floor's ``dx/1e-12``.  The floor's
+    slope would pass through a zero speaker's centroid, floored too, as ``1/1e-24`` in the gradient
+    and overflow float32 in second derivatives.  The unselected branch is finite (the norm is
+    :func:`jaxloss._math.safe_norm`), so one ``where`` keeps every order finite."""
+    x_hat, norm = _math.normalize(x, _GE2E_EPS)
+    return jnp.where(norm[..., None] > 0, x_hat, 0.0), norm
+
+
+def _ge2e_normalize_tangent(x_hat, norm, dx):
+    """The tangent of :func:`_ge2e_normalize`: :func:`jaxloss._math.normalize_tangent`, and 0 where
+    ``x = 0``."""
+    return jnp.where(norm[..., None] > 0, _math.normalize_tangent(x_hat, norm, dx, _GE2E_EPS), 0.0)
+
+
 def _ge2e_parts(embeddings, where):
     """The normalised embeddings, the (exclusive) centroids and the cosines ``[..., S, U, S]``,
     with what the tangent rule needs of them (norms, counts, masks)."""
-    e_hat, e_norm = _math.normalize(embeddings, _GE2E_EPS)
+    e_hat, e_norm = _ge2e_normalize(embeddings)
     shape = embeddings.shape[:-1]  # [..., S, U]
     valid = jnp.ones(shape, bool) if where is None else jnp.broadcast_to(where, shape)
     e_hat = jnp.where(valid[..., None], e_hat, 0.0)
@@ -423,8 +439,8 @@ def _ge2e_parts(embeddings, where):
     total = jnp.sum(e_hat, axis=-2)  # [..., S, D]
     c_scale = jnp.maximum(count, 1.0)[..., None]
     x_scale = jnp.maximum(count - 1.0, 1.0)[..., None, None]
-    c_hat, c_norm = _math.normalize(total / c_scale, _GE2E_EPS)  # every speaker's centroid
-    x_hat, x_norm = _math.normalize((total[..., None, :] - e_hat) / x_scale, _GE2E_EPS)  # eq. 8
+    c_hat, c_norm = _ge2e_normalize(total / c_scale)  # every speaker's centroid
+    x_hat, x_norm = _ge2e_normalize((total[..., None, :] - e_hat) / x_scale)  # eq. 8
     speakers = shape[-2]
     own = (jnp.arange(speakers)[:, None, None] == jnp.arange(speakers)[None, None, :])  # [S, 1, S]
     cos_own = jnp.sum(e_hat * x_hat, axis=-1)  # [..., S, U]
@@ -458,12 +474,11 @@ def _ge2e_tangent(p, t, out, res):
     w_eff = _ge2e_scale(p.w)
     dcos = None
     if t.embeddings is not None:
-        de_hat = _math.normalize_tangent(q.e_hat, q.e_norm, t.embeddings, _GE2E_EPS)
+        de_hat = _ge2e_normalize_tangent(q.e_hat, q.e_norm, t.embeddings)
         de_hat = jnp.where(q.valid[..., None], de_hat, 0.0)
         dtotal = jnp.sum(de_hat, axis=-2)
-        dc_hat = _math.normalize_tangent(q.c_hat, q.c_norm, dtotal / q.c_scale, _GE2E_EPS)
-        dx_hat = _math.normalize_tangent(q.x_hat, q.x_norm, (dtotal[..., None, :] - de_hat) / q.x_scale,
-                                         _GE2E_EPS)
+        dc_hat = _ge2e_normalize_tangent(q.c_hat, q.c_norm, dtotal / q.c_scale)
+        dx_hat = _ge2e_normalize_tangent(q.x_hat, q.x_norm, (dtotal[..., None, :] - de_hat) / q.x_scale)
         dcos_own = jnp.sum(de_hat * q.x_hat + q.e_hat * dx_hat, axis=-1)
         dcos_all = (jnp.einsum("...jud,...kd->...juk", de_hat, q.c_hat)
                     + jnp.einsum("...jud,...kd->...juk", q.e_hat, dc_hat))
@@ -518,15 +533,19 @@ def ge2e_loss(embeddings, *, w, b, kind="softmax", where=None):
     ``k*`` for "contrast"), :math:`d\ell = \sum_k g_k (w\, d\cos_k + \cos_k\, dw + db)`, and
     :math:`d\cos(e, c) = \langle d\hat e, \hat c\rangle + \langle \hat e, d\hat c\rangle`, where
     each normalisation's tangent is the projection :math:`d\hat x = (dx - \hat x\langle\hat x,
-    dx\rangle)/\|x\|` (``dx/1e-12`` where the norm is floored) and the centroid tangents are the
+    dx\rangle)/\|x\|` (``dx/1e-12`` where the norm is floored, 0 at ``x = 0``) and the centroid tangents are the
     means of the utterance tangents, the exclusive one leaving out the utterance's own
     (:math:`dc_j^{(-i)} = (\sum_m d\hat e_{jm} - d\hat e_{ji})/(U - 1)`).  Reverse mode keeps the
     embeddings and, for "softmax", the log-sum-exp per utterance, and recomputes the cosines.
     In "contrast" the max takes the derivative of the selected speaker: the lowest index among
     ties.  At cos = ±1 (an utterance along or against its centroid) the values and gradients
-    are finite (no ``acos`` is taken).  A zero embedding, or a centroid whose utterances cancel,
-    is floored at norm 1e-12: its normalised vector is 0, its cosines are 0, and its gradient is
-    the finite ``dx/1e-12`` of the floored normalisation.
+    are finite (no ``acos`` is taken).  A zero embedding, or a centroid that is exactly 0 (a
+    speaker whose utterances are all 0, or cancel), has no direction: its normalised vector is
+    0, so its cosines are 0, and the rule (and ``.reference``) gives it the subgradient 0, as
+    ``safe_norm`` does at 0, rather than the floor's slope ``dx/1e-12``, which through a zero
+    centroid would reach ``1e24`` in gradients and overflow second derivatives.  The value,
+    gradient, JVP and forward-over-reverse HVP are finite there.  A nonzero vector with norm
+    below the floor keeps the floor's true derivative ``dx/1e-12``.
 
     Masked utterances (``where`` False) give loss 0 and gradient exactly 0 even if they hold inf
     or NaN, and are left out of the centroids, so the counts ``U`` above become each speaker's

@@ -24,7 +24,9 @@ def _loop_reference(e, w, b, kind, where=None, xp=np):
     (float64) it is differentiable by jax.grad."""
     speakers, utterances, _ = e.shape
     valid = np.ones((speakers, utterances), bool) if where is None else np.broadcast_to(where, (speakers, utterances))
-    unit = lambda v: v / xp.maximum(xp.sqrt(xp.sum(v * v)), 1e-12)
+    positive = lambda sq: sq > 0  # sqrt at 0 kept out of autodiff (its slope is infinite)
+    norm = lambda v: xp.where(positive(v @ v), xp.sqrt(xp.where(positive(v @ v), v @ v, 1.0)), 0.0)
+    unit = lambda v: v / xp.maximum(norm(v), 1e-12)
     w = xp.where(w >= 1e-6, w, 1e-6)
     e_hat = [[unit(e[j, i]) for i in range(utterances)] for j in range(speakers)]
     rows = []
@@ -168,13 +170,91 @@ def test_finite_values_and_gradients_at_singular_points(kind, case, x64):
     total = lambda x: jnp.sum(ge2e_loss(x, w=10.0, b=-5.0, kind=kind))
     g = jax.grad(total)(e)
     assert np.all(np.isfinite(g))
-    if case != "zero-centroid":  # there the 1/eps-scaled gradient is rounding-sensitive
-        reference = jax.grad(lambda x: jnp.sum(ge2e_loss.reference(x, w=10.0, b=-5.0, kind=kind)))(e)
-        np.testing.assert_allclose(g, reference, rtol=1e-9, atol=1e-9 * np.max(np.abs(reference)))
+    reference = jax.grad(lambda x: jnp.sum(ge2e_loss.reference(x, w=10.0, b=-5.0, kind=kind)))(e)
+    np.testing.assert_allclose(g, reference, rtol=1e-9, atol=1e-9 * np.max(np.abs(reference)))
     assert np.all(np.isfinite(jax.jvp(jax.grad(total), (e,), (np.ones_like(e),))[1]))
     if case == "cos=+1":
         s = ge2e_loss(e, w=10.0, b=-5.0, kind="contrast")  # own similarity w·1 + b = 5
         assert np.all(np.asarray(s[0]) >= 1 - 1 / (1 + np.exp(-5.0)) - 1e-12)
+
+
+def _zero_vectors(case, dtype=np.float32):
+    """[3, 3, 4] embeddings with exact zeros: whole zero speakers (their centroids 0 too, the input
+    tests/test_robustness.py found), single zero utterances, or centroids whose utterances cancel
+    (speaker 1: (a − a)/2 is utterance 2's exclusive centroid; speaker 2: its centroid (c − c + 0)/3).
+    Returns the embeddings and the mask of the zero vectors."""
+    rng = np.random.default_rng(12)
+    e = rng.standard_normal((3, 3, 4))
+    if case == "zero-speakers":
+        e[1:] = 0.0
+    elif case == "zero-utterances":
+        e[1, 0] = e[2, 2] = 0.0
+    else:
+        e[1, 1], e[2, 1], e[2, 2] = -2.0 * e[1, 0], -e[2, 0], 0.0
+    return e.astype(dtype), np.all(e == 0, axis=-1)
+
+
+ZERO_CASES = pytest.mark.parametrize("case", ["zero-speakers", "zero-utterances", "cancelled-centroids"])
+
+
+@KINDS
+@ZERO_CASES
+@pytest.mark.parametrize("rule", ["hand", "reference"])
+def test_finite_derivatives_to_second_order_at_zero_vectors_in_float32(kind, case, rule):
+    # The floor's slope dx/1e-12, passed through a zero centroid (floored again), gave gradients
+    # ~1e23 and an HVP of inf/NaN in float32.  A zero vector now takes the subgradient 0.
+    fn = ge2e_loss if rule == "hand" else ge2e_loss.reference
+    e, zero = _zero_vectors(case)
+    w, b = jnp.float32(3.0), jnp.float32(-1.5)
+    rng = np.random.default_rng(13)
+    tangents = (jnp.float32(rng.standard_normal(e.shape)), jnp.float32(0.7), jnp.float32(-0.4))
+    losses = lambda *a: fn(a[0], w=a[1], b=a[2], kind=kind)
+    grad = jax.grad(lambda *a: jnp.sum(losses(*a)), argnums=(0, 1, 2))
+    value = losses(e, w, b)
+    gradients = grad(e, w, b)
+    jvp = jax.jvp(losses, (e, w, b), tangents)[1]
+    hvp = jax.jvp(grad, (e, w, b), tangents)[1]
+    hvp_e = jax.jvp(lambda x: grad(x, w, b)[0], (e,), tangents[:1])[1]
+    for name, x in [("value", value), ("jvp", jvp), ("hvp_e", hvp_e),
+                    *zip(["grad_e", "grad_w", "grad_b"], gradients), *zip(["hvp_e", "hvp_w", "hvp_b"], hvp)]:
+        assert np.all(np.isfinite(x)), name
+        assert np.max(np.abs(x)) < 1e3, (name, np.max(np.abs(x)))  # no 1/1e-12 artefact
+    assert np.all(np.asarray(gradients[0])[zero] == 0)  # the documented subgradient
+    assert np.all(np.asarray(hvp_e)[zero] == 0)
+    np.testing.assert_allclose(value, _loop_reference(e.astype(np.float64), 3.0, -1.5, kind), rtol=1e-5, atol=1e-6)
+
+
+@KINDS
+@ZERO_CASES
+def test_zero_vectors_take_subgradient_zero_and_the_rest_matches_float64_autodiff(kind, case, x64):
+    # The zero embeddings get gradient and HVP 0.  Where every zero vector is an input, the nonzero
+    # ones get the float64 loop reference's gradient and HVP along tangents on them (the loop's own
+    # derivative at a zero vector is the floor's 1/1e-12 artefact; through a centroid that cancels
+    # it reaches the nonzero utterances too, so that case is compared with .reference only).  The
+    # hand rule's HVP equals that of .reference everywhere.
+    e, zero = _zero_vectors(case, np.float64)
+    v = np.where(zero[..., None], 0.0, np.random.default_rng(14).standard_normal(e.shape))
+    total = lambda fn: lambda x: jnp.sum(fn(x, 3.0, -1.5, kind))
+    ours = total(lambda x, w, b, kind: ge2e_loss(x, w=w, b=b, kind=kind))
+    g, hv = jax.jvp(jax.grad(ours), (e,), (v,))
+    assert np.all(np.asarray(g)[zero] == 0) and np.all(np.asarray(hv)[zero] == 0)
+    if case != "cancelled-centroids":
+        loop = total(lambda x, w, b, kind: _loop_reference(x, w, b, kind, xp=jnp))
+        g_loop, hv_loop = jax.jvp(jax.grad(loop), (e,), (v,))
+        np.testing.assert_allclose(np.asarray(g)[~zero], np.asarray(g_loop)[~zero], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(hv)[~zero], np.asarray(hv_loop)[~zero], rtol=1e-9, atol=1e-11)
+    u = np.random.default_rng(15).standard_normal(e.shape)  # tangents on the zero vectors too
+    reference = total(lambda x, w, b, kind: ge2e_loss.reference(x, w=w, b=b, kind=kind))
+    np.testing.assert_allclose(jax.jvp(jax.grad(ours), (e,), (u,))[1], jax.jvp(jax.grad(reference), (e,), (u,))[1],
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_check_gradients_to_second_order_at_the_catalogue_sample():
+    from jaxloss import _verify, catalogue
+
+    args, kwargs = _verify.sample(catalogue.BY_NAME["ge2e_loss"])
+    result = jaxloss.check_gradients(ge2e_loss, *args, order=2, **kwargs)
+    assert result.ok, result
 
 
 def test_w_is_clamped_positive_with_zero_derivative_there(x64):
