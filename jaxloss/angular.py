@@ -533,8 +533,8 @@ def ge2e_loss(embeddings, *, w, b, kind="softmax", where=None):
     ``k*`` for "contrast"), :math:`d\ell = \sum_k g_k (w\, d\cos_k + \cos_k\, dw + db)`, and
     :math:`d\cos(e, c) = \langle d\hat e, \hat c\rangle + \langle \hat e, d\hat c\rangle`, where
     each normalisation's tangent is the projection :math:`d\hat x = (dx - \hat x\langle\hat x,
-    dx\rangle)/\|x\|` (``dx/1e-12`` where the norm is floored, 0 at ``x = 0``) and the centroid tangents are the
-    means of the utterance tangents, the exclusive one leaving out the utterance's own
+    dx\rangle)/\|x\|` (``dx/1e-12`` where the norm is floored, 0 at ``x = 0``) and the centroid
+    tangents are the means of the utterance tangents, the exclusive one leaving out the utterance's own
     (:math:`dc_j^{(-i)} = (\sum_m d\hat e_{jm} - d\hat e_{ji})/(U - 1)`).  Reverse mode keeps the
     embeddings and, for "softmax", the log-sum-exp per utterance, and recomputes the cosines.
     In "contrast" the max takes the derivative of the selected speaker: the lowest index among
