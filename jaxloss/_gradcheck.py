@@ -29,6 +29,7 @@ TOLERANCES = {"float64": dict(rtol_autodiff=1e-6, rtol_fd=1e-5, step=1e-6),
 # much in the per-element relative error, so a rounding-level difference on an element
 # that should be 0 is not an error of 100%.
 FLOOR = {"float64": 1e-9, "float32": 1e-5}
+math_inf = float("inf")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,8 +116,6 @@ class GradientCheck:
                          f"{'yes' if r.ok else 'NO ':<3} {where}" + (f"  {r.note}" if r.note else ""))
         return "\n".join(lines)
 
-
-math_inf = float("inf")
 
 
 def _cell(c: Comparison | None, field: str, width: int) -> str:

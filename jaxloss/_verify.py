@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -119,34 +120,37 @@ def derivatives(fn, args, kwargs, *, hvp=False, forward=True, seed=0):
     (positional ones first, then keyword ones); with ``hvp``, also the JVP of the losses
     (None without ``forward`` mode) and the Hessian-vector product of their sum (forward over
     reverse, or reverse over reverse without ``forward`` mode), both along a random direction
-    moving every float argument (0 at their non-finite entries); compiled, in the arguments'
-    dtype."""
+    moving every float argument (0 at their non-finite entries); compiled once per ``fn``,
+    shapes, dtypes and non-array options, in the arguments' dtype."""
     positions, names = _float_parts(args, kwargs)
     floats = [args[i] for i in positions] + [kwargs[k] for k in names]
     rng = np.random.default_rng(seed + 11)
     direction = [jnp.where(jnp.isfinite(x), jnp.asarray(rng.standard_normal(x.shape), x.dtype), 0) for x in floats]
-    static = {k: v for k, v in kwargs.items() if k not in names}
+    is_array = lambda v: isinstance(v, jax.Array | np.ndarray)  # noqa: E731
+    static = tuple(sorted((k, v) for k, v in kwargs.items() if not is_array(v)))
+    arrays = {k: v for k, v in kwargs.items() if is_array(v) and k not in names}
+    return _derivatives(fn, tuple(positions), tuple(names), static, hvp, forward, floats, direction, list(args),
+                        arrays)
 
-    @jax.jit
-    def run(floats, direction, args):
-        def total(floats):
-            a, kw = list(args), dict(static)
-            for i, x in zip(positions, floats[: len(positions)]):
-                a[i] = x
-            kw.update(zip(names, floats[len(positions):]))
-            losses = fn(*a, **kw)
-            return jnp.sum(losses), losses
 
-        grads, losses = jax.grad(total, has_aux=True)(floats)
-        if not hvp:
-            return losses, grads
-        grad = lambda floats: jax.grad(total, has_aux=True)(floats)[0]  # noqa: E731
-        if forward:
-            jvp = jax.jvp(lambda f: total(f)[1], (floats,), (direction,))[1]
-            return losses, grads, jvp, jax.jvp(grad, (floats,), (direction,))[1]
-        return losses, grads, None, jax.grad(lambda f: sum(jnp.vdot(g, d) for g, d in zip(grad(f), direction)))(floats)
+@functools.partial(jax.jit, static_argnums=range(6))
+def _derivatives(fn, positions, names, static, hvp, forward, floats, direction, args, arrays):
+    def total(floats):
+        a, kw = list(args), {**dict(static), **arrays}
+        for i, x in zip(positions, floats[: len(positions)]):
+            a[i] = x
+        kw.update(zip(names, floats[len(positions):]))
+        losses = fn(*a, **kw)
+        return jnp.sum(losses), losses
 
-    return run(floats, direction, list(args))
+    grads, losses = jax.grad(total, has_aux=True)(floats)
+    if not hvp:
+        return losses, grads
+    grad = lambda floats: jax.grad(total, has_aux=True)(floats)[0]  # noqa: E731
+    if forward:
+        jvp = jax.jvp(lambda f: total(f)[1], (floats,), (direction,))[1]
+        return losses, grads, jvp, jax.jvp(grad, (floats,), (direction,))[1]
+    return losses, grads, None, jax.grad(lambda f: sum(jnp.vdot(g, d) for g, d in zip(grad(f), direction)))(floats)
 
 
 def _per_row_error(ours, exact) -> float:

@@ -25,7 +25,7 @@ import pytest
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
-from jaxloss import _inputs, catalogue
+from jaxloss import _inputs, _verify, catalogue
 
 ENTRIES = pytest.mark.parametrize("entry", catalogue.ENTRIES, ids=lambda e: e.name)
 
@@ -120,47 +120,24 @@ def fuzzed(draw, entry):
     return tuple(args), kwargs
 
 
-@functools.partial(jax.jit, static_argnames=("fn", "static", "forward"))
-def _derivatives(fn, static, args, arrays, forward=True):
-    """The losses; the gradients of their sum w.r.t. every float argument; the JVP of the
-    losses and the forward-over-reverse HVP along one direction moving every float argument
-    (0 at their non-finite entries); compiled once per shape, dtype and static options.
-    Without forward mode (a custom_vjp) the JVP is None and the HVP is reverse over reverse."""
-    kwargs = {**dict(static), **arrays}
-    floats = tuple(i for i, a in enumerate(args) if _is_float(a))
-    keys = jax.random.split(jax.random.key(0), len(floats))
-    direction = tuple(jnp.where(jnp.isfinite(args[i]), jax.random.normal(k, args[i].shape, args[i].dtype), 0)
-                      for k, i in zip(keys, floats))
-
-    def losses(xs):
-        a = list(args)
-        for i, x in zip(floats, xs):
-            a[i] = x
-        return fn(*a, **kwargs)
-
-    xs = tuple(args[i] for i in floats)
-    grad = jax.grad(lambda xs: jnp.sum(losses(xs)))
-    if not forward:
-        return losses(xs), grad(xs), None, jax.grad(
-            lambda xs: sum(jnp.vdot(g, d) for g, d in zip(grad(xs), direction)))(xs)
-    return losses(xs), grad(xs), jax.jvp(losses, (xs,), (direction,))[1], jax.jvp(grad, (xs,), (direction,))[1]
-
-
-def _float_names(entry, args):
-    return [n for n, a in zip(inspect.signature(entry.fn).parameters, args) if _is_float(a)]
+def _float_names(args, kwargs):
+    """The names of the float arguments, in the order of their derivatives."""
+    positions, names = _verify._float_parts(args, kwargs)
+    return [f"args[{i}]" for i in positions] + names
 
 
 def _run(entry, args, kwargs):
-    arrays = {k: v for k, v in kwargs.items() if isinstance(v, jax.Array)}
-    static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in arrays))
-    return _derivatives(entry.fn, static, args, arrays, forward=entry.forward_mode)
+    """The losses; the gradients of their sum w.r.t. every float argument; the JVP of the
+    losses and the HVP along one direction moving every float argument (compiled once per
+    shape, dtype and static options; see :func:`jaxloss._verify.derivatives`)."""
+    return _verify.derivatives(entry.fn, args, kwargs, hvp=True, forward=entry.forward_mode)
 
 
 def _assert_finite(entry, args, kwargs, what, arrays, index):
     """``arrays`` (the gradients, the JVP or the HVP: ``_run(...)[index]``) finite, never NaN.
     A float16 result (returned in its input's dtype) may be ±inf only where the same result
     from float32 inputs of the same values overflows float16."""
-    names = _float_names(entry, args) if index != 2 else ["losses"]
+    names = _float_names(args, kwargs) if index != 2 else ["losses"]
     arrays = [np.asarray(a, np.float64) for a in jax.tree_util.tree_leaves(arrays)]
     assert not any(np.any(np.isnan(a)) for a in arrays), (what, list(zip(names, arrays)))
     if all(np.all(np.isfinite(a)) for a in arrays):
