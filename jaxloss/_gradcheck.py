@@ -449,6 +449,7 @@ class _Study:
         self.value = jit(lambda f, xs: f(xs), static_argnums=0)
         self.f = self.call.of(self.fn)
         self.g = None if self.reference is None else self.call.of(self.reference)
+        self.grad = jit(self._gradient(self.f))  # compiled once: the HVP rows difference it
 
     def _fd(self, k):
         h, v = self.hs[k], self.vs[k]
@@ -497,11 +498,10 @@ class _Study:
         ours, note = guard(self._hvp)(self.f, ks)
         pick = lambda tree: _ravel([tree[k] for k in ks])  # noqa: E731
         ref = None if self.g is None else _compare(pick(ours), pick(guard(self._hvp)(self.g, ks)[0]), self.floor)
-        grad = self.call.jit(self._gradient(self.f))
         h = min(self.hs[k] for k in ks)
         shift = lambda sign: [x + sign * h * v if k in ks else x  # noqa: E731
                               for k, (x, v) in enumerate(zip(self.xs, self.vs))]
-        fd = jax.tree_util.tree_map(lambda a, b: (a - b) / (2 * h), grad(shift(1)), grad(shift(-1)))
+        fd = jax.tree_util.tree_map(lambda a, b: (a - b) / (2 * h), self.grad(shift(1)), self.grad(shift(-1)))
         return _judge(name, "hvp", ref, _compare(pick(ours), pick(fd), self.floor),
                       self.rtol_autodiff, self.rtol_fd, note)
 
