@@ -7,7 +7,7 @@ exits with status 1 if any entry fails.  ``verify --inputs`` instead tries each 
 bad inputs (:mod:`jaxloss._inputs`: wrong ranks and shapes, integer logits, float class
 ids, non-boolean masks, negative options), prints a table of the cases, and exits with
 status 1 if any is not rejected at trace time with an error naming the argument.  ``catalogue`` prints the README's table of
-losses, generated from ``jaxloss/catalogue.py``.  ``bench NAME [ARGS]`` runs
+losses, generated from ``jaxloss/catalogue/``.  ``bench NAME [ARGS]`` runs
 ``benchmarks/NAME.py`` of a source checkout with its own arguments (``--help`` lists them).
 """
 

@@ -80,3 +80,14 @@ def hashable(name: str, x) -> None:
     except TypeError:
         raise TypeError(f"{name} is a static option and must be hashable (str, bool, int, tuple), "
                         f"got {type(x).__name__} {x!r}.") from None
+
+
+def scores(scores, labels, where=None, *, name="scores", labels_name="labels", **options):
+    """Scores of any shape; numeric labels and ``where`` broadcasting to them; float options too."""
+    float_array(name, scores)
+    numeric(labels_name, labels)
+    shape = jnp.shape(scores)
+    broadcasts_to(labels_name, labels, shape, name)
+    broadcasts_to("where", where, shape, name)
+    for option, value in options.items():
+        float_option(option, value, shape, name)

@@ -13,6 +13,7 @@ import numbers
 import jax
 import jax.numpy as jnp
 
+from jaxloss import _checks
 from jaxloss._math import compute_dtype
 from jaxloss.gradients import tangent_sum
 
@@ -160,3 +161,74 @@ def z_loss_tangent(log_z, weight, dweight):
     if _constant_zero(weight):
         return 0.0, None
     return 2 * weight * log_z, tangent_sum((jnp.square(log_z), dweight))
+
+
+def check_classes(logits, labels, where=None, *, name="logits", probabilities=False, ignore_index=None,
+                  **options):
+    """Logits ``[..., C]``; integer labels of the batch shape (or, with
+    ``probabilities``, float targets of the logits' shape); options broadcasting to
+    the batch shape, or per class (``[C]``) where named ``class_weights``."""
+    _checks.float_array(name, logits)
+    shape = jnp.shape(logits)
+    if len(shape) < 1:
+        raise ValueError(f"{name} must have a class axis (rank >= 1), got shape {shape}.")
+    labels_dtype = jnp.result_type(labels)
+    if jnp.issubdtype(labels_dtype, jnp.integer):
+        if jnp.shape(labels) != shape[:-1]:
+            raise ValueError(f"integer labels (class ids) must have the batch shape of {name}, "
+                             f"{shape[:-1]}, got shape {jnp.shape(labels)}.")
+    elif probabilities and jnp.issubdtype(labels_dtype, jnp.floating):
+        if jnp.shape(labels) != shape:
+            raise ValueError(f"float labels (probability targets) must have the shape of {name}, "
+                             f"{shape}, got shape {jnp.shape(labels)}; pass class ids as integers.")
+    else:
+        kinds = "integer class ids or float probability targets" if probabilities else "integer class ids"
+        raise TypeError(f"labels must be {kinds}, got {_checks._describe(labels)}.")
+    check_ignore_index(ignore_index)
+    _checks.broadcasts_to("where", where, shape[:-1], f"the batch shape of {name}")
+    for option, value in options.items():
+        if option == "class_weights":
+            _checks.float_option(option, value, shape[-1:], f"the class axis of {name}")
+            _checks.positive(option, value, allow_zero=True)
+        else:
+            _checks.float_option(option, value, shape[:-1], f"the batch shape of {name}")
+
+
+def gather_class(v, labels, shape):
+    """``v[..., labels]`` for an array ``v`` broadcasting to ``shape`` (a per-class option or
+    a tangent); ``None`` stays ``None``."""
+    return None if v is None else label_value(jnp.broadcast_to(v, shape), labels)
+
+
+def label_weight(class_weights, ids, counted, x):
+    """``w_y``, the weight of each example's label class for logits ``x``: 0 for an example
+    that does not count (an ignored or invalid id), else 1 without class weights."""
+    if class_weights is None:
+        return counted.astype(x.dtype)
+    return jnp.where(counted, gather_class(class_weights, ids, x.shape), 0.0)
+
+
+def class_sum(*terms):
+    """``Σ_c partial_c · tangent_c`` over the class axis, for the non-zero tangents."""
+    total = tangent_sum(*terms)
+    return None if total is None else jnp.sum(total, axis=-1)
+
+
+def per_example(option):
+    """A per-example option (or its tangent) lined up against ``[..., C]`` arrays."""
+    return None if option is None else jnp.asarray(option)[..., None]
+
+
+# ------------------------------------------------------------------ softmax_cross_entropy
+
+
+
+def smoothed(label_smoothing):
+    """Whether label smoothing is on: anything but a constant 0 (which adds no term)."""
+    return not (isinstance(label_smoothing, int | float) and label_smoothing == 0)
+
+
+def id_targets(label_smoothing, counted, classes):
+    """The smoothed targets of class ids, ``ỹ = keep·onehot(y) + dense``, as the per-example
+    pair ``(dense, keep) = (ε/C, 1 − ε)``, both 0 on an example that does not count."""
+    return tuple(jnp.where(counted, v, 0.0) for v in smoothing(jnp.asarray(label_smoothing), classes))

@@ -22,16 +22,6 @@ from jaxloss._math import softplus_pair
 from jaxloss.gradients import hand_derivative, tangent_sum
 
 
-def _check_scores(scores, labels, where=None, *, name="scores", labels_name="labels", **options):
-    _checks.float_array(name, scores)
-    _checks.numeric(labels_name, labels)
-    shape = jnp.shape(scores)
-    _checks.broadcasts_to(labels_name, labels, shape, name)
-    _checks.broadcasts_to("where", where, shape, name)
-    for option, value in options.items():
-        _checks.float_option(option, value, shape, name)
-
-
 def _signed(labels):
     """{0, 1} or {-1, 1} labels as ±1.0: positive when the label is > 0."""
     return jnp.where(labels > 0, 1.0, -1.0)
@@ -51,7 +41,7 @@ def _margin_tangent(dphi):
 
 
 def _check_sigmoid_bce(logits, labels, pos_weight, label_smoothing, where):
-    _check_scores(logits, labels, where, name="logits", pos_weight=pos_weight)
+    _checks.scores(logits, labels, where, name="logits", pos_weight=pos_weight)
     _checks.positive("pos_weight", pos_weight, allow_zero=True)
     _checks.in_unit_interval("label_smoothing", label_smoothing)
 
@@ -122,7 +112,7 @@ def _hinge_step(z):
     return jnp.where(z < 1, -1.0, 0.0)
 
 
-@hand_derivative(_margin_tangent(_hinge_step), check=_check_scores)
+@hand_derivative(_margin_tangent(_hinge_step), check=_checks.scores)
 def hinge_loss(scores, labels, *, where=None):
     r"""Hinge loss, elementwise: :math:`\ell = \max(0, 1 - y s)` with :math:`y = \pm 1`.
 
@@ -157,7 +147,7 @@ def _squared_hinge_slope(z):
     return -2 * jax.nn.relu(1 - z)
 
 
-@hand_derivative(_margin_tangent(_squared_hinge_slope), check=_check_scores)
+@hand_derivative(_margin_tangent(_squared_hinge_slope), check=_checks.scores)
 def squared_hinge_loss(scores, labels, *, where=None):
     r"""Squared hinge loss, elementwise: :math:`\ell = \max(0, 1 - y s)^2`.
 
@@ -192,7 +182,7 @@ def _logistic_tangent(p, t, out, res):
 
 
 def _check_logistic(scores, labels, base2, where):
-    _check_scores(scores, labels, where)
+    _checks.scores(scores, labels, where)
     if not isinstance(base2, bool):
         raise TypeError(f"base2 must be a Python bool, got {type(base2).__name__}.")
 
@@ -235,7 +225,7 @@ def _square_slope(z):
     return -2 * (1 - z)
 
 
-@hand_derivative(_margin_tangent(_square_slope), check=_check_scores)
+@hand_derivative(_margin_tangent(_square_slope), check=_checks.scores)
 def square_loss(scores, labels, *, where=None):
     r"""Square loss on the margin, elementwise: :math:`\ell = (1 - y s)^2`.
 
@@ -264,7 +254,7 @@ def square_loss(scores, labels, *, where=None):
 
 
 def _check_margin_ranking(x1, x2, y, margin, where):
-    _check_scores(x1, y, where, name="x1", labels_name="y", margin=margin)
+    _checks.scores(x1, y, where, name="x1", labels_name="y", margin=margin)
     _checks.float_array("x2", x2)
     if jnp.shape(x2) != jnp.shape(x1):
         raise ValueError(f"x2 with shape {jnp.shape(x2)} must have the shape of x1, {jnp.shape(x1)}.")

@@ -33,7 +33,8 @@ from _loss_cases import (
 )
 
 import jaxloss
-from jaxloss.multiclass import poly1_cross_entropy, sigmoid_focal_loss, softmax_focal_loss
+from jaxloss.focal import sigmoid_focal_loss, softmax_focal_loss
+from jaxloss.multiclass import poly1_cross_entropy
 
 SHAPES = [pytest.param(SHAPE, id="batch-5-classes-7"), pytest.param((2, 3, 4), id="batch-2x3-classes-4")]
 INF = np.inf

@@ -29,7 +29,7 @@ from _loss_cases import (
     sum_to_shape,
 )
 
-from jaxloss.multiclass import distillation_loss, kl_divergence
+from jaxloss.divergence import distillation_loss, kl_divergence
 
 SHAPES = [SHAPE, (2, 3, 4)]
 INF = np.inf

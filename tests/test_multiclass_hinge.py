@@ -22,7 +22,7 @@ from _loss_cases import (
 )
 
 import jaxloss
-from jaxloss.multiclass import multiclass_hinge_loss
+from jaxloss.margin import multiclass_hinge_loss
 
 KINDS = ("crammer_singer", "weston_watkins")
 # Jitted, for the pinned-value tests: eager float64 calls compile every primitive separately.

@@ -1,0 +1,73 @@
+"""Catalogue entries: in-batch contrastive losses between two sides (blockwise and sharded forms)."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from jaxloss import contrastive
+from jaxloss.catalogue._common import Entry
+
+_PAIRS = (6, 3)  # examples (even: the sharded check splits them in two), features
+
+
+def _two_sides(**options):
+    """(rows, columns) ``[6, 3]`` with each pair correlated; float options as float32 arrays.
+    (Shifted, so that no row is parallel to the checker's random direction, drawn from the
+    same seed: losses that normalise their inputs are flat along a row.)"""
+
+    def sample(rng):
+        x, y = rng.standard_normal(_PAIRS) + 0.3, rng.standard_normal(_PAIRS)
+        kwargs = {k: v if isinstance(v, bool) else jnp.float32(v) for k, v in options.items()}
+        return (jnp.float32(x), jnp.float32(y + 0.5 * x)), kwargs
+
+    return sample
+
+
+def _grouped(rng):
+    return (jnp.float32(rng.standard_normal(_PAIRS) + 0.3), jnp.int32([0, 1, 0, 1, 0, 1])), {"temperature": jnp.float32(0.5)}
+
+
+def _extreme_two_sides(**options):
+    def extremes():
+        huge = jnp.array([[1e4, 0.0, -1e4], [1e4, 1e4, 0.0], [0.0, 0.0, 0.0], [-1e4, 1.0, 1.0]])
+        return [((huge, huge), options),  # identical sides, huge logits, a zero vector
+                ((huge, -huge), options),
+                ((huge, huge[::-1]), {**options, "block_size": 3}),
+                ((huge, huge), {**options, "where": jnp.zeros(4, bool)})]
+
+    return extremes
+
+
+def _extreme_grouped():
+    huge = jnp.array([[1e4, 0.0, -1e4], [1e4, 1e4, 0.0], [0.0, 0.0, 0.0], [-1e4, 1.0, 1.0]])
+    labels = jnp.int32([0, 0, 1, 2])  # anchors 2 and 3 have no positive
+    return [((huge, labels), {}), ((huge, labels), {"temperature": 0.07, "block_size": 3}),
+            ((huge, jnp.int32([0, 0, 0, 0])), {}),  # no negatives
+            ((huge, labels), {"where": jnp.zeros(4, bool)})]
+
+
+# ---------------------------------------------------------------- segmentation
+
+
+ENTRIES: tuple[Entry, ...] = (
+    Entry(contrastive.info_nce_loss, "contrastive",
+          "",
+          _two_sides(temperature=1.0), _extreme_two_sides(temperature=0.07),
+          blockwise=True, sharded=True, coupled=True),
+    Entry(contrastive.multiple_negatives_ranking_loss, "contrastive",
+          "sentence-transformers MultipleNegatives(Symmetric)RankingLoss",
+          _two_sides(scale=2.0, symmetric=True), _extreme_two_sides(),
+          blockwise=True, sharded=True, coupled=True),
+    Entry(contrastive.ntxent_loss, "contrastive",
+          "optax.losses.ntxent (mean over positive pairs)",
+          _grouped, _extreme_grouped,
+          blockwise=True, sharded=True, coupled=True),
+    Entry(contrastive.clip_loss, "contrastive",
+          "open_clip ClipLoss",
+          _two_sides(logit_scale=0.7), _extreme_two_sides(logit_scale=4.6),
+          blockwise=True, sharded=True, coupled=True),
+    Entry(contrastive.sigmoid_contrastive_loss, "contrastive",
+          "",
+          _two_sides(temperature=2.0, bias=-1.0), _extreme_two_sides(temperature=10.0, bias=-10.0),
+          blockwise=True, sharded=True, coupled=True),
+)

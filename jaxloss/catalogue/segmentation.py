@@ -1,0 +1,112 @@
+"""Catalogue entries: segmentation overlap losses and sequence (CTC) losses."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxloss import segmentation, sequence
+from jaxloss.catalogue._common import Entry
+
+_SEGMENTATION_SHAPE = (2, 3, 3, 3)  # [B, H, W, C]
+
+
+def _segmentation(from_logits, ids=False, **options):
+    """(predictions, targets) of a 3×3 image with 3 classes: logits (or probabilities
+    when ``from_logits`` is None) and class ids or soft targets; float32 options."""
+
+    def sample(rng):
+        x = 2 * rng.standard_normal(_SEGMENTATION_SHAPE)
+        if from_logits is None:
+            x = np.exp(x) / np.exp(x).sum(-1, keepdims=True)
+        if ids:
+            targets = jnp.int32(rng.integers(0, _SEGMENTATION_SHAPE[-1], size=_SEGMENTATION_SHAPE[:-1]))
+        else:
+            t = np.exp(2 * rng.standard_normal(_SEGMENTATION_SHAPE))
+            targets = jnp.float32(t / t.sum(-1, keepdims=True))
+        static = {} if from_logits is None else {"from_logits": from_logits}  # None: the default
+        return (jnp.float32(x), targets), {**static, **{k: jnp.float32(v) for k, v in options.items()}}
+
+    return sample
+
+
+def _extreme_segmentation(from_logits, **options):
+    """Logits of ±1e4, a class absent from targets and predictions (an empty mask) with
+    smooth 0 and 1, and NaN padding at masked pixels, all pixels masked included."""
+
+    def extremes():
+        huge = np.zeros(_SEGMENTATION_SHAPE, np.float32)
+        huge[..., 0], huge[..., 1], huge[..., 2] = 1e4, -1.0, -1e4
+        huge[1, 0] = [-1e4, 1e4, -1e4]
+        ids = jnp.int32(np.arange(9).reshape(1, 3, 3).repeat(2, 0) % 2)  # class 2 absent
+        probs = np.zeros(_SEGMENTATION_SHAPE, np.float32)
+        probs[..., 0], probs[..., 1] = 0.7, 0.3  # class 2 predicted nowhere
+        x = jnp.float32(probs if from_logits is None else huge)
+        soft = jnp.float32(np.asarray(jax.nn.one_hot(ids, 3)))
+        nan = jnp.where(jnp.arange(3)[None, :, None, None] == 0, jnp.nan, x)
+        rows = np.arange(3)[None, :, None] > 0
+        out = []
+        for smooth in (0.0, 1.0):
+            kw = {"from_logits": from_logits, "smooth": jnp.float32(smooth), **options}
+            out += [((x, ids), kw), ((x, soft), kw),
+                    ((nan, ids), {**kw, "where": jnp.asarray(np.broadcast_to(rows, ids.shape))}),
+                    ((nan, soft), {**kw, "where": jnp.zeros(ids.shape, bool)})]
+        return out
+
+    return extremes
+
+
+# ---------------------------------------------------------------- sequence
+
+
+def _ctc(rng):
+    """CTC inputs [B=4, T=6, K=4], labels N=2: padded frames (lengths 4 to 6) and labels (one
+    sequence has a single label), ids in [1, K) away from the blank 0; always feasible.
+    (Four sequences, not three: the shared where-mask check's mask keeps only the fourth.)"""
+    batch, frames, classes, n = 4, 6, 4, 2
+    logits = rng.standard_normal((batch, frames, classes))
+    frame_lengths = np.array([frames, *rng.integers(4, frames + 1, batch - 1)])
+    label_lengths = np.array([n, 1, n, n])
+    labels = rng.integers(1, classes, (batch, n))
+    labels[2, 1] = labels[2, 0]  # a repeat: needs a blank between
+    logit_paddings = np.arange(frames)[None] >= frame_lengths[:, None]
+    label_paddings = np.arange(n)[None] >= label_lengths[:, None]
+    return (jnp.float32(logits), jnp.float32(logit_paddings), jnp.int32(labels), jnp.float32(label_paddings)), {}
+
+
+def _extreme_ctc():
+    # Logits of ±1e4; sequence 1 is impossible (labels (1, 1) need 3 frames, it has 2).
+    huge = jnp.asarray(1e4 * np.sign(np.random.default_rng(0).standard_normal((3, 6, 4))), jnp.float32)
+    logit_paddings = jnp.float32([[0, 0, 0, 0, 0, 0], [0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 1, 1]])
+    labels, label_paddings = jnp.int32([[1, 2], [1, 1], [3, 3]]), jnp.float32([[0, 0], [0, 0], [0, 1]])
+    impossible = (huge, logit_paddings, labels, label_paddings)
+    feasible = (huge, logit_paddings, labels.at[1].set(2), label_paddings.at[1].set(1.0))
+    return [(feasible, {}),
+            (impossible, {"zero_infinity": True}),
+            (impossible, {"where": jnp.array([True, False, True])}),  # the +inf masked out
+            (feasible, {"where": jnp.zeros(3, bool)})]
+
+
+ENTRIES: tuple[Entry, ...] = (
+    Entry(segmentation.dice_loss, "segmentation",
+          "optax.losses.dice_loss (smooth 2s); MONAI DiceLoss",
+          _segmentation("softmax", class_weights=[0.5, 1.0, 2.0], smooth=0.5),
+          _extreme_segmentation("softmax"), pixel_where=True, class_ids=(("targets", "predictions", -1),)),
+    Entry(segmentation.jaccard_loss, "segmentation",
+          "optax.losses.dice_loss (alpha = beta = 1)",
+          _segmentation("softmax", ids=True, smooth=0.5), _extreme_segmentation("softmax"), pixel_where=True,
+          class_ids=(("targets", "predictions", -1),)),
+    Entry(segmentation.tversky_loss, "segmentation",
+          "optax.losses.dice_loss (alpha, beta); MONAI TverskyLoss",
+          _segmentation("sigmoid", alpha=0.3, beta=0.7, smooth=0.5),
+          _extreme_segmentation("sigmoid", alpha=0.3, beta=0.7), pixel_where=True,
+          class_ids=(("targets", "predictions", -1),)),
+    Entry(segmentation.generalized_dice_loss, "segmentation",
+          "MONAI GeneralizedDiceLoss",
+          _segmentation(None, smooth=0.5), _extreme_segmentation(None), pixel_where=True,
+          class_ids=(("targets", "predictions", -1),)),
+    Entry(sequence.ctc_loss, "sequence",
+          "optax.ctc_loss; torch ctc_loss",
+          _ctc, _extreme_ctc, class_ids=(("labels", "logits", -1),)),
+)

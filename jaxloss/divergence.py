@@ -1,0 +1,194 @@
+"""Divergences between distributions over a class axis, and knowledge distillation."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from jaxloss import _checks
+from jaxloss._softmax import (
+    class_sum, minus_log_softmax, per_example, shifted_logsumexp,
+)
+from jaxloss.gradients import hand_derivative, tangent_sum
+
+
+def _check_distributions(first, x, second, y, where, **options):
+    """Two float arrays ``[..., C]`` of the same shape; ``where`` and float options
+    broadcasting to the batch shape, the options > 0 where concrete."""
+    _checks.float_array(first, x)
+    _checks.float_array(second, y)
+    shape = jnp.shape(x)
+    if len(shape) < 1:
+        raise ValueError(f"{first} must have a class axis (rank >= 1), got shape {shape}.")
+    if jnp.shape(y) != shape:
+        raise ValueError(f"{second} with shape {jnp.shape(y)} must have the shape of {first}, {shape}.")
+    _checks.broadcasts_to("where", where, shape[:-1], f"the batch shape of {first}")
+    for option, value in options.items():
+        _checks.float_option(option, value, shape[:-1], f"the batch shape of {first}")
+        _checks.positive(option, value)
+
+
+def _kl_terms(weights, log_weights, log_predictions):
+    """``Σ_c w_c (log w_c − lp_c)`` over the class axis, with ``0·log 0 = 0``: a class whose
+    weight is exactly 0 adds exactly 0, also where ``lp`` is −inf, and its selects keep
+    inf and NaN out of every derivative of the sum."""
+    present = weights != 0
+    log_w, lp = jnp.where(present, log_weights, 0), jnp.where(present, log_predictions, 0)
+    return jnp.sum(jnp.where(present, weights * (log_w - lp), 0), axis=-1)
+
+
+def _kl_weights(targets, log_targets):
+    """The target probabilities and their logarithms (log 0 read as 0, never used)."""
+    if log_targets:
+        return jnp.exp(targets), targets
+    return targets, jnp.log(jnp.where(targets != 0, targets, 1))
+
+
+def _check_kl(log_predictions, targets, log_targets, where):
+    _check_distributions("log_predictions", log_predictions, "targets", targets, where)
+    if not isinstance(log_targets, bool):
+        raise TypeError(f"log_targets must be a Python bool, got {type(log_targets).__name__}.")
+
+
+def _kl_tangent(p, t, out, res):
+    w, log_w = _kl_weights(p.targets, p.log_targets)
+    present = w != 0
+    dw = jnp.where(present, log_w - jnp.where(present, p.log_predictions, 0) + 1, 0)  # ∂ℓ/∂t, 0 at t = 0
+    return class_sum((-w, t.log_predictions), (w * dw if p.log_targets else dw, t.targets))
+
+
+@hand_derivative(_kl_tangent, static=("log_targets",), check=_check_kl)
+def kl_divergence(log_predictions, targets, *, log_targets=False, where=None):
+    r"""Kullback-Leibler divergence of predictions from targets, per example over the class axis.
+
+    .. math:: \ell = \sum_c t_c (\log t_c - \log p_c), \qquad 0 \log 0 = 0,
+
+    with ``log_predictions`` = :math:`\log p` and ``targets`` = :math:`t` (or, with
+    ``log_targets=True``, ``targets`` = :math:`\log t`, and
+    :math:`\ell = \sum_c e^{\log t_c}(\log t_c - \log p_c)`).  Neither side has to be
+    normalised; the loss is ``torch.nn.functional.kl_div(reduction="none")`` summed over
+    the last axis.
+
+    Derivatives (hand rule): ``∂ℓ/∂log p_c = −t_c``; ``∂ℓ/∂t_c = log t_c − log p_c + 1``
+    (with ``log_targets``: ``∂ℓ/∂log t_c = t_c (log t_c − log p_c + 1)``).  A class with
+    ``t_c = 0`` exactly contributes 0 and is treated as absent: both its derivatives are
+    0, also where ``log p_c = −inf`` (a class masked out of the predictions).  For the
+    targets that is a convention: the true derivative ``log t_c + 1 − log p_c`` tends to
+    −inf as ``t_c → 0⁺`` and no finite subgradient exists; 0 is finite, does not push
+    the target away from the class, and is the exact limit of the log-target derivative
+    (``t_c (…) → 0``).  ``optax.losses.kl_divergence`` and PyTorch give NaN there.  A
+    class with ``t_c > 0`` and ``log p_c = −inf`` gives a loss of +inf.
+
+    Args:
+      log_predictions: float array ``[..., C]``, log-probabilities of the predicted
+        distribution (e.g. ``jax.nn.log_softmax(logits)``); −inf where a class is
+        impossible.
+      targets: float array of the same shape: target probabilities (>= 0; negative ones
+        give NaN), or log-probabilities with ``log_targets=True``.
+      log_targets: static; ``targets`` are given as log-probabilities (−inf for 0).
+      where: optional boolean mask broadcasting to the batch shape ``[...]``.
+
+    Returns:
+      Losses of the batch shape ``log_predictions.shape[:-1]``, float32 for
+      lower-precision inputs.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxloss
+      >>> log_p = jax.nn.log_softmax(jnp.array([[1.0, 2.0, 3.0], [0.0, 0.0, -jnp.inf]]))
+      >>> jaxloss.kl_divergence(log_p, jnp.array([[0.2, 0.3, 0.5], [0.5, 0.5, 0.0]]))
+      Array([0.07795289, 0.        ], dtype=float32)
+
+    References:
+      Kullback & Leibler, "On information and sufficiency", 1951.
+      ``torch.nn.functional.kl_div(reduction="none").sum(-1)`` (``log_target`` as here);
+      ``optax.losses.kl_divergence`` and ``optax.losses.kl_divergence_with_log_targets``.
+    """
+    return _kl_terms(*_kl_weights(targets, log_targets), log_predictions)
+
+
+def _soften_logits(logits, temperature):
+    """``logits / T`` along the class axis; −inf (masked) classes stay −inf with no
+    ``inf·0`` in any derivative with respect to ``T``."""
+    masked = logits == -jnp.inf
+    return jnp.where(masked, -jnp.inf, jnp.where(masked, 0, logits) / temperature)
+
+
+def _check_distillation(student_logits, teacher_logits, temperature, where):
+    _check_distributions("student_logits", student_logits, "teacher_logits", teacher_logits, where,
+                         temperature=temperature)
+
+
+def _distillation_tangent(p, t, out, res):
+    # Both log-softmaxes from the stored (max, log-sum-exp) pairs, exact at logits of ±1e4.
+    temperature = jnp.asarray(p.temperature)
+    per_class = per_example(temperature)
+    log_p = -minus_log_softmax(_soften_logits(p.student_logits, per_class), *res[0])
+    log_q = -minus_log_softmax(_soften_logits(p.teacher_logits, per_class), *res[1])
+    probs, teacher = jnp.exp(log_p), jnp.exp(log_q)
+    kl = out / temperature**2  # K per example (0 where masked by where=)
+    present = teacher != 0
+    log_q = jnp.where(present, log_q, 0)
+    gap = jnp.where(present, log_q - jnp.where(present, log_p, 0), 0)  # log q − log p where q > 0
+    centred = teacher * (gap - kl[..., None])  # ∂KL/∂(teacher / T)
+    log_p = jnp.where(log_p > -jnp.inf, log_p, 0)  # −inf only at a student-masked class, where p_c = 0
+    dtemperature = temperature * (2 * kl - jnp.sum((probs - teacher) * log_p + centred * log_q, axis=-1))
+    dlogits = class_sum((per_class * (probs - teacher), t.student_logits), (per_class * centred, t.teacher_logits))
+    return tangent_sum((1.0, dlogits), (dtemperature, t.temperature))
+
+
+@hand_derivative(_distillation_tangent, check=_check_distillation, residuals=True)
+def distillation_loss(student_logits, teacher_logits, *, temperature=1.0, where=None):
+    r"""Knowledge-distillation loss: KL(teacher ‖ student) on temperature-softened logits.
+
+    With :math:`p = \operatorname{softmax}(s/T)` (student) and
+    :math:`q = \operatorname{softmax}(u/T)` (teacher),
+
+    .. math:: \ell = T^2 \sum_c q_c (\log q_c - \log p_c) = T^2\,\mathrm{KL}(q \,\|\, p).
+
+    The factor :math:`T^2` keeps the gradient's scale independent of ``T``.
+
+    Derivatives (hand rule), with :math:`K = \mathrm{KL}(q\|p)` and
+    :math:`d_c = \log q_c - \log p_c`: ``∂ℓ/∂s = T(p − q)``;
+    ``∂ℓ/∂u = T·q ⊙ (d − K)`` (the teacher is differentiated too: its gradient sums to 0
+    over the classes but is not 0); ``∂ℓ/∂T = T(2K − ⟨p − q, log p⟩ − ⟨q ⊙ (d − K), log q⟩)``
+    (``= (2ℓ − ⟨∂ℓ/∂s, s⟩ − ⟨∂ℓ/∂u, u⟩)/T``, written with log-probabilities so that it
+    does not depend on the logits' offset).  Reverse mode keeps only the logits and the
+    per-example maximum and log-sum-exp of each side, and recomputes both softmaxes; no
+    ``[..., C]`` array is stored.
+
+    Logits of ±1e4 give finite values and derivatives.  Classes masked with −inf in both
+    logits at the same positions contribute 0, and all derivatives there are 0; a row
+    with every class −inf must be masked with ``where``.  A class that is −inf for the
+    student only, where the teacher has mass, gives a loss of +inf (the student rules
+    out what the teacher predicts); the student's gradient stays finite, the teacher's
+    and the temperature's are not.  Where only the teacher has −inf, the class simply
+    has ``q_c = 0``.
+
+    Args:
+      student_logits: float array ``[..., C]``.
+      teacher_logits: float array of the same shape (differentiated; wrap it in
+        ``jax.lax.stop_gradient`` for a frozen teacher).
+      temperature: float > 0, or a float array broadcasting to the batch shape ``[...]``
+        (differentiated when traced).
+      where: optional boolean mask broadcasting to the batch shape.
+
+    Returns:
+      Losses of the batch shape ``student_logits.shape[:-1]``, float32 for
+      lower-precision logits.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> jaxloss.distillation_loss(jnp.array([[1.0, 2.0, 3.0], [1.0, 1.0, -jnp.inf]]),
+      ...                           jnp.array([[3.0, 2.0, 1.0], [2.0, 0.0, -jnp.inf]]), temperature=2.0)
+      Array([1.2806268 , 0.44377655], dtype=float32)
+
+    References:
+      Hinton, Vinyals & Dean, "Distilling the knowledge in a neural network", 2015.
+      ``T**2 * optax.losses.kl_divergence(jax.nn.log_softmax(s / T), jax.nn.softmax(u / T))``;
+      ``T**2 * torch.nn.functional.kl_div(log_softmax(s / T), softmax(u / T), reduction="none").sum(-1)``.
+    """
+    per_class = per_example(temperature)
+    student, teacher = _soften_logits(student_logits, per_class), _soften_logits(teacher_logits, per_class)
+    statistics = shifted_logsumexp(student), shifted_logsumexp(teacher)
+    log_q = -minus_log_softmax(teacher, *statistics[1])
+    kl = _kl_terms(jnp.exp(log_q), log_q, -minus_log_softmax(student, *statistics[0]))
+    return jnp.asarray(temperature) ** 2 * kl, statistics

@@ -1,0 +1,291 @@
+"""Focal losses: sigmoid (elementwise) and softmax (per example)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxloss import _checks
+from jaxloss._math import softplus_pair
+from jaxloss._softmax import (
+    IGNORE_INDEX, check_classes, class_ids, class_sum, cofactor, gather_class,
+    label_value, loud, one_hot,
+    shifted_logsumexp, times_nonzero,
+)
+from jaxloss.gradients import hand_derivative, tangent_sum
+
+
+# ------------------------------------------------------------------ focal losses
+
+
+def _focal_terms(logits, labels):
+    """``(y, ce, log_u)``: the labels as floats (hard ones: ``labels > 0``), the binary
+    cross-entropy ``ce = y·softplus(−x) + (1 − y)·softplus(x)`` and
+    ``log_u = log(1 − p_t) = log(y·σ(−x) + (1 − y)·σ(x))``, both exact for any logit."""
+    if not jnp.issubdtype(labels.dtype, jnp.floating):
+        y = (labels > 0).astype(logits.dtype)
+        loss_sp, focal_sp = softplus_pair(logits * (1 - 2 * y))  # softplus(∓x) for y = 1, 0
+        return y, loss_sp, -focal_sp
+    y = labels
+    sp_pos, sp_neg = softplus_pair(logits)
+    ce = y * sp_neg + (1 - y) * sp_pos
+    # log(y·e^a + (1 − y)·e^b) with a = −softplus(x), b = −softplus(−x), shifted by the
+    # larger exponent among the terms of nonzero weight.  The other exponent is capped at
+    # 80 so that a term of weight 0 stays 0 (not 0·inf), and autodiff of this formula
+    # (``.reference``) gets the label derivative right at y = 0 and 1 for |x| < 80.
+    a, b = -sp_pos, -sp_neg
+    m = jax.lax.stop_gradient(jnp.where(y == 0, b, jnp.where(y == 1, a, jnp.maximum(a, b))))
+    log_u = m + jnp.log(y * jnp.exp(jnp.minimum(a - m, 80.0)) + (1 - y) * jnp.exp(jnp.minimum(b - m, 80.0)))
+    return y, ce, log_u
+
+
+def _softplus_over_sigmoid(z):
+    """``softplus(z)/σ(z)``, between 1 (z → −∞) and about ``z`` (z → +∞), for any ``z``."""
+    t = jnp.exp(-jnp.abs(z))
+    safe = jnp.where(t > 0, t, 1.0)
+    small = jnp.where(t > 0, jnp.log1p(safe) / safe, 1.0)  # log1p(t)/t → 1 as t → 0
+    return (1 + t) * jnp.where(z >= 0, z + jnp.log1p(t), small)
+
+
+def _focal_slope(x, y, r, ce, weight, gamma):
+    """``∂/∂x`` of ``ce·(1 − p_t)^γ`` for the binary terms of ``_focal_terms``:
+    ``u^γ·[σ(x) − y + γ·ce·(σ(−x) − r)]`` with ``r = y·σ(−x)/(1 − p_t)``, each difference
+    written so that it is exact for hard labels (``y = r ∈ {0, 1}``)."""
+    sx, snx = jax.nn.sigmoid(x), jax.nn.sigmoid(-x)
+    return weight * ((1 - y) * sx - y * snx + gamma * ce * ((1 - r) * snx - r * sx))
+
+
+def _check_sigmoid_focal(logits, labels, alpha, gamma, where):
+    _checks.scores(logits, labels, where, name="logits", alpha=alpha, gamma=gamma)
+    _checks.in_unit_interval("alpha", alpha)
+    _checks.positive("gamma", gamma, allow_zero=True)
+
+
+def _focal_ratio(x, y, log_u, labels):
+    """``r = y·σ(−x)/(1 − p_t) = σ(logit(y) − x)`` in [0, 1]; exactly 0 at y = 0 and 1 at y = 1
+    (``y`` itself for hard labels)."""
+    if not jnp.issubdtype(labels.dtype, jnp.floating):
+        return y
+    softplus_x, _ = softplus_pair(x)
+    log_y = jnp.log(jnp.where(y > 0, y, 1.0))
+    return jnp.where(y > 0, jnp.exp(log_y - softplus_x - log_u), 0.0)
+
+
+def _focal_alpha(alpha, y):
+    return 1.0 if alpha is None else alpha * y + (1 - alpha) * (1 - y)
+
+
+def _focal_label_slope(x, labels, alpha, gamma):
+    """``∂ℓ/∂y = α_t·u^γ·[−x + γ·(ce/u)·(σ(−x) − σ(x))] + (2α − 1)·ce·u^γ``, with
+    ``ce/u = r·g(−x) + (1 − r)·g(x)`` and ``g = softplus/σ``: finite for every finite x."""
+    y, ce, log_u = _focal_terms(x, labels)
+    w, r = jnp.exp(gamma * log_u), _focal_ratio(x, y, log_u, labels)
+    ratio = r * _softplus_over_sigmoid(-x) + (1 - r) * _softplus_over_sigmoid(x)
+    # At γ = 0 the ratio's own derivative is left out of γ·ratio (it is multiplied by 0, and
+    # ∂r/∂y ~ eˣ overflows for soft labels at 0 or 1 and large logits: 0·∞ would be NaN);
+    # the derivative with respect to γ keeps the ratio.
+    ratio = jnp.where(gamma == 0, jax.lax.stop_gradient(ratio), ratio)
+    focusing = gamma * ratio * (jax.nn.sigmoid(-x) - jax.nn.sigmoid(x))
+    slope = _focal_alpha(alpha, y) * w * (focusing - x)
+    return slope if alpha is None else slope + (2 * alpha - 1) * ce * w
+
+
+def _sigmoid_focal_tangent(p, t, out, res):
+    x, gamma = p.logits, p.gamma
+    y, ce, log_u = _focal_terms(x, p.labels)
+    w = jnp.exp(gamma * log_u)  # (1 − p_t)^γ
+    a = _focal_alpha(p.alpha, y)
+    dlabels = None
+    if t.labels is not None:
+        # Where u^γ underflows to 0 the label slope is 0; it is evaluated at x = 0 there, so
+        # that its own derivative (second order) holds no inf·0 from the overflowing 1/u.
+        alive = w > 0
+        dlabels = jnp.where(alive, _focal_label_slope(jnp.where(alive, x, 0.0), p.labels, p.alpha, gamma), 0.0)
+    return tangent_sum(
+        (a * _focal_slope(x, y, _focal_ratio(x, y, log_u, p.labels), ce, w, gamma), t.logits),
+        (dlabels, t.labels),
+        ((2 * y - 1) * ce * w, t.alpha),
+        (a * ce * w * log_u, t.gamma),
+    )
+
+
+@hand_derivative(_sigmoid_focal_tangent, check=_check_sigmoid_focal)
+def sigmoid_focal_loss(logits, labels, *, alpha=0.25, gamma=2.0, where=None):
+    r"""Sigmoid focal loss, elementwise: a binary cross-entropy scaled down where it is small.
+
+    With :math:`p = \sigma(x)`, :math:`p_t = p y + (1 - p)(1 - y)` and
+    :math:`\alpha_t = \alpha y + (1 - \alpha)(1 - y)`:
+
+    .. math:: \ell = \alpha_t\,(1 - p_t)^\gamma\,\mathrm{BCE}(x, y),
+       \qquad \mathrm{BCE}(x, y) = y\operatorname{softplus}(-x) + (1 - y)\operatorname{softplus}(x),
+
+    and :math:`\alpha_t = 1` with ``alpha=None``.  The focal factor is computed in log
+    space, :math:`(1 - p_t)^\gamma = e^{\gamma L}` with :math:`L = \log(1 - p_t) =
+    \log(y\,\sigma(-x) + (1 - y)\,\sigma(x))` (``−softplus(±x)`` for hard labels), so it
+    never evaluates :math:`0^{\gamma - 1}`: values and derivatives are finite for any
+    ``gamma >= 0`` (0.5 included) and logits of ±1e4, also where :math:`p_t` rounds to 1.
+
+    Derivatives (hand rule), with :math:`u = 1 - p_t` and
+    :math:`r = y\sigma(-x)/u = \sigma(\operatorname{logit} y - x)`:
+    ``∂ℓ/∂x = α_t·u^γ·[σ(x) − y + γ·BCE·(σ(−x) − r)]``;
+    ``∂ℓ/∂y = α_t·u^γ·[−x + γ·(BCE/u)·(σ(−x) − σ(x))] + (2α − 1)·BCE·u^γ`` for float
+    (soft) labels, where ``BCE/u = r·g(−x) + (1 − r)·g(x)`` with ``g = softplus/σ``
+    (between 1 and about ``1 + |x|``); ``∂ℓ/∂α = (2y − 1)·BCE·u^γ``;
+    ``∂ℓ/∂γ = ℓ·log(1 − p_t)``.  No factor :math:`u^{\gamma - 1}` appears, so for
+    ``gamma < 1`` nothing blows up as :math:`p_t \to 1`: since :math:`u \ge
+    \min(\sigma(x), \sigma(-x)) > 0`, every derivative is bounded for bounded logits,
+    at labels 0 and 1 too, where ``∂ℓ/∂y`` is the one-sided derivative (the formula's
+    analytic value there).  Where :math:`u` underflows (|x| beyond ~100 on the right
+    side, in float32) the derivatives are their limits, 0.  ``gamma = 0`` gives
+    :math:`\alpha_t`-weighted BCE.
+
+    Args:
+      logits: float array, any shape.
+      labels: targets broadcasting to ``logits``: integer/boolean hard labels (``> 0`` is
+        the positive class; no derivative) or float soft labels in [0, 1]
+        (differentiated; not checked, values outside give NaN).
+      alpha: weight of the positive class in [0, 1], a float or an array broadcasting to
+        ``logits`` (differentiated when traced), or ``None`` for no weighting.
+      gamma: focusing exponent >= 0, a float or an array broadcasting to ``logits``
+        (differentiated when traced).
+      where: optional boolean mask broadcasting to ``logits``.
+
+    Returns:
+      ``logits.shape`` losses (``reduction="none"``).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> jaxloss.sigmoid_focal_loss(jnp.array([0.0, 2.0, -1e4]), jnp.array([1, 1, 1]))
+      Array([4.3321699e-02, 4.5089063e-04, 2.5000000e+03], dtype=float32)
+
+    References:
+      Lin et al., "Focal Loss for Dense Object Detection", 2017.
+      ``torchvision.ops.sigmoid_focal_loss(reduction="none")`` (same defaults, α = 0.25
+      and γ = 2; torchvision turns the weighting off with ``alpha=-1``, here it is
+      ``alpha=None``); ``optax.losses.sigmoid_focal_loss`` (whose ``alpha`` defaults to
+      ``None``).
+    """
+    y, ce, log_u = _focal_terms(logits, labels)
+    loss = ce * jnp.exp(gamma * log_u)
+    if alpha is None:
+        return loss
+    return (alpha * y + (1 - alpha) * (1 - y)) * loss
+
+
+def _check_softmax_focal(logits, labels, alpha, gamma, ignore_index, where):
+    check_classes(logits, labels, where, ignore_index=ignore_index, gamma=gamma)
+    _checks.float_option("alpha", alpha, jnp.shape(logits)[-1:], "the class axis of logits")
+    _checks.positive("alpha", alpha, allow_zero=True)
+    _checks.positive("gamma", gamma, allow_zero=True)
+
+
+def _label_margin(logits, ids, counted, others=None):
+    """``(label, valid, d, (m, s))``: the one-hot label mask; whether the example counts
+    and has some other class with a finite logit; the shifted log-sum-exp of the
+    other classes, ``lse_{c≠y} x_c = m + s`` (computed unless given); and the label's
+    margin over them, ``d = (x_y − m) − s`` (0 where not valid)."""
+    label = one_hot(ids, logits.shape[-1])
+    valid = counted & jnp.any(~label & (logits > -jnp.inf), axis=-1)
+    if others is None:
+        # Rows without a valid margin get zeros, so that no row is all −inf.
+        others = shifted_logsumexp(jnp.where(valid[..., None], jnp.where(label, -jnp.inf, logits), 0.0))
+    m, s = others
+    d = jnp.where(valid, (label_value(logits, ids) - m) - s, 0.0)
+    return label, valid, d, (m, s)
+
+
+def _softmax_focal_tangent(p, t, out, others):
+    x, gamma = p.logits, p.gamma
+    ids, counted, _ = class_ids(p.labels, x.shape[-1], p.ignore_index)
+    label, valid, d, (m, s) = _label_margin(x, ids, counted, others)
+    focal_sp, ce = softplus_pair(d)  # −log(1 − p_y), −log p_y
+    log_u = -focal_sp
+    w = jnp.where(valid, jnp.exp(gamma * log_u), 0.0)  # (1 − p_y)^γ
+    gather = lambda v: gather_class(v, ids, x.shape)  # noqa: E731
+    a = 1.0 if p.alpha is None else gather(p.alpha)
+    # ∂ℓ/∂d (its limit −α_y where the label's logit is −inf, ce = +inf), and
+    # ∂d/∂x_c = [c = y] − q_c with q the softmax of the other classes.
+    dd = a * _focal_slope(d, 1.0, 1.0, jnp.where(ce < jnp.inf, ce, 0.0), w, gamma)
+    keep = valid[..., None] & ~label
+    q = jnp.where(keep, jnp.exp(jnp.where(keep, (x - m[..., None]) - s[..., None], 0.0)), 0.0)
+    return tangent_sum(
+        (dd, gather(t.logits)),
+        (-dd, class_sum((q, t.logits))),
+        (cofactor(a, ce * w), gather(t.alpha)),
+        (times_nonzero(log_u, a * ce * w), t.gamma),
+    )
+
+
+@hand_derivative(_softmax_focal_tangent, static=("ignore_index",), check=_check_softmax_focal, residuals=True)
+def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, ignore_index=IGNORE_INDEX, where=None):
+    r"""Multi-class (softmax) focal loss per example, with integer class ids.
+
+    With :math:`p = \operatorname{softmax}(x)` and the label class :math:`y`:
+
+    .. math:: \ell = -\alpha_y\,(1 - p_y)^\gamma \log p_y ,
+
+    with :math:`\alpha_y = 1` when ``alpha`` is ``None``.  It is computed from the margin
+    of the label over the other classes, :math:`d = x_y - \operatorname{lse}_{c \ne y}(x_c)`:
+    :math:`-\log p_y = \operatorname{softplus}(-d)` and :math:`\log(1 - p_y) =
+    -\operatorname{softplus}(d)`, so it is the binary focal loss of :math:`d` with a
+    positive label.  Both logarithms are exact for any margin (``log1p(−p_y)`` would round
+    to ``log 0`` once ``p_y`` rounds to 1), so values and derivatives are finite for any
+    ``gamma >= 0`` (0.5 included) when :math:`p_y \to 1`, for logits of ±1e4 and for
+    classes masked with −inf (other than the label).  ``gamma = 0`` gives
+    :func:`softmax_cross_entropy` with ``class_weights=alpha``.
+
+    Derivatives (hand rule), with :math:`u = 1 - p_y = \sigma(-d)` and
+    :math:`q_c = p_c/(1 - p_y)` for :math:`c \ne y` (:math:`q_y = 0`):
+    ``∂ℓ/∂x_c = ∂ℓ/∂d·([c = y] − q_c)`` with
+    ``∂ℓ/∂d = −α_y·u^γ·[σ(−d) + γ·softplus(−d)·σ(d)]``;
+    ``∂ℓ/∂α_c = [c = y]·(−log p_y)·u^γ``; ``∂ℓ/∂γ = ℓ·log(1 − p_y)``.  Reverse mode keeps
+    the logits and the per-example maximum and log-sum-exp of the other classes.
+
+    A label whose logit is −inf gives loss +inf, as in cross-entropy (its logits
+    derivative is finite: ``−α_y`` at the label, ``α_y·q_c`` elsewhere).  An example with
+    no other class (one class, or every other logit −inf) has ``p_y = 1`` and loss 0, and
+    so does an id equal to ``ignore_index``; all their derivatives are 0.  Any other id
+    outside ``[0, C)`` gives NaN (ids are compared in int32).
+
+    Args:
+      logits: float array ``[..., C]``.
+      labels: integer class ids of the batch shape ``logits.shape[:-1]``; no derivative.
+      alpha: optional per-class weights ``[C]`` (or a scalar), >= 0, differentiated when
+        traced; ``None`` weighs every class 1.
+      gamma: focusing exponent >= 0, a float or an array of the batch shape
+        (differentiated when traced).
+      ignore_index: static; the class id of the examples to ignore, an int (−100 by
+        default, as in PyTorch) or ``None``.
+      where: optional boolean mask broadcasting to the batch shape.
+
+    Returns:
+      Losses of the batch shape ``logits.shape[:-1]``, float32 for lower-precision logits.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> logits = jnp.array([[2.0, 0.0, -jnp.inf], [0.0, 0.0, 0.0], [1e4, -1e4, 0.0]])
+      >>> jaxloss.softmax_focal_loss(logits, jnp.array([0, 2, 0]), gamma=0.5)
+      Array([0.04382288, 0.89701325, 0.        ], dtype=float32)
+
+    The common PyTorch multi-class focal losses (e.g. mmocr's ``FocalLoss``) compute
+    ``nll_loss((1 − p)^γ·log_softmax(x), y, weight=alpha)``: the same per-example losses
+    with ``reduction="none"``; their default weighted mean divides by the summed label
+    weights, which is ``jaxloss.reduce.ratio(losses, alpha[jnp.where(mask, labels, 0)], where=mask)``
+    with ``mask = labels != ignore_index``.
+
+    References:
+      Lin et al., "Focal Loss for Dense Object Detection", 2017 (the α-balanced focal
+      loss, applied to the softmax probability of the label class).  PyTorch
+      implementations as above (open-mmlab's mmocr ``FocalLoss``, ``ignore_index``
+      included); ``kornia.losses.focal_loss`` with a scalar ``alpha``.
+    """
+    ids, counted, invalid = class_ids(labels, logits.shape[-1], ignore_index)
+    _, valid, d, others = _label_margin(logits, ids, counted)
+    focal_sp, ce = softplus_pair(d)
+    focal = ce * jnp.exp(-gamma * focal_sp)
+    if alpha is not None:
+        focal = times_nonzero(label_value(jnp.broadcast_to(alpha, logits.shape), ids), focal)
+    return loud(jnp.where(valid, focal, 0.0), invalid), others
+
+
+# ------------------------------------------------------------------ poly1_cross_entropy
