@@ -10,14 +10,14 @@ tested by adding its entry to its family's module here.
 
 from __future__ import annotations
 
-from jaxloss.catalogue import binary, contrastive, embedding, multiclass, regression, segmentation, selfsupervised
+from jaxloss.catalogue import (binary, contrastive, divergence, embedding, margin, multiclass, regression, segmentation,
+                               selfsupervised)
 from jaxloss.catalogue._common import Entry as Entry
 from jaxloss.catalogue._common import Inputs as Inputs
 
-ENTRIES: tuple[Entry, ...] = (
-    regression.ENTRIES + binary.ENTRIES + multiclass.ENTRIES + embedding.ENTRIES + contrastive.ENTRIES
-    + segmentation.ENTRIES + selfsupervised.ENTRIES
-)
+_FAMILIES = (regression, binary, multiclass, margin, divergence, embedding, contrastive, segmentation,
+             selfsupervised)
+ENTRIES: tuple[Entry, ...] = tuple(entry for family in _FAMILIES for entry in family.ENTRIES)
 
 BY_NAME: dict[str, Entry] = {e.name: e for e in ENTRIES}
 

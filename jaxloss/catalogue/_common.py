@@ -93,3 +93,23 @@ def with_options(sample, **options):
 
     return sampled
 
+
+# ---------------------------------------------------------------- logits over classes
+
+CLASSES = (4, 5)  # batch, classes
+
+
+def class_logits(rng, shape=CLASSES):
+    return jnp.float32(2 * rng.standard_normal(shape))
+
+
+def class_ids(rng, shape=CLASSES):
+    return jnp.int32(rng.integers(0, shape[-1], size=shape[:-1]))
+
+
+def soft_targets(rng, shape=CLASSES):
+    return jnp.float32(rng.dirichlet(np.ones(shape[-1]), size=shape[:-1]))
+
+
+HUGE_LOGITS = jnp.array([[1e4, -1e4, 0.0, -jnp.inf], [-1e4, 1e4, 1e4, -jnp.inf], [0.0, 0.0, 0.0, -jnp.inf]])
+LABELS_AWAY_FROM_MASKED = jnp.array([1, 0, 2])
