@@ -35,11 +35,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
+
+from jaxloss.gradients import class_axes
 
 _SHARED = ("class_centers",)  # arguments never masked by ``where`` (not per example)
 _PADDINGS = {"labels": "label_paddings"}  # class-id argument -> the array marking its padded positions
@@ -73,6 +76,8 @@ def checked(loss, *, finite=True, throw=True):
       With ``throw=False``, the error as a value:
 
       >>> from jax.experimental import checkify
+
+from jaxloss.gradients import class_axes
       >>> loss = jaxloss.checks.checked(jaxloss.softmax_cross_entropy, throw=False)
       >>> err, _ = jax.jit(checkify.checkify(loss))(jnp.zeros((2, 3)), jnp.array([0, 3]))
       >>> err.get()
@@ -84,13 +89,16 @@ def checked(loss, *, finite=True, throw=True):
     def check(arguments, a):
         """The ``checkify.check`` of every condition on the arrays ``a``; whether all hold."""
         keep = _keep(loss, arguments, a)
+        moved = _moved_axes(loss, arguments, a)
         oks = []
         for arg, counted_by, axis in class_ids:
             if arg not in a or not (jnp.issubdtype(a[arg].dtype, jnp.integer) or a[arg].dtype == bool):
                 continue  # absent, or float targets (probabilities): no ids to check
             axis = axis(arguments) if callable(axis) else axis
-            ids, classes = a[arg].astype(jnp.int32), a[counted_by].shape[axis]
-            skip = ~_mask(keep, arg, ids)
+            axes = moved.get(counted_by) if axis == -1 else None
+            ids = a[arg].astype(jnp.int32)
+            classes = a[counted_by].shape[axis] if axes is None else math.prod(a[counted_by].shape[i] for i in axes)
+            skip = ~_mask(keep, arg, ids, moved)
             if _PADDINGS.get(arg) in a:
                 skip |= a[_PADDINGS[arg]] >= 0.5
             outside = f"{name}: {arg}{{}} = {{}} is outside [0, {classes})"
@@ -106,7 +114,7 @@ def checked(loss, *, finite=True, throw=True):
         if finite:
             for arg, x in a.items():
                 if jnp.issubdtype(x.dtype, jnp.floating):
-                    ok = jnp.isfinite(x) | ~_mask(keep, arg, x)
+                    ok = jnp.isfinite(x) | ~_mask(keep, arg, x, moved)
                     oks.append(_check(ok, x, f"{name}: {arg}{{}} = {{}} is not finite"))
         return jnp.all(jnp.stack(oks)) if oks else jnp.bool_(True)
 
@@ -153,9 +161,25 @@ def _keep(loss, arguments, arrays):
         return jnp.asarray(where)
 
 
-def _mask(keep, arg, x):
-    """``keep`` extended over ``x``'s trailing axes, where its leading axes are ``keep``'s shape."""
-    if keep is None or arg in _SHARED or x.shape[: keep.ndim] != keep.shape:
+def _moved_axes(loss, arguments, arrays):
+    """``{argument: axes}`` for the arguments of ``loss``'s ``axis=`` option that carry that
+    axis (those of the primary's rank): the class axes, where the losses' shape leaves them out."""
+    names = getattr(loss, "class_axis", ())
+    if not names or names[0] not in arrays:
+        return {}
+    shape = arrays[names[0]].shape
+    axes = class_axes(arguments.get("axis", -1), shape, tuples=True, name=names[0])
+    return {n: axes for n in names if n in arrays and arrays[n].ndim == len(shape)}
+
+
+def _mask(keep, arg, x, moved):
+    """``keep`` extended over ``x``'s class axes (``moved[arg]``, see :func:`_moved_axes`) or
+    else its trailing axes, where its other axes are ``keep``'s shape."""
+    if keep is None or arg in _SHARED:
+        return jnp.ones((), bool)
+    if arg in moved:
+        return jnp.expand_dims(keep, moved[arg])
+    if x.shape[: keep.ndim] != keep.shape:
         return jnp.ones((), bool)
     return keep.reshape(keep.shape + (1,) * (x.ndim - keep.ndim))
 

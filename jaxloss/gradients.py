@@ -15,8 +15,10 @@ turns the pair into
 The mechanism also owns what every loss shares: trace-time input checks, computing in
 at least float32 (low-precision inputs are upcast inside; their gradients come back
 in their own dtype), float options given as integers (cast to the compute dtype),
-class ids of any integer or boolean dtype (compared in int32), and the ``where=`` mask
-(broadcast to the losses' shape; masked entries give loss 0 and derivative exactly 0).
+class ids of any integer or boolean dtype (compared in int32), the ``where=`` mask
+(broadcast to the losses' shape; masked entries give loss 0 and derivative exactly 0), and
+the ``axis=`` option of the losses that reduce a class or feature axis (moved last before the
+formula runs, so that ``[N, C, H, W]`` logits need no transpose).
 
 :func:`check_gradients` compares any function's reverse- and forward-mode derivatives
 with autodiff of a reference and with float64 central finite differences.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -40,8 +43,8 @@ from jaxloss._gradcheck import GradientCheck as GradientCheck
 from jaxloss._gradcheck import GradientRow as GradientRow
 from jaxloss._gradcheck import check_gradients as check_gradients
 
-__all__ = ["hand_derivative", "Args", "tangent_sum", "as_float_option", "as_ids", "float_dtype", "check_gradients",
-           "GradientCheck", "GradientRow"]
+__all__ = ["hand_derivative", "Args", "tangent_sum", "as_float_option", "as_ids", "float_dtype", "class_axes",
+           "check_gradients", "GradientCheck", "GradientRow"]
 
 
 class Args(dict):
@@ -91,6 +94,8 @@ def hand_derivative(
     own_precision: Sequence[str] = (),
     where_of: str = "output",
     integer_options: Sequence[str] = ("labels",),
+    class_axis: Sequence[str] = (),
+    axis_tuples: bool = False,
 ):
     """Declare a loss as its forward formula plus a hand-derived tangent rule.
 
@@ -129,6 +134,22 @@ def hand_derivative(
       integer_options: the keyword-only arguments that hold ids or labels (integers).
         Every other keyword-only argument that is not static is a float option
         (margin, temperature, gamma...).
+      class_axis: names of the arguments that carry the axis the loss reduces (classes,
+        features), the first being the primary (the logits).  The public function and
+        ``.reference`` then take a static keyword-only ``axis=-1`` (the first keyword-only
+        parameter of their signature), and the forward and the rule, written for the last
+        axis, see every named argument with that axis moved last (see :func:`class_axes`).
+        A named argument of the primary's rank is moved as the primary; a float or boolean
+        one of lower rank (rank >= 1) broadcasts against the primary in the caller's layout,
+        so it gets leading axes of size 1 and is moved too; an integer one of lower rank
+        (class ids of the batch shape) and a scalar are passed as they are.  Arguments not
+        named (per-class options ``[C]``, say) are never moved.  The losses are the
+        primary's shape without the axis, in the caller's order, and ``where`` broadcasts
+        against that; derivatives come back in the caller's layout (the move is a
+        transpose outside the rule).
+      axis_tuples: whether ``axis`` may also be a tuple of ints (moved last in the order
+        given and flattened into one axis, as optax does) or None (every axis).  Leave it
+        false for losses with class ids or per-class options ``[C]``: they take an int.
 
     Arguments are normalised before ``check`` sees them.  Float options given as
     integers become floats, so that ``gamma=2`` means ``gamma=2.0``: Python and NumPy
@@ -168,14 +189,18 @@ def hand_derivative(
         ids = tuple(n for n in keyword if n in integer_options)
         options = tuple(n for n in keyword if n not in integer_options)
         examples = tuple(per_example) if per_example is not None else inputs
+        public_signature = _with_axis(signature) if class_axis else signature
 
         def bind(args, kwargs):
-            bound = signature.bind(*args, **kwargs)
+            bound = public_signature.bind(*args, **kwargs)
             bound.apply_defaults()
             arguments = bound.arguments
+            axis = arguments.pop("axis") if class_axis else -1
             dtype = float_dtype(arguments[n] for n in inputs)
             arguments.update({n: as_float_option(arguments[n], dtype) for n in options})
             arguments.update({n: as_ids(arguments[n]) for n in inputs + ids})
+            if class_axis:
+                arguments.update(_move_class_axis(arguments, class_axis, axis, axis_tuples))
             if check is not None:
                 check(**arguments)
             for n in static:
@@ -250,11 +275,78 @@ def hand_derivative(
             return evaluate(dict(static_items), values)[0]
 
         reference.__doc__ = f"``{forward.__name__}`` differentiated by plain autodiff of its formula."
+        public.__signature__ = reference.__signature__ = public_signature
         public.reference = reference
         public.tangent_rule = tangent
+        public.class_axis = tuple(class_axis)
         return public
 
     return decorate
+
+
+def _with_axis(signature):
+    """``signature`` with a keyword-only ``axis=-1`` first among the keyword-only parameters."""
+    parameters = list(signature.parameters.values())
+    if "axis" in signature.parameters:
+        raise TypeError("a loss declared with class_axis gets its axis= option from hand_derivative; "
+                        "its forward must not take one.")
+    first = next((i for i, q in enumerate(parameters) if q.kind in (q.KEYWORD_ONLY, q.VAR_KEYWORD)), len(parameters))
+    parameters.insert(first, inspect.Parameter("axis", inspect.Parameter.KEYWORD_ONLY, default=-1))
+    return signature.replace(parameters=parameters)
+
+
+def class_axes(axis, shape, *, tuples=False, name="logits") -> tuple[int, ...]:
+    """The axes ``axis`` names in an array of ``shape`` (argument ``name``), as non-negative
+    ints in the order given: an int, or (``tuples``) a tuple of ints or None (every axis).
+
+    Raises ``ValueError`` naming ``axis`` and the shape for anything else, an axis out of
+    range or a repeated one."""
+    shape, ndim = tuple(shape), len(shape)
+    allowed = "an int, a tuple of ints or None" if tuples else "an int"
+    if axis is None and tuples:
+        return tuple(range(ndim))
+    single = isinstance(axis, numbers.Integral) and not isinstance(axis, bool)
+    many = tuples and isinstance(axis, tuple) and len(axis) > 0 and all(
+        isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in axis)
+    if not (single or many):
+        raise ValueError(f"axis must be {allowed} (static), got {axis!r}, for {name} with shape {shape}.")
+    axes = (axis,) if single else axis
+    if any(not -ndim <= a < ndim for a in axes):
+        raise ValueError(f"axis={axis!r} is out of range for {name} with shape {shape} (rank {ndim}).")
+    axes = tuple(int(a) % ndim for a in axes)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"axis={axis!r} repeats an axis of {name} with shape {shape}.")
+    return axes
+
+
+def _move_class_axis(arguments, names, axis, tuples):
+    """``{name: array}``: the arguments ``names`` with the axes ``axis`` of the first (the
+    primary) moved last and flattened into one; see ``class_axis`` in :func:`hand_derivative`."""
+    primary = arguments[names[0]]
+    if not isinstance(primary, jax.Array | np.ndarray):
+        return {}  # not an array: the loss's check names it
+    shape = primary.shape
+    axes = class_axes(axis, shape, tuples=tuples, name=names[0])
+    if axes == (len(shape) - 1,):
+        return {}
+    classes, moved = math.prod(shape[i] for i in axes), {}
+    for n in names:
+        x = arguments[n]
+        if not isinstance(x, jax.Array | np.ndarray) or x.ndim == 0 or x.ndim > len(shape):
+            continue
+        if x.ndim < len(shape):
+            if jnp.issubdtype(x.dtype, jnp.integer):
+                continue  # class ids of the batch shape
+            x = x.reshape((1,) * (len(shape) - x.ndim) + x.shape)
+        if len(axes) > 1:  # the flattened axes must be whole
+            full = tuple(shape[i] if i in axes else s for i, s in enumerate(x.shape))
+            if not all(s in (1, f) for s, f in zip(x.shape, full)):
+                raise ValueError(f"{n} with shape {arguments[n].shape} does not broadcast to {names[0]} with "
+                                 f"shape {shape} over axis={axis!r}.")
+            x = jnp.broadcast_to(x, full)
+        x = jnp.moveaxis(x, axes, tuple(range(-len(axes), 0)))
+        moved[n] = x if len(axes) == 1 else x.reshape(x.shape[: x.ndim - len(axes)] + (classes,))
+    return moved
 
 
 def _example_masks(p, examples):
