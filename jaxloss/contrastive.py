@@ -33,216 +33,25 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _checks, _math
+from jaxloss._streaming import (
+    check_blocks, check_embeddings, check_ids, check_sides, check_temperature, column_mask, gather, own_columns,
+    row_cross_entropy, row_cross_entropy_tangent, row_logsumexp, row_sums, stream_tangent,
+)
 from jaxloss.gradients import hand_derivative, tangent_sum
-
-# ------------------------------------------------------------------ streaming over column blocks
-
-
-def _scan_columns(body, init, v, extras, block_size, *, checkpoint=False):
-    """Fold ``body(carry, v_b, j_b, valid_b, *extras_b)`` over blocks of ``block_size``
-    columns (all at once for None): ``v_b`` the block of ``v [M, D]``, ``j_b`` the column
-    indices, ``valid_b`` false on the zero padding of the last block, ``extras_b`` the
-    blocks of per-column arrays.  With ``checkpoint`` the body is rematerialised in reverse
-    mode, so the transpose of the scan keeps no per-block ``[N, B]`` arrays."""
-    m = v.shape[0]
-    size = m if block_size is None else min(block_size, m)
-    count = -(-m // size)
-
-    def split(x):
-        x = jnp.pad(x, [(0, count * size - m)] + [(0, 0)] * (x.ndim - 1))
-        return x.reshape((count, size) + x.shape[1:])
-
-    def step(carry, block):
-        j, v_b, *extras_b = block
-        return body(carry, v_b, j, j < m, *extras_b), None
-
-    index = jnp.arange(count * size).reshape(count, size)
-    step = jax.checkpoint(step) if checkpoint else step
-    return jax.lax.scan(step, init, (index, split(v), *map(split, extras)))[0]
-
-
-def _row_logsumexp(u, v, scale, allowed, extras, block_size, targets=None):
-    """``log Σ_j exp(s_ij)`` over the columns ``allowed(j_b, valid_b, *extras_b)`` lets in,
-    ``s = scale·u vᵀ``, with a running maximum (the online softmax): at most ``N × B``
-    logits exist at once.  Returns ``(shift, log Σ, picked)``: the log-sum-exp in the two
-    parts of :func:`_math.logsumexp_parts` (log Σ = −inf for a row with no allowed column)
-    and ``s_{i,targets_i}``, picked out of the same blocks of the same matmul as the rest
-    of the row (0 for a target outside ``[0, M)``, and without ``targets``)."""
-
-    # The scale goes into the rows before the matmul, so that the logits are the matmul's own
-    # output: a product taken after it could be contracted into a fused multiply-add in one
-    # consumer (the sum) and not in another (the maximum, the positive), which rounds them
-    # apart (by ~1e3 at logits of 1e10, and negative losses at near-duplicates).
-    scaled = scale * u
-
-    def body(carry, v_b, j, valid, *extras_b):
-        stats, picked = carry
-        s = scaled @ v_b.T
-        stats = _math.logsumexp_step(stats, jnp.where(allowed(j, valid, *extras_b), s, -jnp.inf))
-        if targets is not None:
-            picked = picked + jnp.sum(jnp.where(_is_target(j, valid, targets), s, 0.0), axis=-1)
-        return stats, picked
-
-    zeros = jnp.zeros_like(u[:, 0])  # (like the rows: varying over a shard_map axis)
-    (top, total), picked = _scan_columns(body, ((zeros - jnp.inf, zeros), zeros), v, extras, block_size)
-    return *_math.logsumexp_parts(top, total), picked
-
-
-def _is_target(j, valid, targets):
-    """``[N, B]``: whether column ``j`` of a block is row ``i``'s target."""
-    return valid & (j == targets[:, None])
-
-
-def _row_sums(u, v, values, extras, block_size, *, checkpoint=False):
-    """``Σ_j values(dots_b, v_b, j_b, valid_b, *extras_b)`` per row (a pytree of ``[N, B]``
-    arrays, summed over the columns), with ``dots = u vᵀ`` streamed over column blocks
-    (``checkpoint``: see :func:`_scan_columns`)."""
-
-    def body(totals, v_b, j, valid, *extras_b):
-        terms = values(u @ v_b.T, v_b, j, valid, *extras_b)
-        return jax.tree.map(lambda total, term: total + jnp.sum(term, axis=-1), totals, terms)
-
-    shapes = jax.eval_shape(lambda: values(u @ v[:1].T, v[:1], jnp.zeros(1, int), jnp.ones(1, bool),
-                                           *(x[:1] for x in extras)))
-    zeros = jnp.zeros_like(u[:, 0])
-    return _scan_columns(body, jax.tree.map(lambda _: zeros, shapes), v, extras, block_size, checkpoint=checkpoint)
-
-
-def _stream_tangent(u, v, du, dv, scale, dscale, dbias, terms, extras, block_size):
-    """``Σ_j terms(dots_b, ds_b, j_b, valid_b, *extras_b)`` per row (a pytree of ``[N, B]``
-    arrays, each linear in ``ds``, or free of it), where ``ds`` is the tangent of the logits
-    ``s = scale·u vᵀ + bias``: ``ds_ij = scale·(⟨du_i, v_j⟩ + ⟨u_i, dv_j⟩) + dscale·⟨u_i, v_j⟩
-    + dbias``.  Streamed over column blocks with a checkpointed body: reverse mode (the
-    transpose of this scan) recomputes each block's weights and never holds ``N × M``.
-    None when every tangent is zero."""
-    if du is None and dv is None and dscale is None and dbias is None:
-        return None
-    has_dv = dv is not None
-
-    def values(dots, v_b, j, valid, *extras_b):
-        dv_b, extras_b = (extras_b[-1], extras_b[:-1]) if has_dv else (None, extras_b)
-        ds = tangent_sum(
-            (scale, None if du is None else du @ v_b.T),
-            (scale, None if dv_b is None else u @ dv_b.T),
-            (dots, dscale),
-            (1.0, dbias),
-        )
-        return terms(dots, ds, j, valid, *extras_b)
-
-    return _row_sums(u, v, values, tuple(extras) + ((dv,) if has_dv else ()), block_size, checkpoint=True)
-
-
-def _gather(x, axis_name):
-    """The whole batch of a per-device shard (all-gathered over ``axis_name``), or ``x``."""
-    return x if axis_name is None or x is None else jax.lax.all_gather(x, axis_name, tiled=True)
-
-
-def _own_columns(rows, axis_name):
-    """The indices, among the gathered columns, of this device's examples: ``offset + i``."""
-    n = rows.shape[0]
-    offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * n
-    return offset + jnp.arange(n)
-
-
-def _in_mask(j, valid, mask):
-    return valid & mask
-
-
-def _row_cross_entropy(u, v, targets, scale, where, block_size, axis_name):
-    """``lse_j(s_ij) − s_i,targets_i`` per row, with the columns all-gathered over
-    ``axis_name`` and (when ``where`` is given) the masked columns left out, computed as
-    ``(shift_i − s_i,targets_i) + log Σ_j exp(s_ij − shift_i)``: the target's logit comes
-    from the same matmul as the maximum, so both terms are ≥ 0 and nothing cancels at the
-    maximum's ulp.  The residuals are the two parts, ``(shift, log Σ)``."""
-    v_all, mask_all = _gather(v, axis_name), _gather(_column_mask(v, where), axis_name)
-    shift, log_sum, positive = _row_logsumexp(u, v_all, scale, _in_mask, (mask_all,), block_size, targets)
-    return (shift - positive) + log_sum, (shift, log_sum)
-
-
-def _row_cross_entropy_tangent(u, v, du, dv, targets, scale, dscale, where, res, block_size, axis_name):
-    """The tangent of :func:`_row_cross_entropy`: ``Σ_j (p_ij − [j = t_i]) ds_ij`` with
-    ``p_ij = exp((s_ij − shift_i) − log Σ_i)``, summed as ``Σ_{j≠t_i} p_ij (ds_ij − ds_it)``
-    (``Σ_j p_ij = 1``): the target's weight ``p_it − 1 = −Σ_{j≠t_i} p_ij`` comes out of the
-    same recomputed ``p`` as the others, so it neither cancels (``p_it`` near 1) nor
-    disagrees with them where the recomputed logits round differently from the forward's,
-    and one pass over the blocks serves forward and reverse mode alike.  ``ds_it`` is formed
-    once per row from the target's column (0 for a target outside ``[0, M)``)."""
-    shift, log_sum = res
-    v_all, dv_all = _gather(v, axis_name), _gather(dv, axis_name)
-    mask_all = _gather(_column_mask(v, where), axis_name)
-    take = lambda x: None if x is None else _take_rows(x, targets)  # noqa: E731
-    ds_target = tangent_sum(
-        (scale, None if du is None else jnp.sum(du * take(v_all), axis=-1)),
-        (scale, None if dv is None else jnp.sum(u * take(dv_all), axis=-1)),
-        (jnp.sum(u * take(v_all), axis=-1), dscale),
-    )
-    if ds_target is None:
-        return None
-
-    def terms(dots, ds, j, valid, mask):
-        z = (scale * dots - shift[:, None]) - log_sum[:, None]
-        p = jnp.where(valid & mask & ~_is_target(j, valid, targets), _math.softmax_weight(z), 0.0)
-        return p * (ds - ds_target[:, None])
-
-    return _stream_tangent(u, v_all, du, dv_all, scale, dscale, None, terms, (mask_all,), block_size)
-
-
-def _take_rows(x, targets):
-    """``x[targets]``, with rows of 0 for targets outside ``[0, M)`` (negative ones too)."""
-    m = x.shape[0]
-    return jnp.take(x, jnp.where((targets >= 0) & (targets < m), targets, m), axis=0, mode="fill", fill_value=0)
-
-
-def _column_mask(v, where):
-    return jnp.ones(v.shape[:1], bool) if where is None else where
-
-
-def _check_embeddings(name, x):
-    _checks.float_array(name, x)
-    if jnp.ndim(x) != 2:
-        raise ValueError(f"{name} must be [examples, features], got shape {jnp.shape(x)}.")
-
-
-def _check_ids(labels, n, what):
-    """Integer ``labels`` of shape ``(n,)``."""
-    if not jnp.issubdtype(jnp.result_type(labels), jnp.integer) or jnp.shape(labels) != (n,):
-        raise ValueError(f"labels must be integer {what}, shape {(n,)}, got {_checks._describe(labels)}.")
-
-
-def _check_temperature(temperature):
-    _checks.float_option("temperature", temperature, (), "a scalar")
-    _checks.positive("temperature", temperature)
-
-
-def _check_sides(first, second, where, names, *, paired=True):
-    for name, x in zip(names, (first, second)):
-        _check_embeddings(name, x)
-    (n, d), (m, e) = jnp.shape(first), jnp.shape(second)
-    if d != e or (paired and n != m):
-        need = "the same shape" if paired else "the same feature size"
-        raise ValueError(f"{names[0]} and {names[1]} must have {need}, got shapes {(n, d)} and {(m, e)}.")
-    _checks.broadcasts_to("where", where, (n,), f"the examples of {names[0]}")
-
-
-def _check_blocks(block_size, axis_name):
-    if block_size is not None and (not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 1):
-        raise ValueError(f"block_size must be a positive int or None, got {block_size!r}.")
-    _checks.hashable("axis_name", axis_name)
-
 
 # ------------------------------------------------------------------ info_nce_loss
 
 
 def _check_info_nce(queries, keys, temperature, labels, block_size, axis_name, where):
-    _check_sides(queries, keys, where, ("queries", "keys"), paired=labels is None)
-    _check_temperature(temperature)
+    check_sides(queries, keys, where, ("queries", "keys"), paired=labels is None)
+    check_temperature(temperature)
     if labels is not None:
-        _check_ids(labels, jnp.shape(queries)[0], "ids of the positive keys")
-    _check_blocks(block_size, axis_name)
+        check_ids(labels, jnp.shape(queries)[0], "ids of the positive keys")
+    check_blocks(block_size, axis_name)
 
 
 def _info_nce_targets(queries, labels, axis_name):
-    return _own_columns(queries, axis_name) if labels is None else labels
+    return own_columns(queries, axis_name) if labels is None else labels
 
 
 def _info_nce_tangent(p, t, out, res):
@@ -250,8 +59,9 @@ def _info_nce_tangent(p, t, out, res):
     where = p.where if paired else None
     keys, dkeys = _math.masked_rows(p["keys"], where), _math.masked_rows(t["keys"], where)  # p.keys is dict.keys
     dscale = None if t.temperature is None else -t.temperature / p.temperature**2
-    return _row_cross_entropy_tangent(p.queries, keys, t.queries, dkeys, _info_nce_targets(p.queries, p.labels, p.axis_name),
-                                      1 / p.temperature, dscale, where, res, p.block_size, p.axis_name)
+    targets = _info_nce_targets(p.queries, p.labels, p.axis_name)
+    return row_cross_entropy_tangent(p.queries, keys, t.queries, dkeys, targets, 1 / p.temperature, dscale, where, res,
+                                     p.block_size, p.axis_name)
 
 
 @hand_derivative(_info_nce_tangent, check=_check_info_nce, residuals=True, static=("block_size", "axis_name"),
@@ -303,7 +113,7 @@ def info_nce_loss(queries, keys, *, temperature=0.07, labels=None, block_size=No
     where = where if paired else None
     targets = _info_nce_targets(queries, labels, axis_name)
     # The queries divided by T (not times 1/T, which rounds): the logits of ⟨q, k⟩/T.
-    return _row_cross_entropy(queries / temperature, _math.masked_rows(keys, where), targets, 1.0, where, block_size,
+    return row_cross_entropy(queries / temperature, _math.masked_rows(keys, where), targets, 1.0, where, block_size,
                               axis_name)
 
 
@@ -313,28 +123,28 @@ def info_nce_loss(queries, keys, *, temperature=0.07, labels=None, block_size=No
 def _paired_cross_entropy(u, v, scale, symmetric, where, block_size, axis_name):
     """Row ``i``'s positive is column ``i``; with ``symmetric`` also the columns' losses
     (``v`` against all ``u``), averaged: ``(ℓ_i(u→v) + ℓ_i(v→u))/2``.  Residuals: those of
-    :func:`_row_cross_entropy` for each direction."""
-    targets = _own_columns(u, axis_name)
-    rows, res = _row_cross_entropy(u, v, targets, scale, where, block_size, axis_name)
+    :func:`row_cross_entropy` for each direction."""
+    targets = own_columns(u, axis_name)
+    rows, res = row_cross_entropy(u, v, targets, scale, where, block_size, axis_name)
     if not symmetric:
         return rows, (res,)
-    columns, res_t = _row_cross_entropy(v, u, targets, scale, where, block_size, axis_name)
+    columns, res_t = row_cross_entropy(v, u, targets, scale, where, block_size, axis_name)
     return (rows + columns) / 2, (res, res_t)
 
 
 def _paired_cross_entropy_tangent(u, v, du, dv, scale, dscale, symmetric, where, res, block_size, axis_name):
-    targets = _own_columns(u, axis_name)
-    rows = _row_cross_entropy_tangent(u, v, du, dv, targets, scale, dscale, where, res[0], block_size, axis_name)
+    targets = own_columns(u, axis_name)
+    rows = row_cross_entropy_tangent(u, v, du, dv, targets, scale, dscale, where, res[0], block_size, axis_name)
     if not symmetric:
         return rows
-    columns = _row_cross_entropy_tangent(v, u, dv, du, targets, scale, dscale, where, res[1], block_size, axis_name)
+    columns = row_cross_entropy_tangent(v, u, dv, du, targets, scale, dscale, where, res[1], block_size, axis_name)
     return tangent_sum((0.5, rows), (0.5, columns))
 
 
 def _check_paired(first, second, scale, block_size, axis_name, where, *, names, scale_name):
-    _check_sides(first, second, where, names)
+    check_sides(first, second, where, names)
     _checks.float_option(scale_name, scale, (), "a scalar")
-    _check_blocks(block_size, axis_name)
+    check_blocks(block_size, axis_name)
 
 
 # ------------------------------------------------------------------ multiple_negatives_ranking_loss
@@ -471,18 +281,18 @@ def clip_loss(image_embeddings, text_embeddings, *, logit_scale, block_size=None
 
 
 def _check_ntxent(embeddings, labels, temperature, block_size, axis_name, where):
-    _check_embeddings("embeddings", embeddings)
-    _check_ids(labels, jnp.shape(embeddings)[0], "group ids")
+    check_embeddings("embeddings", embeddings)
+    check_ids(labels, jnp.shape(embeddings)[0], "group ids")
     _checks.broadcasts_to("where", where, jnp.shape(embeddings)[:1], "the examples of embeddings")
-    _check_temperature(temperature)
-    _check_blocks(block_size, axis_name)
+    check_temperature(temperature)
+    check_blocks(block_size, axis_name)
 
 
 def _ntxent_columns(x_hat, labels, where, axis_name):
     """The gathered normalised embeddings, labels and mask, and each row's own column."""
-    mask = _column_mask(x_hat, where)
-    return _gather(x_hat, axis_name), _gather(labels, axis_name), _gather(mask, axis_name), \
-        _own_columns(x_hat, axis_name)
+    mask = column_mask(x_hat, where)
+    return gather(x_hat, axis_name), gather(labels, axis_name), gather(mask, axis_name), \
+        own_columns(x_hat, axis_name)
 
 
 def _ntxent_sets(labels, own):
@@ -517,7 +327,7 @@ def _ntxent_tangent(p, t, out, res):
         return e * ds, e, q * ds, q
 
     dscale = None if t.temperature is None else -t.temperature / p.temperature**2
-    sums = _stream_tangent(x_hat, x_all, dx, _gather(dx, p.axis_name), scale, dscale, None, terms,
+    sums = stream_tangent(x_hat, x_all, dx, gather(dx, p.axis_name), scale, dscale, None, terms,
                            (labels_all, mask_all), p.block_size)
     if sums is None:
         return None
@@ -581,14 +391,14 @@ def ntxent_loss(embeddings, labels, *, temperature=0.07, block_size=None, axis_n
     x_all, labels_all, mask_all, own = _ntxent_columns(x_hat, labels, where, axis_name)
     negative, positive = _ntxent_sets(labels, own)
     scale = 1 / temperature
-    shift, log_sum, _ = _row_logsumexp(x_hat, x_all, scale, negative, (labels_all, mask_all), block_size)
+    shift, log_sum, _ = row_logsumexp(x_hat, x_all, scale, negative, (labels_all, mask_all), block_size)
 
     def positive_terms(dots, v_b, j, valid, column_labels, mask):
         keep = positive(j, valid, column_labels, mask)
         z = (shift[:, None] - scale * dots) + log_sum[:, None]  # L_i − s_ip, −inf without negatives
         return jnp.where(keep, jax.nn.softplus(z), 0.0), keep.astype(z.dtype)
 
-    total, count = _row_sums(x_hat, x_all, positive_terms, (labels_all, mask_all), block_size)
+    total, count = row_sums(x_hat, x_all, positive_terms, (labels_all, mask_all), block_size)
     return total / jnp.maximum(count, 1), (shift, log_sum, count)
 
 
@@ -596,11 +406,11 @@ def ntxent_loss(embeddings, labels, *, temperature=0.07, block_size=None, axis_n
 
 
 def _check_siglip(image_embeddings, text_embeddings, temperature, bias, block_size, axis_name, where):
-    _check_sides(image_embeddings, text_embeddings, where, ("image_embeddings", "text_embeddings"))
+    check_sides(image_embeddings, text_embeddings, where, ("image_embeddings", "text_embeddings"))
     _checks.float_option("temperature", temperature, (), "a scalar")
     _checks.positive("temperature", temperature)
     _checks.float_option("bias", bias, (), "a scalar")
-    _check_blocks(block_size, axis_name)
+    check_blocks(block_size, axis_name)
 
 
 def _siglip_signs(own):
@@ -610,14 +420,14 @@ def _siglip_signs(own):
 
 def _siglip_tangent(p, t, out, res):
     x, y = p.image_embeddings, p.text_embeddings
-    y_all, mask_all = _gather(y, p.axis_name), _gather(_column_mask(y, p.where), p.axis_name)
-    sign = _siglip_signs(_own_columns(x, p.axis_name))
+    y_all, mask_all = gather(y, p.axis_name), gather(column_mask(y, p.where), p.axis_name)
+    sign = _siglip_signs(own_columns(x, p.axis_name))
 
     def terms(dots, dl, j, valid, mask):  # ∂ℓ_i/∂l_ij = −z σ(−z l), times dl_ij
         z = sign(j)
         return jnp.where(valid & mask, -z * jax.nn.sigmoid(-z * (p.temperature * dots + p.bias)), 0.0) * dl
 
-    return _stream_tangent(x, y_all, t.image_embeddings, _gather(t.text_embeddings, p.axis_name),
+    return stream_tangent(x, y_all, t.image_embeddings, gather(t.text_embeddings, p.axis_name),
                            p.temperature, t.temperature, t.bias, terms, (mask_all,), p.block_size)
 
 
@@ -665,10 +475,10 @@ def sigmoid_contrastive_loss(image_embeddings, text_embeddings, *, temperature, 
       Zhai, Mustafa, Kolesnikov, Beyer, "Sigmoid Loss for Language Image Pre-Training"
       (SigLIP), 2023.
     """
-    y_all, mask_all = _gather(text_embeddings, axis_name), _gather(_column_mask(text_embeddings, where), axis_name)
-    sign = _siglip_signs(_own_columns(image_embeddings, axis_name))
+    y_all, mask_all = gather(text_embeddings, axis_name), gather(column_mask(text_embeddings, where), axis_name)
+    sign = _siglip_signs(own_columns(image_embeddings, axis_name))
 
     def terms(dots, y_b, j, valid, mask):
         return jnp.where(valid & mask, jax.nn.softplus(-sign(j) * (temperature * dots + bias)), 0.0)
 
-    return _row_sums(image_embeddings, y_all, terms, (mask_all,), block_size)
+    return row_sums(image_embeddings, y_all, terms, (mask_all,), block_size)

@@ -1,0 +1,212 @@
+"""The streaming machinery of the in-batch contrastive losses (:mod:`jaxloss.contrastive`).
+
+Logits ``s_ij = scale·⟨u_i, v_j⟩`` between rows ``u [N, D]`` and columns ``v [M, D]``, folded
+over blocks of columns (``lax.scan``, the body checkpointed for reverse mode), so that at
+most ``N × B`` logits exist at once: row log-sum-exps with a running maximum (the online
+softmax), row sums of per-pair terms, and the tangents of both.  Under an ``axis_name`` the
+columns are all-gathered (:func:`gather`) and each device keeps its own rows
+(:func:`own_columns`); the transpose of the gather sends column gradients back to their
+owners.  The shared trace-time checks of the contrastive losses are here too.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxloss import _checks, _math
+from jaxloss.gradients import tangent_sum
+
+# ------------------------------------------------------------------ streaming over column blocks
+
+
+def _scan_columns(body, init, v, extras, block_size, *, checkpoint=False):
+    """Fold ``body(carry, v_b, j_b, valid_b, *extras_b)`` over blocks of ``block_size``
+    columns (all at once for None): ``v_b`` the block of ``v [M, D]``, ``j_b`` the column
+    indices, ``valid_b`` false on the zero padding of the last block, ``extras_b`` the
+    blocks of per-column arrays.  With ``checkpoint`` the body is rematerialised in reverse
+    mode, so the transpose of the scan keeps no per-block ``[N, B]`` arrays."""
+    m = v.shape[0]
+    size = m if block_size is None else min(block_size, m)
+    count = -(-m // size)
+
+    def split(x):
+        x = jnp.pad(x, [(0, count * size - m)] + [(0, 0)] * (x.ndim - 1))
+        return x.reshape((count, size) + x.shape[1:])
+
+    def step(carry, block):
+        j, v_b, *extras_b = block
+        return body(carry, v_b, j, j < m, *extras_b), None
+
+    index = jnp.arange(count * size).reshape(count, size)
+    step = jax.checkpoint(step) if checkpoint else step
+    return jax.lax.scan(step, init, (index, split(v), *map(split, extras)))[0]
+
+
+def row_logsumexp(u, v, scale, allowed, extras, block_size, targets=None):
+    """``log Σ_j exp(s_ij)`` over the columns ``allowed(j_b, valid_b, *extras_b)`` lets in,
+    ``s = scale·u vᵀ``, with a running maximum (the online softmax): at most ``N × B``
+    logits exist at once.  Returns ``(shift, log Σ, picked)``: the log-sum-exp in the two
+    parts of :func:`_math.logsumexp_parts` (log Σ = −inf for a row with no allowed column)
+    and ``s_{i,targets_i}``, picked out of the same blocks of the same matmul as the rest
+    of the row (0 for a target outside ``[0, M)``, and without ``targets``)."""
+
+    # The scale goes into the rows before the matmul, so that the logits are the matmul's own
+    # output: a product taken after it could be contracted into a fused multiply-add in one
+    # consumer (the sum) and not in another (the maximum, the positive), which rounds them
+    # apart (by ~1e3 at logits of 1e10, and negative losses at near-duplicates).
+    scaled = scale * u
+
+    def body(carry, v_b, j, valid, *extras_b):
+        stats, picked = carry
+        s = scaled @ v_b.T
+        stats = _math.logsumexp_step(stats, jnp.where(allowed(j, valid, *extras_b), s, -jnp.inf))
+        if targets is not None:
+            picked = picked + jnp.sum(jnp.where(_is_target(j, valid, targets), s, 0.0), axis=-1)
+        return stats, picked
+
+    zeros = jnp.zeros_like(u[:, 0])  # (like the rows: varying over a shard_map axis)
+    (top, total), picked = _scan_columns(body, ((zeros - jnp.inf, zeros), zeros), v, extras, block_size)
+    return *_math.logsumexp_parts(top, total), picked
+
+
+def _is_target(j, valid, targets):
+    """``[N, B]``: whether column ``j`` of a block is row ``i``'s target."""
+    return valid & (j == targets[:, None])
+
+
+def row_sums(u, v, values, extras, block_size, *, checkpoint=False):
+    """``Σ_j values(dots_b, v_b, j_b, valid_b, *extras_b)`` per row (a pytree of ``[N, B]``
+    arrays, summed over the columns), with ``dots = u vᵀ`` streamed over column blocks
+    (``checkpoint``: see :func:`_scan_columns`)."""
+
+    def body(totals, v_b, j, valid, *extras_b):
+        terms = values(u @ v_b.T, v_b, j, valid, *extras_b)
+        return jax.tree.map(lambda total, term: total + jnp.sum(term, axis=-1), totals, terms)
+
+    shapes = jax.eval_shape(lambda: values(u @ v[:1].T, v[:1], jnp.zeros(1, int), jnp.ones(1, bool),
+                                           *(x[:1] for x in extras)))
+    zeros = jnp.zeros_like(u[:, 0])
+    return _scan_columns(body, jax.tree.map(lambda _: zeros, shapes), v, extras, block_size, checkpoint=checkpoint)
+
+
+def stream_tangent(u, v, du, dv, scale, dscale, dbias, terms, extras, block_size):
+    """``Σ_j terms(dots_b, ds_b, j_b, valid_b, *extras_b)`` per row (a pytree of ``[N, B]``
+    arrays, each linear in ``ds``, or free of it), where ``ds`` is the tangent of the logits
+    ``s = scale·u vᵀ + bias``: ``ds_ij = scale·(⟨du_i, v_j⟩ + ⟨u_i, dv_j⟩) + dscale·⟨u_i, v_j⟩
+    + dbias``.  Streamed over column blocks with a checkpointed body: reverse mode (the
+    transpose of this scan) recomputes each block's weights and never holds ``N × M``.
+    None when every tangent is zero."""
+    if du is None and dv is None and dscale is None and dbias is None:
+        return None
+    has_dv = dv is not None
+
+    def values(dots, v_b, j, valid, *extras_b):
+        dv_b, extras_b = (extras_b[-1], extras_b[:-1]) if has_dv else (None, extras_b)
+        ds = tangent_sum(
+            (scale, None if du is None else du @ v_b.T),
+            (scale, None if dv_b is None else u @ dv_b.T),
+            (dots, dscale),
+            (1.0, dbias),
+        )
+        return terms(dots, ds, j, valid, *extras_b)
+
+    return row_sums(u, v, values, tuple(extras) + ((dv,) if has_dv else ()), block_size, checkpoint=True)
+
+
+def gather(x, axis_name):
+    """The whole batch of a per-device shard (all-gathered over ``axis_name``), or ``x``."""
+    return x if axis_name is None or x is None else jax.lax.all_gather(x, axis_name, tiled=True)
+
+
+def own_columns(rows, axis_name):
+    """The indices, among the gathered columns, of this device's examples: ``offset + i``."""
+    n = rows.shape[0]
+    offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * n
+    return offset + jnp.arange(n)
+
+
+def _in_mask(j, valid, mask):
+    return valid & mask
+
+
+def row_cross_entropy(u, v, targets, scale, where, block_size, axis_name):
+    """``lse_j(s_ij) − s_i,targets_i`` per row, with the columns all-gathered over
+    ``axis_name`` and (when ``where`` is given) the masked columns left out, computed as
+    ``(shift_i − s_i,targets_i) + log Σ_j exp(s_ij − shift_i)``: the target's logit comes
+    from the same matmul as the maximum, so both terms are ≥ 0 and nothing cancels at the
+    maximum's ulp.  The residuals are the two parts, ``(shift, log Σ)``."""
+    v_all, mask_all = gather(v, axis_name), gather(column_mask(v, where), axis_name)
+    shift, log_sum, positive = row_logsumexp(u, v_all, scale, _in_mask, (mask_all,), block_size, targets)
+    return (shift - positive) + log_sum, (shift, log_sum)
+
+
+def row_cross_entropy_tangent(u, v, du, dv, targets, scale, dscale, where, res, block_size, axis_name):
+    """The tangent of :func:`row_cross_entropy`: ``Σ_j (p_ij − [j = t_i]) ds_ij`` with
+    ``p_ij = exp((s_ij − shift_i) − log Σ_i)``, summed as ``Σ_{j≠t_i} p_ij (ds_ij − ds_it)``
+    (``Σ_j p_ij = 1``): the target's weight ``p_it − 1 = −Σ_{j≠t_i} p_ij`` comes out of the
+    same recomputed ``p`` as the others, so it neither cancels (``p_it`` near 1) nor
+    disagrees with them where the recomputed logits round differently from the forward's,
+    and one pass over the blocks serves forward and reverse mode alike.  ``ds_it`` is formed
+    once per row from the target's column (0 for a target outside ``[0, M)``)."""
+    shift, log_sum = res
+    v_all, dv_all = gather(v, axis_name), gather(dv, axis_name)
+    mask_all = gather(column_mask(v, where), axis_name)
+    take = lambda x: None if x is None else _take_rows(x, targets)  # noqa: E731
+    ds_target = tangent_sum(
+        (scale, None if du is None else jnp.sum(du * take(v_all), axis=-1)),
+        (scale, None if dv is None else jnp.sum(u * take(dv_all), axis=-1)),
+        (jnp.sum(u * take(v_all), axis=-1), dscale),
+    )
+    if ds_target is None:
+        return None
+
+    def terms(dots, ds, j, valid, mask):
+        z = (scale * dots - shift[:, None]) - log_sum[:, None]
+        p = jnp.where(valid & mask & ~_is_target(j, valid, targets), _math.softmax_weight(z), 0.0)
+        return p * (ds - ds_target[:, None])
+
+    return stream_tangent(u, v_all, du, dv_all, scale, dscale, None, terms, (mask_all,), block_size)
+
+
+def _take_rows(x, targets):
+    """``x[targets]``, with rows of 0 for targets outside ``[0, M)`` (negative ones too)."""
+    m = x.shape[0]
+    return jnp.take(x, jnp.where((targets >= 0) & (targets < m), targets, m), axis=0, mode="fill", fill_value=0)
+
+
+def column_mask(v, where):
+    return jnp.ones(v.shape[:1], bool) if where is None else where
+
+
+def check_embeddings(name, x):
+    _checks.float_array(name, x)
+    if jnp.ndim(x) != 2:
+        raise ValueError(f"{name} must be [examples, features], got shape {jnp.shape(x)}.")
+
+
+def check_ids(labels, n, what):
+    """Integer ``labels`` of shape ``(n,)``."""
+    if not jnp.issubdtype(jnp.result_type(labels), jnp.integer) or jnp.shape(labels) != (n,):
+        raise ValueError(f"labels must be integer {what}, shape {(n,)}, got {_checks._describe(labels)}.")
+
+
+def check_temperature(temperature):
+    _checks.float_option("temperature", temperature, (), "a scalar")
+    _checks.positive("temperature", temperature)
+
+
+def check_sides(first, second, where, names, *, paired=True):
+    for name, x in zip(names, (first, second)):
+        check_embeddings(name, x)
+    (n, d), (m, e) = jnp.shape(first), jnp.shape(second)
+    if d != e or (paired and n != m):
+        need = "the same shape" if paired else "the same feature size"
+        raise ValueError(f"{names[0]} and {names[1]} must have {need}, got shapes {(n, d)} and {(m, e)}.")
+    _checks.broadcasts_to("where", where, (n,), f"the examples of {names[0]}")
+
+
+def check_blocks(block_size, axis_name):
+    if block_size is not None and (not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 1):
+        raise ValueError(f"block_size must be a positive int or None, got {block_size!r}.")
+    _checks.hashable("axis_name", axis_name)
