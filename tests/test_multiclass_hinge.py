@@ -2,7 +2,8 @@
 
 Values and derivatives are checked in float64 against NumPy formulas written here from
 the docstring; Crammer–Singer against ``optax.losses.multiclass_hinge_loss`` and
-Weston–Watkins against ``torch.nn.functional.multi_margin_loss``;
+Weston–Watkins against ``torch.nn.functional.multi_margin_loss`` (with its ``weight``:
+``class_weights``);
 subgradients at hinge corners and at tied runner-up classes are pinned.  The shared
 properties (jit, vmap, Hessians, low precision, where=) run through the catalogue.
 """
@@ -184,6 +185,8 @@ def test_crammer_singer_matches_optax_multiclass_hinge_loss_values_and_gradients
 def _torch_values_and_grads(scores, labels, **options):
     torch = pytest.importorskip("torch")
     s = torch.tensor(scores.reshape(-1, scores.shape[-1]), dtype=torch.float64, requires_grad=True)
+    if options.get("weight") is not None:
+        options["weight"] = torch.tensor(options["weight"], dtype=torch.float64)
     loss = torch.nn.functional.multi_margin_loss(s, torch.tensor(labels.reshape(-1)), reduction="none", **options)
     loss.sum().backward()
     return loss.detach().numpy().reshape(labels.shape), s.grad.numpy().reshape(scores.shape)
@@ -207,6 +210,83 @@ def test_weston_watkins_divides_by_the_number_of_classes_as_torch_does(x64):
     loss = LOSS(scores, labels, kind="weston_watkins")
     np.testing.assert_allclose(loss, [0.5 / 4], rtol=1e-15)
     np.testing.assert_allclose(loss, _torch_values_and_grads(scores, labels)[0], rtol=1e-15)
+
+
+# ----------------------------------------------------------------------------- class_weights (torch's weight)
+
+
+def _weights(rng, classes):
+    return rng.uniform(0.5, 2.0, size=classes)
+
+
+@pytest.mark.parametrize("margin", [1.0, 0.6], ids=["margin-1", "margin-0.6"])
+@pytest.mark.parametrize("p", [1, 2], ids=["p1", "p2"])
+def test_weston_watkins_class_weights_match_torch_multi_margin_loss_weight(p, margin, x64):
+    rng = np.random.default_rng(7)
+    a = _make(rng, (6, 5))
+    w = _weights(rng, 5)
+    values, grad = _torch_values_and_grads(**a, p=p, margin=margin, weight=w)
+    assert np.any(values > 0) and np.any(values == 0)
+    ours = {**a, "margin": margin, "kind": "weston_watkins", "p": p, "class_weights": w}
+    np.testing.assert_allclose(LOSS(**ours), values, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(gradients_of_sum(multiclass_hinge_loss, ours, ("scores",))["scores"], grad,
+                               rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("p, value, grad", [
+    pytest.param(1, 2.4, [-2.25, 0.75, 0.75, 0.75], id="p1"),
+    pytest.param(2, 2.7, [-4.8, 1.2, 1.5, 2.1], id="p2"),
+])
+def test_class_weight_multiplies_the_powered_hinge_as_torch_does(p, value, grad, x64):
+    # torch.nn.functional.multi_margin_loss(x, [0], p=p, margin=0.7, weight=[3, 1, 1, 1]):
+    # the weight scales max(0, z)^p (3 · 0.9 = 2.7 for p = 2), not the hinge argument.
+    a = {"scores": np.array([[0.1, 0.2, 0.4, 0.8]]), "labels": np.array([0]), "margin": 0.7,
+         "kind": "weston_watkins", "p": p, "class_weights": np.array([3.0, 1.0, 1.0, 1.0])}
+    np.testing.assert_allclose(LOSS(**a), [value], rtol=1e-14)
+    np.testing.assert_allclose(gradients_of_sum(multiclass_hinge_loss, a, ("scores",))["scores"], [grad], rtol=1e-14)
+
+
+@pytest.mark.parametrize("kind, p", KIND_AND_P)
+def test_class_weights_scale_each_example_by_its_label_weight_with_derivatives(kind, p, x64):
+    rng = np.random.default_rng(8)
+    a = _make(rng, (5, 7), "array", kind=kind, p=p)
+    w = _weights(rng, 7)
+    weighted = {**a, "class_weights": w}
+    w_y, unweighted = w[a["labels"]], _np_multiclass_hinge(**a)
+    np.testing.assert_allclose(LOSS(**weighted), w_y * unweighted, rtol=1e-12, atol=1e-15)
+    grads, jv = gradients_and_jvp(multiclass_hinge_loss, weighted, ("scores", "margin", "class_weights"))
+    d = _np_multiclass_hinge_d(**a)
+    np.testing.assert_allclose(grads["scores"], w_y[:, None] * d["scores"], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(grads["margin"], w_y * d["margin"], rtol=1e-12, atol=1e-14)
+    # ∂ℓ/∂w_c: the unweighted hinges of the examples labelled c.
+    np.testing.assert_allclose(grads["class_weights"], np.bincount(a["labels"], unweighted, minlength=7),
+                               rtol=1e-12, atol=1e-14)
+    expected_jv = w_y * (d["scores"].sum(-1) + d["margin"]) + unweighted
+    np.testing.assert_allclose(jv, expected_jv, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_check_gradients_passes_for_class_weights_to_second_order(kind):
+    rng = np.random.default_rng(9)
+    a = _make(rng, (5, 7), "array", kind=kind, p=2)
+    check = jaxloss.check_gradients(multiclass_hinge_loss, **a, class_weights=_weights(rng, 7), order=2)
+    assert {r.argument for r in check.rows} >= {"scores", "margin", "class_weights"}
+    assert check.ok, repr(check)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_zero_weight_ignored_and_invalid_labels_with_class_weights(kind, x64):
+    # Example 0 ignored, 1 an invalid id, 2 labelled with a class of weight 0: its loss is 0,
+    # its scores get derivative 0, and the weight still gets the unweighted hinge.
+    a = {"scores": np.array([[0.5, -0.25, 0.0]] * 3), "labels": np.array([-100, 3, 0]), "kind": kind,
+         "class_weights": np.array([0.0, 1.0, 2.0])}
+    loss = LOSS(**a)
+    assert loss[0] == 0.0 and np.isnan(loss[1]) and loss[2] == 0.0
+    grads = gradients_of_sum(multiclass_hinge_loss, a, ("scores", "class_weights"))
+    np.testing.assert_array_equal(grads["scores"], 0.0)
+    hinge = _np_multiclass_hinge(a["scores"][2:], a["labels"][2:], kind=kind)[0]
+    assert hinge > 0
+    np.testing.assert_allclose(grads["class_weights"], [hinge, 0.0, 0.0], rtol=1e-15)
 
 
 # ----------------------------------------------------------------------------- corners and ties
@@ -331,6 +411,9 @@ ERRORS = [
     pytest.param((F, I5), {"margin": np.ones(7, np.float32)}, ValueError,
                  r"margin with shape \(7,\) does not broadcast to the batch shape of scores with shape \(5,\)",
                  id="margin-shape"),
+    pytest.param((F, I5), {"class_weights": np.ones(5, np.float32)}, ValueError,
+                 r"class_weights with shape \(5,\) does not broadcast to the class axis of scores with shape \(7,\)",
+                 id="class-weights-shape"),
     pytest.param((F, I5), {"where": np.ones((5, 7), bool)}, ValueError,
                  r"where with shape \(5, 7\) does not broadcast to the batch shape of scores", id="where-shape"),
 ]
@@ -345,3 +428,8 @@ def test_bad_input_raises_at_trace_time_naming_the_argument(args, kwargs, error,
 def test_concrete_negative_margin_array_raises():
     with pytest.raises(ValueError, match=r"margin must be >= 0"):
         multiclass_hinge_loss(F, I5, margin=np.array([1.0, -1.0, 1.0, 1.0, 1.0], np.float32))
+
+
+def test_concrete_negative_class_weights_raise():
+    with pytest.raises(ValueError, match=r"class_weights must be >= 0"):
+        multiclass_hinge_loss(F, I5, class_weights=np.array([1.0, -1.0, 1.0, 1.0, 1.0, 1.0, 1.0], np.float32))
