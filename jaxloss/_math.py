@@ -69,6 +69,51 @@ def normalize_tangent(x_hat, norm, dx, eps=1e-12, axis=-1):
     return jnp.where(jnp.expand_dims(norm, axis) > eps, dx - radial, dx) / scale
 
 
+def floored_normalize(x, floor, axis=-1):
+    r"""``(x / max(‖x‖, floor), ‖x‖)`` over ``axis``, for a floor that may be 0 or traced.
+
+    :func:`normalize` with ``floor = eps``; where ``‖x‖ = floor = 0`` the unit vector is 0
+    (not ``0/0``), and so is its derivative.  The tangent is :func:`floored_normalize_tangent`.
+    """
+    norm = safe_norm(x, axis)
+    scale = jnp.expand_dims(jnp.maximum(norm, floor), axis)
+    return jnp.where(scale > 0, x / jnp.where(scale > 0, scale, 1.0), 0.0), norm
+
+
+def floored_normalize_tangent(x_hat, norm, floor, dx, dfloor=None, axis=-1):
+    r"""The tangent of :func:`floored_normalize`: ``(dx − x̂⟨x̂, dx⟩)/‖x‖`` where ``‖x‖ > floor``;
+    ``(dx − x̂·dfloor)/floor`` where the floor is active (``x̂ = x/floor``); 0 where
+    ``‖x‖ = floor = 0``.  ``dx`` or ``dfloor`` may be None (zero); returns None if both are."""
+    if dx is None and dfloor is None:
+        return None
+    above, scale = (jnp.expand_dims(x, axis) for x in (norm > floor, jnp.maximum(norm, floor)))
+    radial = 0.0 if dx is None else x_hat * jnp.sum(x_hat * dx, axis=axis, keepdims=True)
+    floor_term = 0.0 if dfloor is None else x_hat * jnp.expand_dims(dfloor, axis)
+    dx = 0.0 if dx is None else dx
+    tangent = jnp.where(above, dx - radial, dx - floor_term)
+    return jnp.where(scale > 0, tangent / jnp.where(scale > 0, scale, 1.0), 0.0)
+
+
+def cosine_similarity(a, b, floor, axis=-1):
+    r"""``⟨a/max(‖a‖, floor), b/max(‖b‖, floor)⟩`` over ``axis`` (0 where a vector and the
+    floor are both 0): the cosine with each norm floored, as ``F.normalize`` (floor ε) and
+    ``optax.losses.cosine_similarity`` (floor √ε) compute it.  Its tangent is
+    :func:`cosine_similarity_tangent`."""
+    (a_hat, _), (b_hat, _) = floored_normalize(a, floor, axis), floored_normalize(b, floor, axis)
+    return jnp.sum(a_hat * b_hat, axis=axis)
+
+
+def cosine_similarity_tangent(a, b, floor, da, db, dfloor=None, axis=-1):
+    r"""The tangent of :func:`cosine_similarity`: ``⟨dâ, b̂⟩ + ⟨â, db̂⟩`` with each ``dx̂`` from
+    :func:`floored_normalize_tangent` (the projection off ``x̂`` over ``‖x‖``, or
+    ``(dx − x̂·dfloor)/floor`` where the floor is active).  None when every tangent is."""
+    (a_hat, a_norm), (b_hat, b_norm) = floored_normalize(a, floor, axis), floored_normalize(b, floor, axis)
+    da_hat = floored_normalize_tangent(a_hat, a_norm, floor, da, dfloor, axis)
+    db_hat = floored_normalize_tangent(b_hat, b_norm, floor, db, dfloor, axis)
+    terms = [u * dv for u, dv in ((b_hat, da_hat), (a_hat, db_hat)) if dv is not None]
+    return jnp.sum(sum(terms[1:], terms[0]), axis=axis) if terms else None
+
+
 def logsumexp_step(carry, s):
     r"""One step of a streamed log-sum-exp over the last axis (the online softmax):
     ``carry = (top, total)`` holds the running maximum and ``Σ exp(s − top)`` of the

@@ -2,10 +2,13 @@
 
 Binary losses here are elementwise: one loss per score (the shape of ``scores`` /
 ``logits``), so a ``[batch, labels]`` array is multi-label classification.  The
-margin-based ones (hinge, squared hinge, logistic, square, margin ranking) take labels
-in {-1, 1} or in {0, 1}: any label ``> 0`` is the positive class, any other the
+margin-based ones (hinge, squared hinge, logistic / soft margin, square, perceptron,
+margin ranking) take labels in {-1, 1} or in {0, 1}, integer, boolean or float (PyTorch
+passes float ±1 tensors): any label ``> 0`` is the positive class, any other the
 negative one.  Labels are discrete, so they get no derivative (their true derivative
-is 0 almost everywhere); soft labels belong to :func:`sigmoid_binary_cross_entropy`.
+is 0 almost everywhere); soft labels belong to :func:`sigmoid_binary_cross_entropy` and
+:func:`binary_cross_entropy`.  :func:`hinge_embedding_loss` follows PyTorch's label rule
+instead (see there).
 
 Every function supports ``jit``, ``vmap``, forward and reverse mode, ``jax.hessian``
 and forward-over-reverse Hessian-vector products through its hand-derived rule;
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxloss import _checks
 from jaxloss._math import softplus_pair
@@ -105,6 +109,80 @@ def sigmoid_binary_cross_entropy(logits, labels, *, pos_weight=None, label_smoot
     return pos_weight * y * softplus_neg + (1 - y) * softplus
 
 
+# ------------------------------------------------------------------ binary_cross_entropy
+
+# PyTorch clamps each log at −100, so that probabilities of exactly 0 and 1 give a finite loss.
+_LOG_FLOOR = -100.0
+# PyTorch's backward divides by max(p(1 − p), ε) with this ε, a C float (1e-12 rounded to float32).
+_BCE_EPSILON = float(np.float32(1e-12))
+
+
+def _clamped_log(log, x, neutral):
+    """``max(log(x), −100)``, with derivative 0 where clamped (a double ``where`` keeps
+    ``log``'s ``1/0`` out of autodiff); NaN, the log of a value outside its domain, stays NaN."""
+    clamped = log(x) <= _LOG_FLOOR
+    return jnp.where(clamped, _LOG_FLOOR, log(jnp.where(clamped, neutral, x)))
+
+
+def _bce_logs(p):
+    """``(max(log p, −100), max(log(1 − p), −100))``, as PyTorch computes them."""
+    return _clamped_log(jnp.log, p, 1.0), _clamped_log(jnp.log1p, -p, 0.0)
+
+
+def _check_bce(probabilities, labels, where):
+    _checks.scores(probabilities, labels, where, name="probabilities")
+
+
+def _bce_tangent(p, t, out, res):
+    q, y = p.probabilities, p.labels
+    log_q, log_not_q = _bce_logs(q)
+    return tangent_sum(((q - y) / jnp.maximum(q * (1 - q), _BCE_EPSILON), t.probabilities),
+                       (log_not_q - log_q, t.labels))
+
+
+@hand_derivative(_bce_tangent, check=_check_bce)
+def binary_cross_entropy(probabilities, labels, *, where=None):
+    r"""Binary cross-entropy on probabilities, elementwise, as PyTorch computes it.
+
+    With each log clamped at −100 (PyTorch's rule, so that ``p = 0`` or ``1`` gives a
+    finite loss, at most 100 per unit of label):
+
+    .. math:: \ell = -y \max(\log p, -100) - (1 - y)\max(\log(1 - p), -100).
+
+    Derivatives (hand rule): ``∂ℓ/∂p = (p − y)/max(p(1 − p), ε)`` with PyTorch's
+    ``ε = 1e-12``: the derivative of the formula, ``−y/p + (1 − y)/(1 − p)``, wherever
+    ``p(1 − p) ≥ ε``, and PyTorch's bounded slope ``(p − y)/ε`` nearer 0 and 1 (in float32:
+    at ``p = 0`` and ``1``), where the clamp may be active: ``p = 0`` gives ``−1e12`` for
+    ``y = 1`` and 0 for ``y = 0``, as PyTorch.  ``.reference`` differentiates the clamped
+    formula instead (0 for the clamped log, so 0 and 1 there).
+    ``∂ℓ/∂y = max(log(1 − p), −100) − max(log p, −100)``, finite at ``p = 0`` and 1
+    (PyTorch's target gradient ``−logit(p)`` is ±inf there).  Prefer
+    :func:`sigmoid_binary_cross_entropy` on logits: it needs no clamp.
+
+    Args:
+      probabilities: float array of probabilities in [0, 1], any shape; a value outside
+        gives NaN (PyTorch raises).
+      labels: targets in [0, 1] broadcasting to ``probabilities``: integer/boolean hard
+        labels (no derivative) or float soft labels (differentiated).
+      where: optional boolean mask broadcasting to ``probabilities``.
+
+    Returns:
+      ``probabilities.shape`` losses.  PyTorch's elementwise ``weight`` multiplies them:
+      ``weight * binary_cross_entropy(p, y)``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> jaxloss.binary_cross_entropy(jnp.array([0.5, 0.0, 1.0]), jnp.array([1.0, 1.0, 1.0]))
+      Array([  0.6931472, 100.       ,  -0.       ], dtype=float32)
+
+    References:
+      ``torch.nn.functional.binary_cross_entropy(reduction="none")`` (per element, not
+      reduced).
+    """
+    log_p, log_not_p = _bce_logs(probabilities)
+    return (labels - 1) * log_not_p - labels * log_p
+
+
 # ------------------------------------------------------------------ hinge_loss
 
 
@@ -138,6 +216,41 @@ def hinge_loss(scores, labels, *, where=None):
       (which takes ±1 targets only).
     """
     return jax.nn.relu(1 - _signed(labels) * scores)
+
+
+# ------------------------------------------------------------------ perceptron_loss
+
+
+def _perceptron_step(z):
+    return jnp.where(z < 0, -1.0, 0.0)
+
+
+@hand_derivative(_margin_tangent(_perceptron_step), check=_checks.scores)
+def perceptron_loss(scores, labels, *, where=None):
+    r"""Perceptron loss, elementwise: :math:`\ell = \max(0, -y s)` with :math:`y = \pm 1`.
+
+    Derivative: ``∂ℓ/∂s = −y`` where ``y·s < 0``, else 0; at the corner ``s = 0`` the rule
+    returns the subgradient 0 (autodiff of optax's ``jnp.maximum`` gives ``−y/2`` there).
+
+    Args:
+      scores: float array, any shape.
+      labels: labels in {-1, 1} or {0, 1} (integer, boolean or float), broadcasting to
+        ``scores``; no derivative.
+      where: optional boolean mask broadcasting to ``scores``.
+
+    Returns:
+      ``scores.shape`` losses.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> jaxloss.perceptron_loss(jnp.array([0.5, -2.0, 0.5]), jnp.array([1, 1, 0]))
+      Array([0. , 2. , 0.5], dtype=float32)
+
+    References:
+      Rosenblatt, "The perceptron", 1958.  ``optax.losses.perceptron_loss``, which takes
+      ±1 targets only (its formula gives 0 for a label 0, read as −1 here).
+    """
+    return jax.nn.relu(-_signed(labels) * scores)
 
 
 # ------------------------------------------------------------------ squared_hinge_loss
@@ -175,10 +288,13 @@ def squared_hinge_loss(scores, labels, *, where=None):
 # ------------------------------------------------------------------ logistic_loss
 
 
+def _logistic_slope(z):
+    return -jax.nn.sigmoid(-z)
+
+
 def _logistic_tangent(p, t, out, res):
-    y = _signed(p.labels)
-    scale = 1 / jnp.log(2.0) if p.base2 else 1.0
-    return tangent_sum((-y * jax.nn.sigmoid(-y * p.scores) * scale, t.scores))
+    dout = _margin_tangent(_logistic_slope)(p, t, out, res)
+    return dout / jnp.log(2.0) if p.base2 and dout is not None else dout
 
 
 def _check_logistic(scores, labels, base2, where):
@@ -198,7 +314,8 @@ def logistic_loss(scores, labels, *, base2=False, where=None):
 
     Args:
       scores: float array, any shape.
-      labels: labels in {-1, 1} or {0, 1}, broadcasting to ``scores``; no derivative.
+      labels: labels in {-1, 1} or {0, 1} (integer, boolean or float), broadcasting to
+        ``scores``; no derivative.
       base2: static; measure the loss in bits.
       where: optional boolean mask broadcasting to ``scores``.
 
@@ -216,6 +333,35 @@ def logistic_loss(scores, labels, *, base2=False, where=None):
     """
     loss = jax.nn.softplus(-_signed(labels) * scores)
     return loss / jnp.log(2.0) if base2 else loss
+
+
+@hand_derivative(_margin_tangent(_logistic_slope), check=_checks.scores)
+def soft_margin_loss(scores, labels, *, where=None):
+    r"""PyTorch's name for :func:`logistic_loss`: :math:`\ell = \log(1 + e^{-y s})`, elementwise.
+
+    The same function with PyTorch's options (natural log, no ``base2``); derivative
+    ``∂ℓ/∂s = −y·σ(−y s)``.  Differs from ``torch.nn.functional.soft_margin_loss``: per
+    element (its ``reduction="none"``), and {0, 1} labels are read as {−1, 1} (PyTorch's
+    formula takes the label as it is).
+
+    Args:
+      scores: float array, any shape.
+      labels: labels in {-1, 1} or {0, 1} (integer, boolean or float), broadcasting to
+        ``scores``; no derivative.
+      where: optional boolean mask broadcasting to ``scores``.
+
+    Returns:
+      ``scores.shape`` losses.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> jaxloss.soft_margin_loss(jnp.array([0.0, 2.0]), jnp.array([1.0, -1.0]))
+      Array([0.6931472, 2.126928 ], dtype=float32)
+
+    References:
+      ``torch.nn.functional.soft_margin_loss(reduction="none")``.
+    """
+    return jax.nn.softplus(-_signed(labels) * scores)
 
 
 # ------------------------------------------------------------------ square_loss
@@ -295,3 +441,53 @@ def margin_ranking_loss(x1, x2, y, *, margin=0.0, where=None):
       ``torch.nn.functional.margin_ranking_loss(reduction="none")``.
     """
     return jax.nn.relu(margin - _signed(y) * (x1 - x2))
+
+
+# ------------------------------------------------------------------ hinge_embedding_loss
+
+
+def _check_hinge_embedding(inputs, labels, margin, where):
+    _checks.scores(inputs, labels, where, name="inputs", margin=margin)
+
+
+def _hinge_embedding_tangent(p, t, out, res):
+    similar = p.labels > 0
+    active = jnp.where(similar, 0.0, jnp.where(p.margin - p.inputs > 0, 1.0, 0.0))
+    return tangent_sum((jnp.where(similar, 1.0, -active), t.inputs), (active, t.margin))
+
+
+@hand_derivative(_hinge_embedding_tangent, check=_check_hinge_embedding)
+def hinge_embedding_loss(inputs, labels, *, margin=1.0, where=None):
+    r"""Hinge embedding loss, elementwise, as ``torch.nn.functional.hinge_embedding_loss``.
+
+    ``inputs`` are usually distances between pairs (e.g. an L1 distance):
+
+    .. math:: \ell = \begin{cases} x & y = 1 \\ \max(0, m - x) & y = -1 \end{cases}.
+
+    Derivatives: ``∂ℓ/∂x = 1`` for ``y = 1``, ``−[m − x > 0]`` for ``y = −1``; ``∂ℓ/∂m =
+    [m − x > 0]`` for ``y = −1``.  At the corner ``x = m`` the rule returns the subgradient
+    0; PyTorch's ``clamp_min`` passes the full slope (−1) there.
+
+    Args:
+      inputs: float array, any shape.
+      labels: labels in {1, −1} (or {1, 0}: ``> 0`` is similar, anything else dissimilar),
+        integer, boolean or float, broadcasting to ``inputs``; no derivative.
+      margin: m, a float or an array broadcasting to ``inputs`` (differentiated when traced);
+        any real, as in PyTorch.
+      where: optional boolean mask broadcasting to ``inputs``.
+
+    Returns:
+      ``inputs.shape`` losses.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> jaxloss.hinge_embedding_loss(jnp.array([0.3, 0.3, 2.0]), jnp.array([1, -1, -1]))
+      Array([0.3, 0.7, 0. ], dtype=float32)
+
+    References:
+      ``torch.nn.functional.hinge_embedding_loss(reduction="none")``: the same values for
+      labels ±1.  PyTorch gives ``x + max(0, m − x)`` for any other label (its two terms are
+      ``[y ≠ −1]·x`` and ``[y ≠ 1]·max(0, m − x)``); here a label ``≤ 0`` is −1, as in
+      :func:`margin_ranking_loss` and :func:`jaxloss.cosine_embedding_loss`.
+    """
+    return jnp.where(labels > 0, inputs, jax.nn.relu(margin - inputs))

@@ -1,8 +1,11 @@
 """Regression losses on the residual ``r = predictions - targets``.
 
 Each returns one loss per element (the shape of ``predictions``), except
-:func:`quantile_loss`, which sums over its trailing quantile axis and returns one loss per
-example; reduce with :mod:`jaxloss.reduce`.  Every function supports ``jit``, ``vmap``, forward and reverse
+:func:`quantile_loss`, which sums over its trailing quantile axis, and
+:func:`cosine_similarity` / :func:`cosine_distance`, which reduce the feature axis: they
+return one loss per example; reduce with :mod:`jaxloss.reduce`.  ``targets=None`` means
+zeros where optax allows it (:func:`squared_error`, :func:`l2_loss`, :func:`huber_loss`,
+:func:`log_cosh`).  Every function supports ``jit``, ``vmap``, forward and reverse
 mode, ``jax.hessian`` and forward-over-reverse Hessian-vector products; its derivative
 comes from the hand-derived rule under it, and ``fn.reference`` is plain autodiff of
 the formula.
@@ -14,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss import _checks
+from jaxloss import _checks, _math
 from jaxloss._math import log_2cosh_half
 from jaxloss.gradients import hand_derivative, tangent_sum
 
@@ -29,6 +32,16 @@ def _check(predictions, targets, where=None, **options):
         _checks.float_option(name, value, shape, "predictions")
 
 
+def _check_optional_targets(predictions, targets, where=None, **options):
+    """:func:`_check`, with ``targets=None`` standing for zeros (optax's default)."""
+    _check(predictions, 0.0 if targets is None else targets, where, **options)
+
+
+def _residual(predictions, targets):
+    """``r = predictions − targets``; ``predictions`` itself for ``targets=None``."""
+    return predictions if targets is None else predictions - targets
+
+
 def _residual_tangent(p, t, dloss_dr, *options):
     """Tangent of a loss of the residual: ``g·(dp − dt)`` plus each option's term."""
     return tangent_sum((dloss_dr, t.predictions), (-dloss_dr, t.targets), *options)
@@ -38,19 +51,19 @@ def _residual_tangent(p, t, dloss_dr, *options):
 
 
 def _squared_error_tangent(p, t, out, res):
-    r = p.predictions - p.targets
-    return _residual_tangent(p, t, 2 * r)
+    return _residual_tangent(p, t, 2 * _residual(p.predictions, p.targets))
 
 
-@hand_derivative(_squared_error_tangent, check=_check)
-def squared_error(predictions, targets, *, where=None):
+@hand_derivative(_squared_error_tangent, check=_check_optional_targets)
+def squared_error(predictions, targets=None, *, where=None):
     r"""Squared error, elementwise.
 
     .. math:: \ell = (p - y)^2, \qquad \partial\ell/\partial p = 2(p - y) = -\partial\ell/\partial y.
 
     Args:
       predictions: float array, any shape.
-      targets: array broadcasting to ``predictions``' shape.
+      targets: array broadcasting to ``predictions``' shape; None (default) means zeros,
+        as in optax.
       where: optional boolean mask broadcasting to ``predictions``; masked entries
         give loss 0 and derivative 0.
 
@@ -64,9 +77,69 @@ def squared_error(predictions, targets, *, where=None):
 
     References:
       ``optax.losses.squared_error``; ``torch.nn.functional.mse_loss(reduction="none")``.
-      Unlike ``optax.losses.l2_loss`` there is no factor 1/2.
+      Unlike :func:`l2_loss` (``optax.losses.l2_loss``) there is no factor 1/2.
+    """
+    return jnp.square(_residual(predictions, targets))
+
+
+@hand_derivative(_squared_error_tangent, check=_check)
+def mse_loss(predictions, targets, *, where=None):
+    r"""PyTorch's name for :func:`squared_error`: :math:`\ell = (p - y)^2` per element.
+
+    The same function (derivative ``∂ℓ/∂p = 2(p − y) = −∂ℓ/∂y``), except that ``targets``
+    is required, as in PyTorch.  Differs from ``torch.nn.functional.mse_loss``: per element
+    (its ``reduction="none"``); reduce with :mod:`jaxloss.reduce`.
+
+    Args:
+      predictions: float array, any shape.
+      targets: array broadcasting to ``predictions``' shape.
+      where: optional boolean mask broadcasting to ``predictions``.
+
+    Returns:
+      ``predictions.shape`` losses.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> jaxloss.mse_loss(jnp.array([1.0, 3.0]), jnp.array([0.0, 1.0]))
+      Array([1., 4.], dtype=float32)
+
+    References:
+      ``torch.nn.functional.mse_loss(reduction="none")``.
     """
     return jnp.square(predictions - targets)
+
+
+# ------------------------------------------------------------------ l2_loss
+
+
+def _l2_tangent(p, t, out, res):
+    return _residual_tangent(p, t, _residual(p.predictions, p.targets))
+
+
+@hand_derivative(_l2_tangent, check=_check_optional_targets)
+def l2_loss(predictions, targets=None, *, where=None):
+    r"""Half the squared error, elementwise (optax's L2 loss).
+
+    .. math:: \ell = \tfrac12 (p - y)^2, \qquad \partial\ell/\partial p = p - y = -\partial\ell/\partial y.
+
+    Args:
+      predictions: float array, any shape.
+      targets: array broadcasting to ``predictions``' shape; None (default) means zeros.
+      where: optional boolean mask broadcasting to ``predictions``.
+
+    Returns:
+      ``predictions.shape`` losses.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> jaxloss.l2_loss(jnp.array([1.0, 3.0]), jnp.array([0.0, 1.0]))
+      Array([0.5, 2. ], dtype=float32)
+
+    References:
+      ``optax.losses.l2_loss`` (Bishop, "Pattern Recognition and Machine Learning", keeps
+      the ½).
+    """
+    return 0.5 * jnp.square(_residual(predictions, targets))
 
 
 # ------------------------------------------------------------------ absolute_error
@@ -104,16 +177,43 @@ def absolute_error(predictions, targets, *, where=None):
     return jnp.abs(predictions - targets)
 
 
+@hand_derivative(_absolute_error_tangent, check=_check)
+def l1_loss(predictions, targets, *, where=None):
+    r"""PyTorch's name for :func:`absolute_error`: :math:`\ell = |p - y|` per element.
+
+    The same function: derivative ``∂ℓ/∂p = sign(p − y) = −∂ℓ/∂y``, 0 at ``p = y`` (as
+    PyTorch).  Differs from ``torch.nn.functional.l1_loss``: per element (its
+    ``reduction="none"``); reduce with :mod:`jaxloss.reduce`.
+
+    Args:
+      predictions: float array, any shape.
+      targets: array broadcasting to ``predictions``' shape.
+      where: optional boolean mask broadcasting to ``predictions``.
+
+    Returns:
+      ``predictions.shape`` losses.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> jaxloss.l1_loss(jnp.array([1.0, -3.0]), jnp.array([0.0, 1.0]))
+      Array([1., 4.], dtype=float32)
+
+    References:
+      ``torch.nn.functional.l1_loss(reduction="none")``.
+    """
+    return jnp.abs(predictions - targets)
+
+
 # ------------------------------------------------------------------ huber_loss
 
 
 def _check_huber(predictions, targets, delta, where):
-    _check(predictions, targets, where, delta=delta)
+    _check_optional_targets(predictions, targets, where, delta=delta)
     _checks.positive("delta", delta)
 
 
 def _huber_tangent(p, t, out, res):
-    r = p.predictions - p.targets
+    r = _residual(p.predictions, p.targets)
     small = jnp.abs(r) <= p.delta
     dr = jnp.clip(r, -p.delta, p.delta)
     ddelta = jnp.where(small, 0.0, jnp.abs(r) - p.delta)
@@ -121,7 +221,7 @@ def _huber_tangent(p, t, out, res):
 
 
 @hand_derivative(_huber_tangent, check=_check_huber)
-def huber_loss(predictions, targets, *, delta=1.0, where=None):
+def huber_loss(predictions, targets=None, *, delta=1.0, where=None):
     r"""Huber loss, elementwise: quadratic near zero, linear beyond ``delta``.
 
     .. math::
@@ -135,7 +235,7 @@ def huber_loss(predictions, targets, *, delta=1.0, where=None):
 
     Args:
       predictions: float array, any shape.
-      targets: array broadcasting to ``predictions``' shape.
+      targets: array broadcasting to ``predictions``' shape; None (default) means zeros.
       delta: the switch point, > 0; a float or an array broadcasting to
         ``predictions`` (differentiated when traced).
       where: optional boolean mask broadcasting to ``predictions``.
@@ -152,7 +252,7 @@ def huber_loss(predictions, targets, *, delta=1.0, where=None):
       Huber, "Robust Estimation of a Location Parameter", 1964.
       ``optax.losses.huber_loss``; ``torch.nn.functional.huber_loss(reduction="none")``.
     """
-    abs_r = jnp.abs(predictions - targets)
+    abs_r = jnp.abs(_residual(predictions, targets))
     quadratic = jnp.minimum(abs_r, delta)
     return 0.5 * quadratic**2 + delta * (abs_r - quadratic)
 
@@ -217,11 +317,11 @@ def smooth_l1_loss(predictions, targets, *, beta=1.0, where=None):
 
 
 def _log_cosh_tangent(p, t, out, res):
-    return _residual_tangent(p, t, jnp.tanh(p.predictions - p.targets))
+    return _residual_tangent(p, t, jnp.tanh(_residual(p.predictions, p.targets)))
 
 
-@hand_derivative(_log_cosh_tangent, check=_check)
-def log_cosh(predictions, targets, *, where=None):
+@hand_derivative(_log_cosh_tangent, check=_check_optional_targets)
+def log_cosh(predictions, targets=None, *, where=None):
     r"""Log-cosh loss, elementwise: ≈ r²/2 near zero and ≈ |r| − log 2 far away.
 
     .. math:: \ell = \log\cosh r = |r| + \log(1 + e^{-2|r|}) - \log 2,
@@ -232,7 +332,7 @@ def log_cosh(predictions, targets, *, where=None):
 
     Args:
       predictions: float array, any shape.
-      targets: array broadcasting to ``predictions``' shape.
+      targets: array broadcasting to ``predictions``' shape; None (default) means zeros.
       where: optional boolean mask broadcasting to ``predictions``.
 
     Returns:
@@ -246,7 +346,7 @@ def log_cosh(predictions, targets, *, where=None):
     References:
       ``optax.losses.log_cosh``; Chen et al., "Log Hyperbolic Cosine Loss", 2019.
     """
-    r = predictions - targets
+    r = _residual(predictions, targets)
     return log_2cosh_half(2 * r) - jnp.log(2.0).astype(r.dtype)
 
 
@@ -275,7 +375,8 @@ def _check_quantile(predictions, targets, quantiles, where):
     if quantiles is None:
         raise TypeError("quantiles must be given: a float or a float array broadcasting to predictions.")
     _checks.float_option("quantiles", quantiles, shape, "predictions")
-    if not isinstance(quantiles, jax.core.Tracer) and np.any((np.asarray(quantiles) <= 0) | (np.asarray(quantiles) >= 1)):
+    concrete = not isinstance(quantiles, jax.core.Tracer)
+    if concrete and np.any((np.asarray(quantiles) <= 0) | (np.asarray(quantiles) >= 1)):
         raise ValueError(f"quantiles must lie in (0, 1), got {np.asarray(quantiles)}.")
     _checks.broadcasts_to("where", where, shape[:-1], "the batch shape of predictions")
 
@@ -336,3 +437,128 @@ def quantile_loss(predictions, targets, *, quantiles, where=None):
     """
     r = _quantile_targets(targets, predictions) - predictions
     return jnp.sum(r * (quantiles - (r < 0)), axis=-1)
+
+
+# ------------------------------------------------------------------ cosine_similarity, cosine_distance
+
+
+def _check_cosine(predictions, targets, epsilon, feature_mask, where):
+    _checks.float_array("predictions", predictions)
+    _checks.float_array("targets", targets)
+    shape = jnp.shape(predictions)
+    if len(shape) < 1 or jnp.shape(targets) != shape:
+        raise ValueError(f"predictions and targets must have the same shape [..., D], got {shape} and "
+                         f"{jnp.shape(targets)}.")
+    _checks.float_option("epsilon", epsilon, shape[:-1], "the batch shape of predictions")
+    _checks.positive("epsilon", epsilon, allow_zero=True)
+    _checks.mask("feature_mask", feature_mask)
+    _checks.broadcasts_to("feature_mask", feature_mask, shape, "predictions")
+    _checks.broadcasts_to("where", where, shape[:-1], "the batch shape of predictions")
+
+
+def _masked_features(x, feature_mask):
+    """``x`` (or its tangent) with the features ``feature_mask`` leaves out set to 0."""
+    return x if x is None or feature_mask is None else jnp.where(feature_mask, x, 0.0)
+
+
+def _norm_floor(epsilon):
+    """``√ε``, optax's floor on the norms (it clips the squared norms at ε); its derivative
+    is kept finite at ε = 0 (a double ``where``), where no norm is floored but a zero one."""
+    positive = epsilon > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, epsilon, 1.0)), 0.0)
+
+
+def _cosine(predictions, targets, epsilon, feature_mask):
+    a, b = (_masked_features(x, feature_mask) for x in (predictions, targets))
+    return _math.cosine_similarity(a, b, _norm_floor(epsilon))
+
+
+def _cosine_tangent(p, t):
+    """The tangent of :func:`_cosine`; ``d√ε = dε/(2√ε)`` (0 at ε = 0)."""
+    floor = _norm_floor(p.epsilon)
+    dfloor = None if t.epsilon is None else jnp.where(floor > 0, t.epsilon / (2 * jnp.where(floor > 0, floor, 1.0)),
+                                                     0.0)
+    a, b, da, db = (_masked_features(x, p.feature_mask) for x in (p.predictions, p.targets, t.predictions, t.targets))
+    return _math.cosine_similarity_tangent(a, b, floor, da, db, dfloor)
+
+
+def _cosine_similarity_tangent(p, t, out, res):
+    return _cosine_tangent(p, t)
+
+
+@hand_derivative(_cosine_similarity_tangent, check=_check_cosine)
+def cosine_similarity(predictions, targets, *, epsilon=0.0, feature_mask=None, where=None):
+    r"""Cosine similarity per example, over the feature axis (the last), as optax computes it.
+
+    With each norm floored at :math:`\sqrt\varepsilon` (optax clips the squared norms at ε):
+
+    .. math:: c = \langle \hat p, \hat y\rangle, \qquad \hat x = x / \max(\lVert x\rVert, \sqrt\varepsilon).
+
+    Derivatives (hand rule): ``∂c/∂p = (ŷ − p̂·c')/‖p‖`` with ``c' = ⟨p̂, ŷ⟩`` (the
+    projection of ŷ off p̂) where ``‖p‖ > √ε``, and ``ŷ/√ε`` where the floor is active;
+    symmetrically for ``y``; ``∂c/∂ε = −(⟨p̂, ŷ⟩/(2ε))·(#floored norms among p, y)``.
+    A zero vector with ``epsilon = 0`` has similarity 0 and derivative 0 (optax gives
+    ``0/0 = NaN`` there); at ``ε = 0`` the ε-derivative is 0.
+
+    Args:
+      predictions: float ``[..., D]``.
+      targets: float ``[..., D]``, the shape of ``predictions``.
+      epsilon: ε ≥ 0, the floor of the squared norms: a float or an array broadcasting to
+        ``[...]`` (differentiated when traced).
+      feature_mask: optional boolean mask broadcasting to ``[..., D]``: the features left
+        out of the dot product and both norms (optax's ``where``); their derivative is 0.
+      where: optional boolean mask broadcasting to ``[...]``: the example mask (loss and
+        derivative 0).
+
+    Returns:
+      ``[...]`` similarities in [−1, 1], float32 for lower-precision inputs.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> p, y = jnp.array([[1.0, 0.0], [1.0, 1.0]]), jnp.array([[2.0, 0.0], [-1.0, 0.0]])
+      >>> jaxloss.cosine_similarity(p, y)
+      Array([ 1.        , -0.70710677], dtype=float32)
+
+    References:
+      ``optax.losses.cosine_similarity`` (its ``where`` over the features is
+      ``feature_mask`` here; ``where`` here masks examples).
+      ``torch.nn.functional.cosine_similarity`` floors each norm at its ``eps`` (1e-8) instead.
+    """
+    return _cosine(predictions, targets, epsilon, feature_mask)
+
+
+def _cosine_distance_tangent(p, t, out, res):
+    dcos = _cosine_tangent(p, t)
+    return None if dcos is None else -dcos
+
+
+@hand_derivative(_cosine_distance_tangent, check=_check_cosine)
+def cosine_distance(predictions, targets, *, epsilon=0.0, feature_mask=None, where=None):
+    r"""Cosine distance per example: ``1 − cosine_similarity``, as optax computes it.
+
+    .. math:: \ell = 1 - \langle \hat p, \hat y\rangle, \qquad \hat x = x / \max(\lVert x\rVert, \sqrt\varepsilon).
+
+    Derivatives: the negated ones of :func:`cosine_similarity`.  A zero vector with
+    ``epsilon = 0`` gives distance 1 and derivative 0 (optax: NaN).
+
+    Args:
+      predictions: float ``[..., D]``.
+      targets: float ``[..., D]``, the shape of ``predictions``.
+      epsilon: ε ≥ 0, the floor of the squared norms, a float or an array broadcasting to
+        ``[...]``.
+      feature_mask: optional boolean mask broadcasting to ``[..., D]`` (optax's ``where``).
+      where: optional boolean mask broadcasting to ``[...]``: the example mask.
+
+    Returns:
+      ``[...]`` distances in [0, 2].
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> p, y = jnp.array([[1.0, 0.0], [1.0, 1.0]]), jnp.array([[2.0, 0.0], [-1.0, 0.0]])
+      >>> jaxloss.cosine_distance(p, y)
+      Array([0.       , 1.7071068], dtype=float32)
+
+    References:
+      ``optax.losses.cosine_distance`` (its ``where`` is ``feature_mask`` here).
+    """
+    return 1 - _cosine(predictions, targets, epsilon, feature_mask)

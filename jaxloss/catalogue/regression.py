@@ -8,6 +8,7 @@ import numpy as np
 from jaxloss import probabilistic, regression
 from jaxloss.catalogue._common import HUGE, SHAPE, Entry, away_from_kinks, with_options
 
+
 def _residual_pair(kinks=()):
     """(predictions, targets) whose residuals keep away from ``kinks``."""
 
@@ -27,6 +28,33 @@ def _extreme_pairs():
         ((zeros, -HUGE), {}),
         ((HUGE, zeros), {"where": jnp.zeros(HUGE.shape, bool)}),  # empty mask
     ]
+
+
+def _vector_pair(rng, shape=(4, 5)):
+    """(predictions, targets) ``[4, 5]`` with ``epsilon = 0.5``: each norm either below
+    ``√0.5`` (floored) or above 1, away from the floor's kink."""
+    x = rng.standard_normal((2, *shape))
+    x /= np.linalg.norm(x, axis=-1, keepdims=True)
+    norms = np.where(rng.random((2, shape[0], 1)) < 0.5, rng.uniform(0.2, 0.5, (2, shape[0], 1)),
+                     rng.uniform(1.0, 2.0, (2, shape[0], 1)))
+    return (jnp.float32(x[0] * norms[0]), jnp.float32(x[1] * norms[1])), {"epsilon": jnp.float32(0.5)}
+
+
+def _masked_vector_pair(rng):
+    args, kwargs = _vector_pair(rng)
+    return args, {**kwargs, "feature_mask": jnp.array([True, True, False, True, True])}
+
+
+def _extreme_vector_pairs():
+    # Zero vectors without a floor, parallel and opposite ones, 1e4, a traced epsilon of 0.
+    a = jnp.array([[0.0, 0.0, 0.0], [1e4, -1e4, 0.5], [1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    b = jnp.array([[1.0, 2.0, 3.0], [1e4, -1e4, 0.5], [-2.0, -4.0, -6.0], [0.0, 0.0, 0.0]])
+    return [((a, b), {}),
+            ((a, b), {"epsilon": jnp.float32(0.0)}),
+            ((a, b), {"epsilon": jnp.float32(1e-8), "feature_mask": jnp.array([True, False, True])}),
+            ((a, b), {"where": jnp.zeros(4, bool)})]
+
+
 def _gaussian_posterior(rng):
     """(mean, log_variance) ``[4, 3]``; a prior mean and log-variance per latent dimension."""
     return (jnp.float32(rng.standard_normal(SHAPE)), jnp.float32(rng.uniform(-2, 2, SHAPE))), {
@@ -69,7 +97,8 @@ def _poisson(rng):
 
 def _extreme_poisson():
     # Log-rates down to −1e4 and up to 80 (e^80 fits float32); rates of 0 and 1e4; counts of 0.
-    log_rates, counts = jnp.array([[-1e4, -50.0, 0.0], [50.0, 80.0, 1.0]]), jnp.array([[0.0, 3.0, 0.0], [1e4, 0.0, 1.0]])
+    log_rates = jnp.array([[-1e4, -50.0, 0.0], [50.0, 80.0, 1.0]])
+    counts = jnp.array([[0.0, 3.0, 0.0], [1e4, 0.0, 1.0]])
     rates = jnp.array([[0.0, 0.0, 1e4], [1e-30, 5.0, 0.0]])
     return [((log_rates, counts), {"full": True}),
             ((rates, counts), {"log_input": False, "full": True}),
@@ -93,14 +122,20 @@ def _extreme_quantiles():
             ((HUGE, jnp.zeros(2)), {**quantiles, "where": jnp.zeros(2, bool)})]
 
 
-# ---------------------------------------------------------------- self-supervised
-
-
 ENTRIES: tuple[Entry, ...] = (
     Entry(regression.squared_error, "regression",
           "optax.losses.squared_error; torch mse_loss",
           _residual_pair(), _extreme_pairs),
+    Entry(regression.mse_loss, "regression",
+          "torch mse_loss",
+          _residual_pair(), _extreme_pairs),
+    Entry(regression.l2_loss, "regression",
+          "optax.losses.l2_loss",
+          _residual_pair(), _extreme_pairs),
     Entry(regression.absolute_error, "regression",
+          "torch l1_loss",
+          _residual_pair(), _extreme_pairs),
+    Entry(regression.l1_loss, "regression",
           "torch l1_loss",
           _residual_pair(), _extreme_pairs),
     Entry(regression.huber_loss, "regression",
@@ -112,6 +147,12 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(regression.log_cosh, "regression",
           "optax.losses.log_cosh",
           _residual_pair(), _extreme_pairs),
+    Entry(regression.cosine_similarity, "regression",
+          "optax.losses.cosine_similarity",
+          _vector_pair, _extreme_vector_pairs),
+    Entry(regression.cosine_distance, "regression",
+          "optax.losses.cosine_distance",
+          _masked_vector_pair, _extreme_vector_pairs),
     Entry(probabilistic.gaussian_kl_divergence, "probabilistic",
           "torch.distributions.kl_divergence(Normal, Normal).sum(-1)",
           _gaussian_posterior, _extreme_gaussian_posterior),
