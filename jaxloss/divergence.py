@@ -43,21 +43,54 @@ def _kl_weights(targets, log_targets):
     return targets, jnp.log(jnp.where(targets != 0, targets, 1))
 
 
-def _check_kl(log_predictions, targets, log_targets, where):
-    _check_distributions("log_predictions", log_predictions, "targets", targets, where)
+def _kept(x, class_mask, value=0.0):
+    """``x`` on the classes ``class_mask`` keeps, ``value`` on the others (a select)."""
+    return x if class_mask is None else jnp.where(class_mask, x, value)
+
+
+def _kept_classes(log_predictions, targets, log_targets, class_mask):
+    """The inputs with the classes ``class_mask`` leaves out set to no target mass (and a
+    prediction of 1), selects that keep whatever they held out of every derivative."""
+    return _kept(log_predictions, class_mask), _kept(targets, class_mask, -jnp.inf if log_targets else 0.0)
+
+
+def _kl(log_predictions, targets, log_targets, class_mask, generalized=False):
+    """The KL divergence per example; ``generalized`` adds ``Σ_c (p_c − t_c)`` over the kept classes."""
+    log_predictions, targets = _kept_classes(log_predictions, targets, log_targets, class_mask)
+    kl = _kl_terms(*_kl_weights(targets, log_targets), log_predictions)
+    if not generalized:
+        return kl
+    return kl + jnp.sum(_kept(jnp.exp(log_predictions) - targets, class_mask), axis=-1)
+
+
+def _kl_partials(log_predictions, targets, log_targets, class_mask, generalized=False):
+    """``(∂ℓ/∂lp, ∂ℓ/∂targets)`` per class of :func:`_kl`; 0 on a class without target mass
+    (see :func:`kl_divergence` for that convention) and on a class left out."""
+    log_predictions, targets = _kept_classes(log_predictions, targets, log_targets, class_mask)
+    w, log_w = _kl_weights(targets, log_targets)
+    present = w != 0
+    dw = jnp.where(present, log_w - jnp.where(present, log_predictions, 0) + 1, 0)  # ∂ℓ/∂t, 0 at t = 0
+    dlp, dt = -w, w * dw if log_targets else dw
+    if generalized:
+        dlp, dt = dlp + _kept(jnp.exp(log_predictions), class_mask), dt - _kept(1.0, class_mask)
+    return dlp, dt
+
+
+def _check_kl(log_predictions, targets, class_mask, where, log_targets=False, name="targets"):
+    _check_distributions("log_predictions", log_predictions, name, targets, where)
     if not isinstance(log_targets, bool):
         raise TypeError(f"log_targets must be a Python bool, got {type(log_targets).__name__}.")
+    _checks.mask("class_mask", class_mask)
+    _checks.broadcasts_to("class_mask", class_mask, jnp.shape(log_predictions), "log_predictions")
 
 
 def _kl_tangent(p, t, out, res):
-    w, log_w = _kl_weights(p.targets, p.log_targets)
-    present = w != 0
-    dw = jnp.where(present, log_w - jnp.where(present, p.log_predictions, 0) + 1, 0)  # ∂ℓ/∂t, 0 at t = 0
-    return class_sum((-w, t.log_predictions), (w * dw if p.log_targets else dw, t.targets))
+    dlp, dt = _kl_partials(p.log_predictions, p.targets, p.log_targets, p.class_mask)
+    return class_sum((dlp, t.log_predictions), (dt, t.targets))
 
 
 @hand_derivative(_kl_tangent, static=("log_targets",), check=_check_kl)
-def kl_divergence(log_predictions, targets, *, log_targets=False, where=None):
+def kl_divergence(log_predictions, targets, *, log_targets=False, class_mask=None, where=None):
     r"""Kullback-Leibler divergence of predictions from targets, per example over the class axis.
 
     .. math:: \ell = \sum_c t_c (\log t_c - \log p_c), \qquad 0 \log 0 = 0,
@@ -85,7 +118,10 @@ def kl_divergence(log_predictions, targets, *, log_targets=False, where=None):
       targets: float array of the same shape: target probabilities (>= 0; negative ones
         give NaN), or log-probabilities with ``log_targets=True``.
       log_targets: static; ``targets`` are given as log-probabilities (−inf for 0).
-      where: optional boolean mask broadcasting to the batch shape ``[...]``.
+      class_mask: optional boolean mask broadcasting to ``log_predictions``: the classes
+        it leaves out (False) add nothing to the sum, and their derivatives are exactly 0
+        (optax's ``where``).
+      where: optional boolean mask broadcasting to the batch shape ``[...]`` (the examples).
 
     Returns:
       Losses of the batch shape ``log_predictions.shape[:-1]``, float32 for
@@ -100,9 +136,106 @@ def kl_divergence(log_predictions, targets, *, log_targets=False, where=None):
     References:
       Kullback & Leibler, "On information and sufficiency", 1951.
       ``torch.nn.functional.kl_div(reduction="none").sum(-1)`` (``log_target`` as here);
-      ``optax.losses.kl_divergence`` and ``optax.losses.kl_divergence_with_log_targets``.
+      ``optax.losses.kl_divergence`` and ``optax.losses.kl_divergence_with_log_targets``
+      (their ``where`` is ``class_mask`` here; here ``where`` masks examples).
     """
-    return _kl_terms(*_kl_weights(targets, log_targets), log_predictions)
+    return _kl(log_predictions, targets, log_targets, class_mask)
+
+
+def _kl_log_targets_tangent(p, t, out, res):
+    dlp, dt = _kl_partials(p.log_predictions, p.log_targets, True, p.class_mask)
+    return class_sum((dlp, t.log_predictions), (dt, t.log_targets))
+
+
+def _check_kl_log_targets(log_predictions, log_targets, class_mask, where):
+    _check_kl(log_predictions, log_targets, class_mask, where, name="log_targets")
+
+
+@hand_derivative(_kl_log_targets_tangent, check=_check_kl_log_targets)
+def kl_divergence_with_log_targets(log_predictions, log_targets, *, class_mask=None, where=None):
+    r"""Kullback-Leibler divergence with the targets given as log-probabilities, per example.
+
+    .. math:: \ell = \sum_c e^{\log t_c} (\log t_c - \log p_c),
+
+    :func:`kl_divergence` with ``log_targets=True``, under optax's name.  Derivatives (hand
+    rule): ``∂ℓ/∂log p_c = −t_c``; ``∂ℓ/∂log t_c = t_c (log t_c − log p_c + 1)``.  A class
+    with ``log t_c = −inf`` adds 0 and both its derivatives are 0 (the limit of both as
+    ``log t_c → −inf``), also where ``log p_c = −inf``.
+
+    Differs from ``optax.losses.kl_divergence_with_log_targets``: per example, ``where``
+    masks examples (optax's ``where``, which masks classes, is ``class_mask`` here), and a
+    class with ``log t_c = −inf`` gives 0 where optax gives NaN (``0·(−inf)``).
+
+    Args:
+      log_predictions: float array ``[..., C]`` of log-probabilities.
+      log_targets: float array of the same shape, the targets' log-probabilities.
+      class_mask: optional boolean mask broadcasting to ``log_predictions``; False leaves
+        the class out of the sum (derivatives exactly 0).
+      where: optional boolean mask broadcasting to the batch shape ``[...]``.
+
+    Returns:
+      Losses of the batch shape ``log_predictions.shape[:-1]``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxloss
+      >>> log_p = jax.nn.log_softmax(jnp.array([1.0, 2.0, 3.0]))
+      >>> jaxloss.kl_divergence_with_log_targets(log_p, jnp.log(jnp.array([0.2, 0.3, 0.5])))
+      Array(0.07795288, dtype=float32)
+
+    References:
+      ``optax.losses.kl_divergence_with_log_targets``;
+      ``torch.nn.functional.kl_div(log_target=True, reduction="none").sum(-1)``.
+    """
+    return _kl(log_predictions, log_targets, True, class_mask)
+
+
+def _generalized_kl_tangent(p, t, out, res):
+    dlp, dt = _kl_partials(p.log_predictions, p.targets, False, p.class_mask, generalized=True)
+    return class_sum((dlp, t.log_predictions), (dt, t.targets))
+
+
+@hand_derivative(_generalized_kl_tangent, check=_check_kl)
+def generalized_kl_divergence(log_predictions, targets, *, class_mask=None, where=None):
+    r"""Generalized Kullback-Leibler divergence, for unnormalised distributions, per example.
+
+    .. math:: \ell = \sum_c \bigl[t_c (\log t_c - \log p_c) + p_c - t_c\bigr], \qquad 0 \log 0 = 0,
+
+    the Bregman divergence of :math:`f(x) = x \log x - x`; it equals the KL divergence
+    when both sides sum to 1.
+
+    Derivatives (hand rule): ``∂ℓ/∂log p_c = p_c − t_c``; ``∂ℓ/∂t_c = log t_c − log p_c``.
+    At ``t_c = 0`` the class's KL term is absent, as in :func:`kl_divergence`: it adds 0
+    (also where ``log p_c = −inf``), and ``∂ℓ/∂t_c`` is that of the linear term alone, −1
+    (the KL term's derivative tends to −inf there; it is read as 0).
+
+    Differs from ``optax.losses.generalized_kl_divergence``: per example, ``where`` masks
+    examples (optax's ``where``, which masks classes, is ``class_mask`` here), and a class
+    with ``t_c = 0`` and ``log p_c = −inf`` adds 0 where optax gives NaN.
+    ``convex_kl_divergence`` (optax's deprecated name) is this function.
+
+    Args:
+      log_predictions: float array ``[..., C]``, the predictions' logarithms.
+      targets: float array of the same shape, >= 0.
+      class_mask: optional boolean mask broadcasting to ``log_predictions``; False leaves
+        the class out of both sums (derivatives exactly 0).
+      where: optional boolean mask broadcasting to the batch shape ``[...]``.
+
+    Returns:
+      Losses of the batch shape ``log_predictions.shape[:-1]``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> jaxloss.generalized_kl_divergence(jnp.log(jnp.array([0.5, 1.0])), jnp.array([1.0, 1.0]))
+      Array(0.19314718, dtype=float32)
+
+    References:
+      Bregman, "The relaxation method of finding the common point of convex sets...", 1967.
+      ``optax.losses.generalized_kl_divergence`` (and ``convex_kl_divergence``).
+    """
+    return _kl(log_predictions, targets, False, class_mask, generalized=True)
+
+
+convex_kl_divergence = generalized_kl_divergence
 
 
 def _soften_logits(logits, temperature):
