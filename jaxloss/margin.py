@@ -1,4 +1,4 @@
-"""Multi-class and multi-label margin losses on scores ``[..., classes]``.
+"""Multi-class and multi-label margin losses on scores ``[..., C]`` (the classes on ``axis=``, the last by default).
 
 Every loss here returns one loss per example (the class axis reduced) and supports
 ``jit``, ``vmap``, forward and reverse mode, ``jax.hessian`` and forward-over-reverse
@@ -82,7 +82,7 @@ def _multiclass_hinge_tangent(p, t, out, res):
 
 
 @hand_derivative(_multiclass_hinge_tangent, static=("kind", "p", "ignore_index"), check=_check_multiclass_hinge,
-                 residuals=True)
+                 residuals=True, class_axis=("scores", "labels"))
 def multiclass_hinge_loss(scores, labels, *, margin=1.0, kind="crammer_singer", p=1, class_weights=None,
                           ignore_index=IGNORE_INDEX, where=None):
     r"""Multi-class hinge loss on scores ``[..., C]``: Crammer–Singer or Weston–Watkins.
@@ -121,8 +121,10 @@ def multiclass_hinge_loss(scores, labels, *, margin=1.0, kind="crammer_singer", 
     for Crammer–Singer, the runner-up score per example.
 
     Args:
-      scores: float array ``[..., C]`` of class scores (logits), the class axis last.
-      labels: integer class ids with the batch shape ``scores.shape[:-1]``; no derivative.
+      scores: float array ``[..., C]`` of class scores (logits), with ``C`` on ``axis``.
+      labels: integer class ids with the batch shape (``scores``' shape without ``axis``); no
+        derivative.
+      axis: static; the class axis of ``scores`` (default -1, the last), an int.
       margin: float >= 0, or a float array broadcasting to the batch shape
         (differentiated when traced).
       kind: static; ``"crammer_singer"`` or ``"weston_watkins"``.
@@ -135,7 +137,7 @@ def multiclass_hinge_loss(scores, labels, *, margin=1.0, kind="crammer_singer", 
       where: optional boolean mask broadcasting to the batch shape.
 
     Returns:
-      ``scores.shape[:-1]`` losses.
+      the batch shape (``scores``' shape without ``axis``) of losses.
 
     Example:
       >>> import jax.numpy as jnp, jaxloss
@@ -182,7 +184,7 @@ def _multiclass_perceptron_tangent(p, t, out, res):
 
 
 @hand_derivative(_multiclass_perceptron_tangent, static=("ignore_index",), check=_check_multiclass_perceptron,
-                 residuals=True)
+                 residuals=True, class_axis=("scores", "labels"))
 def multiclass_perceptron_loss(scores, labels, *, ignore_index=IGNORE_INDEX, where=None):
     r"""Multi-class perceptron loss on scores ``[..., C]``: the best score's lead over the label's.
 
@@ -202,14 +204,16 @@ def multiclass_perceptron_loss(scores, labels, *, ignore_index=IGNORE_INDEX, whe
     are compared in int32).  Reverse mode keeps the inputs and the top score per example.
 
     Args:
-      scores: float array ``[..., C]`` of class scores, the class axis last.
-      labels: integer class ids with the batch shape ``scores.shape[:-1]``; no derivative.
+      scores: float array ``[..., C]`` of class scores, with ``C`` on ``axis``.
+      labels: integer class ids with the batch shape (``scores``' shape without ``axis``); no
+        derivative.
+      axis: static; the class axis of ``scores`` (default -1, the last), an int.
       ignore_index: static; the class id of the examples to ignore, an int (−100 by
         default, as in PyTorch) or ``None``.
       where: optional boolean mask broadcasting to the batch shape.
 
     Returns:
-      ``scores.shape[:-1]`` losses.
+      the batch shape (``scores``' shape without ``axis``) of losses.
 
     Example:
       >>> import jax.numpy as jnp, jaxloss
@@ -238,15 +242,11 @@ def _check_multilabel(scores, labels, where, *, name, integer, class_weights=Non
     shape = jnp.shape(scores)
     if len(shape) < 1:
         raise ValueError(f"{name} must have a class axis (rank >= 1), got shape {shape}.")
-    if integer:
-        if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
-            raise TypeError(f"labels must be integer class ids, got {_checks._describe(labels)}.")
-        if jnp.shape(labels) != shape:
-            raise ValueError(f"labels (target class ids, ended by -1) must have the shape of {name}, {shape}, "
-                             f"got shape {jnp.shape(labels)}.")
-    else:
-        _checks.numeric("labels", labels)
-        _checks.broadcasts_to("labels", labels, shape, name)
+    if integer and not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
+        raise TypeError(f"labels must be integer class ids, got {_checks._describe(labels)}.")
+    _checks.numeric("labels", labels)
+    if jnp.shape(labels) != shape:
+        raise ValueError(f"labels must have the shape of {name}, {shape}, got shape {jnp.shape(labels)}.")
     _checks.float_option("class_weights", class_weights, shape[-1:], f"the class axis of {name}")
     _checks.positive("class_weights", class_weights, allow_zero=True)
     _checks.broadcasts_to("where", where, shape[:-1], f"the batch shape of {name}")
@@ -280,7 +280,7 @@ def _multilabel_margin_tangent(p, t, out, res):
     return jnp.where(invalid, 0.0, class_sum((ds, t.scores)))
 
 
-@hand_derivative(_multilabel_margin_tangent, check=_check_multilabel_margin)
+@hand_derivative(_multilabel_margin_tangent, check=_check_multilabel_margin, class_axis=("scores", "labels"))
 def multilabel_margin_loss(scores, labels, *, where=None):
     r"""Multi-label hinge loss on scores ``[..., C]``: every target class above every other by a margin of 1.
 
@@ -303,13 +303,15 @@ def multilabel_margin_loss(scores, labels, *, where=None):
     up to a few thousand classes.
 
     Args:
-      scores: float array ``[..., C]``, the class axis last.
-      labels: integer array of the shape of ``scores``: target class ids, the list ending
-        at the first ``-1``; no derivative.
-      where: optional boolean mask broadcasting to the batch shape ``scores.shape[:-1]``.
+      scores: float array ``[..., C]``, with ``C`` on ``axis``.
+      labels: integer array of the shape of ``scores``: target class ids along ``axis``, the
+        list ending at the first ``-1``; no derivative.
+      axis: static; the class axis of ``scores`` and ``labels`` (default -1, the last), an int.
+      where: optional boolean mask broadcasting to the batch shape (``scores``' shape without
+        ``axis``).
 
     Returns:
-      ``scores.shape[:-1]`` losses.
+      the batch shape (``scores``' shape without ``axis``) of losses.
 
     Example:
       >>> import jax.numpy as jnp, jaxloss
@@ -346,7 +348,7 @@ def _multilabel_soft_margin_tangent(p, t, out, res):
     )
 
 
-@hand_derivative(_multilabel_soft_margin_tangent, check=_check_multilabel_soft_margin)
+@hand_derivative(_multilabel_soft_margin_tangent, check=_check_multilabel_soft_margin, class_axis=("logits", "labels"))
 def multilabel_soft_margin_loss(logits, labels, *, class_weights=None, where=None):
     r"""Multi-label logistic loss on logits ``[..., C]``: the class-mean of weighted binary cross-entropies.
 
@@ -362,15 +364,17 @@ def multilabel_soft_margin_loss(logits, labels, *, class_weights=None, where=Non
     ±1e4 give finite values and derivatives.
 
     Args:
-      logits: float array ``[..., C]``, the class axis last.
-      labels: targets in [0, 1] broadcasting to ``logits``: integer/boolean hard labels
+      logits: float array ``[..., C]``, with ``C`` on ``axis``.
+      labels: targets in [0, 1] of the shape of ``logits``: integer/boolean hard labels
         (no derivative) or float soft labels (differentiated).
+      axis: static; the class axis of ``logits`` and ``labels`` (default -1, the last), an int.
       class_weights: optional float weights ``[C]``, >= 0 (PyTorch's ``weight``;
         differentiated when traced).
-      where: optional boolean mask broadcasting to the batch shape ``logits.shape[:-1]``.
+      where: optional boolean mask broadcasting to the batch shape (``logits``' shape without
+        ``axis``).
 
     Returns:
-      ``logits.shape[:-1]`` losses.
+      the batch shape (``logits``' shape without ``axis``) of losses.
 
     Example:
       >>> import jax.numpy as jnp, jaxloss
