@@ -89,7 +89,8 @@ def _kl_tangent(p, t, out, res):
     return class_sum((dlp, t.log_predictions), (dt, t.targets))
 
 
-@hand_derivative(_kl_tangent, static=("log_targets",), check=_check_kl)
+@hand_derivative(_kl_tangent, static=("log_targets",), check=_check_kl,
+                 class_axis=("log_predictions", "targets", "class_mask"), axis_tuples=True)
 def kl_divergence(log_predictions, targets, *, log_targets=False, class_mask=None, where=None):
     r"""Kullback-Leibler divergence of predictions from targets, per example over the class axis.
 
@@ -99,7 +100,7 @@ def kl_divergence(log_predictions, targets, *, log_targets=False, class_mask=Non
     ``log_targets=True``, ``targets`` = :math:`\log t`, and
     :math:`\ell = \sum_c e^{\log t_c}(\log t_c - \log p_c)`).  Neither side has to be
     normalised; the loss is ``torch.nn.functional.kl_div(reduction="none")`` summed over
-    the last axis.
+    the class axis.
 
     Derivatives (hand rule): ``∂ℓ/∂log p_c = −t_c``; ``∂ℓ/∂t_c = log t_c − log p_c + 1``
     (with ``log_targets``: ``∂ℓ/∂log t_c = t_c (log t_c − log p_c + 1)``).  A class with
@@ -112,11 +113,13 @@ def kl_divergence(log_predictions, targets, *, log_targets=False, class_mask=Non
     class with ``t_c > 0`` and ``log p_c = −inf`` gives a loss of +inf.
 
     Args:
-      log_predictions: float array ``[..., C]``, log-probabilities of the predicted
-        distribution (e.g. ``jax.nn.log_softmax(logits)``); −inf where a class is
-        impossible.
+      log_predictions: float array ``[..., C]`` (C on ``axis``), log-probabilities of the
+        predicted distribution (e.g. ``jax.nn.log_softmax(logits)``); −inf where a class
+        is impossible.
       targets: float array of the same shape: target probabilities (>= 0; negative ones
         give NaN), or log-probabilities with ``log_targets=True``.
+      axis: static; the class axis of ``log_predictions`` (default −1, the last): an int, a
+        tuple of ints (flattened into one class axis, as optax does) or None (every axis).
       log_targets: static; ``targets`` are given as log-probabilities (−inf for 0).
       class_mask: optional boolean mask broadcasting to ``log_predictions``: the classes
         it leaves out (False) add nothing to the sum, and their derivatives are exactly 0
@@ -124,7 +127,7 @@ def kl_divergence(log_predictions, targets, *, log_targets=False, class_mask=Non
       where: optional boolean mask broadcasting to the batch shape ``[...]`` (the examples).
 
     Returns:
-      Losses of the batch shape ``log_predictions.shape[:-1]``, float32 for
+      Losses of the batch shape (``log_predictions``' shape without ``axis``), float32 for
       lower-precision inputs.
 
     Example:
@@ -151,7 +154,8 @@ def _check_kl_log_targets(log_predictions, log_targets, class_mask, where):
     _check_kl(log_predictions, log_targets, class_mask, where, name="log_targets")
 
 
-@hand_derivative(_kl_log_targets_tangent, check=_check_kl_log_targets)
+@hand_derivative(_kl_log_targets_tangent, check=_check_kl_log_targets,
+                 class_axis=("log_predictions", "log_targets", "class_mask"), axis_tuples=True)
 def kl_divergence_with_log_targets(log_predictions, log_targets, *, class_mask=None, where=None):
     r"""Kullback-Leibler divergence with the targets given as log-probabilities, per example.
 
@@ -167,14 +171,16 @@ def kl_divergence_with_log_targets(log_predictions, log_targets, *, class_mask=N
     class with ``log t_c = −inf`` gives 0 where optax gives NaN (``0·(−inf)``).
 
     Args:
-      log_predictions: float array ``[..., C]`` of log-probabilities.
+      log_predictions: float array ``[..., C]`` (C on ``axis``) of log-probabilities.
       log_targets: float array of the same shape, the targets' log-probabilities.
+      axis: static; the class axis of ``log_predictions`` (default −1, the last): an int, a
+        tuple of ints (flattened into one class axis, as optax does) or None (every axis).
       class_mask: optional boolean mask broadcasting to ``log_predictions``; False leaves
         the class out of the sum (derivatives exactly 0).
       where: optional boolean mask broadcasting to the batch shape ``[...]``.
 
     Returns:
-      Losses of the batch shape ``log_predictions.shape[:-1]``.
+      Losses of the batch shape (``log_predictions``' shape without ``axis``).
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxloss
@@ -194,7 +200,8 @@ def _generalized_kl_tangent(p, t, out, res):
     return class_sum((dlp, t.log_predictions), (dt, t.targets))
 
 
-@hand_derivative(_generalized_kl_tangent, check=_check_kl)
+@hand_derivative(_generalized_kl_tangent, check=_check_kl,
+                 class_axis=("log_predictions", "targets", "class_mask"), axis_tuples=True)
 def generalized_kl_divergence(log_predictions, targets, *, class_mask=None, where=None):
     r"""Generalized Kullback-Leibler divergence, for unnormalised distributions, per example.
 
@@ -214,14 +221,16 @@ def generalized_kl_divergence(log_predictions, targets, *, class_mask=None, wher
     ``convex_kl_divergence`` (optax's deprecated name) is this function.
 
     Args:
-      log_predictions: float array ``[..., C]``, the predictions' logarithms.
+      log_predictions: float array ``[..., C]`` (C on ``axis``), the predictions' logarithms.
       targets: float array of the same shape, >= 0.
+      axis: static; the class axis of ``log_predictions`` (default −1, the last): an int, a
+        tuple of ints (flattened into one class axis, as optax does) or None (every axis).
       class_mask: optional boolean mask broadcasting to ``log_predictions``; False leaves
         the class out of both sums (derivatives exactly 0).
       where: optional boolean mask broadcasting to the batch shape ``[...]``.
 
     Returns:
-      Losses of the batch shape ``log_predictions.shape[:-1]``.
+      Losses of the batch shape (``log_predictions``' shape without ``axis``).
 
     Example:
       >>> import jax.numpy as jnp, jaxloss
@@ -268,7 +277,8 @@ def _distillation_tangent(p, t, out, res):
     return tangent_sum((1.0, dlogits), (dtemperature, t.temperature))
 
 
-@hand_derivative(_distillation_tangent, check=_check_distillation, residuals=True)
+@hand_derivative(_distillation_tangent, check=_check_distillation, residuals=True,
+                 class_axis=("student_logits", "teacher_logits"))
 def distillation_loss(student_logits, teacher_logits, *, temperature=1.0, where=None):
     r"""Knowledge-distillation loss: KL(teacher ‖ student) on temperature-softened logits.
 
@@ -297,15 +307,16 @@ def distillation_loss(student_logits, teacher_logits, *, temperature=1.0, where=
     has ``q_c = 0``.
 
     Args:
-      student_logits: float array ``[..., C]``.
+      student_logits: float array ``[..., C]`` (C on ``axis``).
       teacher_logits: float array of the same shape (differentiated; wrap it in
         ``jax.lax.stop_gradient`` for a frozen teacher).
+      axis: static; the class axis of the logits (default −1, the last), an int.
       temperature: float > 0, or a float array broadcasting to the batch shape ``[...]``
         (differentiated when traced).
       where: optional boolean mask broadcasting to the batch shape.
 
     Returns:
-      Losses of the batch shape ``student_logits.shape[:-1]``, float32 for
+      Losses of the batch shape (``student_logits``' shape without ``axis``), float32 for
       lower-precision logits.
 
     Example:

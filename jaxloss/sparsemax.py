@@ -135,7 +135,7 @@ def _multiclass_sparsemax_tangent(p, t, out, res):
 
 
 @hand_derivative(_multiclass_sparsemax_tangent, static=("ignore_index",), check=_check_multiclass_sparsemax,
-                 residuals=True)
+                 residuals=True, class_axis=("scores", "labels"))
 def multiclass_sparsemax_loss(scores, labels, *, ignore_index=IGNORE_INDEX, where=None):
     r"""Multi-class sparsemax loss on scores ``[..., C]`` and class ids.
 
@@ -176,14 +176,16 @@ def multiclass_sparsemax_loss(scores, labels, *, ignore_index=IGNORE_INDEX, wher
     (optax takes one batch axis), and ``ignore_index`` / ``where`` are jaxloss's.
 
     Args:
-      scores: float array ``[..., C]`` of class scores, the class axis last.
-      labels: integer class ids with the batch shape ``scores.shape[:-1]``; no derivative.
+      scores: float array ``[..., C]`` of class scores (C on ``axis``).
+      labels: integer class ids with the batch shape (``scores``' shape without ``axis``);
+        no derivative.
+      axis: static; the class axis of ``scores`` (default −1, the last), an int.
       ignore_index: static; the class id of the examples to ignore, an int (−100 by
         default) or ``None``.
       where: optional boolean mask broadcasting to the batch shape.
 
     Returns:
-      ``scores.shape[:-1]`` losses.
+      Losses of the batch shape (``scores``' shape without ``axis``).
 
     Example:
       >>> import jax.numpy as jnp, jaxloss
