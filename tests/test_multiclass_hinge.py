@@ -27,7 +27,7 @@ from jaxloss.margin import multiclass_hinge_loss
 
 KINDS = ("crammer_singer", "weston_watkins")
 # Jitted, for the pinned-value tests: eager float64 calls compile every primitive separately.
-LOSS = jax.jit(multiclass_hinge_loss, static_argnames=("kind", "p"))
+LOSS = jax.jit(multiclass_hinge_loss, static_argnames=("kind", "p", "axis"))
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -289,6 +289,20 @@ def test_zero_weight_ignored_and_invalid_labels_with_class_weights(kind, x64):
     np.testing.assert_allclose(grads["class_weights"], [hinge, 0.0, 0.0], rtol=1e-15)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_class_axis_first_equals_class_axis_last_with_derivatives(kind, x64):
+    rng = np.random.default_rng(10)
+    a = _make(rng, (2, 3, 5), "array", kind=kind, p=2, class_weights=_weights(rng, 5))
+    moved = {**a, "scores": np.moveaxis(a["scores"], -1, 0), "axis": 0}
+    np.testing.assert_allclose(LOSS(**moved), LOSS(**a), rtol=1e-15)
+    ours = gradients_and_jvp(multiclass_hinge_loss, moved, ("scores", "margin", "class_weights"))
+    last = gradients_and_jvp(multiclass_hinge_loss, a, ("scores", "margin", "class_weights"))
+    np.testing.assert_allclose(ours[0]["scores"], np.moveaxis(last[0]["scores"], -1, 0), rtol=1e-15)
+    for name in ("margin", "class_weights"):
+        np.testing.assert_allclose(ours[0][name], last[0][name], rtol=1e-14, err_msg=name)
+    np.testing.assert_allclose(ours[1], last[1], rtol=1e-14)
+
+
 # ----------------------------------------------------------------------------- corners and ties
 
 
@@ -400,7 +414,7 @@ ERRORS = [
     pytest.param((np.zeros((5, 7), np.int32), I5), {}, TypeError,
                  r"scores must be a floating-point array, got shape \(5, 7\), dtype int32", id="integer-scores"),
     pytest.param((np.zeros((), np.float32), np.zeros((), np.int32)), {}, ValueError,
-                 r"scores must have a class axis \(rank >= 1\), got shape \(\)", id="scalar-scores"),
+                 r"axis=-1 is out of range for scores with shape \(\)", id="scalar-scores"),
     pytest.param((F, I5), {"kind": "one_vs_rest"}, ValueError,
                  r"kind must be 'crammer_singer' or 'weston_watkins', got 'one_vs_rest'", id="bad-kind"),
     pytest.param((F, I5), {"p": 3}, ValueError, r"p must be the int 1 \(hinge\) or 2 \(squared hinge\), got 3",
