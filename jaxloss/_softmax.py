@@ -9,6 +9,7 @@ outside ``[0, C)`` gives a NaN loss (loud, as optax's gather) and derivative 0.
 from __future__ import annotations
 
 import numbers
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -219,10 +220,6 @@ def per_example(option):
     return None if option is None else jnp.asarray(option)[..., None]
 
 
-# ------------------------------------------------------------------ softmax_cross_entropy
-
-
-
 def smoothed(label_smoothing):
     """Whether label smoothing is on: anything but a constant 0 (which adds no term)."""
     return not (isinstance(label_smoothing, int | float) and label_smoothing == 0)
@@ -230,5 +227,56 @@ def smoothed(label_smoothing):
 
 def id_targets(label_smoothing, counted, classes):
     """The smoothed targets of class ids, ``ỹ = keep·onehot(y) + dense``, as the per-example
-    pair ``(dense, keep) = (ε/C, 1 − ε)``, both 0 on an example that does not count."""
+    pair ``(dense, keep) = (ε/C, 1 − ε)``, both 0 on an example that does not count.  ``classes``
+    may be a per-example count (the classes a class mask leaves)."""
     return tuple(jnp.where(counted, v, 0.0) for v in smoothing(jnp.asarray(label_smoothing), classes))
+
+
+def check_class_mask(class_mask, logits, name="logits"):
+    """``class_mask`` (optax's ``where`` on the class axis): None or a boolean mask
+    broadcasting to the shape of the logits."""
+    _checks.mask("class_mask", class_mask)
+    _checks.broadcasts_to("class_mask", class_mask, jnp.shape(logits), f"the shape of {name}")
+
+
+class ClassMask(NamedTuple):
+    """What a class mask (optax's ``where`` on the class axis) does to logits ``[..., C]``.
+
+    Attributes:
+      logits: the masked classes at −inf, so that they leave the softmax and every sum over
+        the classes (a row with no class left is all 0 instead: its statistics stay finite,
+        and the losses give it 0);
+      keep: the mask as 0/1 floats of the logits' shape (1.0 without a mask);
+      live: whether an example has a class left (True without a mask);
+      classes: how many it has, at least 1 (``C`` without a mask).
+    """
+
+    logits: jax.Array
+    keep: jax.Array | float
+    live: jax.Array | bool
+    classes: jax.Array | int
+
+
+def class_masked(logits, class_mask) -> ClassMask:
+    """:class:`ClassMask` of ``logits`` under ``class_mask`` (None: nothing masked)."""
+    if class_mask is None:
+        return ClassMask(logits, 1.0, True, logits.shape[-1])
+    mask = jnp.broadcast_to(class_mask, logits.shape)
+    count = jnp.sum(mask, axis=-1)
+    fill = jnp.where(count > 0, -jnp.inf, 0.0).astype(logits.dtype)[..., None]
+    return ClassMask(jnp.where(mask, logits, fill), mask.astype(compute_dtype(logits.dtype)), count > 0,
+                     jnp.maximum(count, 1))
+
+
+def smoothed_targets(labels, label_smoothing, mask: ClassMask, ignore_index=None):
+    """The smoothed targets ``ỹ = keep·((1 − ε)·y + ε/K)`` over the classes ``mask`` leaves
+    (``y`` one-hot for class ids, 0 on an example that does not count), with their partials:
+    ``(ỹ, ∂ỹ/∂y, ∂ỹ/∂ε, invalid)``, the last the ids' :func:`class_ids` flag (None for
+    probability targets).  Every array is ``[..., C]`` but ``invalid``."""
+    eps, classes = per_example(label_smoothing), per_example(mask.classes)
+    if jnp.issubdtype(labels.dtype, jnp.integer):
+        ids, counted, invalid = class_ids(labels, mask.logits.shape[-1], ignore_index)
+        y, keep = one_hot(ids, mask.logits.shape[-1]), mask.keep * counted[..., None]
+    else:
+        y, keep, invalid = labels, mask.keep, None
+    return keep * ((1 - eps) * y + eps / classes), keep * (1 - eps), keep * (1 / classes - y), invalid

@@ -8,9 +8,8 @@ import jax.numpy as jnp
 from jaxloss import _checks
 from jaxloss._math import softplus_pair
 from jaxloss._softmax import (
-    IGNORE_INDEX, check_classes, class_ids, class_sum, cofactor, gather_class,
-    label_value, loud, one_hot,
-    shifted_logsumexp, times_nonzero,
+    IGNORE_INDEX, check_classes, class_ids, class_masked, class_sum, cofactor, gather_class, label_value, loud,
+    one_hot, per_example, shifted_logsumexp, smoothed, smoothed_targets, times_nonzero,
 )
 from jaxloss.gradients import hand_derivative, tangent_sum
 
@@ -110,7 +109,7 @@ def _sigmoid_focal_tangent(p, t, out, res):
 
 
 @hand_derivative(_sigmoid_focal_tangent, check=_check_sigmoid_focal)
-def sigmoid_focal_loss(logits, labels, *, alpha=0.25, gamma=2.0, where=None):
+def sigmoid_focal_loss(logits, labels, *, alpha=None, gamma=2.0, where=None):
     r"""Sigmoid focal loss, elementwise: a binary cross-entropy scaled down where it is small.
 
     With :math:`p = \sigma(x)`, :math:`p_t = p y + (1 - p)(1 - y)` and
@@ -145,7 +144,8 @@ def sigmoid_focal_loss(logits, labels, *, alpha=0.25, gamma=2.0, where=None):
         the positive class; no derivative) or float soft labels in [0, 1]
         (differentiated; not checked, values outside give NaN).
       alpha: weight of the positive class in [0, 1], a float or an array broadcasting to
-        ``logits`` (differentiated when traced), or ``None`` for no weighting.
+        ``logits`` (differentiated when traced), or ``None`` (the default, as in optax) for
+        no weighting.  torchvision's default is 0.25: pass ``alpha=0.25`` for its numbers.
       gamma: focusing exponent >= 0, a float or an array broadcasting to ``logits``
         (differentiated when traced).
       where: optional boolean mask broadcasting to ``logits``.
@@ -155,15 +155,15 @@ def sigmoid_focal_loss(logits, labels, *, alpha=0.25, gamma=2.0, where=None):
 
     Example:
       >>> import jax.numpy as jnp, jaxloss
-      >>> jaxloss.sigmoid_focal_loss(jnp.array([0.0, 2.0, -1e4]), jnp.array([1, 1, 1]))
+      >>> jaxloss.sigmoid_focal_loss(jnp.array([0.0, 2.0, -1e4]), jnp.array([1, 1, 1]), alpha=0.25)
       Array([4.3321699e-02, 4.5089063e-04, 2.5000000e+03], dtype=float32)
 
     References:
       Lin et al., "Focal Loss for Dense Object Detection", 2017.
-      ``torchvision.ops.sigmoid_focal_loss(reduction="none")`` (same defaults, α = 0.25
-      and γ = 2; torchvision turns the weighting off with ``alpha=-1``, here it is
-      ``alpha=None``); ``optax.losses.sigmoid_focal_loss`` (whose ``alpha`` defaults to
-      ``None``).
+      ``optax.losses.sigmoid_focal_loss`` (the same defaults, ``alpha=None`` and γ = 2);
+      ``torchvision.ops.sigmoid_focal_loss(reduction="none")``.  Differs from torchvision:
+      its ``alpha`` defaults to 0.25 and turns the weighting off with ``alpha=-1`` (here
+      ``alpha=None``, the default).
     """
     y, ce, log_u = _focal_terms(logits, labels)
     loss = ce * jnp.exp(gamma * log_u)
@@ -172,11 +172,13 @@ def sigmoid_focal_loss(logits, labels, *, alpha=0.25, gamma=2.0, where=None):
     return (alpha * y + (1 - alpha) * (1 - y)) * loss
 
 
-def _check_softmax_focal(logits, labels, alpha, gamma, ignore_index, where):
-    check_classes(logits, labels, where, ignore_index=ignore_index, gamma=gamma)
+def _check_softmax_focal(logits, labels, alpha, gamma, label_smoothing, ignore_index, where):
+    check_classes(logits, labels, where, probabilities=True, ignore_index=ignore_index, gamma=gamma,
+                  label_smoothing=label_smoothing)
     _checks.float_option("alpha", alpha, jnp.shape(logits)[-1:], "the class axis of logits")
     _checks.positive("alpha", alpha, allow_zero=True)
     _checks.positive("gamma", gamma, allow_zero=True)
+    _checks.in_unit_interval("label_smoothing", label_smoothing)
 
 
 def _label_margin(logits, ids, counted, others=None):
@@ -194,7 +196,56 @@ def _label_margin(logits, ids, counted, others=None):
     return label, valid, d, (m, s)
 
 
+def _class_terms(x, others=None):
+    """``(n, log_u, pr, others)`` per class: ``n = −log p_c``, ``log_u = log(1 − p_c)`` and
+    ``pr = p_c·n_c/(1 − p_c)``, exact for any logits; ``others`` as in :func:`_label_margin`
+    for the top class (the row's argmax).
+
+    Only the top class can have ``p_c > 1/2``: its terms come from its margin ``d`` over the
+    other classes, ``n = softplus(−d)``, ``log_u = −softplus(d)``; every class's ``n`` is
+    ``(x_top − x_c) + n_top``, and the other classes' ``1 − p_c >= 1/2`` is computed as
+    ``−expm1(−n_c)``.  A top class with no other finite class has ``p = 1``: ``n = log_u = pr = 0``.
+    """
+    top = jnp.argmax(x, axis=-1)
+    label, valid, d, others = _label_margin(x, top, True, others)
+    sp_d, sp_nd = softplus_pair(d)  # −log(1 − p_top), −log p_top
+    n_top = jnp.where(valid, sp_nd, 0.0)
+    x_top = label_value(x, top)
+    n = (jnp.where(jnp.isfinite(x_top), x_top, 0.0)[..., None] - x) + n_top[..., None]
+    safe = jnp.where(label, 1.0, n)  # the other classes' formulas, kept finite at the top
+    u = -jnp.expm1(-safe)
+    log_u = jnp.where(label, jnp.where(valid, -sp_d, 0.0)[..., None], jnp.log1p(-jnp.exp(-safe)))
+    pr_top = jnp.where(valid, jax.nn.sigmoid(d) * _softplus_over_sigmoid(-d), 0.0)
+    pr = jnp.where(label, pr_top[..., None], times_nonzero(jnp.exp(-safe), safe) / u)
+    return n, log_u, pr, others
+
+
+def _soft_focal_tangent(p, t, others):
+    """The rule of :func:`softmax_focal_loss` for (smoothed) targets: with ``f_c = u_c^γ·n_c``
+    and ``g_c = a_c·u_c^γ·(1 + γ·pr_c)``, ``∂ℓ/∂x_k = p_k·Σ_c g_c − g_k``."""
+    x, gamma = p.logits, per_example(p.gamma)
+    n, log_u, pr, _ = _class_terms(x, others)
+    y, dy, dy_deps, _ = smoothed_targets(p.labels, p.label_smoothing, class_masked(x, None), p.ignore_index)
+    alpha = 1.0 if p.alpha is None else p.alpha
+    a, w = alpha * y, jnp.exp(gamma * log_u)  # w = (1 − p_c)^γ
+    g = a * w * (1 + gamma * pr)
+    f_a = cofactor(a, w * n)  # ∂ℓ/∂a_c, 0 at a class of no weight and logit −inf
+    return class_sum(
+        (jnp.exp(-n) * jnp.sum(g, axis=-1, keepdims=True) - g, t.logits),
+        (alpha * f_a, tangent_sum((dy, t.labels), (dy_deps, per_example(t.label_smoothing)))),
+        (y * f_a, t.alpha),
+        (times_nonzero(a, w * n) * log_u, per_example(t.gamma)),
+    )
+
+
+def _dense_focal(labels, label_smoothing):
+    """Whether the focal loss takes the per-class path: probability targets or smoothing."""
+    return not jnp.issubdtype(labels.dtype, jnp.integer) or smoothed(label_smoothing)
+
+
 def _softmax_focal_tangent(p, t, out, others):
+    if _dense_focal(p.labels, p.label_smoothing):
+        return _soft_focal_tangent(p, t, others)
     x, gamma = p.logits, p.gamma
     ids, counted, _ = class_ids(p.labels, x.shape[-1], p.ignore_index)
     label, valid, d, (m, s) = _label_margin(x, ids, counted, others)
@@ -217,14 +268,25 @@ def _softmax_focal_tangent(p, t, out, others):
 
 
 @hand_derivative(_softmax_focal_tangent, static=("ignore_index",), check=_check_softmax_focal, residuals=True)
-def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, ignore_index=IGNORE_INDEX, where=None):
-    r"""Multi-class (softmax) focal loss per example, with integer class ids.
+def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, label_smoothing=0.0, ignore_index=IGNORE_INDEX,
+                       where=None):
+    r"""Multi-class (softmax) focal loss per example, with class ids or probability targets.
 
     With :math:`p = \operatorname{softmax}(x)` and the label class :math:`y`:
 
     .. math:: \ell = -\alpha_y\,(1 - p_y)^\gamma \log p_y ,
 
-    with :math:`\alpha_y = 1` when ``alpha`` is ``None``.  It is computed from the margin
+    with :math:`\alpha_y = 1` when ``alpha`` is ``None``.  For probability targets
+    :math:`y_c`, and for label smoothing (targets :math:`\tilde y = (1 - \varepsilon)\,y +
+    \varepsilon / C`, ``y`` one-hot for class ids), each class is scored as the label class
+    is above, weighted by its target:
+
+    .. math:: \ell = -\sum_c \alpha_c\,\tilde y_c\,(1 - p_c)^\gamma \log p_c ,
+
+    the one-hot formula (kornia's ``focal_loss``, mmocr's ``FocalLoss``) with the one-hot
+    replaced by the targets, as label-smoothed focal losses for PyTorch compute it; it is
+    the focal loss of class ids for one-hot targets, and ``gamma = 0`` gives
+    :func:`softmax_cross_entropy` with ``class_weights=alpha`` and the same targets.  It is computed from the margin
     of the label over the other classes, :math:`d = x_y - \operatorname{lse}_{c \ne y}(x_c)`:
     :math:`-\log p_y = \operatorname{softplus}(-d)` and :math:`\log(1 - p_y) =
     -\operatorname{softplus}(d)`, so it is the binary focal loss of :math:`d` with a
@@ -241,6 +303,17 @@ def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, ignore_index=IG
     ``∂ℓ/∂α_c = [c = y]·(−log p_y)·u^γ``; ``∂ℓ/∂γ = ℓ·log(1 − p_y)``.  Reverse mode keeps
     the logits and the per-example maximum and log-sum-exp of the other classes.
 
+    For targets, with :math:`n_c = -\log p_c`, :math:`u_c = 1 - p_c`, :math:`a_c = \alpha_c
+    \tilde y_c` and :math:`g_c = a_c u_c^\gamma (1 + \gamma\,p_c n_c / u_c)`:
+    ``∂ℓ/∂x_k = p_k·Σ_c g_c − g_k``; ``∂ℓ/∂ỹ_c = α_c·u_c^γ·n_c`` (so
+    ``∂ℓ/∂y_c = (1 − ε)·∂ℓ/∂ỹ_c`` and ``∂ℓ/∂ε = Σ_c (1/C − y_c)·∂ℓ/∂ỹ_c``);
+    ``∂ℓ/∂α_c = ỹ_c·u_c^γ·n_c``; ``∂ℓ/∂γ = Σ_c a_c u_c^γ n_c log u_c``.  The row's top
+    class (its argmax, the only one that can have :math:`p_c > 1/2`) takes its terms from
+    its margin over the others, as the label does above; the others' :math:`u_c >= 1/2`.
+    So :math:`n_c / u_c` stays finite as :math:`p_c \to 1` and every derivative is finite
+    for ``gamma >= 0`` and logits of ±1e4.  Reverse mode keeps the logits and the top
+    class's statistics of the other classes.
+
     A label whose logit is −inf gives loss +inf, as in cross-entropy (its logits
     derivative is finite: ``−α_y`` at the label, ``α_y·q_c`` elsewhere).  An example with
     no other class (one class, or every other logit −inf) has ``p_y = 1`` and loss 0, and
@@ -249,13 +322,15 @@ def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, ignore_index=IG
 
     Args:
       logits: float array ``[..., C]``.
-      labels: integer class ids of the batch shape ``logits.shape[:-1]``; no derivative.
+      labels: integer class ids of the batch shape ``logits.shape[:-1]`` (no derivative),
+        or float probability targets of the shape of ``logits`` (differentiated).
       alpha: optional per-class weights ``[C]`` (or a scalar), >= 0, differentiated when
         traced; ``None`` weighs every class 1.
       gamma: focusing exponent >= 0, a float or an array of the batch shape
         (differentiated when traced).
+      label_smoothing: ε in [0, 1]; a float or an array of the batch shape.
       ignore_index: static; the class id of the examples to ignore, an int (−100 by
-        default, as in PyTorch) or ``None``.
+        default, as in PyTorch) or ``None``.  Unused with probability targets.
       where: optional boolean mask broadcasting to the batch shape.
 
     Returns:
@@ -277,8 +352,15 @@ def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, ignore_index=IG
       Lin et al., "Focal Loss for Dense Object Detection", 2017 (the α-balanced focal
       loss, applied to the softmax probability of the label class).  PyTorch
       implementations as above (open-mmlab's mmocr ``FocalLoss``, ``ignore_index``
-      included); ``kornia.losses.focal_loss`` with a scalar ``alpha``.
+      included); ``kornia.losses.focal_loss`` with a scalar ``alpha`` (class ids only; its
+      one-hot sum is the targets' formula above).  optax and torch have no softmax focal loss.
     """
+    if _dense_focal(labels, label_smoothing):
+        y, _, _, invalid = smoothed_targets(labels, label_smoothing, class_masked(logits, None), ignore_index)
+        n, log_u, _, others = _class_terms(logits)
+        a = y if alpha is None else alpha * y
+        loss = jnp.sum(times_nonzero(a, n * jnp.exp(per_example(gamma) * log_u)), axis=-1)
+        return (loss if invalid is None else loud(loss, invalid)), others
     ids, counted, invalid = class_ids(labels, logits.shape[-1], ignore_index)
     _, valid, d, others = _label_margin(logits, ids, counted)
     focal_sp, ce = softplus_pair(d)
@@ -286,6 +368,3 @@ def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, ignore_index=IG
     if alpha is not None:
         focal = times_nonzero(label_value(jnp.broadcast_to(alpha, logits.shape), ids), focal)
     return loud(jnp.where(valid, focal, 0.0), invalid), others
-
-
-# ------------------------------------------------------------------ poly1_cross_entropy

@@ -16,13 +16,18 @@ recomputes the softmax there; ``fn.reference`` is plain autodiff of the formula.
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxloss import _checks
 from jaxloss._softmax import (
-    IGNORE_INDEX, check_classes, class_ids, class_sum, cofactor, counted_only, gather_class,
-    id_targets, label_logit, label_shifted_logsumexp, label_value, label_weight, loud, minus_log_softmax, one_hot,
-    per_example, shifted_logsumexp, smoothed, times_nonzero, z_loss_tangent,
+    IGNORE_INDEX, check_class_mask, check_classes, class_ids, class_masked, class_sum, cofactor, counted_only,
+    gather_class, id_targets, label_logit, label_shifted_logsumexp, label_value, label_weight, loud,
+    minus_log_softmax, one_hot, per_example, shifted_logsumexp, smoothed, smoothed_targets, times_nonzero,
+    z_loss_tangent,
 )
 from jaxloss._softmax import z_loss as z_loss_term
 from jaxloss.gradients import hand_derivative, tangent_sum
@@ -31,17 +36,22 @@ from jaxloss.gradients import hand_derivative, tangent_sum
 # ------------------------------------------------------------------ softmax_cross_entropy
 
 
-def _check_cross_entropy(logits, labels, label_smoothing, z_loss, class_weights, ignore_index, where):
+def _check_cross_entropy(logits, labels, label_smoothing, z_loss, class_weights, class_mask, ignore_index, where):
     check_classes(logits, labels, where, probabilities=True, ignore_index=ignore_index,
                   class_weights=class_weights, label_smoothing=label_smoothing, z_loss=z_loss)
+    check_class_mask(class_mask, logits)
     _checks.in_unit_interval("label_smoothing", label_smoothing)
     _checks.positive("z_loss", z_loss, allow_zero=True)
 
 
+def _class_weights(logits, class_weights, mask):
+    """The class weights (1 when not given), 0 at the classes ``mask`` leaves out."""
+    return mask.keep * (jnp.ones(logits.shape[-1]) if class_weights is None else class_weights)
 
 
-def _class_weights(logits, class_weights):
-    return jnp.ones(logits.shape[-1]) if class_weights is None else class_weights
+def _live_only(option, mask, class_mask):
+    """A per-example option or tangent, 0 on the examples a class mask leaves no class."""
+    return option if class_mask is None else counted_only(option, mask.live)
 
 
 def _targets_loss(a, nll):
@@ -51,17 +61,19 @@ def _targets_loss(a, nll):
 
 def _probability_tangent(p, t, x, res):
     """The rule of :func:`softmax_cross_entropy` for probability targets ``y``."""
-    w, nll = _class_weights(x, p.class_weights), minus_log_softmax(x, *res)  # nll: +inf at a −inf logit
-    eps = per_example(p.label_smoothing)
-    dense = (1 - eps) * p.labels + eps / x.shape[-1]
+    mask = class_masked(x, p.class_mask)
+    w, nll = _class_weights(x, p.class_weights, mask), minus_log_softmax(mask.logits, *res)  # +inf at −inf
+    eps, classes = per_example(p.label_smoothing), per_example(mask.classes)
+    dense = (1 - eps) * p.labels + eps / classes
     a = w * dense
     nll_a = cofactor(a, nll)  # ∂ℓ/∂a_c: 0 at a class of no weight or mass and logit −inf
-    z_factor, per_z = z_loss_tangent(res[0] + res[1], p.z_loss, t.z_loss)
+    z_live = (_live_only(z, mask, p.class_mask) for z in (p.z_loss, t.z_loss))
+    z_factor, per_z = z_loss_tangent(res[0] + res[1], *z_live)
     per_class = class_sum(
         ((jnp.sum(a, axis=-1) + z_factor)[..., None] * jnp.exp(-nll) - a, t.logits),
         ((1 - eps) * w * nll_a, t.labels),
-        (w * (1 / x.shape[-1] - p.labels) * nll_a, per_example(t.label_smoothing)),
-        (dense * nll_a, t.class_weights),
+        (w * (1 / classes - p.labels) * nll_a, per_example(t.label_smoothing)),
+        (mask.keep * dense * nll_a, t.class_weights),
     )
     return tangent_sum((1.0, per_class), (1.0, per_z))
 
@@ -69,10 +81,11 @@ def _probability_tangent(p, t, x, res):
 def _id_tangent(p, t, x, res):
     """The rule of :func:`softmax_cross_entropy` for class ids: every partial is 0 (a select,
     never 0·inf) on an example that does not count, and NaN on an invalid id."""
-    classes, (shift, lse) = x.shape[-1], res
-    ids, counted, _ = class_ids(p.labels, classes, p.ignore_index)
-    w, nll = _class_weights(x, p.class_weights), minus_log_softmax(x, shift, lse)
-    dense, keep = id_targets(p.label_smoothing, counted, classes)
+    (shift, lse), mask = res, class_masked(x, p.class_mask)
+    ids, counted, _ = class_ids(p.labels, x.shape[-1], p.ignore_index)
+    counted = counted & mask.live
+    w, nll = _class_weights(x, p.class_weights, mask), minus_log_softmax(mask.logits, shift, lse)
+    dense, keep = id_targets(p.label_smoothing, counted, mask.classes)
     w_label = label_weight(p.class_weights, ids, counted, x)
     b, a = keep * w_label, w * dense[..., None]
     nll_b = cofactor(b, lse - (label_logit(p.logits, ids) - shift))
@@ -82,11 +95,11 @@ def _id_tangent(p, t, x, res):
     # writes the gradient (a gather's transpose would scatter into it afterwards, which
     # for low-precision logits needs a float32 [..., C] buffer).
     total = b + dense * jnp.sum(w, axis=-1) + z_factor
-    onehot_b = jnp.where(one_hot(ids, classes), b[..., None], 0.0)
+    onehot_b = jnp.where(one_hot(ids, x.shape[-1]), b[..., None], 0.0)
     nll_a = cofactor(a, nll)
     per_class = class_sum(
         (total[..., None] * jnp.exp(-nll) - a - onehot_b, t.logits),
-        (jnp.where(counted, 1 / classes, 0.0)[..., None] * w * nll_a, per_example(t.label_smoothing)),
+        (jnp.where(counted, 1 / mask.classes, 0.0)[..., None] * w * nll_a, per_example(t.label_smoothing)),
         (dense[..., None] * nll_a, t.class_weights),
     )
     per_label = tangent_sum(
@@ -106,7 +119,7 @@ def _softmax_cross_entropy_tangent(p, t, out, res):
 
 @hand_derivative(_softmax_cross_entropy_tangent, static=("ignore_index",), check=_check_cross_entropy,
                  residuals=True, own_precision=("logits",))
-def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, z_loss=0.0, class_weights=None,
+def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, z_loss=0.0, class_weights=None, class_mask=None,
                           ignore_index=IGNORE_INDEX, where=None):
     r"""Softmax cross-entropy per example, with class ids or probability targets.
 
@@ -138,6 +151,16 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, z_loss=0.0, cl
     With ``label_smoothing > 0`` such a class receives ε/C of the target mass, so the loss
     is +inf, as in optax and PyTorch (unless its class weight is 0).
 
+    ``class_mask`` is optax's ``where`` here: the classes it masks are left out, as if their
+    logits were −inf and their targets and weights 0 (masked logits may hold anything, inf
+    and NaN included, and get derivative 0); ε/C becomes ε/K with K the classes left, and an
+    example with no class left has loss 0 (z-loss included) and derivative 0.  These are
+    optax's numbers, also for a class id on a masked class: as in
+    ``optax.losses.softmax_cross_entropy_with_integer_labels`` its loss is
+    ``lse_{unmasked}(x) − x_y`` and ``∂ℓ/∂x_y = −w_y·(1 − ε)`` (probability targets, like
+    optax's one-hot ones, lose such a class's mass instead).  ``where=`` is not optax's: it
+    masks examples, as everywhere in jaxloss.
+
     Class ids are compared in int32.  An id equal to ``ignore_index`` gives loss 0 — the
     smoothing and z-loss terms included — and derivative exactly 0 with respect to every
     argument; any other id outside ``[0, C)`` gives NaN, loss and derivatives.  PyTorch's
@@ -158,6 +181,8 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, z_loss=0.0, cl
       z_loss: λ >= 0, the weight of ``lse(x)²`` (PaLM uses 1e-4); a float or an array of
         the batch shape.  The class weights do not scale it.
       class_weights: optional float weights ``[C]``, >= 0 (differentiated when traced).
+      class_mask: optional boolean mask broadcasting to ``logits``: the classes to keep
+        (optax's ``where``); None keeps them all.
       ignore_index: static; the class id that marks an example to ignore, an int (−100 by
         default, as in PyTorch) or ``None`` (every id outside ``[0, C)`` is invalid).
         Unused with probability targets.
@@ -172,9 +197,18 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, z_loss=0.0, cl
       >>> jaxloss.softmax_cross_entropy(logits, jnp.array([0, 2, -100]))
       Array([0.12692805, 1.0986123 , 0.        ], dtype=float32)
 
+    Also exported under optax's names, as the same function:
+    ``softmax_cross_entropy_with_integer_labels`` and ``safe_softmax_cross_entropy``
+    (whose 0·log 0 = 0 at a −inf logit without target mass is the rule here too).  Their
+    defaults are optax's (no smoothing, no z-loss, the last axis, nothing masked).
+    Differs from optax: per-example losses are the same, but ``where`` masks examples
+    (optax's ``where`` is ``class_mask``), and class ids, probability targets,
+    ``ignore_index``, class weights, smoothing and z-loss are all accepted by one function.
+
     References:
-      ``optax.losses.softmax_cross_entropy`` and
-      ``optax.losses.softmax_cross_entropy_with_integer_labels``;
+      ``optax.losses.softmax_cross_entropy``,
+      ``optax.losses.softmax_cross_entropy_with_integer_labels`` and
+      ``optax.losses.safe_softmax_cross_entropy``;
       ``torch.nn.functional.cross_entropy(reduction="none")`` (``weight``,
       ``label_smoothing``, ``ignore_index``, class ids or probabilities); Szegedy et al.,
       "Rethinking the Inception Architecture", 2016 (label smoothing); Chowdhery et al.,
@@ -183,21 +217,24 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, z_loss=0.0, cl
     # Nothing of shape [..., C] is formed but the passes of the max and Σ exp: the label
     # logit is gathered, and the smoothing term Σ_c a_c (x_c − m) is left out for a
     # constant ε = 0 (the default).
-    w = _class_weights(logits, class_weights)
+    mask = class_masked(logits, class_mask)
+    w = _class_weights(logits, class_weights, mask)
     if not jnp.issubdtype(labels.dtype, jnp.integer):  # probability targets
-        shift, lse = shifted_logsumexp(logits)
+        shift, lse = shifted_logsumexp(mask.logits)
         eps = per_example(label_smoothing)
-        a = w * ((1 - eps) * labels + eps / logits.shape[-1])
-        loss = _targets_loss(a, minus_log_softmax(logits.astype(lse.dtype), shift, lse))
-        z_term = z_loss_term(shift + lse, z_loss)
+        a = w * ((1 - eps) * labels + eps / per_example(mask.classes))
+        loss = _targets_loss(a, minus_log_softmax(mask.logits.astype(lse.dtype), shift, lse))
+        z_term = z_loss_term(shift + lse, _live_only(z_loss, mask, class_mask))
         return (loss if z_term is None else loss + z_term), (shift, lse)
     ids, counted, invalid = class_ids(labels, logits.shape[-1], ignore_index)
-    shift, lse = label_shifted_logsumexp(logits, ids)
-    dense, keep = id_targets(label_smoothing, counted, logits.shape[-1])
+    counted = counted & mask.live
+    shift, lse = label_shifted_logsumexp(mask.logits, ids)
+    dense, keep = id_targets(label_smoothing, counted, mask.classes)
     b = keep * label_weight(class_weights, ids, counted, logits)
+    # The label's own logit, masked or not: optax's integer-label loss with a class mask.
     loss = times_nonzero(b, lse - (label_logit(logits, ids) - shift))
     if smoothed(label_smoothing):
-        loss = loss + _targets_loss(w * dense[..., None], minus_log_softmax(logits.astype(lse.dtype), shift, lse))
+        loss = loss + _targets_loss(w * dense[..., None], minus_log_softmax(mask.logits.astype(lse.dtype), shift, lse))
     z_term = z_loss_term(shift + lse, counted_only(z_loss, counted))
     return loud(loss if z_term is None else loss + z_term, invalid), (shift, lse)
 
@@ -255,41 +292,55 @@ def nll_loss(log_probs, labels, *, class_weights=None, ignore_index=IGNORE_INDEX
     return loud(jnp.where(counted, times_nonzero(w_label, -label_value(log_probs, ids)), 0.0), invalid)
 
 
+# ------------------------------------------------------------------ poly1_cross_entropy
 
 
-def _check_poly1(logits, labels, epsilon, ignore_index, where):
-    check_classes(logits, labels, where, probabilities=True, ignore_index=ignore_index, epsilon=epsilon)
+
+def _check_poly1(logits, labels, epsilon, label_smoothing, class_mask, ignore_index, where):
+    check_classes(logits, labels, where, probabilities=True, ignore_index=ignore_index, epsilon=epsilon,
+                  label_smoothing=label_smoothing)
+    check_class_mask(class_mask, logits)
+    _checks.in_unit_interval("label_smoothing", label_smoothing)
+
+
+def _poly1_ids(labels, mask, class_mask, ignore_index):
+    """Class ids without smoothing: ``(ids, counted, invalid)``; with a class mask an example
+    counts only where its label's class is left (a one-hot target on a masked class is absent)."""
+    ids, counted, invalid = class_ids(labels, mask.logits.shape[-1], ignore_index)
+    return ids, counted if class_mask is None else counted & (label_value(mask.keep, ids) > 0), invalid
 
 
 def _poly1_tangent(p, t, out, res):
-    x, labels, eps = p.logits, p.labels, p.epsilon
-    nll = minus_log_softmax(x, *res)  # −log p_c, +inf for a class with logit −inf
+    mask = class_masked(p.logits, p.class_mask)
+    nll = minus_log_softmax(mask.logits, *res)  # −log p_c, +inf for a class with logit −inf
     softmax = jnp.exp(-nll)
-    if jnp.issubdtype(labels.dtype, jnp.integer):
+    if jnp.issubdtype(p.labels.dtype, jnp.integer) and not smoothed(p.label_smoothing):
         # ℓ = f(nll_y) with f(z) = z − ε·expm1(−z), f' = 1 + ε·p_y; ∂nll_y/∂x_c = p_c − [c = y].
-        ids, counted, _ = class_ids(labels, x.shape[-1], p.ignore_index)
+        ids, counted, _ = _poly1_ids(p.labels, mask, p.class_mask, p.ignore_index)
         nll_y = label_value(nll, ids)
-        slope = jnp.where(counted, 1 + eps * jnp.exp(-nll_y), 0.0)
+        slope = jnp.where(counted, 1 + p.epsilon * jnp.exp(-nll_y), 0.0)
         gather = None if t.logits is None else label_value(t.logits, ids)
         return tangent_sum(
             (slope, class_sum((softmax, t.logits))),
             (-slope, gather),
             (jnp.where(counted, -jnp.expm1(-nll_y), 0.0), t.epsilon),
         )
-    y, e = labels, per_example(eps)
+    y, dy, dy_deps, _ = smoothed_targets(p.labels, p.label_smoothing, mask, p.ignore_index)
+    e = per_example(p.epsilon)
     p_t = jnp.sum(y * softmax, axis=-1, keepdims=True)
     # As in softmax_cross_entropy, a target's derivative at a class ruled out (logit −inf)
     # is +inf; the rule returns 0 there for a class the targets give no mass.
-    dlabels = jnp.where((y == 0) & jnp.isinf(nll), 0.0, nll - e * jnp.expm1(-nll))
+    dtargets = jnp.where((y == 0) & jnp.isinf(nll), 0.0, nll - e * jnp.expm1(-nll))
     return class_sum(
         (jnp.sum(y, axis=-1, keepdims=True) * softmax - y - e * softmax * (y - p_t), t.logits),
-        (dlabels, t.labels),
+        (dtargets, tangent_sum((dy, t.labels), (dy_deps, per_example(t.label_smoothing)))),
         (-y * jnp.expm1(-nll), per_example(t.epsilon)),
     )
 
 
 @hand_derivative(_poly1_tangent, static=("ignore_index",), check=_check_poly1, residuals=True)
-def poly1_cross_entropy(logits, labels, *, epsilon=1.0, ignore_index=IGNORE_INDEX, where=None):
+def poly1_cross_entropy(logits, labels, *, epsilon=1.0, label_smoothing=0.0, class_mask=None,
+                        ignore_index=IGNORE_INDEX, where=None):
     r"""Poly-1 cross-entropy (PolyLoss) per example: cross-entropy plus ε·(1 − p_t).
 
     With targets :math:`y` (one-hot for class ids) and :math:`p = \operatorname{softmax}(x)`:
@@ -298,21 +349,33 @@ def poly1_cross_entropy(logits, labels, *, epsilon=1.0, ignore_index=IGNORE_INDE
                    = \mathrm{CE}(x, y) + \varepsilon\,(1 - p_t),
        \qquad p_t = \sum_c y_c p_c ,
 
-    the second form for targets summing to 1 (class ids, probability targets).  ε is the
+    the second form for targets summing to 1 (class ids, probability targets).  With
+    ``label_smoothing=s`` the targets are :math:`(1 - s)\,y + s/C` (the paper's Poly-1 with
+    label smoothing, and optax's loss of ``optax.losses.smooth_labels(y, s)``).  ε is the
     first coefficient of the loss's expansion in :math:`(1 - p_t)^j`: the paper
     recommends ε = 2 on ImageNet and ε = −1 for detection; ε >= −1 keeps the loss
     decreasing in :math:`p_t` (not checked, any real ε is accepted).  ``epsilon = 0`` is
     :func:`softmax_cross_entropy`.
 
     Derivatives (hand rule), with :math:`A = \sum_c y_c`:
-    ``∂ℓ/∂x_c = A·p_c − y_c − ε·p_c·(y_c − p_t)`` (for class ids
-    ``(1 + ε p_y)(p_c − [c = y])``); ``∂ℓ/∂y_c = −log p_c + ε·(1 − p_c)`` for probability
-    targets (0 at a class with logit −inf and target 0); ``∂ℓ/∂ε = Σ_c y_c (1 − p_c)``.
+    ``∂ℓ/∂x_c = A·p_c − y_c − ε·p_c·(y_c − p_t)`` (for class ids without smoothing
+    ``(1 + ε p_y)(p_c − [c = y])``); ``∂ℓ/∂y_c = (1 − s)·g_c`` for probability targets,
+    where ``g_c = −log p_c + ε·(1 − p_c)`` is the derivative with respect to the smoothed
+    target (taken as 0 at a class with logit −inf and target 0); ``∂ℓ/∂s = Σ_c g_c (1/C − y_c)``;
+    ``∂ℓ/∂ε = Σ_c y_c (1 − p_c)`` (smoothed targets).
     Reverse mode keeps the logits and the per-example maximum and log-sum-exp and
     recomputes the softmax.  Logits of ±1e4 and classes masked with −inf (given no
     target mass) are handled as in :func:`softmax_cross_entropy`, and so are class ids:
     an id equal to ``ignore_index`` gives loss 0 and derivative exactly 0, any other id
     outside ``[0, C)`` gives NaN.
+
+    ``class_mask`` is optax's ``where``: the masked classes are left out of the softmax and
+    of the targets (C becomes K, the classes left, in the smoothing), so that the loss is
+    ``optax.losses.poly_loss_cross_entropy(x, y, where=class_mask)`` exactly.  A class id
+    on a masked class is optax's one-hot target there: no target mass left, loss 0 (unlike
+    :func:`softmax_cross_entropy`, which follows optax's integer-label loss).  Masked
+    logits may hold anything and get derivative 0; an example with no class left has loss
+    0 and derivative 0.
 
     Args:
       logits: float array ``[..., C]``.
@@ -320,6 +383,9 @@ def poly1_cross_entropy(logits, labels, *, epsilon=1.0, ignore_index=IGNORE_INDE
         or float probability targets of the shape of ``logits`` (differentiated).
       epsilon: ε, a float or an array of the batch shape (differentiated when traced);
         may be negative.
+      label_smoothing: s in [0, 1]; a float or an array of the batch shape.
+      class_mask: optional boolean mask broadcasting to ``logits``: the classes to keep
+        (optax's ``where``); None keeps them all.
       ignore_index: static; the class id of the examples to ignore, an int (−100 by
         default, as in PyTorch) or ``None``.  Unused with probability targets.
       where: optional boolean mask broadcasting to the batch shape.
@@ -337,19 +403,83 @@ def poly1_cross_entropy(logits, labels, *, epsilon=1.0, ignore_index=IGNORE_INDE
       Leng et al., "PolyLoss: A Polynomial Expansion Perspective of Classification Loss
       Functions", ICLR 2022.  ``optax.losses.poly_loss_cross_entropy``: the same values
       and derivatives for the same targets (``Σ_c y_c (1 − p_c)`` is optax's form, also
-      for targets that do not sum to 1).  optax takes float (one-hot) targets only,
-      defaults to ε = 2 and its ``where`` masks classes; here class ids are accepted, ε
-      defaults to 1 (the paper's Poly-1 baseline) and ``where`` masks examples.
+      for targets that do not sum to 1).  Differs from optax: optax takes float (one-hot)
+      targets only, defaults to ε = 2 and its ``where`` masks classes; here class ids are
+      accepted, ε defaults to 1 (the paper's Poly-1 baseline), ``class_mask`` masks classes
+      and ``where`` masks examples.  :func:`poly_loss_cross_entropy` is this loss with
+      optax's default ε = 2.
     """
-    shift, lse = shifted_logsumexp(logits)
-    if jnp.issubdtype(labels.dtype, jnp.integer):
-        ids, counted, invalid = class_ids(labels, logits.shape[-1], ignore_index)
-        nll_y = lse - label_value(logits - shift[..., None], ids)
-        loss = loud(jnp.where(counted, nll_y - epsilon * jnp.expm1(-nll_y), 0.0), invalid)
+    mask = class_masked(logits, class_mask)
+    shift, lse = shifted_logsumexp(mask.logits)
+    if jnp.issubdtype(labels.dtype, jnp.integer) and not smoothed(label_smoothing):
+        ids, counted, invalid = _poly1_ids(labels, mask, class_mask, ignore_index)
+        nll_y = lse - label_value(mask.logits - shift[..., None], ids)
+        return loud(jnp.where(counted, nll_y - epsilon * jnp.expm1(-nll_y), 0.0), invalid), (shift, lse)
+    y, _, _, invalid = smoothed_targets(labels, label_smoothing, mask, ignore_index)
+    nll = minus_log_softmax(mask.logits, shift, lse)
+    loss = jnp.sum(times_nonzero(y, nll), axis=-1) - epsilon * jnp.sum(y * jnp.expm1(-nll), axis=-1)
+    return (loss if invalid is None else loud(loss, invalid)), (shift, lse)
+
+
+def poly_loss_cross_entropy(logits, labels, *, epsilon=2.0, label_smoothing=0.0, class_mask=None,
+                            ignore_index=IGNORE_INDEX, where=None) -> jax.Array:
+    """:func:`poly1_cross_entropy` with optax's default ``epsilon=2.0`` (optax's name).
+
+    The same loss, derivative rule and options: ``poly1_cross_entropy(..., epsilon=2.0)``.
+    ``class_mask`` is optax's ``where`` (the classes to keep); ``where`` masks examples.
+    ``.reference`` is plain autodiff of the formula, as for every loss.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> logits = jnp.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
+      >>> jaxloss.poly_loss_cross_entropy(logits, jnp.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+      Array([0.48225653, 2.4319458 ], dtype=float32)
+
+    References:
+      ``optax.losses.poly_loss_cross_entropy`` (with ``where=class_mask``).
+    """
+    return poly1_cross_entropy(logits, labels, epsilon=epsilon, label_smoothing=label_smoothing,
+                               class_mask=class_mask, ignore_index=ignore_index, where=where)
+
+
+poly_loss_cross_entropy.reference = functools.partial(poly1_cross_entropy.reference, epsilon=2.0)
+softmax_cross_entropy_with_integer_labels = softmax_cross_entropy
+safe_softmax_cross_entropy = softmax_cross_entropy
+
+
+def smooth_labels(labels, alpha, *, axis=-1, class_mask=None) -> jax.Array:
+    r"""Label smoothing: :math:`(1 - \alpha)\,y + \alpha / K` (optax's ``smooth_labels``).
+
+    ``K`` is the number of classes along ``axis`` (an int or a tuple of ints), or, with
+    ``class_mask`` (optax's ``where``), the number of classes it keeps per example; as in
+    optax every class gets :math:`\alpha / K`, the masked ones included (a loss given the
+    same ``class_mask`` leaves them out).  Linear in ``labels`` and ``alpha``, so plain
+    autodiff is its derivative rule, in every mode and order:
+    ``∂/∂y = 1 − α``, ``∂/∂α = 1/K − y``.  The losses take ``label_smoothing=`` directly.
+
+    Args:
+      labels: float targets (one-hot or probabilities), the classes along ``axis``.
+      alpha: the smoothing factor, a float or an array broadcasting to ``labels``.
+      axis: static; the class axis or axes.
+      class_mask: optional boolean mask broadcasting to ``labels``: the classes to count.
+
+    Returns:
+      The smoothed targets, of the shape of ``labels``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> jaxloss.smooth_labels(jnp.array([[1.0, 0.0, 0.0, 0.0]]), 0.2)
+      Array([[0.85, 0.05, 0.05, 0.05]], dtype=float32)
+
+    References:
+      ``optax.losses.smooth_labels``; Müller et al., "When Does Label Smoothing Help?", 2019.
+    """
+    _checks.float_array("labels", labels)
+    _checks.mask("class_mask", class_mask)
+    _checks.broadcasts_to("class_mask", class_mask, jnp.shape(labels), "the shape of labels")
+    axes = tuple(np.atleast_1d(axis).tolist())
+    if class_mask is None:
+        classes = np.prod([jnp.shape(labels)[a] for a in axes])
     else:
-        nll = minus_log_softmax(logits, shift, lse)
-        loss = jnp.sum(times_nonzero(labels, nll), axis=-1) - epsilon * jnp.sum(labels * jnp.expm1(-nll), axis=-1)
-    return loss, (shift, lse)
-
-
-# ------------------------------------------------------------------ multiclass_hinge_loss
+        classes = jnp.sum(jnp.broadcast_to(class_mask, jnp.shape(labels)), axis=axes, keepdims=True)
+    return (1.0 - alpha) * labels + alpha / classes

@@ -351,7 +351,8 @@ def test_sigmoid_focal_label_derivative_at_0_and_1_is_the_analytic_one_sided_der
     x = np.tile([-6.0, -2.0, 0.5, 2.0, 6.0], 6)
     y = np.tile(np.repeat([0.0, 1.0], 5), 3)
     gamma = np.repeat([0.0, 0.5, 2.0], 10)
-    g = gradients_of_sum(sigmoid_focal_loss, {"logits": x, "labels": y, "gamma": gamma}, wrt=("labels",))["labels"]
+    a = {"logits": x, "labels": y, "alpha": 0.25, "gamma": gamma}
+    g = gradients_of_sum(sigmoid_focal_loss, a, wrt=("labels",))["labels"]
     np.testing.assert_allclose(g, _np_sigmoid_focal_d(x, y, 0.25, gamma)["labels"], rtol=1e-12)
 
 

@@ -52,6 +52,16 @@ def _poly1(rng, n, c):
     return {"logits": _logits(rng, n, c), "epsilon": jnp.float32(rng.uniform(-0.5, 2, n))}, {}
 
 
+def _with(make, **extra):
+    """``make`` with more differentiated options (per example) and a class mask (the last class
+    left out, as optax's ``where``) among the static options."""
+    def made(rng, n, c):
+        floats, options = make(rng, n, c)
+        more = {k: jnp.float32(rng.uniform(*v, n)) for k, v in extra.items()}
+        return {**floats, **more}, {**options, "class_mask": jnp.arange(c) != c - 1}
+    return made
+
+
 def _hinge(kind):
     def make(rng, n, c):
         return {"scores": _logits(rng, n, c), "margin": jnp.float32(rng.uniform(0.5, 1.5, n))}, {"kind": kind, "p": 2}
@@ -69,6 +79,12 @@ PER_EXAMPLE = {
     "nll_loss": Case(jaxloss.nll_loss, _nll, ("log_probs",)),
     "softmax_focal_loss": Case(jaxloss.softmax_focal_loss, _focal, ("logits",)),
     "poly1_cross_entropy": Case(jaxloss.poly1_cross_entropy, _poly1, ("logits",)),
+    "softmax_cross_entropy[class_mask]": Case(jaxloss.softmax_cross_entropy, _with(_cross_entropy), ("logits",)),
+    "poly1_cross_entropy[label_smoothing, class_mask]": Case(
+        jaxloss.poly1_cross_entropy, _with(_poly1, label_smoothing=(0.05, 0.3)), ("logits",)),
+    "softmax_focal_loss[label_smoothing]": Case(
+        jaxloss.softmax_focal_loss, lambda rng, n, c: (_focal(rng, n, c)[0] | {
+            "label_smoothing": jnp.float32(rng.uniform(0.05, 0.3, n))}, {}), ("logits",)),
     "multiclass_hinge_loss[crammer_singer]": Case(jaxloss.multiclass_hinge_loss, _hinge("crammer_singer"),
                                                   ("scores",)),
     "multiclass_hinge_loss[weston_watkins]": Case(jaxloss.multiclass_hinge_loss, _hinge("weston_watkins"),

@@ -7,7 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import focal, fused, multiclass
-from jaxloss.catalogue._common import CLASSES, HUGE_LOGITS, LABELS_AWAY_FROM_MASKED, Entry, class_ids, class_logits, soft_targets
+from jaxloss.catalogue._common import (CLASSES, HUGE_LOGITS, LABELS_AWAY_FROM_MASKED, Entry, class_ids, class_logits,
+                                      soft_targets)
+
+
+# optax's ``where`` on the class axis: one class of the samples' five left out.
+CLASS_MASK = jnp.array([True, True, False, True, True])
 
 
 def _cross_entropy_ids(rng):
@@ -15,6 +20,7 @@ def _cross_entropy_ids(rng):
         "label_smoothing": jnp.float32(0.1),
         "z_loss": jnp.float32(0.05),
         "class_weights": jnp.float32(rng.uniform(0.5, 2.0, CLASSES[-1])),
+        "class_mask": CLASS_MASK,
     }
 
 
@@ -27,7 +33,12 @@ def _nll(rng):
     return (log_probs, class_ids(rng)), {"class_weights": jnp.float32(rng.uniform(0.5, 2.0, CLASSES[-1]))}
 
 
-# Logits of ±1e4, a class masked with −inf (never the label), an empty where mask.
+# The last class masked by class_mask (its logits NaN), and a row with no class left.
+MASKED_LAST = (HUGE_LOGITS.at[:, 3].set(jnp.nan), {"class_mask": jnp.array([True, True, True, False])})
+NO_CLASS_LEFT = {"class_mask": jnp.array([[True] * 4, [True] * 4, [False] * 4])}
+
+
+# Logits of ±1e4, a class masked with −inf (never the label), an empty where mask, class masks.
 def _extreme_classes():
     return [
         ((HUGE_LOGITS, LABELS_AWAY_FROM_MASKED), {}),
@@ -35,6 +46,10 @@ def _extreme_classes():
         ((HUGE_LOGITS, LABELS_AWAY_FROM_MASKED), {"where": jnp.zeros(3, bool)}),
         ((HUGE_LOGITS, jax.nn.softmax(HUGE_LOGITS)), {}),
         ((HUGE_LOGITS, LABELS_AWAY_FROM_MASKED), {"z_loss": 1e-4}),
+        ((MASKED_LAST[0], LABELS_AWAY_FROM_MASKED), {**MASKED_LAST[1], "label_smoothing": 0.1, "z_loss": 1e-4}),
+        ((MASKED_LAST[0], jax.nn.softmax(HUGE_LOGITS)), {**MASKED_LAST[1], "label_smoothing": 0.1}),
+        ((HUGE_LOGITS, LABELS_AWAY_FROM_MASKED), {**NO_CLASS_LEFT, "label_smoothing": 0.1, "z_loss": 1e-4}),
+        ((HUGE_LOGITS, jax.nn.softmax(HUGE_LOGITS)), {**NO_CLASS_LEFT, "label_smoothing": 0.1, "z_loss": 1e-4}),
     ]
 
 
@@ -43,9 +58,12 @@ def _extreme_nll():
 
 
 def _focal_classes(rng):
-    return (class_logits(rng), class_ids(rng)), {
+    """Probability targets with label smoothing (the per-class path; class ids without
+    smoothing are among the extremes and in tests/test_focal.py)."""
+    return (class_logits(rng), soft_targets(rng)), {
         "alpha": jnp.float32(rng.uniform(0.5, 2.0, CLASSES[-1])),
         "gamma": jnp.float32(1.5),
+        "label_smoothing": jnp.float32(0.1),
     }
 
 
@@ -55,11 +73,24 @@ def _extreme_focal_classes():
         ((HUGE_LOGITS, LABELS_AWAY_FROM_MASKED), {"alpha": jnp.array([1.0, 2.0, 0.0, 1.0]), "gamma": 0.5}),
         ((HUGE_LOGITS, jnp.array([0, 1, 2])), {"gamma": 0.5}),  # row 0: p_y → 1 with γ < 1
         ((HUGE_LOGITS, LABELS_AWAY_FROM_MASKED), {"where": jnp.zeros(3, bool)}),
+        ((HUGE_LOGITS, jax.nn.softmax(HUGE_LOGITS)), {"gamma": 0.5}),
+        ((HUGE_LOGITS, jax.nn.softmax(HUGE_LOGITS)), {"gamma": 0.0, "alpha": jnp.array([1.0, 2.0, 0.5, 1.0])}),
+        ((HUGE_LOGITS, LABELS_AWAY_FROM_MASKED), {"gamma": 0.5, "label_smoothing": jnp.float32(0.0)}),
+        ((HUGE_LOGITS.at[:, 3].set(0.0), jnp.array([0, 1, 2])), {"label_smoothing": 0.1}),
     ]
 
 
 def _poly1_probabilities(rng):
-    return (class_logits(rng), soft_targets(rng)), {"epsilon": jnp.float32(2.0)}
+    return (class_logits(rng), soft_targets(rng)), {
+        "epsilon": jnp.float32(2.0),
+        "label_smoothing": jnp.float32(0.1),
+        "class_mask": CLASS_MASK,
+    }
+
+
+def _poly_loss_one_hot(rng):
+    """optax's usage: one-hot float targets, its default ε = 2."""
+    return (class_logits(rng), jax.nn.one_hot(class_ids(rng), CLASSES[-1])), {}
 
 
 def _extreme_poly1():
@@ -68,6 +99,10 @@ def _extreme_poly1():
         ((HUGE_LOGITS, LABELS_AWAY_FROM_MASKED), {"epsilon": -1.0}),
         ((HUGE_LOGITS, jax.nn.softmax(HUGE_LOGITS)), {}),
         ((HUGE_LOGITS, LABELS_AWAY_FROM_MASKED), {"where": jnp.zeros(3, bool)}),
+        ((MASKED_LAST[0], LABELS_AWAY_FROM_MASKED), {**MASKED_LAST[1], "label_smoothing": 0.1}),
+        ((MASKED_LAST[0], jax.nn.softmax(HUGE_LOGITS)), {**MASKED_LAST[1], "label_smoothing": 0.1}),
+        ((HUGE_LOGITS, jax.nn.softmax(HUGE_LOGITS)), {**NO_CLASS_LEFT, "label_smoothing": 0.1}),
+        ((HUGE_LOGITS, LABELS_AWAY_FROM_MASKED), NO_CLASS_LEFT),
     ]
 
 
@@ -110,17 +145,21 @@ def _shard_classes(args, kwargs, shards, axis_name):
 
 ENTRIES: tuple[Entry, ...] = (
     Entry(multiclass.softmax_cross_entropy, "multiclass",
-          "optax.losses.softmax_cross_entropy(_with_integer_labels); torch cross_entropy",
+          "optax.losses.softmax_cross_entropy(_with_integer_labels), safe_softmax_cross_entropy "
+          "(also exported under these names); torch cross_entropy",
           _cross_entropy_ids, _extreme_classes, class_ids=(("labels", "logits", -1),)),
     Entry(multiclass.nll_loss, "multiclass",
           "torch nll_loss",
           _nll, _extreme_nll, class_ids=(("labels", "log_probs", -1),)),
     Entry(focal.softmax_focal_loss, "multiclass",
-          "",
+          "kornia focal_loss; mmocr FocalLoss",
           _focal_classes, _extreme_focal_classes, class_ids=(("labels", "logits", -1),)),
     Entry(multiclass.poly1_cross_entropy, "multiclass",
           "optax.losses.poly_loss_cross_entropy",
           _poly1_probabilities, _extreme_poly1, class_ids=(("labels", "logits", -1),)),
+    Entry(multiclass.poly_loss_cross_entropy, "multiclass",
+          "optax.losses.poly_loss_cross_entropy (its default ε = 2)",
+          _poly_loss_one_hot, _extreme_poly1, class_ids=(("labels", "logits", -1),)),
     Entry(fused.linear_softmax_cross_entropy, "multiclass",
           "optax.losses.softmax_cross_entropy_with_integer_labels(h @ w + b); torch cross_entropy; "
           "Cut Cross-Entropy / Liger fused linear CE",
