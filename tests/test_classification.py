@@ -64,14 +64,36 @@ def _bce(labels="soft", **options):
     return make
 
 
-def _scored(**options):
-    """Scores and ±1 integer labels with y·s at least 0.1 from the corner y·s = 1."""
+def _scored(corner=1.0, labels=int, **options):
+    """Scores and ±1 labels (integer, or float as PyTorch passes them) with y·s at least 0.1
+    from the corner."""
 
     def make(rng, shape):
         z = rng.uniform(-2.0, 3.0, size=shape)
-        z = np.where(np.abs(z - 1) < 0.1, z + 0.3, z)
+        z = np.where(np.abs(z - corner) < 0.1, z + 0.3, z)
         y = rng.choice([-1, 1], size=shape)
-        return {"scores": z * y, "labels": y, **options}
+        return {"scores": z * y, "labels": y.astype(labels), **options}
+
+    return make
+
+
+def _probabilities(labels="soft"):
+    def make(rng, shape):
+        hard = rng.integers(0, 2, size=shape)
+        y = {"soft": rng.uniform(size=shape), "hard": hard.astype(np.float64), "int": hard}[labels]
+        return {"probabilities": rng.uniform(0.02, 0.98, size=shape), "labels": y}
+
+    return make
+
+
+def _distances(margin=None, labels=int):
+    """Inputs, ±1 labels and margin with m − x at least 0.1 from the corner at 0."""
+
+    def make(rng, shape):
+        m = 1.0 if margin is None else (margin(rng, shape) if callable(margin) else margin)
+        u = rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.1, 2.0, size=shape)  # = m − x
+        y = rng.choice([-1, 1], size=shape).astype(labels)
+        return {"inputs": m - u, "labels": y, **({} if margin is None else {"margin": m})}
 
     return make
 
@@ -127,6 +149,24 @@ def _np_bce_d(logits, labels, pos_weight=None, label_smoothing=0.0):
     }
 
 
+def _np_bce_probabilities(probabilities, labels):
+    return -labels * np.log(probabilities) - (1 - labels) * np.log1p(-probabilities)
+
+
+def _np_bce_probabilities_d(probabilities, labels):
+    p, y = probabilities, labels
+    return {"probabilities": -y / p + (1 - y) / (1 - p), "labels": np.log1p(-p) - np.log(p)}
+
+
+def _np_hinge_embedding(inputs, labels, margin=1.0):
+    return np.where(labels > 0, inputs, np.maximum(0.0, margin - inputs))
+
+
+def _np_hinge_embedding_d(inputs, labels, margin=1.0):
+    active = np.where(labels > 0, 0.0, (margin - inputs > 0).astype(np.float64))
+    return {"inputs": np.where(labels > 0, 1.0, -active), "margin": active, "labels": np.zeros_like(inputs)}
+
+
 def _margin_case(phi, dphi):
     """NumPy loss and derivative of φ(y·s)."""
 
@@ -135,7 +175,7 @@ def _margin_case(phi, dphi):
 
     def dref(scores, labels, base2=False):
         y = _signed(labels)
-        return {"scores": dphi(y * scores) * y / (np.log(2.0) if base2 else 1.0)}
+        return {"scores": dphi(y * scores) * y / (np.log(2.0) if base2 else 1.0), "labels": np.zeros_like(scores)}
 
     return ref, dref
 
@@ -144,6 +184,7 @@ _hinge = _margin_case(lambda z: np.maximum(0.0, 1 - z), lambda z: np.where(z < 1
 _squared_hinge = _margin_case(lambda z: np.maximum(0.0, 1 - z) ** 2, lambda z: -2 * np.maximum(0.0, 1 - z))
 _logistic = _margin_case(lambda z: np.log1p(np.exp(-z)), lambda z: -1 / (1 + np.exp(z)))
 _square = _margin_case(lambda z: (1 - z) ** 2, lambda z: -2 * (1 - z))
+_perceptron = _margin_case(lambda z: np.maximum(0.0, -z), lambda z: np.where(z < 0, -1.0, 0.0))
 
 
 def _np_ranking(x1, x2, y, margin=0.0):
@@ -177,6 +218,23 @@ CASES = [
     Case("logistic", jaxloss.logistic_loss, _scored(), *_logistic),
     Case("logistic-base2", jaxloss.logistic_loss, _scored(base2=True), *_logistic),
     Case("square", jaxloss.square_loss, _scored(), *_square),
+    Case("binary_cross_entropy-soft-labels", jaxloss.binary_cross_entropy, _probabilities(),
+         _np_bce_probabilities, _np_bce_probabilities_d),
+    Case("binary_cross_entropy-hard-float-labels", jaxloss.binary_cross_entropy, _probabilities("hard"),
+         _np_bce_probabilities, _np_bce_probabilities_d),
+    Case("binary_cross_entropy-int-labels", jaxloss.binary_cross_entropy, _probabilities("int"),
+         _np_bce_probabilities, _np_bce_probabilities_d),
+    Case("perceptron", jaxloss.perceptron_loss, _scored(corner=0.0), *_perceptron),
+    Case("perceptron-float-labels", jaxloss.perceptron_loss, _scored(corner=0.0, labels=float), *_perceptron),
+    Case("soft_margin-float-labels", jaxloss.soft_margin_loss, _scored(labels=float), *_logistic),
+    Case("logistic-float-labels", jaxloss.logistic_loss, _scored(labels=float), *_logistic),
+    Case("hinge-float-labels", jaxloss.hinge_loss, _scored(labels=float), *_hinge),
+    Case("hinge_embedding-default-margin", jaxloss.hinge_embedding_loss, _distances(),
+         _np_hinge_embedding, _np_hinge_embedding_d),
+    Case("hinge_embedding-float-labels", jaxloss.hinge_embedding_loss, _distances(0.5, labels=float),
+         _np_hinge_embedding, _np_hinge_embedding_d),
+    Case("hinge_embedding-elementwise-margin", jaxloss.hinge_embedding_loss,
+         _distances(lambda rng, s: rng.uniform(-1.0, 2.0, s)), _np_hinge_embedding, _np_hinge_embedding_d),
     Case("margin_ranking-default-margin", jaxloss.margin_ranking_loss, _ranked(), _np_ranking, _np_ranking_d),
     Case("margin_ranking-float-margin", jaxloss.margin_ranking_loss, _ranked(0.5), _np_ranking, _np_ranking_d),
     Case("margin_ranking-elementwise-margin", jaxloss.margin_ranking_loss,
@@ -187,14 +245,19 @@ CASES = [
 parametrize_cases = pytest.mark.parametrize("case", CASES, ids=str)
 # One case per loss (with its options as arrays), for properties that do not depend on option values.
 CORE = [c for c in CASES if c.id in {"sigmoid_bce-int-labels", "sigmoid_bce-all-options", "hinge", "squared_hinge",
-                                     "logistic-base2", "square", "margin_ranking-elementwise-margin"}]
+                                     "logistic-base2", "square", "margin_ranking-elementwise-margin",
+                                     "binary_cross_entropy-soft-labels", "perceptron", "soft_margin-float-labels",
+                                     "hinge_embedding-elementwise-margin"}]
 parametrize_core = pytest.mark.parametrize("case", CORE, ids=str)
 # Every kind of float argument (Python float option, 0-d, elementwise and broadcast arrays, hard and
 # soft float labels), for the finite-difference checker, which is slow; the NumPy derivative test
 # covers every case.
 CHECKED = [c for c in CASES if c.id not in {"sigmoid_bce-int-labels", "sigmoid_bce-soft-labels",
                                             "sigmoid_bce-elementwise-pos_weight", "sigmoid_bce-float-label_smoothing",
-                                            "logistic", "margin_ranking-default-margin"}]
+                                            "logistic", "margin_ranking-default-margin",
+                                            "binary_cross_entropy-hard-float-labels", "perceptron-float-labels",
+                                            "logistic-float-labels", "hinge-float-labels",
+                                            "hinge_embedding-float-labels"}]
 
 
 # ----------------------------------------------------------------------------- values and derivatives
@@ -226,7 +289,8 @@ def _label_variants(signs):
 
 
 @pytest.mark.parametrize(
-    "fn", [jaxloss.hinge_loss, jaxloss.squared_hinge_loss, jaxloss.logistic_loss, jaxloss.square_loss],
+    "fn", [jaxloss.hinge_loss, jaxloss.squared_hinge_loss, jaxloss.logistic_loss, jaxloss.square_loss,
+           jaxloss.perceptron_loss, jaxloss.soft_margin_loss],
     ids=lambda f: f.__name__,
 )
 def test_signed_zero_one_and_bool_labels_give_identical_losses_and_gradients(fn):
@@ -355,7 +419,56 @@ def test_margin_ranking_subgradient_at_corner_is_zero_for_x1_x2_and_margin(x64):
     np.testing.assert_array_equal(jv, 0.0)
 
 
+def test_perceptron_subgradient_at_zero_score_is_zero(x64):
+    a = {"scores": np.zeros(3), "labels": np.array([1, -1, 0])}
+    np.testing.assert_array_equal(jaxloss.perceptron_loss(**a), 0.0)
+    grads, jv = gradients_and_jvp(jaxloss.perceptron_loss, a, ("scores",))
+    np.testing.assert_array_equal(grads["scores"], 0.0)
+    np.testing.assert_array_equal(jv, 0.0)
+
+
+def test_hinge_embedding_subgradient_at_margin_is_zero_for_inputs_and_margin(x64):
+    a = {"inputs": np.array([1.0, 0.5, -2.0]), "labels": np.array([-1, -1, -1]), "margin": np.array([1.0, 0.5, -2.0])}
+    np.testing.assert_array_equal(jaxloss.hinge_embedding_loss(**a), 0.0)
+    grads, jv = gradients_and_jvp(jaxloss.hinge_embedding_loss, a, ("inputs", "margin"))
+    for name, g in grads.items():
+        np.testing.assert_array_equal(g, 0.0, err_msg=name)
+    np.testing.assert_array_equal(jv, 0.0)
+
+
+def test_hinge_embedding_zero_and_bool_labels_mean_minus_one():
+    x = np.array([0.3, 0.3, 2.0, -1.0], np.float32)
+    signed = jaxloss.hinge_embedding_loss(x, np.array([1, -1, -1, -1]))
+    np.testing.assert_allclose(signed, [0.3, 0.7, 0.0, 2.0], rtol=1e-6)
+    for labels in (np.array([1, 0, 0, 0]), np.array([True, False, False, False]), np.array([1.0, -1.0, -1.0, -1.0])):
+        np.testing.assert_array_equal(jaxloss.hinge_embedding_loss(x, labels), signed)
+
+
 # ----------------------------------------------------------------------------- stability
+
+
+def test_binary_cross_entropy_clamps_each_log_at_minus_100_and_keeps_derivatives_finite():
+    p = np.array([0.0, 0.0, 1.0, 1.0, 0.0, 1e-30], np.float32)
+    y = np.array([1.0, 0.0, 0.0, 1.0, 0.3, 1.0], np.float32)
+    loss = jaxloss.binary_cross_entropy(p, y)
+    np.testing.assert_allclose(loss, [100.0, 0.0, 100.0, 0.0, 30.0, 69.077553], rtol=1e-6)
+    grads, jv = gradients_and_jvp(jaxloss.binary_cross_entropy, {"probabilities": p, "labels": y},
+                                  ("probabilities", "labels"))
+    # PyTorch's slope (p − y)/max(p(1 − p), 1e-12) where p(1 − p) < 1e-12.
+    np.testing.assert_allclose(grads["probabilities"], (p - y) / np.float32(1e-12), rtol=1e-6)
+    # max(log(1 − p), −100) − max(log p, −100): finite where PyTorch's −logit(p) is ±inf.
+    np.testing.assert_allclose(grads["labels"], [100.0, 100.0, -100.0, -100.0, 100.0, 69.077553], rtol=1e-6)
+    assert np.all(np.isfinite(jv))
+    hvp = jax.jvp(jax.grad(lambda p: jaxloss.binary_cross_entropy(p, y).sum()), (p,), (np.ones_like(p),))[1]
+    assert np.all(np.isfinite(hvp))
+    # .reference differentiates the clamped formula: 0 for a clamped log.
+    ref = jax.grad(lambda p: jaxloss.binary_cross_entropy.reference(p, y).sum())(p)
+    np.testing.assert_allclose(ref[:4], [0.0, 1.0, 0.0, -1.0], atol=0)
+
+
+def test_binary_cross_entropy_is_nan_outside_the_unit_interval():
+    loss = jaxloss.binary_cross_entropy(np.array([1.5, -0.1], np.float32), np.array([1.0, 0.0], np.float32))
+    assert np.all(np.isnan(loss))
 
 
 @pytest.mark.parametrize(
@@ -419,7 +532,8 @@ def test_low_precision_inputs_give_float32_loss_and_own_dtype_gradients(case, dt
 
 F, I = np.ones(SHAPE, np.float32), np.ones(SHAPE, np.int32)
 F6, I6 = np.ones((5, 6), np.float32), np.ones((5, 6), np.int32)
-MARGIN_LOSSES = [jaxloss.hinge_loss, jaxloss.squared_hinge_loss, jaxloss.logistic_loss, jaxloss.square_loss]
+MARGIN_LOSSES = [jaxloss.hinge_loss, jaxloss.squared_hinge_loss, jaxloss.logistic_loss, jaxloss.square_loss,
+                 jaxloss.perceptron_loss, jaxloss.soft_margin_loss]
 ERRORS = [
     *[pytest.param(fn, (I, I), {}, TypeError, r"scores must be a floating-point array, got shape \(5, 7\), dtype int32",
                    id=f"integer-scores-{fn.__name__}") for fn in MARGIN_LOSSES],
@@ -455,6 +569,19 @@ ERRORS = [
                  id="integer-x2"),
     pytest.param(jaxloss.margin_ranking_loss, (F, F, I), {"margin": np.ones(6, np.float32)}, ValueError,
                  r"margin with shape \(6,\) does not broadcast to x1 with shape \(5, 7\)", id="margin-shape"),
+    pytest.param(jaxloss.binary_cross_entropy, (I, F), {}, TypeError,
+                 r"probabilities must be a floating-point array, got shape \(5, 7\), dtype int32",
+                 id="integer-probabilities"),
+    pytest.param(jaxloss.binary_cross_entropy, (F, F6), {}, ValueError,
+                 r"labels with shape \(5, 6\) does not broadcast to probabilities with shape \(5, 7\)",
+                 id="bce-probabilities-labels-shape"),
+    pytest.param(jaxloss.perceptron_loss, (F, F.astype(np.complex64)), {}, TypeError, r"labels must be a real array",
+                 id="perceptron-complex-labels"),
+    pytest.param(jaxloss.hinge_embedding_loss, (I, I), {}, TypeError, r"inputs must be a floating-point array",
+                 id="integer-inputs"),
+    pytest.param(jaxloss.hinge_embedding_loss, (F, I), {"margin": np.ones(6, np.float32)}, ValueError,
+                 r"margin with shape \(6,\) does not broadcast to inputs with shape \(5, 7\)",
+                 id="hinge_embedding-margin-shape"),
     pytest.param(jaxloss.margin_ranking_loss, (F, F, I6), {}, ValueError,
                  r"y with shape \(5, 6\) does not broadcast to x1 with shape \(5, 7\)", id="y-shape"),
 ]
