@@ -267,7 +267,8 @@ def _softmax_focal_tangent(p, t, out, others):
     )
 
 
-@hand_derivative(_softmax_focal_tangent, static=("ignore_index",), check=_check_softmax_focal, residuals=True)
+@hand_derivative(_softmax_focal_tangent, static=("ignore_index",), check=_check_softmax_focal, residuals=True,
+                 class_axis=("logits", "labels"))
 def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, label_smoothing=0.0, ignore_index=IGNORE_INDEX,
                        where=None):
     r"""Multi-class (softmax) focal loss per example, with class ids or probability targets.
@@ -321,9 +322,10 @@ def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, label_smoothing
     outside ``[0, C)`` gives NaN (ids are compared in int32).
 
     Args:
-      logits: float array ``[..., C]``.
-      labels: integer class ids of the batch shape ``logits.shape[:-1]`` (no derivative),
-        or float probability targets of the shape of ``logits`` (differentiated).
+      logits: float array ``[..., C]`` with C on ``axis``.
+      labels: integer class ids of the batch shape (``logits`` without ``axis``; no
+        derivative), or float probability targets of the shape of ``logits`` (differentiated).
+      axis: static; the class axis of ``logits`` (default -1, the last), an int.
       alpha: optional per-class weights ``[C]`` (or a scalar), >= 0, differentiated when
         traced; ``None`` weighs every class 1.
       gamma: focusing exponent >= 0, a float or an array of the batch shape

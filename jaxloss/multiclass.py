@@ -49,6 +49,13 @@ def _class_weights(logits, class_weights, mask):
     return mask.keep * (jnp.ones(logits.shape[-1]) if class_weights is None else class_weights)
 
 
+def _label_nll(logits, ids, counted, shift, lse, class_mask):
+    """``lse − x_y`` from the shifted statistics, with the label's own logit even where a class
+    mask masks it (optax's integer-label loss); ``lse`` where an example has no class left."""
+    label = label_logit(logits, ids) - shift
+    return lse - (label if class_mask is None else jnp.where(counted, label, 0.0))
+
+
 def _live_only(option, mask, class_mask):
     """A per-example option or tangent, 0 on the examples a class mask leaves no class."""
     return option if class_mask is None else counted_only(option, mask.live)
@@ -88,7 +95,7 @@ def _id_tangent(p, t, x, res):
     dense, keep = id_targets(p.label_smoothing, counted, mask.classes)
     w_label = label_weight(p.class_weights, ids, counted, x)
     b, a = keep * w_label, w * dense[..., None]
-    nll_b = cofactor(b, lse - (label_logit(p.logits, ids) - shift))
+    nll_b = cofactor(b, _label_nll(p.logits, ids, counted, shift, lse, p.class_mask))
     z_factor, per_z = z_loss_tangent(shift + lse, counted_only(p.z_loss, counted), counted_only(t.z_loss, counted))
     # A = Σ_c a_c + b = (ε/C)·Σ_c w_c + (1 − ε)·w_y per example, not a sum over classes.
     # The label term −b goes in through a select in the one elementwise pass that
@@ -118,7 +125,7 @@ def _softmax_cross_entropy_tangent(p, t, out, res):
 
 
 @hand_derivative(_softmax_cross_entropy_tangent, static=("ignore_index",), check=_check_cross_entropy,
-                 residuals=True, own_precision=("logits",))
+                 residuals=True, own_precision=("logits",), class_axis=("logits", "labels", "class_mask"))
 def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, z_loss=0.0, class_weights=None, class_mask=None,
                           ignore_index=IGNORE_INDEX, where=None):
     r"""Softmax cross-entropy per example, with class ids or probability targets.
@@ -174,9 +181,10 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, z_loss=0.0, cl
         loss = jaxloss.reduce.ratio(losses, w[jnp.where(mask, labels, 0)], where=mask)
 
     Args:
-      logits: float array ``[..., C]``.
-      labels: integer class ids of the batch shape ``logits.shape[:-1]`` (no derivative),
-        or float probability targets of the shape of ``logits`` (differentiated).
+      logits: float array ``[..., C]`` with C on ``axis``.
+      labels: integer class ids of the batch shape (``logits`` without ``axis``; no
+        derivative), or float probability targets of the shape of ``logits`` (differentiated).
+      axis: static; the class axis of ``logits`` (default -1, the last), an int.
       label_smoothing: ε in [0, 1]; a float or an array of the batch shape.
       z_loss: λ >= 0, the weight of ``lse(x)²`` (PaLM uses 1e-4); a float or an array of
         the batch shape.  The class weights do not scale it.
@@ -231,8 +239,7 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, z_loss=0.0, cl
     shift, lse = label_shifted_logsumexp(mask.logits, ids)
     dense, keep = id_targets(label_smoothing, counted, mask.classes)
     b = keep * label_weight(class_weights, ids, counted, logits)
-    # The label's own logit, masked or not: optax's integer-label loss with a class mask.
-    loss = times_nonzero(b, lse - (label_logit(logits, ids) - shift))
+    loss = times_nonzero(b, _label_nll(logits, ids, counted, shift, lse, class_mask))
     if smoothed(label_smoothing):
         loss = loss + _targets_loss(w * dense[..., None], minus_log_softmax(mask.logits.astype(lse.dtype), shift, lse))
     z_term = z_loss_term(shift + lse, counted_only(z_loss, counted))
@@ -255,7 +262,7 @@ def _nll_tangent(p, t, out, res):
     return tangent_sum((-w_label, gather(t.log_probs)), (nll, gather(t.class_weights)))
 
 
-@hand_derivative(_nll_tangent, static=("ignore_index",), check=_check_nll)
+@hand_derivative(_nll_tangent, static=("ignore_index",), check=_check_nll, class_axis=("log_probs", "labels"))
 def nll_loss(log_probs, labels, *, class_weights=None, ignore_index=IGNORE_INDEX, where=None):
     r"""Negative log-likelihood of the label class, per example: :math:`\ell = -w_y \log p_y`.
 
@@ -268,8 +275,11 @@ def nll_loss(log_probs, labels, *, class_weights=None, ignore_index=IGNORE_INDEX
     with ``mask = labels != ignore_index``.
 
     Args:
-      log_probs: float array ``[..., C]`` of log-probabilities (e.g. ``jax.nn.log_softmax``).
-      labels: integer class ids of the batch shape; no derivative.
+      log_probs: float array ``[..., C]`` of log-probabilities (e.g. ``jax.nn.log_softmax``),
+        C on ``axis``.
+      labels: integer class ids of the batch shape (``log_probs`` without ``axis``); no derivative.
+      axis: static; the class axis of ``log_probs`` (default -1, the last), an int: ``axis=1``
+        takes PyTorch's ``[N, C, d1, ...]`` layout.
       class_weights: optional float weights ``[C]``, >= 0 (differentiated when traced).
       ignore_index: static; the class id of the examples to ignore, an int (−100 by
         default, as in PyTorch) or ``None``.
@@ -338,7 +348,8 @@ def _poly1_tangent(p, t, out, res):
     )
 
 
-@hand_derivative(_poly1_tangent, static=("ignore_index",), check=_check_poly1, residuals=True)
+@hand_derivative(_poly1_tangent, static=("ignore_index",), check=_check_poly1, residuals=True,
+                 class_axis=("logits", "labels", "class_mask"))
 def poly1_cross_entropy(logits, labels, *, epsilon=1.0, label_smoothing=0.0, class_mask=None,
                         ignore_index=IGNORE_INDEX, where=None):
     r"""Poly-1 cross-entropy (PolyLoss) per example: cross-entropy plus ε·(1 − p_t).
@@ -378,9 +389,10 @@ def poly1_cross_entropy(logits, labels, *, epsilon=1.0, label_smoothing=0.0, cla
     0 and derivative 0.
 
     Args:
-      logits: float array ``[..., C]``.
-      labels: integer class ids of the batch shape ``logits.shape[:-1]`` (no derivative),
-        or float probability targets of the shape of ``logits`` (differentiated).
+      logits: float array ``[..., C]`` with C on ``axis``.
+      labels: integer class ids of the batch shape (``logits`` without ``axis``; no
+        derivative), or float probability targets of the shape of ``logits`` (differentiated).
+      axis: static; the class axis of ``logits`` (default -1, the last), an int.
       epsilon: ε, a float or an array of the batch shape (differentiated when traced);
         may be negative.
       label_smoothing: s in [0, 1]; a float or an array of the batch shape.
@@ -421,7 +433,7 @@ def poly1_cross_entropy(logits, labels, *, epsilon=1.0, label_smoothing=0.0, cla
     return (loss if invalid is None else loud(loss, invalid)), (shift, lse)
 
 
-def poly_loss_cross_entropy(logits, labels, *, epsilon=2.0, label_smoothing=0.0, class_mask=None,
+def poly_loss_cross_entropy(logits, labels, *, axis=-1, epsilon=2.0, label_smoothing=0.0, class_mask=None,
                             ignore_index=IGNORE_INDEX, where=None) -> jax.Array:
     """:func:`poly1_cross_entropy` with optax's default ``epsilon=2.0`` (optax's name).
 
@@ -438,7 +450,7 @@ def poly_loss_cross_entropy(logits, labels, *, epsilon=2.0, label_smoothing=0.0,
     References:
       ``optax.losses.poly_loss_cross_entropy`` (with ``where=class_mask``).
     """
-    return poly1_cross_entropy(logits, labels, epsilon=epsilon, label_smoothing=label_smoothing,
+    return poly1_cross_entropy(logits, labels, axis=axis, epsilon=epsilon, label_smoothing=label_smoothing,
                                class_mask=class_mask, ignore_index=ignore_index, where=where)
 
 
