@@ -96,7 +96,13 @@ def _d_residual(dr):
 CASES = [
     Case("squared_error", jaxloss.squared_error, _with(),
          lambda predictions, targets: (predictions - targets) ** 2, _d_residual(lambda r: 2 * r)),
+    Case("mse_loss", jaxloss.mse_loss, _with(),
+         lambda predictions, targets: (predictions - targets) ** 2, _d_residual(lambda r: 2 * r)),
+    Case("l2_loss", jaxloss.l2_loss, _with(),
+         lambda predictions, targets: 0.5 * (predictions - targets) ** 2, _d_residual(lambda r: r)),
     Case("absolute_error", jaxloss.absolute_error, _with(),
+         lambda predictions, targets: np.abs(predictions - targets), _d_residual(np.sign)),
+    Case("l1_loss", jaxloss.l1_loss, _with(),
          lambda predictions, targets: np.abs(predictions - targets), _d_residual(np.sign)),
     Case("huber-default-delta", jaxloss.huber_loss, _with(), _np_huber, _np_huber_d),
     Case("huber-float-delta", jaxloss.huber_loss, _with(delta=0.5), _np_huber, _np_huber_d),
@@ -116,7 +122,8 @@ CASES = [
 parametrize_cases = pytest.mark.parametrize("case", CASES, ids=str)
 # One case per loss and kind of option, for the properties that do not depend on the option's value.
 CORE = [c for c in CASES if c.id in {"squared_error", "absolute_error", "huber-elementwise-delta",
-                                     "smooth_l1-per-column-beta", "smooth_l1-zero-beta", "log_cosh"}]
+                                     "smooth_l1-per-column-beta", "smooth_l1-zero-beta", "log_cosh", "mse_loss",
+                                     "l2_loss", "l1_loss"}]
 parametrize_core = pytest.mark.parametrize("case", CORE, ids=str)
 # Every kind of float argument (Python float option, elementwise and broadcast arrays), for the
 # finite-difference checker, which is slow; the NumPy derivative test covers every case.
@@ -198,8 +205,8 @@ def test_matches_torch_values_and_gradients(ours, name, options, x64):
 
 @pytest.mark.parametrize(
     "fn, options",
-    [(jaxloss.absolute_error, {}), (jaxloss.smooth_l1_loss, {"beta": 0.0})],
-    ids=["absolute_error", "smooth_l1-zero-beta"],
+    [(jaxloss.absolute_error, {}), (jaxloss.l1_loss, {}), (jaxloss.smooth_l1_loss, {"beta": 0.0})],
+    ids=["absolute_error", "l1_loss", "smooth_l1-zero-beta"],
 )
 def test_subgradient_at_zero_residual_is_zero(fn, options, x64):
     t = np.array([0.0, 1.5, -2.0, 3e3])
@@ -247,6 +254,148 @@ def test_smooth_l1_beta_derivative_at_zero_residual_is_zero(beta, x64):
     t = np.array([0.0, 1.5, -2.0])
     a = {"predictions": t.copy(), "targets": t, "beta": np.full_like(t, beta)}
     np.testing.assert_array_equal(gradients_of_sum(jaxloss.smooth_l1_loss, a)["beta"], 0.0)
+
+
+# ----------------------------------------------------------------------------- targets=None
+
+
+@pytest.mark.parametrize("fn, options", [(jaxloss.squared_error, {}), (jaxloss.l2_loss, {}),
+                                         (jaxloss.huber_loss, {"delta": 0.5}), (jaxloss.log_cosh, {})],
+                         ids=lambda x: getattr(x, "__name__", ""))
+def test_targets_none_means_zeros_in_value_and_every_mode(fn, options, x64):
+    p = _pair(np.random.default_rng(8), SHAPE)["predictions"]
+    zeros = np.zeros_like(p)
+    np.testing.assert_array_equal(fn(p, **options), fn(p, zeros, **options))
+    np.testing.assert_array_equal(fn(p, None, **options), fn(p, zeros, **options))
+    grads, jv = gradients_and_jvp(lambda **a: fn(**a, **options), {"predictions": p}, ("predictions",))
+    want, want_jv = gradients_and_jvp(lambda **a: fn(**a, targets=zeros, **options), {"predictions": p},
+                                      ("predictions",))
+    np.testing.assert_array_equal(grads["predictions"], want["predictions"])
+    np.testing.assert_array_equal(jv, want_jv)
+    assert jaxloss.check_gradients(fn, jnp.asarray(p, jnp.float32), order=2, **options).ok
+    where = np.arange(p.size).reshape(p.shape) % 3 != 0
+    np.testing.assert_array_equal(fn(p, where=where, **options), np.where(where, fn(p, zeros, **options), 0.0))
+
+
+# ----------------------------------------------------------------------------- cosine_similarity, cosine_distance
+
+
+def _np_cosine(a, b, epsilon=0.0, feature_mask=None):
+    """optax's formula in float64: norms floored at √ε, masked features left out."""
+    m = np.ones_like(a) if feature_mask is None else np.broadcast_to(feature_mask, a.shape)
+    a, b = a * m, b * m
+    eps = np.asarray(epsilon)[..., None]
+    na = np.sqrt(np.maximum(np.sum(a * a, -1, keepdims=True), eps))
+    nb = np.sqrt(np.maximum(np.sum(b * b, -1, keepdims=True), eps))
+    return np.sum(a / na * b / nb, -1)
+
+
+def _np_cosine_d(a, b, epsilon=0.0, feature_mask=None):
+    """∂c/∂a, ∂c/∂b and ∂c/∂ε of :func:`_np_cosine` (the floored norm is √ε where active)."""
+    m = np.ones_like(a) if feature_mask is None else np.broadcast_to(feature_mask, a.shape)
+    a, b = a * m, b * m
+    eps = np.broadcast_to(np.asarray(epsilon, np.float64), a.shape[:-1])
+    sa, sb = np.sum(a * a, -1), np.sum(b * b, -1)
+    na, nb = np.sqrt(np.maximum(sa, eps)), np.sqrt(np.maximum(sb, eps))
+    c = np.sum(a * b, -1) / (na * nb)
+    fa, fb = sa < eps, sb < eps  # floored: the norm is the constant √ε
+    da = b / (na * nb)[..., None] - np.where(fa, 0.0, c / sa)[..., None] * a
+    db = a / (na * nb)[..., None] - np.where(fb, 0.0, c / sb)[..., None] * b
+    deps = -c / (2 * eps) * (fa.astype(float) + fb.astype(float))
+    return da * m, db * m, deps
+
+
+def _vectors(rng, shape=(6, 5), epsilon=0.3):
+    """Pairs whose squared norms are below ε (floored) or above 1, away from the floor's kink."""
+    x = rng.normal(size=(2, *shape))
+    x /= np.linalg.norm(x, axis=-1, keepdims=True)
+    norms = np.where(rng.random((2, shape[0], 1)) < 0.5, rng.uniform(0.1, 0.4, (2, shape[0], 1)),
+                     rng.uniform(1.1, 2.0, (2, shape[0], 1)))
+    return x[0] * norms[0], x[1] * norms[1], np.full(shape[0], epsilon)
+
+
+COSINE = [jaxloss.cosine_similarity, jaxloss.cosine_distance]
+
+
+def _sign(fn):
+    return 1.0 if fn is jaxloss.cosine_similarity else -1.0
+
+
+@pytest.mark.parametrize("fn", COSINE, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("masked", [False, True], ids=["all-features", "feature_mask"])
+def test_cosine_values_and_derivatives_match_numpy_float64(fn, masked, x64):
+    a, b, eps = _vectors(np.random.default_rng(9))
+    mask = np.array([True, False, True, True, False]) if masked else None
+    cos = _np_cosine(a, b, eps, mask)
+    np.testing.assert_allclose(fn(a, b, epsilon=eps, feature_mask=mask), cos if _sign(fn) > 0 else 1 - cos,
+                               rtol=1e-12, atol=1e-15)
+    grads = gradients_of_sum(lambda **k: fn(**k, feature_mask=mask), {"predictions": a, "targets": b, "epsilon": eps})
+    for name, want in zip(("predictions", "targets", "epsilon"), _np_cosine_d(a, b, eps, mask)):
+        np.testing.assert_allclose(grads[name], _sign(fn) * want, rtol=1e-10, atol=1e-12, err_msg=name)
+    if masked:
+        np.testing.assert_array_equal(grads["predictions"][:, ~mask], 0.0)
+
+
+@pytest.mark.parametrize("fn", COSINE, ids=lambda f: f.__name__)
+def test_cosine_check_gradients_to_order_two(fn):
+    a, b, eps = (jnp.float32(x) for x in _vectors(np.random.default_rng(10)))
+    check = jaxloss.check_gradients(fn, a, b, epsilon=eps, feature_mask=jnp.array([1, 1, 0, 1, 1], bool), order=2)
+    assert check.ok, repr(check)
+    assert {r.argument for r in check.rows} >= {"predictions", "targets", "epsilon"}
+
+
+@pytest.mark.parametrize("fn", COSINE, ids=lambda f: f.__name__)
+def test_cosine_zero_vectors_give_zero_similarity_and_zero_derivative_without_epsilon(fn, x64):
+    a = np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    b = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(fn(a, b), 0.0 if _sign(fn) > 0 else 1.0)  # optax: 0/0 = NaN
+    grads, jv = gradients_and_jvp(fn, {"predictions": a, "targets": b}, ("predictions", "targets"))
+    for name, g in grads.items():
+        np.testing.assert_array_equal(g, 0.0, err_msg=name)
+    np.testing.assert_array_equal(jv, 0.0)
+    hvp = jax.jvp(jax.grad(lambda x: fn(x, b).sum()), (a,), (np.ones_like(a),))[1]
+    np.testing.assert_array_equal(hvp, 0.0)
+    # A traced epsilon of 0 gets derivative 0, finite.
+    np.testing.assert_array_equal(gradients_of_sum(fn, {"predictions": a + 1.0, "targets": b + 1.0,
+                                                        "epsilon": np.float64(0.0)})["epsilon"], 0.0)
+
+
+@pytest.mark.parametrize("fn", COSINE, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("axis", [0, 1, (0, 2), None], ids=str)
+def test_cosine_axis_equals_the_last_axis_after_moving_it(fn, axis, x64):
+    rng = np.random.default_rng(11)
+    a, b = rng.normal(size=(2, 3, 4, 5))
+    axes = (axis,) if isinstance(axis, int) else (0, 1, 2) if axis is None else axis
+    rest = [i for i in range(3) if i not in axes]
+    flat = lambda x: np.transpose(x, rest + list(axes)).reshape([x.shape[i] for i in rest] + [-1])  # noqa: E731
+    np.testing.assert_allclose(fn(a, b, axis=axis), fn(flat(a), flat(b)), rtol=1e-12, atol=1e-15)
+    grads = gradients_of_sum(lambda **k: fn(**k, axis=axis), {"predictions": a, "targets": b})
+    moved = gradients_of_sum(fn, {"predictions": flat(a), "targets": flat(b)})
+    for name in grads:
+        np.testing.assert_allclose(flat(grads[name]), moved[name], rtol=1e-12, atol=1e-15, err_msg=name)
+
+
+@pytest.mark.parametrize("fn", COSINE, ids=lambda f: f.__name__)
+def test_cosine_where_masks_examples_even_when_nonfinite(fn):
+    a, b, _ = (np.float32(x) for x in _vectors(np.random.default_rng(12)))
+    where = np.array([True, False, True, True, False, True])
+    a[~where] = np.nan
+    loss, grad = jax.value_and_grad(lambda x: fn(x, b, where=where).sum())(a)
+    np.testing.assert_array_equal(fn(a, b, where=where)[~where], 0.0)
+    np.testing.assert_allclose(fn(a, b, where=where)[where], fn(a[where], b[where]), rtol=1e-6)
+    np.testing.assert_array_equal(grad[~where], 0.0)
+    assert np.all(np.isfinite(grad))
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16], ids=lambda d: d.__name__)
+def test_cosine_low_precision_inputs_give_float32_loss_and_own_dtype_gradients(dtype):
+    a, b, eps = _vectors(np.random.default_rng(13))
+    low = [jnp.asarray(x, dtype) for x in (a, b)]
+    loss = jaxloss.cosine_similarity(*low, epsilon=0.3)
+    assert loss.dtype == jnp.float32
+    np.testing.assert_allclose(loss, _np_cosine(*(np.asarray(x, np.float64) for x in low), eps), rtol=1e-5, atol=1e-6)
+    grad = jax.grad(lambda x: jaxloss.cosine_distance(x, low[1], epsilon=0.3).sum())(low[0])
+    assert grad.dtype == dtype
 
 
 # ----------------------------------------------------------------------------- stability
@@ -306,6 +455,23 @@ ERRORS = [
      r"delta with shape \(6,\) does not broadcast to predictions with shape \(5, 7\)"),
     ("complex-delta", jaxloss.huber_loss, (F, F), {"delta": np.ones(7, np.complex64)}, TypeError,
      r"delta must be a floating-point array"),
+    ("l1-targets-required", jaxloss.l1_loss, (F, None), {}, TypeError, r"targets must be a real array, got None"),
+    ("mse-targets-required", jaxloss.mse_loss, (F, None), {}, TypeError, r"targets must be a real array, got None"),
+    ("cosine-integer-targets", jaxloss.cosine_similarity, (F, np.ones(SHAPE, np.int32)), {}, TypeError,
+     r"targets must be a floating-point array"),
+    ("cosine-targets-shape", jaxloss.cosine_distance, (F, np.ones((5, 6), np.float32)), {}, ValueError,
+     r"predictions and targets must have the same shape"),
+    ("cosine-negative-epsilon", jaxloss.cosine_similarity, (F, F), {"epsilon": -1.0}, ValueError,
+     r"epsilon must be >= 0"),
+    ("cosine-epsilon-shape", jaxloss.cosine_similarity, (F, F), {"epsilon": np.ones(7, np.float32)}, ValueError,
+     r"epsilon with shape \(7,\) does not broadcast to the batch shape of predictions with shape \(5,\)"),
+    ("cosine-float-feature_mask", jaxloss.cosine_distance, (F, F), {"feature_mask": F}, TypeError,
+     r"feature_mask must be a boolean mask"),
+    ("cosine-feature_mask-shape", jaxloss.cosine_distance, (F, F), {"feature_mask": np.ones(6, bool)}, ValueError,
+     r"feature_mask with shape \(6,\) does not broadcast to predictions"),
+    ("cosine-where-shape", jaxloss.cosine_similarity, (F, F), {"where": np.ones(7, bool)}, ValueError,
+     r"where with shape \(7,\) does not broadcast to the batch shape of predictions"),
+    ("cosine-bad-axis", jaxloss.cosine_similarity, (F, F), {"axis": 2}, ValueError, r"axis"),
     ("beta-shape", jaxloss.smooth_l1_loss, (F, F), {"beta": np.ones((2, 7), np.float32)}, ValueError,
      r"beta with shape \(2, 7\) does not broadcast"),
 ]
