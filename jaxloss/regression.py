@@ -442,6 +442,10 @@ def quantile_loss(predictions, targets, *, quantiles, where=None):
 # ------------------------------------------------------------------ cosine_similarity, cosine_distance
 
 
+# The arguments that carry the feature axis (``axis=``, moved last by the mechanism).
+_FEATURE_ARGUMENTS = ("predictions", "targets", "feature_mask")
+
+
 def _check_cosine(predictions, targets, epsilon, feature_mask, where):
     _checks.float_array("predictions", predictions)
     _checks.float_array("targets", targets)
@@ -486,9 +490,9 @@ def _cosine_similarity_tangent(p, t, out, res):
     return _cosine_tangent(p, t)
 
 
-@hand_derivative(_cosine_similarity_tangent, check=_check_cosine)
+@hand_derivative(_cosine_similarity_tangent, check=_check_cosine, class_axis=_FEATURE_ARGUMENTS, axis_tuples=True)
 def cosine_similarity(predictions, targets, *, epsilon=0.0, feature_mask=None, where=None):
-    r"""Cosine similarity per example, over the feature axis (the last), as optax computes it.
+    r"""Cosine similarity per example, over the feature axis, as optax computes it.
 
     With each norm floored at :math:`\sqrt\varepsilon` (optax clips the squared norms at ε):
 
@@ -501,17 +505,20 @@ def cosine_similarity(predictions, targets, *, epsilon=0.0, feature_mask=None, w
     ``0/0 = NaN`` there); at ``ε = 0`` the ε-derivative is 0.
 
     Args:
-      predictions: float ``[..., D]``.
+      predictions: float ``[..., D]`` with D on ``axis``.
       targets: float ``[..., D]``, the shape of ``predictions``.
+      axis: static; the feature axis (default −1, the last): an int, a tuple of ints (those
+        axes together, as optax) or None (every axis).
       epsilon: ε ≥ 0, the floor of the squared norms: a float or an array broadcasting to
         ``[...]`` (differentiated when traced).
-      feature_mask: optional boolean mask broadcasting to ``[..., D]``: the features left
+      feature_mask: optional boolean mask broadcasting to ``predictions``: the features left
         out of the dot product and both norms (optax's ``where``); their derivative is 0.
       where: optional boolean mask broadcasting to ``[...]``: the example mask (loss and
         derivative 0).
 
     Returns:
-      ``[...]`` similarities in [−1, 1], float32 for lower-precision inputs.
+      ``[...]`` similarities in [−1, 1] (``predictions``' shape without ``axis``), float32
+      for lower-precision inputs.
 
     Example:
       >>> import jax.numpy as jnp, jaxloss
@@ -532,7 +539,7 @@ def _cosine_distance_tangent(p, t, out, res):
     return None if dcos is None else -dcos
 
 
-@hand_derivative(_cosine_distance_tangent, check=_check_cosine)
+@hand_derivative(_cosine_distance_tangent, check=_check_cosine, class_axis=_FEATURE_ARGUMENTS, axis_tuples=True)
 def cosine_distance(predictions, targets, *, epsilon=0.0, feature_mask=None, where=None):
     r"""Cosine distance per example: ``1 − cosine_similarity``, as optax computes it.
 
@@ -542,11 +549,12 @@ def cosine_distance(predictions, targets, *, epsilon=0.0, feature_mask=None, whe
     ``epsilon = 0`` gives distance 1 and derivative 0 (optax: NaN).
 
     Args:
-      predictions: float ``[..., D]``.
+      predictions: float ``[..., D]`` with D on ``axis``.
       targets: float ``[..., D]``, the shape of ``predictions``.
+      axis: static; the feature axis (default −1): an int, a tuple of ints or None.
       epsilon: ε ≥ 0, the floor of the squared norms, a float or an array broadcasting to
         ``[...]``.
-      feature_mask: optional boolean mask broadcasting to ``[..., D]`` (optax's ``where``).
+      feature_mask: optional boolean mask broadcasting to ``predictions`` (optax's ``where``).
       where: optional boolean mask broadcasting to ``[...]``: the example mask.
 
     Returns:
