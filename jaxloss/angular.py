@@ -1,8 +1,8 @@
-"""Angular-margin losses: softmax over scaled cosines to class centres or speaker centroids.
+"""Angular-margin losses: softmax over scaled cosines to class centres.
 
 ArcFace, CosFace and SphereFace (the ArcFace paper's combined margin) classify L2-normalised
-embeddings against L2-normalised class centres; GE2E (generalized end-to-end) does the same
-against per-speaker centroids of the batch.  Each returns one loss per embedding.  No ``acos``
+embeddings against L2-normalised class centres (:func:`jaxloss.ge2e_loss` does the same against
+per-speaker centroids of the batch).  Each returns one loss per embedding.  No ``acos``
 is taken: margins on the angle go through cos/sin identities, so values and gradients stay
 finite at cos θ = ±1.  Every function supports ``jit``, ``vmap``, forward and reverse mode,
 ``jax.hessian`` and forward-over-reverse Hessian-vector products; ``fn.reference`` is plain
@@ -19,17 +19,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss import _checks
-from jaxloss import _math
+from jaxloss import _checks, _math
+from jaxloss._softmax import IGNORE_INDEX, check_ignore_index, class_ids, label_value, loud, one_hot, shifted_logsumexp
 from jaxloss.gradients import Args, hand_derivative, tangent_sum
-from jaxloss._softmax import label_value as _label_value, one_hot as _one_hot, shifted_logsumexp as _shifted_logsumexp
 
 # ------------------------------------------------------------------ angular margins (ArcFace family)
 
 _NORM_EPS = 1e-12  # the norm floor of the L2 normalisations (torch.nn.functional.normalize's)
 
 
-def _check_angular(embeddings, class_centers, labels, scale, m1, m2, m3, straight_through, where):
+def _check_angular(embeddings, class_centers, labels, scale, m1, m2, m3, straight_through, ignore_index, where):
     _checks.float_array("embeddings", embeddings)
     _checks.float_array("class_centers", class_centers)
     shape, centers = tuple(jnp.shape(embeddings)), tuple(jnp.shape(class_centers))
@@ -57,6 +56,7 @@ def _check_angular(embeddings, class_centers, labels, scale, m1, m2, m3, straigh
         raise ValueError(f"m3 (the additive cosine margin, cosface_loss's margin) must be >= 0, got {m3}.")
     if not isinstance(straight_through, bool):
         raise TypeError(f"straight_through must be a Python bool, got {type(straight_through).__name__}.")
+    check_ignore_index(ignore_index)
 
 
 def _sine(c):
@@ -123,10 +123,8 @@ def _margin_parts(embeddings, class_centers, labels, scale, m1, m2, m3, straight
     e_hat, e_norm = _math.normalize(embeddings, _NORM_EPS)
     c_hat, c_norm = _math.normalize(class_centers, _NORM_EPS)
     cos = jnp.einsum("...d,cd->...c", e_hat, c_hat, precision=jax.lax.Precision.HIGHEST)
-    classes = cos.shape[-1]
-    onehot = _one_hot(labels, classes)
-    valid = (labels >= 0) & (labels < classes)
-    c_y = _label_value(cos, labels)  # 0 for an id outside [0, C)
+    onehot = one_hot(labels, cos.shape[-1])
+    c_y = label_value(cos, labels)  # 0 for an id outside [0, C)
     m2 = jnp.broadcast_to(jnp.asarray(m2, c_y.dtype), c_y.shape)
     if straight_through:
         stopped = jax.lax.stop_gradient(c_y)
@@ -137,8 +135,8 @@ def _margin_parts(embeddings, class_centers, labels, scale, m1, m2, m3, straight
     target = psi - m3
     scale = jnp.asarray(scale, cos.dtype)
     modified = jnp.where(onehot, target[..., None], cos)  # the cosines with the margin on the label
-    return Args(e_hat=e_hat, e_norm=e_norm, c_hat=c_hat, c_norm=c_norm, cos=cos, onehot=onehot,
-                valid=valid, target=target, d_cos=d_cos, d_m2=d_m2, scale=scale, modified=modified,
+    return Args(e_hat=e_hat, e_norm=e_norm, c_hat=c_hat, c_norm=c_norm, cos=cos, onehot=onehot, target=target,
+                d_cos=d_cos, d_m2=d_m2, scale=scale, modified=modified,
                 logits=scale[..., None] * modified)
 
 
@@ -146,7 +144,7 @@ def _angular_margin_tangent(p, t, out, res):
     shift, lse = res
     q = _margin_parts(p.embeddings, p.class_centers, p.labels, p.scale, p.m1, p.m2, p.m3, p.straight_through)
     prob = jnp.exp((q.logits - shift[..., None]) - lse[..., None])  # softmax, recomputed
-    miss = jnp.where(q.valid, _label_value(prob, p.labels) - 1, 0.0)  # ∂ℓ/∂(s·target)
+    miss = label_value(prob, p.labels) - 1  # ∂ℓ/∂(s·target)
     weight = jnp.where(q.onehot, (miss * q.d_cos)[..., None], prob)  # ∂ℓ/∂(s·cos_c)
     dcos = None
     if t.embeddings is not None:
@@ -156,19 +154,21 @@ def _angular_margin_tangent(p, t, out, res):
         dc_hat = _math.normalize_tangent(q.c_hat, q.c_norm, t.class_centers, _NORM_EPS)
         term = jnp.einsum("...d,cd->...c", q.e_hat, dc_hat, precision=jax.lax.Precision.HIGHEST)
         dcos = term if dcos is None else dcos + term
-    expected = jnp.sum(prob * q.modified, axis=-1) - jnp.where(q.valid, q.target, 0.0)
-    return tangent_sum(
+    expected = jnp.sum(prob * q.modified, axis=-1) - q.target
+    d = tangent_sum(
         (q.scale, None if dcos is None else jnp.sum(weight * dcos, axis=-1)),
         (expected, t.scale),
         (q.scale * miss * q.d_m2, t.m2),
         (-q.scale * miss, t.m3),
     )
+    counted = class_ids(p.labels, p.class_centers.shape[0], p.ignore_index)[1]
+    return None if d is None else jnp.where(counted, d, 0.0)
 
 
-@hand_derivative(_angular_margin_tangent, static=("m1", "straight_through"), check=_check_angular,
+@hand_derivative(_angular_margin_tangent, static=("m1", "straight_through", "ignore_index"), check=_check_angular,
                  residuals=True, per_example=("embeddings", "labels"))
 def angular_margin_loss(embeddings, class_centers, labels, *, scale=64.0, m1=1, m2=0.5, m3=0.0,
-                        straight_through=False, where=None):
+                        straight_through=False, ignore_index=IGNORE_INDEX, where=None):
     r"""Softmax cross-entropy over scaled cosines to class centres with the combined angular margin.
 
     The embeddings and the class centres are L2-normalised inside (``jaxloss._math.normalize``,
@@ -214,9 +214,16 @@ def angular_margin_loss(embeddings, class_centers, labels, *, scale=64.0, m1=1, 
     :math:`\psi' = m_1 U_{m_1-1}(\pm1)\cos m_2`.  The gradient with respect to the embedding
     (and the centre) is then finite: at exactly ±1 the direction towards the centre is
     undefined, and :math:`d\cos\theta` vanishes anyway.  A zero embedding has cosines 0 and the
-    finite gradient ``dx/1e-12`` of the floored normalisation.  A class id outside ``[0, C)``
-    selects no class: no logit gets the margin and the label logit counts as 0, as in
-    :func:`jaxloss.softmax_cross_entropy`.
+    finite gradient ``dx/1e-12`` of the floored normalisation.
+
+    Class ids are compared in int32, as in :func:`jaxloss.softmax_cross_entropy`: an id equal
+    to ``ignore_index`` (PyTorch's −100 by default) gives loss 0 and derivative exactly 0 with
+    respect to every argument (the embedding, and that example's share of the class centres'
+    and the options' derivatives); any other id outside ``[0, C)`` gives a NaN loss, with
+    derivative 0 (:func:`jaxloss.checks.checked` names it).  Differs from
+    pytorch-metric-learning, whose losses raise an ``IndexError`` for every id outside
+    ``[0, C)``, −100 included (they index a margin mask with the labels before their
+    cross-entropy).
 
     What is matched.  By default the value and every derivative are those of the formula
     above, as pytorch-metric-learning's ``ArcFaceLoss`` (values and gradients) and
@@ -241,6 +248,8 @@ def angular_margin_loss(embeddings, class_centers, labels, *, scale=64.0, m1=1, 
       m3: CosFace's additive cosine margin; differentiated.
       straight_through: static; InsightFace's ``arcface_torch`` margin (see above): the
         margin's value with the derivative of the margin-free label logit in :math:`\cos\theta_y`.
+      ignore_index: static; the class id that marks an example to ignore, an int (−100 by
+        default, as in PyTorch's cross-entropy) or ``None`` (every id outside ``[0, C)`` is invalid).
       where: optional boolean mask broadcasting to the batch shape.
 
     Returns:
@@ -261,8 +270,9 @@ def angular_margin_loss(embeddings, class_centers, labels, *, scale=64.0, m1=1, 
       ``ArcFaceLoss``, ``CosFaceLoss`` and ``SphereFaceLoss`` (see the wrappers).
     """
     q = _margin_parts(embeddings, class_centers, labels, scale, m1, m2, m3, straight_through)
-    shift, lse = _shifted_logsumexp(q.logits)
-    return lse - (jnp.where(q.valid, q.scale * q.target, 0.0) - shift), (shift, lse)
+    shift, lse = shifted_logsumexp(q.logits)
+    _, counted, invalid = class_ids(labels, class_centers.shape[0], ignore_index)
+    return loud(jnp.where(counted, lse - (q.scale * q.target - shift), 0.0), invalid), (shift, lse)
 
 
 def _special_case(margins):
@@ -280,7 +290,7 @@ def _special_case(margins):
                 bound.apply_defaults()
                 a = bound.arguments
                 return loss(a["embeddings"], a["class_centers"], a["labels"], scale=a["scale"],
-                            where=a["where"], **margins(a))
+                            ignore_index=a["ignore_index"], where=a["where"], **margins(a))
 
             return fn
 
@@ -294,7 +304,7 @@ def _special_case(margins):
 
 @_special_case(lambda a: {"m2": a["margin"], "straight_through": a["straight_through"]})
 def arcface_loss(embeddings, class_centers, labels, *, scale=64.0, margin=0.5, straight_through=False,
-                 where=None):
+                 ignore_index=IGNORE_INDEX, where=None):
     r"""ArcFace (additive angular margin) per example: :func:`angular_margin_loss` with ``m2 = margin``.
 
     :math:`\ell = -\log\frac{e^{s\cos(\theta_y + m)}}{e^{s\cos(\theta_y + m)} + \sum_{c\ne y}
@@ -329,7 +339,8 @@ def arcface_loss(embeddings, class_centers, labels, *, scale=64.0, margin=0.5, s
 
 
 @_special_case(lambda a: {"m2": 0.0, "m3": a["margin"]})
-def cosface_loss(embeddings, class_centers, labels, *, scale=64.0, margin=0.35, where=None):
+def cosface_loss(embeddings, class_centers, labels, *, scale=64.0, margin=0.35, ignore_index=IGNORE_INDEX,
+                 where=None):
     r"""CosFace (large margin cosine loss) per example: :func:`angular_margin_loss` with ``m3 = margin``.
 
     :math:`\ell = -\log\frac{e^{s(\cos\theta_y - m)}}{e^{s(\cos\theta_y - m)} + \sum_{c\ne y}
@@ -356,7 +367,8 @@ def cosface_loss(embeddings, class_centers, labels, *, scale=64.0, margin=0.35, 
 
 
 @_special_case(lambda a: {"m1": a["margin"], "m2": 0.0})
-def sphereface_loss(embeddings, class_centers, labels, *, scale=1.0, margin=4, where=None):
+def sphereface_loss(embeddings, class_centers, labels, *, scale=1.0, margin=4, ignore_index=IGNORE_INDEX,
+                    where=None):
     r"""SphereFace (A-Softmax, multiplicative angular margin) per example:
     :func:`angular_margin_loss` with ``m1 = margin``.
 
@@ -364,7 +376,8 @@ def sphereface_loss(embeddings, class_centers, labels, *, scale=1.0, margin=4, w
     2k` for :math:`\theta \in [k\pi/m, (k+1)\pi/m]` (the paper's monotone extension), computed
     from Chebyshev polynomials of :math:`\cos\theta`: a polynomial in it, smooth at ±1.
     ``margin`` is the integer ``m`` (static, no derivative); the default 4 is the paper's and
-    pytorch-metric-learning's, and so is ``scale = 1``.
+    pytorch-metric-learning's, and so is ``scale = 1``.  Class ids, ``ignore_index`` and
+    ``where`` as in :func:`angular_margin_loss`.
 
     Unlike this function, the paper and pytorch-metric-learning's ``SphereFaceLoss`` keep the
     embedding's norm: their logits are :math:`\|e\|\cdot s\cdot(\ldots)`.  The same per-example
@@ -386,217 +399,3 @@ def sphereface_loss(embeddings, class_centers, labels, *, scale=1.0, margin=4, w
       W. Liu, Y. Wen, Z. Yu, M. Li, B. Raj, L. Song, "SphereFace: Deep Hypersphere Embedding for
       Face Recognition", CVPR 2017 (arXiv:1704.08063); pytorch-metric-learning ``SphereFaceLoss``.
     """
-
-
-# ------------------------------------------------------------------ ge2e_loss
-
-_GE2E_EPS = 1e-12  # the norm floor of the L2 normalisations (torch.nn.functional.normalize's)
-_GE2E_MIN_W = 1e-6  # w is clamped to at least this, keeping the similarity increasing in cos
-
-
-def _check_ge2e(embeddings, w, b, kind, where):
-    _checks.float_array("embeddings", embeddings)
-    shape = tuple(jnp.shape(embeddings))
-    if len(shape) < 3:
-        raise ValueError("embeddings must be [..., speakers, utterances, features] (rank >= 3), "
-                         f"got shape {shape}.")
-    if shape[-2] < 2:
-        raise ValueError("embeddings need at least 2 utterances per speaker (the exclusive centroid "
-                         f"averages the others), got shape {shape} with {shape[-2]}.")
-    if kind not in ("softmax", "contrast"):
-        raise ValueError(f"kind must be 'softmax' or 'contrast', got {kind!r}.")
-    for name, value in (("w", w), ("b", b)):
-        if value is None:
-            raise TypeError(f"{name} is required: a float scalar (the paper initialises w = 10, b = -5).")
-        _checks.float_option(name, value, shape[:-1], "the per-utterance shape of embeddings")
-    _checks.broadcasts_to("where", where, shape[:-1], "the per-utterance shape of embeddings")
-
-
-def _ge2e_normalize(x):
-    """``x/max(‖x‖, 1e-12)`` and ``‖x‖`` (:func:`jaxloss._math.normalize`), with the unit vector
-    held at 0 where ``x = 0``: its derivative there is 0, not the floor's ``dx/1e-12``.  The floor's
-    slope would pass through a zero speaker's centroid, floored too, as ``1/1e-24`` in the gradient
-    and overflow float32 in second derivatives.  The unselected branch is finite (the norm is
-    :func:`jaxloss._math.safe_norm`), so one ``where`` keeps every order finite."""
-    x_hat, norm = _math.normalize(x, _GE2E_EPS)
-    return jnp.where(norm[..., None] > 0, x_hat, 0.0), norm
-
-
-def _ge2e_normalize_tangent(x_hat, norm, dx):
-    """The tangent of :func:`_ge2e_normalize`: :func:`jaxloss._math.normalize_tangent`, and 0 where
-    ``x = 0``."""
-    return jnp.where(norm[..., None] > 0, _math.normalize_tangent(x_hat, norm, dx, _GE2E_EPS), 0.0)
-
-
-def _ge2e_parts(embeddings, where):
-    """The normalised embeddings, the (exclusive) centroids and the cosines ``[..., S, U, S]``,
-    with what the tangent rule needs of them (norms, counts, masks)."""
-    e_hat, e_norm = _ge2e_normalize(embeddings)
-    shape = embeddings.shape[:-1]  # [..., S, U]
-    valid = jnp.ones(shape, bool) if where is None else jnp.broadcast_to(where, shape)
-    e_hat = jnp.where(valid[..., None], e_hat, 0.0)
-    count = jnp.sum(valid, axis=-1).astype(e_hat.dtype)  # [..., S]
-    total = jnp.sum(e_hat, axis=-2)  # [..., S, D]
-    c_scale = jnp.maximum(count, 1.0)[..., None]
-    x_scale = jnp.maximum(count - 1.0, 1.0)[..., None, None]
-    c_hat, c_norm = _ge2e_normalize(total / c_scale)  # every speaker's centroid
-    x_hat, x_norm = _ge2e_normalize((total[..., None, :] - e_hat) / x_scale)  # eq. 8
-    speakers = shape[-2]
-    own = (jnp.arange(speakers)[:, None, None] == jnp.arange(speakers)[None, None, :])  # [S, 1, S]
-    cos_own = jnp.sum(e_hat * x_hat, axis=-1)  # [..., S, U]
-    cos = jnp.where(own, cos_own[..., None], jnp.einsum("...jud,...kd->...juk", e_hat, c_hat))
-    present = (count >= 1)[..., None, None, :]  # speaker k has a centroid
-    active = valid & (count >= 2)[..., None]  # the utterance has an exclusive centroid
-    return Args(e_hat=e_hat, e_norm=e_norm, valid=valid, c_scale=c_scale, x_scale=x_scale,
-                c_hat=c_hat, c_norm=c_norm, x_hat=x_hat, x_norm=x_norm, own=own, cos=cos,
-                cos_own=cos_own, present=present, active=active)
-
-
-def _ge2e_scale(w):
-    """``w`` kept positive, ``max(w, 1e-6)`` (derivative 1 where ``w >= 1e-6``, else 0),
-    lined up against the speaker axis of the cosines."""
-    w = jnp.asarray(w)
-    return jnp.where(w >= _GE2E_MIN_W, w, _GE2E_MIN_W)[..., None]
-
-
-def _ge2e_rivals(q):
-    """For "contrast": the most similar other speaker (lowest index among ties), whether there is
-    one, and its one-hot ``[..., S, U, S]``."""
-    others = q.present & ~q.own
-    best = jnp.argmax(jnp.where(others, q.cos, -jnp.inf), axis=-1)
-    has_other = jnp.any(others, axis=-1)
-    onehot = best[..., None] == jnp.arange(q.cos.shape[-1])
-    return best, has_other, onehot
-
-
-def _ge2e_tangent(p, t, out, res):
-    q = _ge2e_parts(p.embeddings, p.where)
-    w_eff = _ge2e_scale(p.w)
-    dcos = None
-    if t.embeddings is not None:
-        de_hat = _ge2e_normalize_tangent(q.e_hat, q.e_norm, t.embeddings)
-        de_hat = jnp.where(q.valid[..., None], de_hat, 0.0)
-        dtotal = jnp.sum(de_hat, axis=-2)
-        dc_hat = _ge2e_normalize_tangent(q.c_hat, q.c_norm, dtotal / q.c_scale)
-        dx_hat = _ge2e_normalize_tangent(q.x_hat, q.x_norm, (dtotal[..., None, :] - de_hat) / q.x_scale)
-        dcos_own = jnp.sum(de_hat * q.x_hat + q.e_hat * dx_hat, axis=-1)
-        dcos_all = (jnp.einsum("...jud,...kd->...juk", de_hat, q.c_hat)
-                    + jnp.einsum("...jud,...kd->...juk", q.e_hat, dc_hat))
-        dcos = jnp.where(q.own, dcos_own[..., None], dcos_all)
-    dw = None if t.w is None else jnp.where(jnp.asarray(p.w) >= _GE2E_MIN_W, t.w, 0.0)[..., None]
-    if p.kind == "softmax":
-        shift, lse = res
-        logits = jnp.where(q.present | q.own, w_eff * q.cos - shift[..., None] - lse[..., None], -jnp.inf)
-        weight = jnp.exp(logits) - q.own  # ∂ℓ/∂S_k = softmax_k − [k = j]
-        db = None  # b cancels from the softmax loss
-    else:
-        _, has_other, onehot = _ge2e_rivals(q)
-        s = w_eff * q.cos + jnp.asarray(p.b)[..., None]
-        slope = jax.nn.sigmoid(s) * jax.nn.sigmoid(-s)  # σ'(S_k)
-        weight = jnp.where(onehot & has_other[..., None], slope, 0.0) - jnp.where(q.own, slope, 0.0)
-        db = None if t.b is None else jnp.sum(weight, axis=-1) * t.b
-    d = tangent_sum(
-        (1.0, None if dcos is None else jnp.sum(weight * w_eff * dcos, axis=-1)),
-        (1.0, None if dw is None else jnp.sum(weight * q.cos * dw, axis=-1)),
-        (1.0, db),
-    )
-    return None if d is None else jnp.where(q.active, d, 0.0)
-
-
-@hand_derivative(_ge2e_tangent, static=("kind",), check=_check_ge2e, residuals=True)
-def ge2e_loss(embeddings, *, w, b, kind="softmax", where=None):
-    r"""Generalized end-to-end (GE2E) loss per utterance, against the speaker centroids of the batch.
-
-    The embeddings of ``S`` speakers with ``U`` utterances each are L2-normalised inside
-    (``jaxloss._math.normalize``, a norm floor of 1e-12), :math:`e_{ji} \leftarrow
-    e_{ji}/\max(\|e_{ji}\|, 10^{-12})`.  Following Wan et al. (eqs. 5–10), the centroid of
-    speaker ``k`` is the mean of its utterances, and for the utterance's own speaker the
-    utterance itself is left out (eq. 8):
-
-    .. math:: c_k = \frac{1}{U}\sum_m e_{km}, \qquad
-              c_j^{(-i)} = \frac{1}{U - 1}\Big(\sum_m e_{jm} - e_{ji}\Big),
-
-    .. math:: S_{ji,k} = w \cos(e_{ji}, c_k) + b \;(k \ne j), \qquad
-              S_{ji,j} = w \cos(e_{ji}, c_j^{(-i)}) + b ,
-
-    with the cosine normalising the centroid.  ``kind="softmax"`` (eqs. 6 and 10)
-    gives :math:`\ell_{ji} = -S_{ji,j} + \log\sum_k \exp S_{ji,k}`, in which ``b`` cancels
-    (its derivative is exactly 0; it matters for ``"contrast"``); ``kind="contrast"``
-    (eq. 7) gives :math:`\ell_{ji} = 1 - \sigma(S_{ji,j}) + \max_{k \ne j}\sigma(S_{ji,k})`.
-    ``w`` is kept positive as in the paper by a clamp, :math:`w \leftarrow \max(w, 10^{-6})`,
-    which leaves the paper's values unchanged; the derivative with respect to ``w`` is 0
-    where it is clamped (``w < 1e-6``).
-
-    Derivatives (hand rule, a JVP linear in the tangents): with
-    :math:`g_k = \partial\ell/\partial S_{ji,k}` (``softmax_k − [k = j]`` for "softmax";
-    ``−σ'(S_{ji,j})`` at ``k = j`` and ``σ'(S_{ji,k*})`` at the most similar other speaker
-    ``k*`` for "contrast"), :math:`d\ell = \sum_k g_k (w\, d\cos_k + \cos_k\, dw + db)`, and
-    :math:`d\cos(e, c) = \langle d\hat e, \hat c\rangle + \langle \hat e, d\hat c\rangle`, where
-    each normalisation's tangent is the projection :math:`d\hat x = (dx - \hat x\langle\hat x,
-    dx\rangle)/\|x\|` (``dx/1e-12`` where the norm is floored, 0 at ``x = 0``) and the centroid
-    tangents are the means of the utterance tangents, the exclusive one leaving out the utterance's own
-    (:math:`dc_j^{(-i)} = (\sum_m d\hat e_{jm} - d\hat e_{ji})/(U - 1)`).  Reverse mode keeps the
-    embeddings and, for "softmax", the log-sum-exp per utterance, and recomputes the cosines.
-    In "contrast" the max takes the derivative of the selected speaker: the lowest index among
-    ties.  At cos = ±1 (an utterance along or against its centroid) the values and gradients
-    are finite (no ``acos`` is taken).  A zero embedding, or a centroid that is exactly 0 (a
-    speaker whose utterances are all 0, or cancel), has no direction: its normalised vector is
-    0, so its cosines are 0, and the rule (and ``.reference``) gives it the subgradient 0, as
-    ``safe_norm`` does at 0, rather than the floor's slope ``dx/1e-12``, which through a zero
-    centroid would reach ``1e24`` in gradients and overflow second derivatives.  The value,
-    gradient, JVP and forward-over-reverse HVP are finite there.  A nonzero vector with norm
-    below the floor keeps the floor's true derivative ``dx/1e-12``.
-
-    Masked utterances (``where`` False) give loss 0 and gradient exactly 0 even if they hold inf
-    or NaN, and are left out of the centroids, so the counts ``U`` above become each speaker's
-    number of unmasked utterances.  An unmasked utterance that is its speaker's only one has no
-    exclusive centroid: its loss is 0, but it still is its speaker's centroid for the other
-    speakers' utterances.  A speaker with no unmasked utterance takes no part in the others'
-    softmax or max.  With no other speaker at all, the "contrast" max term is 0.
-
-    The ``[..., S, U, S]`` similarities are formed whole, which is small for the usual speaker
-    batches (e.g. 64 × 10 × 64); a blockwise form for large ``S·U`` is future work.
-
-    Args:
-      embeddings: float array ``[..., S, U, D]``: ``S`` speakers, ``U >= 2`` utterances each,
-        ``D`` features; any leading batch axes.
-      w: the similarity scale, a float scalar (or an array broadcasting to ``[..., S, U]``);
-        learnable, differentiated.  The paper initialises it to 10.
-      b: the similarity offset, likewise; the paper initialises it to −5.
-      kind: ``"softmax"`` or ``"contrast"`` (static).
-      where: optional boolean mask broadcasting to ``[..., S, U]``.
-
-    Returns:
-      Losses ``[..., S, U]``, one per utterance, float32 for lower-precision embeddings.
-
-    Example:
-      >>> import jax.numpy as jnp, jaxloss
-      >>> e = jnp.array([[[1.0, 0.1], [1.0, -0.2]], [[0.0, 1.0], [0.3, 1.0]]])
-      >>> jaxloss.ge2e_loss(e, w=10.0, b=-5.0)
-      Array([[7.9838344e-04, 4.1960790e-05],
-             [4.2437605e-05, 7.6443539e-04]], dtype=float32)
-      >>> jaxloss.ge2e_loss(e, w=10.0, b=-5.0, kind="contrast")
-      Array([[0.08138894, 0.01433729],
-             [0.01428552, 0.07944896]], dtype=float32)
-
-    References:
-      L. Wan, Q. Wang, A. Papir, I. Lopez Moreno, "Generalized End-to-End Loss for Speaker
-      Verification", ICASSP 2018 (arXiv:1710.10467), eqs. 5–10.
-    """
-    q = _ge2e_parts(embeddings, where)
-    w_eff = _ge2e_scale(w)
-    if kind == "softmax":
-        # b cancels: −(w·cos_j + b) + log Σ_k exp(w·cos_k + b) = lse_k(w·cos_k) − w·cos_j.
-        # The own speaker always stays in the row, so a masked row is finite too.
-        logits = jnp.where(q.present | q.own, w_eff * q.cos, -jnp.inf)
-        shift, lse = _shifted_logsumexp(logits)
-        loss = (shift - w_eff[..., 0] * q.cos_own) + lse
-        res = (shift, lse)
-    else:
-        best, has_other, _ = _ge2e_rivals(q)
-        bias = jnp.asarray(b)
-        rival = jnp.take_along_axis(q.cos, best[..., None], axis=-1)[..., 0]
-        loss = (jax.nn.sigmoid(-(w_eff[..., 0] * q.cos_own + bias))
-                + jnp.where(has_other, jax.nn.sigmoid(w_eff[..., 0] * rival + bias), 0.0))
-        res = ()
-    return jnp.where(q.active, loss, 0.0), res

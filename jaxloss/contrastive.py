@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _checks, _math
+from jaxloss._softmax import IGNORE_INDEX, check_ignore_index, class_ids, loud
 from jaxloss._streaming import (
     check_blocks, check_embeddings, check_ids, check_sides, check_temperature, column_mask, gather, own_columns,
     row_cross_entropy, row_cross_entropy_tangent, row_logsumexp, row_sums, stream_tangent,
@@ -42,16 +43,23 @@ from jaxloss.gradients import hand_derivative, tangent_sum
 # ------------------------------------------------------------------ info_nce_loss
 
 
-def _check_info_nce(queries, keys, temperature, labels, block_size, axis_name, where):
+def _check_info_nce(queries, keys, temperature, labels, ignore_index, block_size, axis_name, where):
     check_sides(queries, keys, where, ("queries", "keys"), paired=labels is None)
     check_temperature(temperature)
     if labels is not None:
         check_ids(labels, jnp.shape(queries)[0], "ids of the positive keys")
+    check_ignore_index(ignore_index)
     check_blocks(block_size, axis_name)
 
 
 def _info_nce_targets(queries, labels, axis_name):
     return own_columns(queries, axis_name) if labels is None else labels
+
+
+def _counted_positives(keys, labels, ignore_index, axis_name):
+    """``(counted, invalid)`` of :func:`jaxloss._softmax.class_ids` for the ids of the positive
+    keys among all ``M`` keys (every device's, under ``axis_name``)."""
+    return class_ids(labels, _math.psum(keys.shape[0], axis_name), ignore_index)[1:]
 
 
 def _info_nce_tangent(p, t, out, res):
@@ -60,13 +68,18 @@ def _info_nce_tangent(p, t, out, res):
     keys, dkeys = _math.masked_rows(p["keys"], where), _math.masked_rows(t["keys"], where)  # p.keys is dict.keys
     dscale = None if t.temperature is None else -t.temperature / p.temperature**2
     targets = _info_nce_targets(p.queries, p.labels, p.axis_name)
-    return row_cross_entropy_tangent(p.queries, keys, t.queries, dkeys, targets, 1 / p.temperature, dscale, where, res,
-                                     p.block_size, p.axis_name)
+    d = row_cross_entropy_tangent(p.queries, keys, t.queries, dkeys, targets, 1 / p.temperature, dscale, where, res,
+                                  p.block_size, p.axis_name)
+    if paired or d is None:
+        return d
+    counted, _ = _counted_positives(p["keys"], p.labels, p.ignore_index, p.axis_name)
+    return jnp.where(counted, d, 0.0)
 
 
-@hand_derivative(_info_nce_tangent, check=_check_info_nce, residuals=True, static=("block_size", "axis_name"),
-                 per_example=("queries",))
-def info_nce_loss(queries, keys, *, temperature=0.07, labels=None, block_size=None, axis_name=None, where=None):
+@hand_derivative(_info_nce_tangent, check=_check_info_nce, residuals=True,
+                 static=("ignore_index", "block_size", "axis_name"), per_example=("queries",))
+def info_nce_loss(queries, keys, *, temperature=0.07, labels=None, ignore_index=IGNORE_INDEX, block_size=None,
+                  axis_name=None, where=None):
     r"""InfoNCE per query: cross-entropy of the query's positive key among all keys.
 
     With logits :math:`s_{ij} = \langle q_i, k_j\rangle / T` and positive key
@@ -87,8 +100,14 @@ def info_nce_loss(queries, keys, *, temperature=0.07, labels=None, block_size=No
       keys: float ``[M, D]`` (``M = N`` when ``labels`` is None).
       temperature: ``T > 0``, a float or scalar array (differentiated: learnable).
       labels: optional integer ``[N]``: the index of each query's positive key (global,
-        among all devices' keys, under ``axis_name``).  An index outside ``[0, M)`` has no
-        positive: its loss is the log-sum-exp alone.
+        among all devices' keys, under ``axis_name``), compared in int32.  An index equal
+        to ``ignore_index`` gives loss 0 and derivative exactly 0 (its keys still serve the
+        other queries); any other index outside ``[0, M)`` gives a NaN loss with derivative
+        0 (:func:`jaxloss.checks.checked` names it), as :func:`jaxloss.softmax_cross_entropy`
+        of the logits ``q kᵀ/T`` would.
+      ignore_index: static; the positive-key index that marks a query to ignore, an int
+        (−100 by default, PyTorch's ``cross_entropy(q @ k.T / T, labels)`` convention) or
+        ``None`` (every index outside ``[0, M)`` is invalid).  Unused without ``labels``.
       block_size: None (dense) or the number of keys per block (static).
       axis_name: None, or a ``shard_map``/``pmap`` axis over which queries and keys are
         sharded (static); each device gets the losses of its own queries.
@@ -113,8 +132,12 @@ def info_nce_loss(queries, keys, *, temperature=0.07, labels=None, block_size=No
     where = where if paired else None
     targets = _info_nce_targets(queries, labels, axis_name)
     # The queries divided by T (not times 1/T, which rounds): the logits of ⟨q, k⟩/T.
-    return row_cross_entropy(queries / temperature, _math.masked_rows(keys, where), targets, 1.0, where, block_size,
-                              axis_name)
+    losses, res = row_cross_entropy(queries / temperature, _math.masked_rows(keys, where), targets, 1.0, where,
+                                    block_size, axis_name)
+    if paired:
+        return losses, res
+    counted, invalid = _counted_positives(keys, labels, ignore_index, axis_name)
+    return loud(jnp.where(counted, losses, 0.0), invalid), res
 
 
 # ------------------------------------------------------------------ paired losses: both directions

@@ -3,8 +3,12 @@
 Layout is channels-last: predictions ``[B, ..spatial.., C]`` (one batch axis, any number
 of spatial axes, the class axis last; MONAI and PyTorch use channels-first
 ``[B, C, ..spatial..]``: move the axis with ``jnp.moveaxis(x, 1, -1)``).  Targets are
-integer class ids ``[B, ..spatial..]`` (an id outside ``[0, C)`` belongs to no class:
-mask such pixels with ``where``) or float probabilities / one-hot ``[B, ..spatial.., C]``.
+integer class ids ``[B, ..spatial..]`` or float probabilities / one-hot ``[B, ..spatial.., C]``.
+Class ids are compared in int32 and follow the rule of every jaxloss loss on ids: a pixel
+whose id equals ``ignore_index`` (−100 by default, PyTorch's cross-entropy convention for
+unlabelled pixels) is left out of every sum, as a pixel masked by ``where`` (derivative
+exactly 0); any other id outside ``[0, C)`` at an unmasked pixel makes its example's loss
+NaN, with derivative 0 (:func:`jaxloss.checks.checked` names the pixel).
 Predictions are probabilities, or logits turned into probabilities with
 ``from_logits="softmax"`` (over the class axis) or ``"sigmoid"`` (per class, multi-label).
 
@@ -41,16 +45,16 @@ import jax.numpy as jnp
 
 from jaxloss import _checks
 from jaxloss.gradients import Args, hand_derivative, tangent_sum
-from jaxloss._softmax import one_hot as _one_hot
+from jaxloss._softmax import IGNORE_INDEX, check_ignore_index, class_ids, loud, one_hot
 
 _ACTIVATIONS = (None, "softmax", "sigmoid")
-_STATIC = ("squared", "include_background", "from_logits")
+_STATIC = ("include_background", "from_logits", "ignore_index")
 
 
 # ------------------------------------------------------------------ shared helpers
 
 
-def _check_overlap(predictions, targets, *, where, from_logits, class_weights=None,
+def _check_overlap(predictions, targets, *, where, from_logits, ignore_index, class_weights=None,
                    squared=False, include_background=True, **scalars):
     """Predictions ``[B, ..spatial.., C]``; integer targets of the pixel shape or float
     targets of the predictions' shape; ``where`` over the pixels; scalar options >= 0."""
@@ -69,6 +73,7 @@ def _check_overlap(predictions, targets, *, where, from_logits, class_weights=No
                              f"{shape}, got shape {tuple(jnp.shape(targets))}; pass class ids as integers.")
     else:
         raise TypeError(f"targets must be integer class ids or float probabilities, got {_checks._describe(targets)}.")
+    check_ignore_index(ignore_index)
     if from_logits not in _ACTIVATIONS:
         raise ValueError(f'from_logits must be None, "softmax" or "sigmoid", got {from_logits!r}.')
     _checks.broadcasts_to("where", where, shape[:-1], "the pixel shape of predictions")
@@ -83,9 +88,43 @@ def _check_overlap(predictions, targets, *, where, from_logits, class_weights=No
         _checks.positive(name, value, allow_zero=True)
 
 
+def _ids(p):
+    """``(counted, invalid)`` of :func:`jaxloss._softmax.class_ids` per pixel for class-id
+    targets, or None for float targets."""
+    if not jnp.issubdtype(p["targets"].dtype, jnp.integer):
+        return None
+    return class_ids(p["targets"], p["predictions"].shape[-1], p["ignore_index"])[1:]
+
+
 def _keep(p):
-    """The pixel mask ``[B, ..spatial..]``, or None."""
-    return None if p["where"] is None else jnp.broadcast_to(p["where"], p["predictions"].shape[:-1])
+    """The pixels that enter the sums ``[B, ..spatial..]``: those ``where`` leaves and, for
+    class ids, whose id is a class (not ``ignore_index``; an invalid id makes the loss NaN
+    anyway); None for all."""
+    keep = None if p["where"] is None else jnp.broadcast_to(p["where"], p["predictions"].shape[:-1])
+    ids = _ids(p)
+    return keep if ids is None else ids[0] if keep is None else keep & ids[0]
+
+
+def _invalid(p):
+    """``[B]``: whether an example has an unmasked pixel whose id is neither a class nor
+    ``ignore_index``; None for float targets."""
+    ids = _ids(p)
+    if ids is None:
+        return None
+    invalid = ids[1] if p["where"] is None else ids[1] & p["where"]
+    return jnp.any(invalid.reshape(invalid.shape[0], -1), axis=-1)
+
+
+def _loud(p, loss):
+    """The losses, NaN for an example with an invalid class id (:func:`_invalid`)."""
+    invalid = _invalid(p)
+    return loss if invalid is None else loud(loss, invalid)
+
+
+def _quiet(p, dloss):
+    """A loss tangent, 0 for an example with an invalid class id (:func:`_invalid`)."""
+    invalid = _invalid(p)
+    return dloss if invalid is None or dloss is None else jnp.where(invalid, 0.0, dloss)
 
 
 def _masked(x, keep):
@@ -128,7 +167,7 @@ def _overlap(p, t=None):
     prob = _probabilities(p, keep)
     targets = p["targets"]
     if jnp.issubdtype(targets.dtype, jnp.integer):
-        g = _one_hot(targets, prob.shape[-1]).astype(prob.dtype)
+        g = one_hot(targets, prob.shape[-1]).astype(prob.dtype)
     else:
         g = targets
     g = _masked(g, keep)
@@ -190,7 +229,7 @@ def _per_class_forward(p, terms):
     sums = _overlap(p)
     n, d = terms(*sums, p)
     w = _class_weights(p, n.shape[-1], n.dtype)
-    return _class_mean(1 - _ratio(n, d), w), sums
+    return _loud(p, _class_mean(1 - _ratio(n, d), w)), sums
 
 
 def _per_class_tangent(terms, terms_tangent):
@@ -214,7 +253,7 @@ def _per_class_tangent(terms, terms_tangent):
         if dw is not None:
             numer = numer - out * jnp.sum(dw, axis=-1)
         nonzero = total != 0
-        return jnp.where(nonzero, numer / jnp.where(nonzero, total, 1), 0.0)
+        return _quiet(p, jnp.where(nonzero, numer / jnp.where(nonzero, total, 1), 0.0))
 
     return rule
 
@@ -233,15 +272,16 @@ def _dice_terms_tangent(sums, dsums, p, t):
     return tangent_sum((2.0, di), (1.0, ds)), tangent_sum((1.0, dps), (1.0, dgs), (1.0, ds))
 
 
-def _check_dice(predictions, targets, smooth, squared, class_weights, include_background, from_logits, where):
-    _check_overlap(predictions, targets, where=where, from_logits=from_logits, class_weights=class_weights,
-                   include_background=include_background, smooth=smooth)
+def _check_dice(predictions, targets, smooth, squared, class_weights, include_background, from_logits, ignore_index,
+                where):
+    _check_overlap(predictions, targets, where=where, from_logits=from_logits, ignore_index=ignore_index,
+                   class_weights=class_weights, include_background=include_background, smooth=smooth)
 
 
-@hand_derivative(_per_class_tangent(_dice_terms, _dice_terms_tangent), static=_STATIC, check=_check_dice,
+@hand_derivative(_per_class_tangent(_dice_terms, _dice_terms_tangent), static=("squared",) + _STATIC, check=_check_dice,
                  residuals=True, where_of="inputs")
 def dice_loss(predictions, targets, *, smooth=1.0, squared=False, class_weights=None,
-              include_background=True, from_logits=None, where=None):
+              include_background=True, from_logits=None, ignore_index=IGNORE_INDEX, where=None):
     r"""Soft Dice loss per example, per class over the spatial axes, weighted mean over classes.
 
     With probabilities ``p`` and targets ``g`` (one-hot for class ids), sums over the
@@ -274,6 +314,10 @@ def dice_loss(predictions, targets, *, smooth=1.0, squared=False, class_weights=
       include_background: static; False gives class 0 weight 0 (ignored, with a warning, for
         a single class).
       from_logits: static; None (probabilities), ``"softmax"`` or ``"sigmoid"``.
+      ignore_index: static; the class id of unlabelled pixels, which are left out of every
+        sum (an int, −100 by default, or ``None``: every id outside ``[0, C)`` is invalid and
+        gives NaN).  segmentation_models_pytorch's ``DiceLoss`` (``ignore_index=None`` by
+        default there) leaves them out the same way.  Unused with float targets.
       where: optional boolean pixel mask broadcasting to ``[B, ..spatial..]``.
 
     Returns:
@@ -305,15 +349,15 @@ def _jaccard_terms_tangent(sums, dsums, p, t):
     return tangent_sum((1.0, di), (1.0, ds)), tangent_sum((1.0, dps), (1.0, dgs), (-1.0, di), (1.0, ds))
 
 
-def _check_jaccard(predictions, targets, smooth, class_weights, include_background, from_logits, where):
-    _check_overlap(predictions, targets, where=where, from_logits=from_logits, class_weights=class_weights,
-                   include_background=include_background, smooth=smooth)
+def _check_jaccard(predictions, targets, smooth, class_weights, include_background, from_logits, ignore_index, where):
+    _check_overlap(predictions, targets, where=where, from_logits=from_logits, ignore_index=ignore_index,
+                   class_weights=class_weights, include_background=include_background, smooth=smooth)
 
 
-@hand_derivative(_per_class_tangent(_jaccard_terms, _jaccard_terms_tangent), static=_STATIC[1:],
+@hand_derivative(_per_class_tangent(_jaccard_terms, _jaccard_terms_tangent), static=_STATIC,
                  check=_check_jaccard, residuals=True, where_of="inputs")
 def jaccard_loss(predictions, targets, *, smooth=1.0, class_weights=None, include_background=True,
-                 from_logits=None, where=None):
+                 from_logits=None, ignore_index=IGNORE_INDEX, where=None):
     r"""Soft Jaccard (IoU) loss per example, per class, weighted mean over classes.
 
     .. math:: L_c = 1 - \frac{\sum p_c g_c + s}{\sum p_c + \sum g_c - \sum p_c g_c + s},
@@ -333,6 +377,7 @@ def jaccard_loss(predictions, targets, *, smooth=1.0, class_weights=None, includ
       include_background: static; False gives class 0 weight 0 (ignored, with a warning, for
         a single class).
       from_logits: static; None, ``"softmax"`` or ``"sigmoid"``.
+      ignore_index: static; the class id of unlabelled pixels, as in :func:`dice_loss`.
       where: optional boolean pixel mask broadcasting to ``[B, ..spatial..]``.
 
     Returns:
@@ -369,15 +414,16 @@ def _tversky_terms_tangent(sums, dsums, p, t):
 
 
 def _check_tversky(predictions, targets, smooth, alpha, beta, class_weights, include_background,
-                   from_logits, where):
-    _check_overlap(predictions, targets, where=where, from_logits=from_logits, class_weights=class_weights,
-                   include_background=include_background, smooth=smooth, alpha=alpha, beta=beta)
+                   from_logits, ignore_index, where):
+    _check_overlap(predictions, targets, where=where, from_logits=from_logits, ignore_index=ignore_index,
+                   class_weights=class_weights, include_background=include_background, smooth=smooth, alpha=alpha,
+                   beta=beta)
 
 
-@hand_derivative(_per_class_tangent(_tversky_terms, _tversky_terms_tangent), static=_STATIC[1:],
+@hand_derivative(_per_class_tangent(_tversky_terms, _tversky_terms_tangent), static=_STATIC,
                  check=_check_tversky, residuals=True, where_of="inputs")
 def tversky_loss(predictions, targets, *, smooth=1.0, alpha=0.5, beta=0.5, class_weights=None,
-                 include_background=True, from_logits=None, where=None):
+                 include_background=True, from_logits=None, ignore_index=IGNORE_INDEX, where=None):
     r"""Tversky loss per example, per class, weighted mean over classes.
 
     With ``I = Σ p_c g_c``, false positives ``Σ p_c (1 − g_c) = P − I`` and false negatives
@@ -401,6 +447,7 @@ def tversky_loss(predictions, targets, *, smooth=1.0, alpha=0.5, beta=0.5, class
       include_background: static; False gives class 0 weight 0 (ignored, with a warning, for
         a single class).
       from_logits: static; None, ``"softmax"`` or ``"sigmoid"``.
+      ignore_index: static; the class id of unlabelled pixels, as in :func:`dice_loss`.
       where: optional boolean pixel mask broadcasting to ``[B, ..spatial..]``.
 
     Returns:
@@ -459,22 +506,22 @@ def _generalized_dice_tangent(p, t, out, res):
     dn = tangent_sum((1.0, _sum_classes(tangent_sum((2 * w, di), (2 * i, dw)))), (1.0, ds))
     dd = tangent_sum((1.0, _sum_classes(tangent_sum((w, dps), (w, dgs), (ps + gs, dw)))), (1.0, ds))
     dr = _ratio_tangent(_ratio(n, d), d, dn, dd)
-    return None if dr is None else -dr
+    return None if dr is None else _quiet(p, -dr)
 
 
 def _sum_classes(x):
     return None if x is None else jnp.sum(x, axis=-1)
 
 
-def _check_generalized_dice(predictions, targets, smooth, include_background, from_logits, where):
-    _check_overlap(predictions, targets, where=where, from_logits=from_logits,
+def _check_generalized_dice(predictions, targets, smooth, include_background, from_logits, ignore_index, where):
+    _check_overlap(predictions, targets, where=where, from_logits=from_logits, ignore_index=ignore_index,
                    include_background=include_background, smooth=smooth)
 
 
-@hand_derivative(_generalized_dice_tangent, static=_STATIC[1:], check=_check_generalized_dice,
+@hand_derivative(_generalized_dice_tangent, static=_STATIC, check=_check_generalized_dice,
                  residuals=True, where_of="inputs")
 def generalized_dice_loss(predictions, targets, *, smooth=1.0, include_background=True,
-                          from_logits=None, where=None):
+                          from_logits=None, ignore_index=IGNORE_INDEX, where=None):
     r"""Generalized Dice loss per example (Sudre et al. 2017): one ratio of class-weighted sums.
 
     .. math:: \ell = 1 - \frac{2 \sum_c w_c \sum p_c g_c + s}{\sum_c w_c (\sum p_c + \sum g_c) + s},
@@ -500,6 +547,7 @@ def generalized_dice_loss(predictions, targets, *, smooth=1.0, include_backgroun
       include_background: static; False leaves class 0 out (ignored, with a warning, for a
         single class).
       from_logits: static; None, ``"softmax"`` or ``"sigmoid"``.
+      ignore_index: static; the class id of unlabelled pixels, as in :func:`dice_loss`.
       where: optional boolean pixel mask broadcasting to ``[B, ..spatial..]``.
 
     Returns:
@@ -520,4 +568,4 @@ def generalized_dice_loss(predictions, targets, *, smooth=1.0, include_backgroun
     w = _sudre_weights(gs, _include(p, i.shape[-1]))[0]
     n = jnp.sum(w * 2 * i, axis=-1) + smooth
     d = jnp.sum(w * (ps + gs), axis=-1) + smooth
-    return 1 - _ratio(n, d), sums
+    return _loud(p, 1 - _ratio(n, d)), sums

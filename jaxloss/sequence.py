@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import _checks
-from jaxloss.gradients import Args, hand_derivative, tangent_sum
-from jaxloss._softmax import shifted_logsumexp as _shifted_logsumexp
+from jaxloss.gradients import Args, hand_derivative
+from jaxloss._softmax import loud, shifted_logsumexp
 
 __all__ = ["ctc_loss"]
 
@@ -62,6 +62,12 @@ def _lattice(labels, label_paddings, blank_id, classes):
     s = jnp.arange(2 * n + 1)
     accept = (s == 2 * length[:, None]) | (s == 2 * length[:, None] - 1)
     return ext, skip, jnp.where(accept, 0.0, -jnp.inf)
+
+
+def _invalid(labels, label_paddings, blank_id, classes):
+    """``[B]``: whether a sequence has an unpadded label outside ``[0, K)`` or equal to the blank."""
+    wrong = (labels < 0) | (labels >= classes) | (labels == blank_id)
+    return jnp.any(wrong & (label_paddings < 0.5), axis=-1)
 
 
 def _emissions(x, shift, lse, ext):
@@ -124,8 +130,8 @@ def _check_ctc(logits, logit_paddings, labels, label_paddings, blank_id, zero_in
         raise ValueError(f"logit_paddings with shape {np.shape(logit_paddings)} must have the shape "
                          f"{np.shape(logits)[:-1]} of logits {np.shape(logits)} without its class axis.")
     if labels is None or not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
-        raise TypeError(f"labels must be an integer array, got "
-                        f"{'None' if labels is None else f'shape {np.shape(labels)}, dtype {jnp.result_type(labels)}'}.")
+        got = "None" if labels is None else f"shape {np.shape(labels)}, dtype {jnp.result_type(labels)}"
+        raise TypeError(f"labels must be an integer array, got {got}.")
     if np.ndim(labels) != np.ndim(logits) - 1 or np.shape(labels)[:-1] != np.shape(logits)[:-2]:
         raise ValueError(f"labels with shape {np.shape(labels)} must have shape [..., N] with the batch shape "
                          f"{np.shape(logits)[:-2]} of logits {np.shape(logits)}.")
@@ -135,7 +141,8 @@ def _check_ctc(logits, logit_paddings, labels, label_paddings, blank_id, zero_in
                          f"{np.shape(labels)} of labels.")
     classes = np.shape(logits)[-1]
     if not isinstance(blank_id, numbers.Integral) or isinstance(blank_id, bool) or not 0 <= blank_id < classes:
-        raise ValueError(f"blank_id must be an integer in [0, {classes}) for logits {np.shape(logits)}, got {blank_id!r}.")
+        raise ValueError(f"blank_id must be an integer in [0, {classes}) for logits {np.shape(logits)}, "
+                         f"got {blank_id!r}.")
     if not isinstance(zero_infinity, bool):
         raise TypeError(f"zero_infinity must be a bool, got {zero_infinity!r}.")
     _checks.broadcasts_to("where", where, np.shape(logits)[:-2], "the batch shape of logits")
@@ -160,7 +167,8 @@ def _ctc_tangent(p, t, out, res):
     softmax = jnp.where(keep[..., None], jnp.exp(x - (shift + lse)[..., None]), 0.0)
     d_softmax = jnp.sum(softmax * dx, axis=(-2, -1))
     d_occ = jnp.einsum("tbs,bts->b", occ, jnp.take_along_axis(dx, ext[:, None, :], axis=-1))
-    return tangent_sum((1.0, (d_softmax - d_occ).reshape(batch)))
+    invalid = _invalid(labels, label_paddings, p.blank_id, x.shape[-1])
+    return jnp.where(invalid, 0.0, d_softmax - d_occ).reshape(batch)
 
 
 @hand_derivative(_ctc_tangent, static=("blank_id", "zero_infinity"), check=_check_ctc, residuals=True)
@@ -195,11 +203,20 @@ def ctc_loss(logits, logit_paddings, labels, label_paddings, *, blank_id=0, zero
     ``1e5`` times the shortfall, from its ``log_epsilon = -1e5`` stand-in for log 0) with
     gradients that are not zero.
 
+    Label ids follow the rule of every jaxloss loss on class ids: a sequence with an unpadded
+    label outside ``[0, K)`` or equal to ``blank_id`` gets a NaN loss (loud, even with
+    ``zero_infinity``), with derivative 0 (:func:`jaxloss.checks.checked` names the label).
+    Padded positions (``label_paddings``) hold no id and are never read, so there is no
+    ``ignore_index``: PyTorch's ``ctc_loss`` has none either, and marks the end of each
+    target with ``target_lengths``.  Differs from both there: for an id outside ``[0, K)``
+    PyTorch (CPU) and optax return a finite number that is no labelling's loss (optax's can
+    be negative), silently.
+
     Args:
       logits: float array ``[..., T, K]`` (unnormalised; the log-softmax is taken here).
       logit_paddings: ``[..., T]``, 1.0 on padded frames (any frames; they are skipped).
-      labels: integer array ``[..., N]``; ids in ``[0, K)`` other than ``blank_id``
-        (ids outside are clipped into range).
+      labels: integer array ``[..., N]``; ids in ``[0, K)`` other than ``blank_id``, compared
+        in int32 (see above for the others).
       label_paddings: ``[..., N]``, 1.0 on padded labels, which must be right-padded.
       blank_id: the class id of the blank (static).
       zero_infinity: give impossible alignments loss 0 and gradient 0 (static).
@@ -224,11 +241,12 @@ def ctc_loss(logits, logit_paddings, labels, label_paddings, *, blank_id=0, zero
     """
     batch, x, valid, labels, label_paddings = _flatten(
         Args(logits=logits, logit_paddings=logit_paddings, labels=labels, label_paddings=label_paddings))
-    shift, lse = _shifted_logsumexp(x)
+    shift, lse = shifted_logsumexp(x)
     ext, skip, final = _lattice(labels, label_paddings, blank_id, x.shape[-1])
     alphas = _alphas(_emissions(x, shift, lse, ext), valid, skip)
     log_z = _logsumexp(alphas[-1] + final, axis=-1)
     loss = -log_z
     if zero_infinity:
         loss = jnp.where(jnp.isfinite(log_z), loss, 0.0)
+    loss = loud(loss, _invalid(labels, label_paddings, blank_id, x.shape[-1]))
     return loss.reshape(batch), (shift, lse, log_z, alphas)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import jaxloss
-from jaxloss.angular import ge2e_loss
+from jaxloss.speaker import ge2e_loss
 
 KINDS = pytest.mark.parametrize("kind", ["softmax", "contrast"])
 

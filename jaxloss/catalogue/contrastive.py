@@ -24,26 +24,39 @@ def _two_sides(**options):
 
 
 def _grouped(rng):
-    return (jnp.float32(rng.standard_normal(_PAIRS) + 0.3), jnp.int32([0, 1, 0, 1, 0, 1])), {"temperature": jnp.float32(0.5)}
+    embeddings = jnp.float32(rng.standard_normal(_PAIRS) + 0.3)
+    return (embeddings, jnp.int32([0, 1, 0, 1, 0, 1])), {"temperature": jnp.float32(0.5)}
+
+
+_HUGE = jnp.array([[1e4, 0.0, -1e4], [1e4, 1e4, 0.0], [0.0, 0.0, 0.0], [-1e4, 1.0, 1.0]])
 
 
 def _extreme_two_sides(**options):
     def extremes():
-        huge = jnp.array([[1e4, 0.0, -1e4], [1e4, 1e4, 0.0], [0.0, 0.0, 0.0], [-1e4, 1.0, 1.0]])
-        return [((huge, huge), options),  # identical sides, huge logits, a zero vector
-                ((huge, -huge), options),
-                ((huge, huge[::-1]), {**options, "block_size": 3}),
-                ((huge, huge), {**options, "where": jnp.zeros(4, bool)})]
+        return [((_HUGE, _HUGE), options),  # identical sides, huge logits, a zero vector
+                ((_HUGE, -_HUGE), options),
+                ((_HUGE, _HUGE[::-1]), {**options, "block_size": 3}),
+                ((_HUGE, _HUGE), {**options, "where": jnp.zeros(4, bool)})]
+
+    return extremes
+
+
+def _extreme_info_nce(**options):
+    """The extremes of the pairs, and positive keys given by labels, one of them ignored."""
+
+    def extremes():
+        labels = {**options, "labels": jnp.int32([2, -100, 0, 1])}
+        return _extreme_two_sides(**options)() + [((_HUGE, _HUGE[:3]), labels),
+                                                  ((_HUGE, -_HUGE[1:]), {**labels, "block_size": 2})]
 
     return extremes
 
 
 def _extreme_grouped():
-    huge = jnp.array([[1e4, 0.0, -1e4], [1e4, 1e4, 0.0], [0.0, 0.0, 0.0], [-1e4, 1.0, 1.0]])
     labels = jnp.int32([0, 0, 1, 2])  # anchors 2 and 3 have no positive
-    return [((huge, labels), {}), ((huge, labels), {"temperature": 0.07, "block_size": 3}),
-            ((huge, jnp.int32([0, 0, 0, 0])), {}),  # no negatives
-            ((huge, labels), {"where": jnp.zeros(4, bool)})]
+    return [((_HUGE, labels), {}), ((_HUGE, labels), {"temperature": 0.07, "block_size": 3}),
+            ((_HUGE, jnp.int32([0, 0, 0, 0])), {}),  # no negatives
+            ((_HUGE, labels), {"where": jnp.zeros(4, bool)})]
 
 
 # ---------------------------------------------------------------- segmentation
@@ -52,8 +65,8 @@ def _extreme_grouped():
 ENTRIES: tuple[Entry, ...] = (
     Entry(contrastive.info_nce_loss, "contrastive",
           "",
-          _two_sides(temperature=1.0), _extreme_two_sides(temperature=0.07),
-          blockwise=True, sharded=True, coupled=True),
+          _two_sides(temperature=1.0), _extreme_info_nce(temperature=0.07),
+          blockwise=True, sharded=True, coupled=True, class_ids=(("labels", "keys", 0),)),
     Entry(contrastive.multiple_negatives_ranking_loss, "contrastive",
           "sentence-transformers MultipleNegatives(Symmetric)RankingLoss",
           _two_sides(scale=2.0, symmetric=True), _extreme_two_sides(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss import angular, embedding
+from jaxloss import angular, embedding, speaker
 from jaxloss.catalogue._common import HUGE, Entry
 
 
@@ -94,6 +94,7 @@ def _extreme_cosine():
         ((HUGE, -HUGE, y), {"margin": -0.5}),  # cos = −1
         ((zeros, HUGE, y), {}),  # a zero vector
         ((zeros, zeros, y), {"margin": -0.5}),
+        ((HUGE, -HUGE, jnp.float32(y)), {"margin": 0.5}),  # float ±1 labels, as torch passes them
         ((HUGE, -HUGE, y), {"where": jnp.zeros(2, bool)}),
     ]
 
@@ -174,7 +175,7 @@ def _angular(**options):
 
 def _extreme_angular(**options):
     """An embedding equal to its centre (cos θ = 1) and one opposite (−1), a zero embedding,
-    values of 1e4 along their centre, and an empty where mask."""
+    values of 1e4 along their centre, an ignored class id and an empty where mask."""
 
     def extremes():
         centers = jnp.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 3.0], [-1.0, -1.0, 0.0],
@@ -183,6 +184,7 @@ def _extreme_angular(**options):
         labels = jnp.array([0, 1, 2, 4])
         args = (embeddings, centers, labels)
         return [(args, {}), (args, dict(options)), ((-embeddings, centers, labels), dict(options)),
+                ((embeddings, centers, labels.at[1].set(-100)), dict(options)),
                 (args, {**options, "where": jnp.zeros(4, bool)})]
 
     return extremes
@@ -200,7 +202,7 @@ def _ge2e(rng):
     for _ in range(100):
         centres = rng.standard_normal((speakers, 1, features))
         e = jnp.float32(centres + 0.6 * rng.standard_normal(_GE2E_SHAPE))
-        cos = np.asarray(angular._ge2e_parts(e, None).cos)
+        cos = np.asarray(speaker._ge2e_parts(e, None).cos)
         others = np.where(np.eye(speakers, dtype=bool)[:, None, :], -np.inf, cos)
         top = np.sort(others, axis=-1)
         if np.all(top[..., -1] - top[..., -2] > 0.05):
@@ -260,7 +262,7 @@ ENTRIES: tuple[Entry, ...] = (
           "pytorch_metric_learning SphereFaceLoss (scale = s·‖e‖)",
           _angular(scale=jnp.float32(2.0), margin=4), _extreme_angular(scale=64.0, margin=3),
           class_ids=(("labels", "class_centers", 0),)),
-    Entry(angular.ge2e_loss, "angular",
+    Entry(speaker.ge2e_loss, "angular",
           "",
           _ge2e, _extreme_ge2e, coupled=True),
 )

@@ -33,7 +33,8 @@ def _segmentation(from_logits, ids=False, **options):
 
 def _extreme_segmentation(from_logits, **options):
     """Logits of ±1e4, a class absent from targets and predictions (an empty mask) with
-    smooth 0 and 1, and NaN padding at masked pixels, all pixels masked included."""
+    smooth 0 and 1, NaN padding at masked pixels, all pixels masked included, and ignored
+    pixels (class id −100)."""
 
     def extremes():
         huge = np.zeros(_SEGMENTATION_SHAPE, np.float32)
@@ -49,7 +50,7 @@ def _extreme_segmentation(from_logits, **options):
         out = []
         for smooth in (0.0, 1.0):
             kw = {"from_logits": from_logits, "smooth": jnp.float32(smooth), **options}
-            out += [((x, ids), kw), ((x, soft), kw),
+            out += [((x, ids), kw), ((x, soft), kw), ((x, ids.at[:, 1].set(-100)), kw),
                     ((nan, ids), {**kw, "where": jnp.asarray(np.broadcast_to(rows, ids.shape))}),
                     ((nan, soft), {**kw, "where": jnp.zeros(ids.shape, bool)})]
         return out
