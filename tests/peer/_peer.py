@@ -1,4 +1,5 @@
-"""The jaxloss calls that give optax's segmentation numbers, shared by the peer tests.
+"""Shared by the peer tests: jaxloss compiled per call site, and the jaxloss calls that give
+optax's segmentation numbers.
 
 Imported as ``_peer``: tests/peer has no __init__.py, so pytest puts it on sys.path.
 optax's ``dice_loss`` is a Tversky index per class (``alpha = beta = 0.5`` by default)
@@ -13,8 +14,38 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import jaxloss
+
+
+_STATIC_FLOATS = ("p",)  # triplet_margin_loss's norm degree is a static Python number
+
+
+def _traced(name, value):
+    return name not in _STATIC_FLOATS and isinstance(value, (float, np.ndarray, np.generic, jax.Array))
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled(name, static):
+    return jax.jit(functools.partial(getattr(jaxloss, name), **dict(static)))
+
+
+class _Compiled:
+    """``J.name(*arrays, **options)`` is ``jaxloss.name`` under ``jax.jit``, compiled once per
+    name and set of static options: float and array options are traced (as the losses allow),
+    the others (ints, bools, strings, None, tuples, and the norm degree ``p``) are static."""
+
+    def __getattr__(self, name):
+        getattr(jaxloss, name)  # an AttributeError names the missing loss
+
+        def call(*args, **options):
+            static = tuple(sorted((k, v) for k, v in options.items() if not _traced(k, v)))
+            return _compiled(name, static)(*args, **{k: v for k, v in options.items() if _traced(k, v)})
+        return call
+
+
+J = _Compiled()
 
 
 @functools.partial(jax.jit, static_argnames=("apply_softmax", "ignore_background"))
