@@ -280,3 +280,12 @@ def smoothed_targets(labels, label_smoothing, mask: ClassMask, ignore_index=None
     else:
         y, keep, invalid = labels, mask.keep, None
     return keep * ((1 - eps) * y + eps / classes), keep * (1 - eps), keep * (1 / classes - y), invalid
+
+
+class PerClass(NamedTuple):
+    """The residuals of a loss's per-class path (probability targets or label smoothing), so
+    that its rule takes the path its forward took: options reach the rule traced, where a
+    constant ``label_smoothing=0`` (the class-id path) cannot be told from a traced one."""
+
+    shift: jax.Array
+    lse: jax.Array

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 from jaxloss import _checks
 from jaxloss._math import softplus_pair
 from jaxloss._softmax import (
-    IGNORE_INDEX, check_classes, class_ids, class_masked, class_sum, cofactor, gather_class, label_value, loud,
-    one_hot, per_example, shifted_logsumexp, smoothed, smoothed_targets, times_nonzero,
+    IGNORE_INDEX, PerClass, check_classes, class_ids, class_masked, class_sum, cofactor, gather_class, label_value,
+    loud, one_hot, per_example, shifted_logsumexp, smoothed, smoothed_targets, times_nonzero,
 )
 from jaxloss.gradients import hand_derivative, tangent_sum
 
@@ -238,14 +238,9 @@ def _soft_focal_tangent(p, t, others):
     )
 
 
-def _dense_focal(labels, label_smoothing):
-    """Whether the focal loss takes the per-class path: probability targets or smoothing."""
-    return not jnp.issubdtype(labels.dtype, jnp.integer) or smoothed(label_smoothing)
-
-
 def _softmax_focal_tangent(p, t, out, others):
-    if _dense_focal(p.labels, p.label_smoothing):
-        return _soft_focal_tangent(p, t, others)
+    if isinstance(others, PerClass):
+        return _soft_focal_tangent(p, t, tuple(others))
     x, gamma = p.logits, p.gamma
     ids, counted, _ = class_ids(p.labels, x.shape[-1], p.ignore_index)
     label, valid, d, (m, s) = _label_margin(x, ids, counted, others)
@@ -357,12 +352,12 @@ def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, label_smoothing
       included); ``kornia.losses.focal_loss`` with a scalar ``alpha`` (class ids only; its
       one-hot sum is the targets' formula above).  optax and torch have no softmax focal loss.
     """
-    if _dense_focal(labels, label_smoothing):
+    if not jnp.issubdtype(labels.dtype, jnp.integer) or smoothed(label_smoothing):
         y, _, _, invalid = smoothed_targets(labels, label_smoothing, class_masked(logits, None), ignore_index)
         n, log_u, _, others = _class_terms(logits)
         a = y if alpha is None else alpha * y
         loss = jnp.sum(times_nonzero(a, n * jnp.exp(per_example(gamma) * log_u)), axis=-1)
-        return (loss if invalid is None else loud(loss, invalid)), others
+        return (loss if invalid is None else loud(loss, invalid)), PerClass(*others)
     ids, counted, invalid = class_ids(labels, logits.shape[-1], ignore_index)
     _, valid, d, others = _label_margin(logits, ids, counted)
     focal_sp, ce = softplus_pair(d)

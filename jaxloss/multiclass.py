@@ -24,7 +24,7 @@ import numpy as np
 
 from jaxloss import _checks
 from jaxloss._softmax import (
-    IGNORE_INDEX, check_class_mask, check_classes, class_ids, class_masked, class_sum, cofactor, counted_only,
+    IGNORE_INDEX, PerClass, check_class_mask, check_classes, class_ids, class_masked, class_sum, cofactor, counted_only,
     gather_class, id_targets, label_logit, label_shifted_logsumexp, label_value, label_weight, loud,
     minus_log_softmax, one_hot, per_example, shifted_logsumexp, smoothed, smoothed_targets, times_nonzero,
     z_loss_tangent,
@@ -324,7 +324,7 @@ def _poly1_tangent(p, t, out, res):
     mask = class_masked(p.logits, p.class_mask)
     nll = minus_log_softmax(mask.logits, *res)  # −log p_c, +inf for a class with logit −inf
     softmax = jnp.exp(-nll)
-    if jnp.issubdtype(p.labels.dtype, jnp.integer) and not smoothed(p.label_smoothing):
+    if not isinstance(res, PerClass):
         # ℓ = f(nll_y) with f(z) = z − ε·expm1(−z), f' = 1 + ε·p_y; ∂nll_y/∂x_c = p_c − [c = y].
         ids, counted, _ = _poly1_ids(p.labels, mask, p.class_mask, p.ignore_index)
         nll_y = label_value(nll, ids)
@@ -430,7 +430,7 @@ def poly1_cross_entropy(logits, labels, *, epsilon=1.0, label_smoothing=0.0, cla
     y, _, _, invalid = smoothed_targets(labels, label_smoothing, mask, ignore_index)
     nll = minus_log_softmax(mask.logits, shift, lse)
     loss = jnp.sum(times_nonzero(y, nll), axis=-1) - epsilon * jnp.sum(y * jnp.expm1(-nll), axis=-1)
-    return (loss if invalid is None else loud(loss, invalid)), (shift, lse)
+    return (loss if invalid is None else loud(loss, invalid)), PerClass(shift, lse)
 
 
 def poly_loss_cross_entropy(logits, labels, *, axis=-1, epsilon=2.0, label_smoothing=0.0, class_mask=None,

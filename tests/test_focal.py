@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import torch
 from _loss_cases import (
     SHAPE,
     Case,
@@ -622,6 +623,91 @@ def test_ignored_ids_and_examples_without_other_classes_give_zero_loss_and_gradi
     # ignore_index inside [0, C): that class's examples are ignored, and −100 is invalid.
     loss, g = (np.asarray(a) for a in value_and_grads(lambda x: softmax_focal_loss(x, labels, ignore_index=1), logits))
     assert loss[2] == 0 and np.all(g[2] == 0) and np.isnan(loss[1]) and np.all(g[1] == 0)
+
+
+# ----------------------------------------------------------------------------- soft targets, label smoothing
+
+
+def _torch_soft_focal(logits, targets, alpha, gamma, smoothing):
+    """−Σ_c α_c ỹ_c (1 − p_c)^γ log p_c with ỹ = (1 − ε) y + ε/C, and its gradients with respect
+    to every argument, by torch autograd in float64."""
+    t = [torch.tensor(np.asarray(v, np.float64), requires_grad=True) for v in (logits, targets, alpha, gamma, smoothing)]
+    x, y, a, g, e = t
+    log_p = torch.log_softmax(x, -1)
+    smoothed = (1 - e) * y + e / x.shape[-1]
+    loss = -torch.sum(a * smoothed * (1 - log_p.exp()) ** g[..., None] * log_p, -1)
+    loss.sum().backward()
+    return loss.detach().numpy(), [v.grad.numpy() for v in t]
+
+
+def _soft_focal_inputs(seed, shape=SHAPE):
+    rng = np.random.default_rng(seed)
+    logits, y = _class_inputs(rng, shape, "probabilities")
+    return {"logits": logits, "labels": y, "alpha": rng.uniform(0.2, 1.5, shape[-1]),
+            "gamma": rng.uniform(0.5, 3.0, shape[:-1]), "label_smoothing": np.float64(0.15)}
+
+
+def test_softmax_focal_soft_targets_match_torch_autograd_of_the_formula(x64):
+    a = _soft_focal_inputs(40)
+    losses, grads = losses_and_gradients(softmax_focal_loss, a)
+    want, want_grads = _torch_soft_focal(*a.values())
+    np.testing.assert_allclose(losses, want, rtol=1e-12)
+    for name, expected in zip(a, want_grads):
+        np.testing.assert_allclose(grads[name], expected, rtol=1e-10, atol=1e-14, err_msg=name)
+
+
+def test_softmax_focal_soft_targets_check_gradients_to_second_order(x64):
+    a = _soft_focal_inputs(41, (3, 4))
+    check = jaxloss.check_gradients(softmax_focal_loss, **a, order=2)
+    assert set(a) <= {r.argument for r in check.rows} and check.ok, repr(check)
+
+
+def test_softmax_focal_one_hot_targets_and_smoothing_agree_with_class_ids(x64):
+    a = _softmax_focal_inputs("per-class", "per-example")(np.random.default_rng(42), SHAPE)
+    ids = a["labels"]
+    one_hot = {**a, "labels": _np_one_hot(ids, SHAPE[-1])}
+    for smoothing in (None, 0.0, 0.2):  # None: the margin path of class ids
+        extra = {} if smoothing is None else {"label_smoothing": np.float64(smoothing)}
+        ours = losses_and_gradients(softmax_focal_loss, {**a, **extra})
+        dense = losses_and_gradients(softmax_focal_loss, {**one_hot, **extra})
+        reference = _torch_soft_focal(a["logits"], one_hot["labels"], a["alpha"], a["gamma"], smoothing or 0.0)
+        np.testing.assert_allclose(ours[0], reference[0], rtol=1e-12)
+        np.testing.assert_allclose(dense[0], reference[0], rtol=1e-12)
+        for name in ("logits", "alpha", "gamma"):
+            np.testing.assert_allclose(ours[1][name], dense[1][name], rtol=1e-11, atol=1e-14, err_msg=name)
+
+
+def test_softmax_focal_soft_targets_with_gamma_0_are_weighted_cross_entropy(x64):
+    a = _soft_focal_inputs(43)
+    focal = lambda x, y, w: softmax_focal_loss(x, y, alpha=w, gamma=0.0, label_smoothing=0.1)  # noqa: E731
+    ce = lambda x, y, w: jaxloss.softmax_cross_entropy(x, y, class_weights=w, label_smoothing=0.1)  # noqa: E731
+    (loss, g), (want, g_want) = (value_and_grads(f, a["logits"], a["labels"], a["alpha"], argnums=(0, 1, 2))
+                                 for f in (focal, ce))
+    np.testing.assert_allclose(loss, want, rtol=1e-12)
+    for mine, other in zip(g, g_want):
+        np.testing.assert_allclose(mine, other, rtol=1e-11, atol=1e-14)
+
+
+def _np_exact_soft_focal(logits, y, gamma):
+    """float64, from each class's margin over the others, ``d_c = x_c − lse_{k≠c} x_k``:
+    ``log p_c = −softplus(−d_c)``, ``log(1 − p_c) = −softplus(d_c)``, both exact."""
+    x = np.asarray(logits, np.float64)
+    others = np.stack([np.logaddexp.reduce(np.delete(x, c, -1), axis=-1) for c in range(x.shape[-1])], -1)
+    d = x - others
+    return np.sum(y * np.exp(-gamma * np.logaddexp(0, d)) * np.logaddexp(0, -d), -1)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+def test_softmax_focal_soft_targets_are_exact_as_a_probability_goes_to_1(gamma):
+    """p_top = 1 − ~e^{−margin}: float32 values within 1e-5 of float64 (1 − p would round to 0
+    from margin ~17), and derivatives finite at margins of 1e4."""
+    x = np.array([[12.0, 0.0, -1.0], [20.0, 1.0, 0.0], [25.0, 0.0, 3.0], [1e4, -1e4, 0.0]], np.float32)
+    y = np.array([[0.9, 0.05, 0.05], [0.98, 0.02, 0.0], [1.0, 0.0, 0.0], [0.5, 0.0, 0.5]], np.float32)
+    loss, grads = value_and_grads(lambda x, y: softmax_focal_loss(x, y, gamma=gamma), x, y, argnums=(0, 1))
+    np.testing.assert_allclose(loss[:3], _np_exact_soft_focal(x[:3], y[:3], gamma), rtol=1e-5)
+    assert loss[3] == pytest.approx(0.5 * 1e4, rel=1e-6)
+    for g in grads:
+        assert np.all(np.isfinite(g)), grads
 
 
 # ----------------------------------------------------------------------------- where=, dtypes, residuals

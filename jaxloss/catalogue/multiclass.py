@@ -58,12 +58,11 @@ def _extreme_nll():
 
 
 def _focal_classes(rng):
-    """Probability targets with label smoothing (the per-class path; class ids without
-    smoothing are among the extremes and in tests/test_focal.py)."""
-    return (class_logits(rng), soft_targets(rng)), {
+    """Class ids (probability targets and label smoothing, the per-class path, are among the
+    extremes and in tests/test_focal.py)."""
+    return (class_logits(rng), class_ids(rng)), {
         "alpha": jnp.float32(rng.uniform(0.5, 2.0, CLASSES[-1])),
         "gamma": jnp.float32(1.5),
-        "label_smoothing": jnp.float32(0.1),
     }
 
 
