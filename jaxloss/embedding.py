@@ -117,11 +117,11 @@ def _contrastive_tangent(p, t, out, res):
     return tangent_sum((1.0, dd), (pull, t.margin), (0.5 * (d * d - gap * gap), t.is_similar))
 
 
-@hand_derivative(_contrastive_tangent, check=_check_contrastive)
+@hand_derivative(_contrastive_tangent, check=_check_contrastive, class_axis=("x1", "x2"), axis_tuples=True)
 def contrastive_loss(x1, x2, is_similar, *, margin=1.0, where=None):
     r"""Contrastive loss of a pair of embeddings (Hadsell, Chopra & LeCun), per pair.
 
-    With the Euclidean distance :math:`d = \lVert x_1 - x_2 \rVert_2` over the last axis and
+    With the Euclidean distance :math:`d = \lVert x_1 - x_2 \rVert_2` over the feature axis and
     the label :math:`y` (1 similar, 0 dissimilar, or a soft weight in between):
 
     .. math:: \ell = \tfrac12\,y\,d^2 + \tfrac12\,(1 - y)\max(0, m - d)^2.
@@ -138,6 +138,8 @@ def contrastive_loss(x1, x2, is_similar, *, margin=1.0, where=None):
       is_similar: labels of the batch shape ``[...]`` (or broadcasting to it): boolean or
         integer (``> 0`` means similar; no derivative), or float weights in [0, 1] (soft
         labels, differentiated).
+      axis: static; the feature axis D of ``x1`` and ``x2`` (the last by default): an int, a
+        tuple of ints (flattened into one) or None (every axis); ``[...]`` is the rest.
       margin: m, a float or an array broadcasting to ``[...]`` (differentiated when traced).
       where: optional boolean mask broadcasting to ``[...]``.
 
@@ -200,11 +202,12 @@ def _triplet_tangent(p, t, out, res):
     return tangent_sum((active, dd_ap), (-active, dd_an), (active, t.margin))
 
 
-@hand_derivative(_triplet_tangent, check=_check_triplet, static=("p", "swap"))
+@hand_derivative(_triplet_tangent, check=_check_triplet, static=("p", "swap"),
+                 class_axis=("anchor", "positive", "negative"), axis_tuples=True)
 def triplet_margin_loss(anchor, positive, negative, *, margin=1.0, p=2.0, eps=1e-6, swap=False, where=None):
     r"""Triplet margin loss, per triplet, as ``torch.nn.functional.triplet_margin_loss``.
 
-    With :math:`d(u, v) = \lVert u - v + \epsilon \rVert_p` over the last axis (ε added to every
+    With :math:`d(u, v) = \lVert u - v + \epsilon \rVert_p` over the feature axis (ε added to every
     coordinate, as PyTorch's ``pairwise_distance`` does):
 
     .. math:: \ell = \max\bigl(0,\ d(a, p) - d(a, n) + m\bigr),
@@ -223,6 +226,8 @@ def triplet_margin_loss(anchor, positive, negative, *, margin=1.0, p=2.0, eps=1e
 
     Args:
       anchor, positive, negative: float arrays ``[..., D]`` of the same shape.
+      axis: static; the feature axis D (the last by default): an int (as optax's), a tuple
+        of ints (flattened into one) or None (every axis); ``[...]`` is the rest.
       margin: m, a float or an array broadcasting to ``[...]`` (differentiated when traced).
         PyTorch requires m > 0; any value is accepted here.
       p: static; the norm degree, a Python number with ``1 <= p < inf``.
@@ -290,13 +295,14 @@ def _cosine_embedding_tangent(p, t, out, res):
     return tangent_sum((jnp.where(similar, -1.0, active), dcos), (-active, t.margin))
 
 
-@hand_derivative(_cosine_embedding_tangent, check=_check_cosine_embedding)
+@hand_derivative(_cosine_embedding_tangent, check=_check_cosine_embedding, class_axis=("x1", "x2"),
+                 axis_tuples=True)
 def cosine_embedding_loss(x1, x2, y, *, margin=0.0, where=None):
     r"""Cosine embedding loss, per pair, as ``torch.nn.functional.cosine_embedding_loss``.
 
     With PyTorch's cosine :math:`c = \langle x_1, x_2\rangle / \sqrt{(\lVert x_1\rVert^2 + \epsilon)
     (\lVert x_2\rVert^2 + \epsilon)}`, :math:`\epsilon = 10^{-12}` (rounded to float32, as in
-    PyTorch), over the last axis:
+    PyTorch), over the feature axis:
 
     .. math:: \ell = \begin{cases} 1 - c & y = 1 \\ \max(0, c - m) & y = -1 \end{cases}.
 
@@ -312,6 +318,8 @@ def cosine_embedding_loss(x1, x2, y, *, margin=0.0, where=None):
       x1, x2: float arrays ``[..., D]`` of the same shape.
       y: integer or boolean labels broadcasting to ``[...]``: ``> 0`` (1) asks for similar
         embeddings, anything else (−1) for dissimilar ones; no derivative.
+      axis: static; the feature axis D (the last by default): an int, a tuple of ints
+        (flattened into one) or None (every axis); ``[...]`` is the rest.
       margin: m, a float or an array broadcasting to ``[...]`` (differentiated when traced);
         PyTorch suggests values in [−1, 1].
       where: optional boolean mask broadcasting to ``[...]``.

@@ -168,7 +168,8 @@ def hand_derivative(
 
     Returns:
       A decorator taking the forward formula and returning the public loss, with the
-      plain-autodiff version attached as ``.reference``.  If the forward has a
+      plain-autodiff version attached as ``.reference`` (and ``.class_axis``,
+      ``.axis_tuples`` as declared, which :mod:`jaxloss.checks` and the tests read).  If the forward has a
       ``where`` parameter, the mechanism applies it: masked entries give 0 and a
       derivative of exactly 0, even when their inputs hold inf or NaN (padding): the
       masked examples of the per-example arguments, and of their tangents, are set to 0
@@ -199,10 +200,15 @@ def hand_derivative(
             dtype = float_dtype(arguments[n] for n in inputs)
             arguments.update({n: as_float_option(arguments[n], dtype) for n in options})
             arguments.update({n: as_ids(arguments[n]) for n in inputs + ids})
-            if class_axis:
-                arguments.update(_move_class_axis(arguments, class_axis, axis, axis_tuples))
+            moved = _move_class_axis(arguments, class_axis, axis, axis_tuples) if class_axis else {}
+            arguments.update(moved)
             if check is not None:
-                check(**arguments)
+                try:
+                    check(**arguments)
+                except (TypeError, ValueError) as e:
+                    if not moved:
+                        raise
+                    raise type(e)(f"{e} (Shapes as the loss sees them, with axis={axis!r} moved last.)") from None
             for n in static:
                 _checks.hashable(n, arguments[n])
             if arguments.get("where") is not None:
@@ -278,7 +284,7 @@ def hand_derivative(
         public.__signature__ = reference.__signature__ = public_signature
         public.reference = reference
         public.tangent_rule = tangent
-        public.class_axis = tuple(class_axis)
+        public.class_axis, public.axis_tuples = tuple(class_axis), axis_tuples
         return public
 
     return decorate
@@ -305,9 +311,8 @@ def class_axes(axis, shape, *, tuples=False, name="logits") -> tuple[int, ...]:
     allowed = "an int, a tuple of ints or None" if tuples else "an int"
     if axis is None and tuples:
         return tuple(range(ndim))
-    single = isinstance(axis, numbers.Integral) and not isinstance(axis, bool)
-    many = tuples and isinstance(axis, tuple) and len(axis) > 0 and all(
-        isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in axis)
+    single = _is_int(axis)
+    many = tuples and isinstance(axis, tuple) and len(axis) > 0 and all(_is_int(a) for a in axis)
     if not (single or many):
         raise ValueError(f"axis must be {allowed} (static), got {axis!r}, for {name} with shape {shape}.")
     axes = (axis,) if single else axis
@@ -319,12 +324,16 @@ def class_axes(axis, shape, *, tuples=False, name="logits") -> tuple[int, ...]:
     return axes
 
 
+def _is_int(x) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
 def _move_class_axis(arguments, names, axis, tuples):
     """``{name: array}``: the arguments ``names`` with the axes ``axis`` of the first (the
     primary) moved last and flattened into one; see ``class_axis`` in :func:`hand_derivative`."""
     primary = arguments[names[0]]
-    if not isinstance(primary, jax.Array | np.ndarray):
-        return {}  # not an array: the loss's check names it
+    if not isinstance(primary, jax.Array | np.ndarray) or (_is_int(axis) and axis == -1):
+        return {}  # the default moves nothing; the loss's check names a non-array or a scalar
     shape = primary.shape
     axes = class_axes(axis, shape, tuples=tuples, name=names[0])
     if axes == (len(shape) - 1,):

@@ -60,7 +60,8 @@ def _kl_tangent(p, t, out, res):
 
 
 @hand_derivative(_kl_tangent, check=_check_kl,
-                 per_example=("mean", "log_variance", "prior_mean", "prior_log_variance"))
+                 per_example=("mean", "log_variance", "prior_mean", "prior_log_variance"),
+                 class_axis=("mean", "log_variance", "prior_mean", "prior_log_variance"), axis_tuples=True)
 def gaussian_kl_divergence(mean, log_variance, *, prior_mean=0.0, prior_log_variance=0.0, where=None):
     r"""KL divergence of a diagonal Gaussian from a diagonal Gaussian prior, per example.
 
@@ -69,9 +70,10 @@ def gaussian_kl_divergence(mean, log_variance, *, prior_mean=0.0, prior_log_vari
             = \tfrac12 \sum_d \Big[\frac{\sigma_d^2 + (\mu_d - \mu_{0d})^2}{\sigma_{0d}^2}
               - 1 + \log\sigma_{0d}^2 - \log\sigma_d^2\Big],
 
-    summed over the latent axis (the last), with ``log_variance`` = :math:`\log\sigma^2` and
-    ``prior_log_variance`` = :math:`\log\sigma_0^2`.  With the default standard-normal prior
-    this is the VAE regulariser ``−½ Σ (1 + log σ² − μ² − σ²)``.
+    summed over the latent axis (``axis``, the last by default; a tuple such as ``(1, 2, 3)``
+    sums the ``[C, H, W]`` latents of a convolutional VAE), with ``log_variance`` =
+    :math:`\log\sigma^2` and ``prior_log_variance`` = :math:`\log\sigma_0^2`.  With the
+    default standard-normal prior this is the VAE regulariser ``−½ Σ (1 + log σ² − μ² − σ²)``.
 
     Derivatives (hand rule), with :math:`\delta = \log\sigma^2 - \log\sigma_0^2` and
     :math:`z = (\mu - \mu_0)/\sigma_0`:
@@ -88,16 +90,22 @@ def gaussian_kl_divergence(mean, log_variance, *, prior_mean=0.0, prior_log_vari
     ``δ ≈ 11.8``.
 
     Args:
-      mean: float array ``[..., D]``, the posterior means :math:`\mu`.
+      mean: float array ``[..., D]``, the posterior means :math:`\mu`, D on ``axis``.
       log_variance: float array broadcasting to ``mean``'s shape, :math:`\log\sigma^2`.
+      axis: static; the latent axis of ``mean`` (the last by default): an int, a tuple of
+        ints (summed together) or None (every axis).  The other arguments broadcast
+        against ``mean`` as given (``[D]`` for ``axis=-1``, ``[D, 1, 1]`` for ``axis=1``
+        of ``[N, D, H, W]``).
       prior_mean: the prior means :math:`\mu_0`: a float or an array broadcasting to
         ``mean``'s shape (differentiated when traced).
       prior_log_variance: :math:`\log\sigma_0^2`, a float or an array broadcasting to
         ``mean``'s shape (differentiated when traced).
-      where: optional boolean mask broadcasting to the batch shape ``mean.shape[:-1]``.
+      where: optional boolean mask broadcasting to the batch shape: ``mean``'s shape
+        without ``axis``.
 
     Returns:
-      Losses of the batch shape ``mean.shape[:-1]``, float32 for lower-precision inputs.
+      Losses of the batch shape (``mean.shape[:-1]`` for ``axis=-1``), float32 for
+      lower-precision inputs.
 
     Example:
       >>> import jax.numpy as jnp, jaxloss

@@ -306,11 +306,11 @@ def _cosine_tangent(p, t, out, res):
     return None if dcos is None else -jnp.sum(dcos, axis=-1)
 
 
-@hand_derivative(_cosine_tangent, check=_check_cosine)
+@hand_derivative(_cosine_tangent, check=_check_cosine, class_axis=("predictions", "targets"), axis_tuples=True)
 def negative_cosine_similarity(predictions, targets, *, where=None):
     r"""Negative cosine similarity per example: the BYOL / SimSiam objective.
 
-    With ``â = a/max(‖a‖, ε)`` (``F.normalize``, ε = 1e-12) over the last axis:
+    With ``â = a/max(‖a‖, ε)`` (``F.normalize``, ε = 1e-12) over the feature axis:
 
     .. math:: \ell = -\langle \hat p, \hat z\rangle.
 
@@ -325,6 +325,8 @@ def negative_cosine_similarity(predictions, targets, *, where=None):
     Args:
       predictions: float ``[..., D]`` (the predictor's output p).
       targets: float ``[..., D]`` (the other branch's projection z).
+      axis: static; the feature axis D (the last by default): an int, a tuple of ints
+        (flattened into one) or None (every axis); ``[...]`` is the rest.
       where: optional boolean mask broadcasting to ``[...]``.
 
     Returns:
