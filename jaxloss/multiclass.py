@@ -1,6 +1,7 @@
 """Multi-class classification losses on logits ``[..., classes]``.
 
-Each returns one loss per example: the batch shape, the class axis (the last) reduced.
+Each returns one loss per example: the batch shape, the class axis (``axis``, the last by
+default) reduced.
 Labels are integer class ids of the batch shape or, where a loss says so, probability
 targets of the logits' shape.  Class ids are compared in int32 whatever their dtype.  Out-of-range
 ids cannot raise inside ``jit``: an id equal to ``ignore_index`` (PyTorch's −100 by default;
@@ -160,9 +161,10 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, z_loss=0.0, cl
 
     ``class_mask`` is optax's ``where`` here: the classes it masks are left out, as if their
     logits were −inf and their targets and weights 0 (masked logits may hold anything, inf
-    and NaN included, and get derivative 0); ε/C becomes ε/K with K the classes left, and an
-    example with no class left has loss 0 (z-loss included) and derivative 0.  These are
-    optax's numbers, also for a class id on a masked class: as in
+    and NaN included, and get derivative 0, but for a label's own logit, below); ε/C becomes
+    ε/K with K the classes left, and an example with no class left has loss 0 (z-loss
+    included) and derivative 0.  These are optax's numbers, also for a class id on a masked
+    class: as in
     ``optax.losses.softmax_cross_entropy_with_integer_labels`` its loss is
     ``lse_{unmasked}(x) − x_y`` and ``∂ℓ/∂x_y = −w_y·(1 − ε)`` (probability targets, like
     optax's one-hot ones, lose such a class's mass instead).  ``where=`` is not optax's: it
@@ -209,9 +211,9 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, z_loss=0.0, cl
     ``softmax_cross_entropy_with_integer_labels`` and ``safe_softmax_cross_entropy``
     (whose 0·log 0 = 0 at a −inf logit without target mass is the rule here too).  Their
     defaults are optax's (no smoothing, no z-loss, the last axis, nothing masked).
-    Differs from optax: per-example losses are the same, but ``where`` masks examples
-    (optax's ``where`` is ``class_mask``), and class ids, probability targets,
-    ``ignore_index``, class weights, smoothing and z-loss are all accepted by one function.
+    Differs from optax: ``where`` masks examples (optax's ``where`` is ``class_mask``), and
+    one function takes class ids and probability targets, ``ignore_index``, class weights,
+    smoothing and z-loss (optax's three take none of these options).
 
     References:
       ``optax.losses.softmax_cross_entropy``,
