@@ -1,10 +1,10 @@
-"""Sparsemax and Fenchel–Young losses.
+r"""Sparsemax and Fenchel–Young losses.
 
-A Fenchel–Young loss pairs a regularised "max" :math:`\\Omega^*` (log-sum-exp for softmax,
+A Fenchel–Young loss pairs a regularised "max" :math:`\Omega^*` (log-sum-exp for softmax,
 the sparsemax cumulant for sparsemax) with targets :math:`y`:
-:math:`\\ell(s; y) = \\Omega^*(s) + \\Omega(y) - \\langle s, y\\rangle`, whose gradient with respect
-to the scores is :math:`\\nabla\\Omega^*(s) - y`, the prediction minus the target.  The
-sparsemax losses here are those of the Gini negentropy :math:`\\Omega(p) = \\tfrac12(\\|p\\|^2 - 1)`
+:math:`\ell(s; y) = \Omega^*(s) + \Omega(y) - \langle s, y\rangle`, whose gradient with respect
+to the scores is :math:`\nabla\Omega^*(s) - y`, the prediction minus the target.  The
+sparsemax losses here are those of the Gini negentropy :math:`\Omega(p) = \tfrac12(\|p\|^2 - 1)`
 on the simplex; :func:`make_fenchel_young_loss` builds one from any max function.
 
 Every function supports ``jit``, ``vmap``, forward and reverse mode, ``jax.hessian`` and
