@@ -961,7 +961,7 @@ def test_dice_probability_validation_valid():
 def test_dice_probability_validation_invalid():
     pytest.skip("optax raises for probabilities that do not sum to 1 (a host-side value check); issue 17 does "
                 "not ask for it: jaxloss takes per-class (multi-label) probabilities and checks values "
-                "only through J.checks")
+                "only through jaxloss.checks")
 
 
 # _segmentation_test.py DiceLossTest.test_generalized_dice_loss_ignore_background
