@@ -440,7 +440,8 @@ def test_hinge_embedding_zero_and_bool_labels_mean_minus_one():
     x = np.array([0.3, 0.3, 2.0, -1.0], np.float32)
     signed = jaxloss.hinge_embedding_loss(x, np.array([1, -1, -1, -1]))
     np.testing.assert_allclose(signed, [0.3, 0.7, 0.0, 2.0], rtol=1e-6)
-    for labels in (np.array([1, 0, 0, 0]), np.array([True, False, False, False]), np.array([1.0, -1.0, -1.0, -1.0])):
+    for labels in (np.array([1, 0, 0, 0]), np.array([True, False, False, False]),
+                   np.array([1.0, -1.0, -1.0, -1.0], np.float32)):
         np.testing.assert_array_equal(jaxloss.hinge_embedding_loss(x, labels), signed)
 
 
