@@ -457,6 +457,10 @@ def poly_loss_cross_entropy(logits, labels, *, axis=-1, epsilon=2.0, label_smoot
 
 
 poly_loss_cross_entropy.reference = functools.partial(poly1_cross_entropy.reference, epsilon=2.0)
+poly_loss_cross_entropy.class_axis = poly1_cross_entropy.class_axis
+poly_loss_cross_entropy.axis_tuples = poly1_cross_entropy.axis_tuples
+poly_loss_cross_entropy.class_axis = poly1_cross_entropy.class_axis
+poly_loss_cross_entropy.axis_tuples = poly1_cross_entropy.axis_tuples
 softmax_cross_entropy_with_integer_labels = softmax_cross_entropy
 safe_softmax_cross_entropy = softmax_cross_entropy
 

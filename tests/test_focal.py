@@ -792,8 +792,8 @@ ERRORS = [
     # softmax_focal_loss
     pytest.param(softmax_focal_loss, (I, B), {}, TypeError, r"logits must be a floating-point array",
                  id="softmax-integer-logits"),
-    pytest.param(softmax_focal_loss, (F, F), {}, TypeError, r"labels must be integer class ids, got shape \(5, 7\)",
-                 id="softmax-float-labels"),
+    pytest.param(softmax_focal_loss, (F, F[:, 0]), {}, ValueError,
+                 r"float labels \(probability targets\) must have the shape of logits", id="softmax-float-labels"),
     pytest.param(softmax_focal_loss, (F, B4), {}, ValueError,
                  r"integer labels \(class ids\) must have the batch shape of logits, \(5,\), got shape \(4,\)",
                  id="softmax-labels-shape"),

@@ -35,7 +35,7 @@ def _nll(rng):
 
 # The last class masked by class_mask (its logits NaN), and a row with no class left.
 MASKED_LAST = (HUGE_LOGITS.at[:, 3].set(jnp.nan), {"class_mask": jnp.array([True, True, True, False])})
-NO_CLASS_LEFT = {"class_mask": jnp.array([[True] * 4, [True] * 4, [False] * 4])}
+NO_CLASS_LEFT = {"class_mask": jnp.array([[True] * 3 + [False], [True] * 3 + [False], [False] * 4])}
 
 
 # Logits of ±1e4, a class masked with −inf (never the label), an empty where mask, class masks.
