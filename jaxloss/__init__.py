@@ -5,12 +5,15 @@ from jaxloss import reduce as reduce
 from jaxloss.angular import angular_margin_loss as angular_margin_loss
 from jaxloss.angular import arcface_loss as arcface_loss
 from jaxloss.angular import cosface_loss as cosface_loss
-from jaxloss.angular import ge2e_loss as ge2e_loss
 from jaxloss.angular import sphereface_loss as sphereface_loss
+from jaxloss.classification import binary_cross_entropy as binary_cross_entropy
+from jaxloss.classification import hinge_embedding_loss as hinge_embedding_loss
 from jaxloss.classification import hinge_loss as hinge_loss
 from jaxloss.classification import logistic_loss as logistic_loss
 from jaxloss.classification import margin_ranking_loss as margin_ranking_loss
+from jaxloss.classification import perceptron_loss as perceptron_loss
 from jaxloss.classification import sigmoid_binary_cross_entropy as sigmoid_binary_cross_entropy
+from jaxloss.classification import soft_margin_loss as soft_margin_loss
 from jaxloss.classification import square_loss as square_loss
 from jaxloss.classification import squared_hinge_loss as squared_hinge_loss
 from jaxloss.contrastive import clip_loss as clip_loss
@@ -18,8 +21,11 @@ from jaxloss.contrastive import info_nce_loss as info_nce_loss
 from jaxloss.contrastive import multiple_negatives_ranking_loss as multiple_negatives_ranking_loss
 from jaxloss.contrastive import ntxent_loss as ntxent_loss
 from jaxloss.contrastive import sigmoid_contrastive_loss as sigmoid_contrastive_loss
+from jaxloss.divergence import convex_kl_divergence as convex_kl_divergence
 from jaxloss.divergence import distillation_loss as distillation_loss
+from jaxloss.divergence import generalized_kl_divergence as generalized_kl_divergence
 from jaxloss.divergence import kl_divergence as kl_divergence
+from jaxloss.divergence import kl_divergence_with_log_targets as kl_divergence_with_log_targets
 from jaxloss.embedding import batch_triplet_loss as batch_triplet_loss
 from jaxloss.embedding import contrastive_loss as contrastive_loss
 from jaxloss.embedding import cosine_embedding_loss as cosine_embedding_loss
@@ -31,15 +37,27 @@ from jaxloss.fused import linear_softmax_cross_entropy as linear_softmax_cross_e
 from jaxloss.fused import linear_softmax_cross_entropy_mean as linear_softmax_cross_entropy_mean
 from jaxloss.gradients import check_gradients as check_gradients
 from jaxloss.margin import multiclass_hinge_loss as multiclass_hinge_loss
+from jaxloss.margin import multiclass_perceptron_loss as multiclass_perceptron_loss
+from jaxloss.margin import multilabel_margin_loss as multilabel_margin_loss
+from jaxloss.margin import multilabel_soft_margin_loss as multilabel_soft_margin_loss
 from jaxloss.multiclass import nll_loss as nll_loss
 from jaxloss.multiclass import poly1_cross_entropy as poly1_cross_entropy
+from jaxloss.multiclass import poly_loss_cross_entropy as poly_loss_cross_entropy
+from jaxloss.multiclass import safe_softmax_cross_entropy as safe_softmax_cross_entropy
+from jaxloss.multiclass import smooth_labels as smooth_labels
 from jaxloss.multiclass import softmax_cross_entropy as softmax_cross_entropy
+from jaxloss.multiclass import softmax_cross_entropy_with_integer_labels as softmax_cross_entropy_with_integer_labels
 from jaxloss.probabilistic import gaussian_kl_divergence as gaussian_kl_divergence
 from jaxloss.probabilistic import gaussian_nll_loss as gaussian_nll_loss
 from jaxloss.probabilistic import poisson_nll_loss as poisson_nll_loss
 from jaxloss.regression import absolute_error as absolute_error
+from jaxloss.regression import cosine_distance as cosine_distance
+from jaxloss.regression import cosine_similarity as cosine_similarity
 from jaxloss.regression import huber_loss as huber_loss
+from jaxloss.regression import l1_loss as l1_loss
+from jaxloss.regression import l2_loss as l2_loss
 from jaxloss.regression import log_cosh as log_cosh
+from jaxloss.regression import mse_loss as mse_loss
 from jaxloss.regression import quantile_loss as quantile_loss
 from jaxloss.regression import smooth_l1_loss as smooth_l1_loss
 from jaxloss.regression import squared_error as squared_error
@@ -53,5 +71,9 @@ from jaxloss.selfsupervised import dino_loss as dino_loss
 from jaxloss.selfsupervised import negative_cosine_similarity as negative_cosine_similarity
 from jaxloss.selfsupervised import vicreg_loss as vicreg_loss
 from jaxloss.sequence import ctc_loss as ctc_loss
+from jaxloss.sparsemax import make_fenchel_young_loss as make_fenchel_young_loss
+from jaxloss.sparsemax import multiclass_sparsemax_loss as multiclass_sparsemax_loss
+from jaxloss.sparsemax import sparsemax_loss as sparsemax_loss
+from jaxloss.speaker import ge2e_loss as ge2e_loss
 
 __version__ = "0.1.0"

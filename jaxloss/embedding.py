@@ -270,9 +270,6 @@ _COSINE_EPSILON = float(np.float32(1e-12))
 def _check_cosine_embedding(x1, x2, y, margin, where):
     batch = _check_embeddings((("x1", x1), ("x2", x2)), where, margin=margin)
     _checks.numeric("y", y)
-    if not jnp.issubdtype(jnp.result_type(y), jnp.integer) and jnp.result_type(y) != jnp.bool_:
-        raise TypeError(f"y must be an integer or boolean array of labels in {{1, -1}}, got shape "
-                        f"{tuple(jnp.shape(y))}, dtype {jnp.result_type(y)}.")
     _checks.broadcasts_to("y", y, batch, "the batch shape of x1")
 
 
@@ -316,8 +313,9 @@ def cosine_embedding_loss(x1, x2, y, *, margin=0.0, where=None):
 
     Args:
       x1, x2: float arrays ``[..., D]`` of the same shape.
-      y: integer or boolean labels broadcasting to ``[...]``: ``> 0`` (1) asks for similar
-        embeddings, anything else (−1) for dissimilar ones; no derivative.
+      y: integer, boolean or float labels broadcasting to ``[...]`` (PyTorch passes float
+        ±1): ``> 0`` (1) asks for similar embeddings, anything else (−1) for dissimilar
+        ones; no derivative.
       axis: static; the feature axis D (the last by default): an int, a tuple of ints
         (flattened into one) or None (every axis); ``[...]`` is the rest.
       margin: m, a float or an array broadcasting to ``[...]`` (differentiated when traced);

@@ -299,11 +299,8 @@ def _check_cosine(predictions, targets, where):
 
 
 def _cosine_tangent(p, t, out, res):
-    (a, a_norm), (b, b_norm) = (_math.normalize(x, _NORMALIZE_EPS) for x in (p.predictions, p.targets))
-    da = None if t.predictions is None else _math.normalize_tangent(a, a_norm, t.predictions, _NORMALIZE_EPS)
-    db = None if t.targets is None else _math.normalize_tangent(b, b_norm, t.targets, _NORMALIZE_EPS)
-    dcos = tangent_sum((b, da), (a, db))
-    return None if dcos is None else -jnp.sum(dcos, axis=-1)
+    dcos = _math.cosine_similarity_tangent(p.predictions, p.targets, _NORMALIZE_EPS, t.predictions, t.targets)
+    return None if dcos is None else -dcos
 
 
 @hand_derivative(_cosine_tangent, check=_check_cosine, class_axis=("predictions", "targets"), axis_tuples=True)
@@ -343,8 +340,7 @@ def negative_cosine_similarity(predictions, targets, *, where=None):
       Algorithm 1 ``D``; Grill et al., "Bootstrap Your Own Latent" (BYOL), NeurIPS 2020,
       Eq. 2 (2 − 2·cos).
     """
-    (a, _), (b, _) = (_math.normalize(x, _NORMALIZE_EPS) for x in (predictions, targets))
-    return -jnp.sum(a * b, axis=-1)
+    return -_math.cosine_similarity(predictions, targets, _NORMALIZE_EPS)
 
 
 # ------------------------------------------------------------------ dino_loss

@@ -223,16 +223,16 @@ FOCAL_Y = jnp.array([[0.0, 1.0, 1.0], [0.0, 1.0, 0.0]])
 def test_sigmoid_focal_gamma_as_python_numpy_or_traced_integer():
     expected, _ = _sigmoid_focal_reference(FOCAL_X, FOCAL_Y, 0.25, 2.0)
     for gamma in (2, np.int64(2), np.int32(2), np.float64(2.0), jnp.int32(2), jnp.uint8(2)):
-        np.testing.assert_allclose(jaxloss.sigmoid_focal_loss(FOCAL_X, FOCAL_Y, gamma=gamma), expected, rtol=1e-6)
+        np.testing.assert_allclose(jaxloss.sigmoid_focal_loss(FOCAL_X, FOCAL_Y, alpha=0.25, gamma=gamma), expected, rtol=1e-6)
     # The case that raised TypeError: an int32 tracer under jit.
-    jitted = jax.jit(lambda g: jaxloss.sigmoid_focal_loss(FOCAL_X, FOCAL_Y, gamma=g))(2)
+    jitted = jax.jit(lambda g: jaxloss.sigmoid_focal_loss(FOCAL_X, FOCAL_Y, alpha=0.25, gamma=g))(2)
     np.testing.assert_allclose(jitted, expected, rtol=1e-6)
     np.testing.assert_allclose(jax.jit(lambda a: jaxloss.sigmoid_focal_loss(FOCAL_X, FOCAL_Y, alpha=a))(jnp.int8(1)),
                                _sigmoid_focal_reference(FOCAL_X, FOCAL_Y, 1.0, 2.0)[0], rtol=1e-6)
 
 
 def test_a_float_option_given_as_a_float_keeps_its_derivative():
-    total = lambda g: jnp.sum(jaxloss.sigmoid_focal_loss(FOCAL_X, FOCAL_Y, gamma=g))  # noqa: E731
+    total = lambda g: jnp.sum(jaxloss.sigmoid_focal_loss(FOCAL_X, FOCAL_Y, alpha=0.25, gamma=g))  # noqa: E731
     grad, tangent, second = jax.jit(lambda g: (jax.grad(total)(g), jax.jvp(total, (g,), (1.0,))[1],
                                                jax.jvp(jax.grad(total), (g,), (1.0,))[1]))(1.5)
     _, dgamma = _sigmoid_focal_reference(FOCAL_X, FOCAL_Y, 0.25, 1.5)
@@ -252,7 +252,7 @@ def test_integer_options_take_the_compute_dtype_of_the_inputs(x64):
         assert jaxloss.sigmoid_focal_loss(x32, y32, gamma=gamma).dtype == jnp.float32
     # ... and with float64 inputs an integer option is cast to float64, exactly.
     x64_, y64 = FOCAL_X.astype(jnp.float64), FOCAL_Y.astype(jnp.float64)
-    out = jax.jit(lambda g: jaxloss.sigmoid_focal_loss(x64_, y64, gamma=g))(jnp.int64(2))
+    out = jax.jit(lambda g: jaxloss.sigmoid_focal_loss(x64_, y64, alpha=0.25, gamma=g))(jnp.int64(2))
     assert out.dtype == jnp.float64
     np.testing.assert_allclose(out, _sigmoid_focal_reference(FOCAL_X, FOCAL_Y, 0.25, 2.0)[0], rtol=1e-12)
 

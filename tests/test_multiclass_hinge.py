@@ -414,7 +414,7 @@ ERRORS = [
     pytest.param((np.zeros((5, 7), np.int32), I5), {}, TypeError,
                  r"scores must be a floating-point array, got shape \(5, 7\), dtype int32", id="integer-scores"),
     pytest.param((np.zeros((), np.float32), np.zeros((), np.int32)), {}, ValueError,
-                 r"axis=-1 is out of range for scores with shape \(\)", id="scalar-scores"),
+                 r"scores must have a class axis \(rank >= 1\), got shape \(\)", id="scalar-scores"),
     pytest.param((F, I5), {"kind": "one_vs_rest"}, ValueError,
                  r"kind must be 'crammer_singer' or 'weston_watkins', got 'one_vs_rest'", id="bad-kind"),
     pytest.param((F, I5), {"p": 3}, ValueError, r"p must be the int 1 \(hinge\) or 2 \(squared hinge\), got 3",

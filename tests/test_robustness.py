@@ -40,6 +40,8 @@ TARGETS = ("targets", "target", "labels", "is_similar", "y", "logit_paddings", "
 MAX_ABS = {
     ("gaussian_kl_divergence", "log_variance"): 30.0,
     ("poisson_nll_loss", "log_rate_or_rate"): 30.0,
+    ("generalized_kl_divergence", "log_predictions"): 30.0,  # exp(log p) overflows past ~88
+    ("binary_cross_entropy", "probabilities"): 1.0,  # outside [0, 1] the loss is NaN (torch raises)
 }
 DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 SCALES = (1.0, 1e2, 1e4)
