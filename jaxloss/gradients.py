@@ -148,8 +148,9 @@ def hand_derivative(
         against that; derivatives come back in the caller's layout (the move is a
         transpose outside the rule).
       axis_tuples: whether ``axis`` may also be a tuple of ints (moved last in the order
-        given and flattened into one axis, as optax does) or None (every axis).  Leave it
-        false for losses with class ids or per-class options ``[C]``: they take an int.
+        given and flattened into one axis, as optax does) or None (every axis).  Class ids
+        and per-class options ``[C]`` then index the flattened axis (optax's integer-label
+        cross-entropy does the same).
 
     Arguments are normalised before ``check`` sees them.  Float options given as
     integers become floats, so that ``gamma=2`` means ``gamma=2.0``: Python and NumPy

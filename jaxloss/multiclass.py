@@ -126,7 +126,8 @@ def _softmax_cross_entropy_tangent(p, t, out, res):
 
 
 @hand_derivative(_softmax_cross_entropy_tangent, static=("ignore_index",), check=_check_cross_entropy,
-                 residuals=True, own_precision=("logits",), class_axis=("logits", "labels", "class_mask"))
+                 residuals=True, own_precision=("logits",), class_axis=("logits", "labels", "class_mask"),
+                 axis_tuples=True)
 def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, z_loss=0.0, class_weights=None, class_mask=None,
                           ignore_index=IGNORE_INDEX, where=None):
     r"""Softmax cross-entropy per example, with class ids or probability targets.
@@ -186,7 +187,9 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, z_loss=0.0, cl
       logits: float array ``[..., C]`` with C on ``axis``.
       labels: integer class ids of the batch shape (``logits`` without ``axis``; no
         derivative), or float probability targets of the shape of ``logits`` (differentiated).
-      axis: static; the class axis of ``logits`` (default -1, the last), an int.
+      axis: static; the class axis of ``logits`` (default -1, the last): an int, or a tuple
+        of ints (as optax), moved last in the order given and flattened into one class axis,
+        which class ids and ``class_weights`` then index.
       label_smoothing: ε in [0, 1]; a float or an array of the batch shape.
       z_loss: λ >= 0, the weight of ``lse(x)²`` (PaLM uses 1e-4); a float or an array of
         the batch shape.  The class weights do not scale it.
@@ -351,7 +354,7 @@ def _poly1_tangent(p, t, out, res):
 
 
 @hand_derivative(_poly1_tangent, static=("ignore_index",), check=_check_poly1, residuals=True,
-                 class_axis=("logits", "labels", "class_mask"))
+                 class_axis=("logits", "labels", "class_mask"), axis_tuples=True)
 def poly1_cross_entropy(logits, labels, *, epsilon=1.0, label_smoothing=0.0, class_mask=None,
                         ignore_index=IGNORE_INDEX, where=None):
     r"""Poly-1 cross-entropy (PolyLoss) per example: cross-entropy plus ε·(1 − p_t).
@@ -394,7 +397,9 @@ def poly1_cross_entropy(logits, labels, *, epsilon=1.0, label_smoothing=0.0, cla
       logits: float array ``[..., C]`` with C on ``axis``.
       labels: integer class ids of the batch shape (``logits`` without ``axis``; no
         derivative), or float probability targets of the shape of ``logits`` (differentiated).
-      axis: static; the class axis of ``logits`` (default -1, the last), an int.
+      axis: static; the class axis of ``logits`` (default -1, the last): an int, or a tuple
+        of ints (as optax), moved last in the order given and flattened into one class axis,
+        which class ids then index.
       epsilon: ε, a float or an array of the batch shape (differentiated when traced);
         may be negative.
       label_smoothing: s in [0, 1]; a float or an array of the batch shape.
