@@ -44,13 +44,11 @@ ACCEPTED: dict[tuple[str, str], str] = {
     ("*", "integer logit_paddings"): "paddings are 0/1 of any real dtype",
     ("*", "integer label_paddings"): "paddings are 0/1 of any real dtype",
     **{(loss, "integer targets"): "regression targets may be integers" for loss in (
-        "squared_error", "absolute_error", "huber_loss", "smooth_l1_loss", "log_cosh", "quantile_loss", "mse_loss",
-        "l1_loss", "l2_loss")},
+        "squared_error", "absolute_error", "huber_loss", "smooth_l1_loss", "log_cosh", "quantile_loss", "l2_loss")},
     **{(loss, "integer target"): "targets may be integers (counts)" for loss in (
         "gaussian_nll_loss", "poisson_nll_loss")},
     **{(loss, "integer labels"): "binary labels in {0, 1} may be integers" for loss in (
-        "sigmoid_binary_cross_entropy", "sigmoid_focal_loss", "multilabel_soft_margin_loss", "binary_cross_entropy",
-        "soft_margin_loss")},
+        "sigmoid_binary_cross_entropy", "sigmoid_focal_loss", "multilabel_soft_margin_loss", "binary_cross_entropy")},
     **{(loss, "float labels"): "binary labels in {0, 1} may be floats" for loss in (
         "hinge_loss", "squared_hinge_loss", "logistic_loss", "square_loss", "perceptron_loss",
         "hinge_embedding_loss", "sparsemax_loss")},

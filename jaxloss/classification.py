@@ -329,39 +329,14 @@ def logistic_loss(scores, labels, *, base2=False, where=None):
 
     References:
       Bartlett, Jordan & McAuliffe, "Convexity, classification, and risk bounds", 2006.
-      ``torch.nn.functional.soft_margin_loss(reduction="none")`` (natural log).
+      ``torch.nn.functional.soft_margin_loss(reduction="none")`` (natural log; also exported
+      as ``jaxloss.soft_margin_loss``, the same function).
     """
     loss = jax.nn.softplus(-_signed(labels) * scores)
     return loss / jnp.log(2.0) if base2 else loss
 
 
-@hand_derivative(_margin_tangent(_logistic_slope), check=_checks.scores)
-def soft_margin_loss(scores, labels, *, where=None):
-    r"""PyTorch's name for :func:`logistic_loss`: :math:`\ell = \log(1 + e^{-y s})`, elementwise.
-
-    The same function with PyTorch's options (natural log, no ``base2``); derivative
-    ``∂ℓ/∂s = −y·σ(−y s)``.  Differs from ``torch.nn.functional.soft_margin_loss``: per
-    element (its ``reduction="none"``), and {0, 1} labels are read as {−1, 1} (PyTorch's
-    formula takes the label as it is).
-
-    Args:
-      scores: float array, any shape.
-      labels: labels in {-1, 1} or {0, 1} (integer, boolean or float), broadcasting to
-        ``scores``; no derivative.
-      where: optional boolean mask broadcasting to ``scores``.
-
-    Returns:
-      ``scores.shape`` losses.
-
-    Example:
-      >>> import jax.numpy as jnp, jaxloss
-      >>> jaxloss.soft_margin_loss(jnp.array([0.0, 2.0]), jnp.array([1.0, -1.0]))
-      Array([0.6931472, 2.126928 ], dtype=float32)
-
-    References:
-      ``torch.nn.functional.soft_margin_loss(reduction="none")``.
-    """
-    return jax.nn.softplus(-_signed(labels) * scores)
+soft_margin_loss = logistic_loss  # PyTorch's name (torch.nn.functional.soft_margin_loss, reduction="none")
 
 
 # ------------------------------------------------------------------ square_loss

@@ -76,37 +76,13 @@ def squared_error(predictions, targets=None, *, where=None):
       Array([1., 4.], dtype=float32)
 
     References:
-      ``optax.losses.squared_error``; ``torch.nn.functional.mse_loss(reduction="none")``.
-      Unlike :func:`l2_loss` (``optax.losses.l2_loss``) there is no factor 1/2.
+      ``optax.losses.squared_error``; ``torch.nn.functional.mse_loss(reduction="none")``
+      (also exported as ``jaxloss.mse_loss``, the same function).  Unlike :func:`l2_loss` (``optax.losses.l2_loss``) there is no factor 1/2.
     """
     return jnp.square(_residual(predictions, targets))
 
 
-@hand_derivative(_squared_error_tangent, check=_check)
-def mse_loss(predictions, targets, *, where=None):
-    r"""PyTorch's name for :func:`squared_error`: :math:`\ell = (p - y)^2` per element.
-
-    The same function (derivative ``∂ℓ/∂p = 2(p − y) = −∂ℓ/∂y``), except that ``targets``
-    is required, as in PyTorch.  Differs from ``torch.nn.functional.mse_loss``: per element
-    (its ``reduction="none"``); reduce with :mod:`jaxloss.reduce`.
-
-    Args:
-      predictions: float array, any shape.
-      targets: array broadcasting to ``predictions``' shape.
-      where: optional boolean mask broadcasting to ``predictions``.
-
-    Returns:
-      ``predictions.shape`` losses.
-
-    Example:
-      >>> import jax.numpy as jnp, jaxloss
-      >>> jaxloss.mse_loss(jnp.array([1.0, 3.0]), jnp.array([0.0, 1.0]))
-      Array([1., 4.], dtype=float32)
-
-    References:
-      ``torch.nn.functional.mse_loss(reduction="none")``.
-    """
-    return jnp.square(predictions - targets)
+mse_loss = squared_error  # PyTorch's name (torch.nn.functional.mse_loss, reduction="none")
 
 
 # ------------------------------------------------------------------ l2_loss
@@ -172,36 +148,13 @@ def absolute_error(predictions, targets, *, where=None):
       Array([1., 4.], dtype=float32)
 
     References:
-      ``torch.nn.functional.l1_loss(reduction="none")``.
+      ``torch.nn.functional.l1_loss(reduction="none")`` (also exported as
+      ``jaxloss.l1_loss``, the same function).
     """
     return jnp.abs(predictions - targets)
 
 
-@hand_derivative(_absolute_error_tangent, check=_check)
-def l1_loss(predictions, targets, *, where=None):
-    r"""PyTorch's name for :func:`absolute_error`: :math:`\ell = |p - y|` per element.
-
-    The same function: derivative ``∂ℓ/∂p = sign(p − y) = −∂ℓ/∂y``, 0 at ``p = y`` (as
-    PyTorch).  Differs from ``torch.nn.functional.l1_loss``: per element (its
-    ``reduction="none"``); reduce with :mod:`jaxloss.reduce`.
-
-    Args:
-      predictions: float array, any shape.
-      targets: array broadcasting to ``predictions``' shape.
-      where: optional boolean mask broadcasting to ``predictions``.
-
-    Returns:
-      ``predictions.shape`` losses.
-
-    Example:
-      >>> import jax.numpy as jnp, jaxloss
-      >>> jaxloss.l1_loss(jnp.array([1.0, -3.0]), jnp.array([0.0, 1.0]))
-      Array([1., 4.], dtype=float32)
-
-    References:
-      ``torch.nn.functional.l1_loss(reduction="none")``.
-    """
-    return jnp.abs(predictions - targets)
+l1_loss = absolute_error  # PyTorch's name (torch.nn.functional.l1_loss, reduction="none")
 
 
 # ------------------------------------------------------------------ huber_loss

@@ -249,3 +249,10 @@ def test_cosine_zero_vector_is_finite_where_optax_is_nan(x64):
     _close(jaxloss.cosine_similarity(a, b), [0.0, np.sqrt(0.5)])
     _close(jaxloss.cosine_distance(a, b), [1.0, 1 - np.sqrt(0.5)])
     _close(jaxloss.cosine_similarity(a, b, epsilon=1e-4), optax.losses.cosine_similarity(a, b, epsilon=1e-4))
+
+
+def test_torch_names_are_the_same_functions():
+    """PyTorch's names are aliases (one function, one catalogue entry, one verified rule)."""
+    assert jaxloss.l1_loss is jaxloss.absolute_error
+    assert jaxloss.mse_loss is jaxloss.squared_error
+    assert jaxloss.soft_margin_loss is jaxloss.logistic_loss
