@@ -362,7 +362,7 @@ def _ntxent_tangent(p, t, out, res):
 
 @hand_derivative(_ntxent_tangent, check=_check_ntxent, residuals=True, static=("block_size", "axis_name"))
 def ntxent_loss(embeddings, labels, *, temperature=0.07, block_size=None, axis_name=None, where=None):
-    r"""NT-Xent (SimCLR) per anchor, with positives defined by labels.
+    r"""NT-Xent (SimCLR) per anchor, with positives defined by labels (also exported as ``ntxent``).
 
     With :math:`s_{ij} = \cos(x_i, x_j)/T`, positives :math:`P_i = \{j \ne i : y_j = y_i\}`,
     negatives :math:`N_i = \{j : y_j \ne y_i\}` and :math:`L_i = \log\sum_{n \in N_i} e^{s_{in}}`,
@@ -374,9 +374,10 @@ def ntxent_loss(embeddings, labels, *, temperature=0.07, block_size=None, axis_n
     0 for an anchor with no positive, and for one with no negative (every valid example
     shares its label: then ``L_i = −inf``; value, derivatives and Hessian-vector products
     are all 0 there, in the rule and in ``.reference``).  Each positive pair is scored against the negatives
-    only (not the other positives), as in ``optax.ntxent``, whose value — the mean over
-    all positive pairs — is ``jaxloss.reduce.mean(losses, weights=positives_per_anchor)``
-    (the count of each label in the batch minus one).
+    only (not the other positives), as in ``optax.losses.ntxent``.  Differs from optax: one
+    loss per anchor, where optax returns a scalar, the mean over all positive pairs, i.e.
+    ``jaxloss.reduce.mean(losses, weights=positives_per_anchor)`` (the count of each label
+    in the batch minus one).
 
     Derivatives (hand rule): with :math:`A_i = \frac{1}{|P_i|}\sum_p \sigma(L_i - s_{ip})`,
     ``∂ℓ_i/∂s_in = A_i e^{s_in − L_i}`` for negatives and
@@ -423,6 +424,9 @@ def ntxent_loss(embeddings, labels, *, temperature=0.07, block_size=None, axis_n
 
     total, count = row_sums(x_hat, x_all, positive_terms, (labels_all, mask_all), block_size)
     return total / jnp.maximum(count, 1), (shift, log_sum, count)
+
+
+ntxent = ntxent_loss  # optax's name
 
 
 # ------------------------------------------------------------------ sigmoid_contrastive_loss

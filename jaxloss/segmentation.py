@@ -147,7 +147,7 @@ def _probability_tangent(p, prob, dx, keep):
     (sigmoid), ``dx`` (probabilities); 0 at masked pixels (``prob`` is 0 there)."""
     if dx is None:
         return None
-    dx = _masked(dx, keep)
+    dx = _masked(dx.astype(prob.dtype), keep)  # one cast: reverse mode then sums the softmax's terms in float32
     if p["from_logits"] == "softmax":
         return prob * (dx - jnp.sum(prob * dx, axis=-1, keepdims=True))
     if p["from_logits"] == "sigmoid":

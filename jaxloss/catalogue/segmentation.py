@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss import segmentation, sequence
+from jaxloss import segmentation, segmentation_optax, sequence
 from jaxloss.catalogue._common import Entry
 
 _SEGMENTATION_SHAPE = (2, 3, 3, 3)  # [B, H, W, C]
@@ -58,6 +58,47 @@ def _extreme_segmentation(from_logits, **options):
     return extremes
 
 
+def _binary(rng):
+    """optax's binary Dice inputs: logits and soft targets ``[B, H, W, 1]``."""
+    x = 2 * rng.standard_normal(_SEGMENTATION_SHAPE[:-1] + (1,))
+    return (jnp.float32(x), jnp.float32(rng.uniform(size=x.shape))), {"smooth": jnp.float32(0.5)}
+
+
+def _extreme_binary():
+    """Logits of ±1e4, an empty mask (no target, nothing predicted) with smooth 0 and 1,
+    NaN padding at masked pixels and all pixels masked."""
+    x = np.full(_SEGMENTATION_SHAPE[:-1] + (1,), 1e4, np.float32)
+    x[1] = -1e4
+    targets = np.zeros_like(x)
+    targets[0, :2] = 1.0
+    x, targets = jnp.asarray(x), jnp.asarray(targets)
+    nan = x.at[:, 0].set(jnp.nan)
+    rows = jnp.asarray(np.broadcast_to(np.arange(3)[None, :, None] > 0, x.shape[:-1]))
+    return [((a, targets), {"smooth": jnp.float32(s), **kw}) for s in (0.0, 1.0)
+            for a, kw in ((x, {}), (nan, {"where": rows}), (nan, {"where": jnp.zeros(x.shape[:-1], bool)}))]
+
+
+def _generalized(rng):
+    """Logits ``[B=4, H, W, C=3]`` and soft targets (four examples: the per-batch mask check
+    keeps two and masks the last)."""
+    shape = (4,) + _SEGMENTATION_SHAPE[1:]
+    t = rng.dirichlet(np.ones(shape[-1]), size=shape[:-1])
+    return (jnp.float32(2 * rng.standard_normal(shape)), jnp.float32(t)), {"smooth": jnp.float32(0.5)}
+
+
+def _extreme_generalized():
+    """Logits of ±1e4, a class absent from the whole batch (weight ~C) with smooth 0 and 1,
+    a NaN-padded example masked out, all examples masked."""
+    x = np.zeros(_SEGMENTATION_SHAPE, np.float32)
+    x[..., 0], x[..., 2] = 1e4, -1e4
+    x = jnp.asarray(x)
+    targets = jnp.float32(np.asarray(jax.nn.one_hot(np.arange(18).reshape(2, 3, 3) % 2, 3)))
+    nan = x.at[1].set(jnp.nan)
+    return [((a, targets), {"smooth": jnp.float32(s), **kw}) for s in (0.0, 1.0)
+            for a, kw in ((x, {}), (x, {"ignore_background": True}), (nan, {"where": jnp.array([True, False])}),
+                          (nan, {"where": jnp.zeros(2, bool)}))]
+
+
 # ---------------------------------------------------------------- sequence
 
 
@@ -107,6 +148,12 @@ ENTRIES: tuple[Entry, ...] = (
           "MONAI GeneralizedDiceLoss",
           _segmentation(None, smooth=0.5), _extreme_segmentation(None), pixel_where=True,
           class_ids=(("targets", "predictions", -1),)),
+    Entry(segmentation_optax.binary_dice_loss, "segmentation",
+          "optax.losses.binary_dice_loss",
+          _binary, _extreme_binary, pixel_where=True),
+    Entry(segmentation_optax.multiclass_generalized_dice_loss, "segmentation",
+          "optax.losses.multiclass_generalized_dice_loss (a scalar for the batch)",
+          _generalized, _extreme_generalized, per_batch=True),
     Entry(sequence.ctc_loss, "sequence",
           "optax.ctc_loss; torch ctc_loss",
           _ctc, _extreme_ctc, class_ids=(("labels", "logits", -1),)),

@@ -1,0 +1,174 @@
+"""optax's Dice losses under optax's names: ``binary_dice_loss`` and ``multiclass_generalized_dice_loss``.
+
+Both are compositions of :func:`jaxloss.tversky_loss` (``α = β = 0.5`` with smoothing ``s``
+is optax's Dice ratio ``1 − (I + s)/((P + G)/2 + s)``), so they differentiate through its
+hand-derived rule; ``fn.reference`` is the same composition over ``tversky_loss.reference``
+(plain autodiff of the formula).  Unlike optax, an empty class with ``smooth=0`` (0/0) has
+loss 0 and gradient 0 here, not NaN, and probabilities passed with ``apply_sigmoid=False`` /
+``apply_softmax=False`` are not checked to sum to 1 (optax's check needs concrete values).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from jaxloss import _checks, reduce
+from jaxloss.segmentation import tversky_loss
+
+_OPTAX_DICE = {"alpha": 0.5, "beta": 0.5}  # Tversky weights giving optax's Dice ratio
+_EPSILON = 1e-7  # optax's guard in the class weights 1/(f² + ε)
+
+
+def _binary_inputs(predictions, targets):
+    """optax's shapes: ``[...]`` inputs get a class axis of size 1 (so does a rank-1
+    ``[B]`` of size 1, a batch here); one side of rank one less than the other gets it too."""
+    _checks.float_array("predictions", predictions)
+    _checks.float_array("targets", targets)
+    predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+    if predictions.ndim == targets.ndim and (predictions.shape[-1:] != (1,) or predictions.ndim == 1):
+        predictions, targets = predictions[..., None], targets[..., None]
+    elif predictions.ndim == targets.ndim - 1:
+        predictions = predictions[..., None]
+    elif targets.ndim == predictions.ndim - 1:
+        targets = targets[..., None]
+    return predictions, targets
+
+
+def _binary_dice(tversky, predictions, targets, *, smooth=1.0, apply_sigmoid=True, where=None):
+    predictions, targets = _binary_inputs(predictions, targets)
+    return tversky(predictions, targets, smooth=smooth, from_logits="sigmoid" if apply_sigmoid else None,
+                   where=where, **_OPTAX_DICE)
+
+
+def binary_dice_loss(predictions, targets, *, smooth=1.0, apply_sigmoid=True, where=None) -> jax.Array:
+    r"""optax's binary Dice loss per example: the Dice loss of one sigmoid channel.
+
+    With ``p = σ(x)`` (or the probabilities ``x`` with ``apply_sigmoid=False``), targets
+    ``g`` and sums over the spatial axes (all but the first and the class axis):
+
+    .. math:: \ell = 1 - \frac{\sum p g + s}{\tfrac12 (\sum p + \sum g) + s}
+
+    :func:`jaxloss.tversky_loss` with ``α = β = 0.5``, one class and
+    ``from_logits="sigmoid"``, whose hand rule gives the derivatives: with
+    ``D = (P + G)/2 + s`` and ``r = (I + s)/D``, ``∂ℓ/∂p = −(g − r/2)/D``,
+    ``∂ℓ/∂g = −(p − r/2)/D``, ``∂ℓ/∂s = −(1 − r)/D``, times ``p(1 − p)`` for logits.
+
+    Shapes follow optax: predictions and targets ``[B, ..spatial..]`` or
+    ``[B, ..spatial.., 1]`` (either may lack the trailing 1); a rank-1 ``[B]`` has no
+    spatial axis, so each element is its own Dice ratio.  Matches
+    ``optax.losses.binary_dice_loss`` exactly.  Differs from optax: targets must be float
+    (optax also takes integer ``{0, 1}``: cast them); ``where`` masks pixels; an empty mask with ``smooth=0`` gives 0, not NaN;
+    ``apply_sigmoid=False`` takes probabilities unchecked (optax requires them to sum to 1
+    over the single class axis, i.e. to be 1); shape ``(1,)`` gives ``(1,)``, not optax's
+    scalar.
+
+    Args:
+      predictions: float logits (probabilities with ``apply_sigmoid=False``),
+        ``[B, ..spatial..]`` or ``[B, ..spatial.., 1]``.
+      targets: float ``{0, 1}`` or soft targets in ``[0, 1]`` of the same shape, with or
+        without the trailing 1 (differentiated).
+      smooth: ``s >= 0``, a float scalar (differentiated when traced).
+      apply_sigmoid: static; False when the predictions are probabilities.
+      where: optional boolean pixel mask broadcasting to ``[B, ..spatial..]``: masked
+        pixels leave every sum (derivative exactly 0); an example with all its pixels
+        masked has loss 0.
+
+    Returns:
+      Losses ``[B]``, float32 for lower-precision inputs.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> logits = jnp.array([[1.0, -1.0], [0.5, 0.5]])
+      >>> jaxloss.binary_dice_loss(logits, jnp.array([[1.0, 0.0], [1.0, 0.0]]))
+      Array([0.1344707 , 0.23557574], dtype=float32)
+
+    References:
+      Milletari et al., "V-Net", 2016; ``optax.losses.binary_dice_loss``.
+    """
+    return _binary_dice(tversky_loss, predictions, targets, smooth=smooth, apply_sigmoid=apply_sigmoid, where=where)
+
+
+def _check_generalized(predictions, targets, where):
+    _checks.float_array("predictions", predictions)
+    _checks.float_array("targets", targets)
+    shape = tuple(jnp.shape(predictions))
+    if len(shape) < 2 or tuple(jnp.shape(targets)) != shape:
+        raise ValueError(f"predictions and targets must be [batch, ..spatial.., classes] of one shape, "
+                         f"got {shape} and {tuple(jnp.shape(targets))}.")
+    _checks.broadcasts_to("where", where, shape[:1], "the batch axis of predictions")
+
+
+def _generalized_dice(tversky, predictions, targets, *, smooth=1.0, apply_softmax=True, ignore_background=False,
+                      where=None):
+    _check_generalized(predictions, targets, where)
+    shape, classes = predictions.shape, predictions.shape[-1]
+    pixels = None if where is None else jnp.broadcast_to(where, shape[:1]).reshape(shape[:1] + (1,) * (len(shape) - 2))
+    counted = targets if pixels is None else jnp.where(pixels[..., None], targets, 0)
+    counted = counted.astype(jnp.promote_types(counted.dtype, jnp.float32))  # the weights in float32 at least
+    inverse = 1 / (jnp.sum(counted, axis=tuple(range(len(shape) - 1))) ** 2 + _EPSILON)
+    weights = classes * inverse / jnp.sum(inverse)
+    kept = weights[1:] if ignore_background and classes > 1 else weights
+    activation = ("sigmoid" if classes == 1 else "softmax") if apply_softmax else None
+    losses = tversky(predictions, targets, smooth=smooth, class_weights=weights,
+                     include_background=not ignore_background, from_logits=activation, where=pixels, **_OPTAX_DICE)
+    return reduce.mean(jnp.mean(kept) * losses, where=where)
+
+
+def multiclass_generalized_dice_loss(predictions, targets, *, smooth=1.0, apply_softmax=True, ignore_background=False,
+                                     where=None) -> jax.Array:
+    r"""optax's generalized Dice loss: one number for the batch, class weights from the batch.
+
+    With probabilities ``p = softmax(x)`` (sigmoid for a single class; ``x`` itself with
+    ``apply_softmax=False``), one-hot or soft targets ``g``, the per-example, per-class
+    Dice losses ``L_bc = 1 − (I_bc + s)/((P_bc + G_bc)/2 + s)`` (sums over the spatial
+    axes) and the class frequencies of the whole (unmasked) batch ``f_c = Σ_{b,pixels} g``:
+
+    .. math:: v_c = \frac{1}{f_c^2 + 10^{-7}}, \quad w_c = \frac{C v_c}{\sum_{c'} v_{c'}},
+       \qquad \ell = \frac{1}{B |K|} \sum_b \sum_{c \in K} w_c L_{bc}
+
+    over the classes ``K`` (all, or all but class 0 with ``ignore_background``, the weights
+    still normalised over all ``C``).  Computed as ``jaxloss.reduce.mean`` of
+    ``mean_{c∈K}(w_c) · tversky_loss(α=β=0.5, class_weights=w, ...)``, whose per-example
+    class mean ``Σ_K w_c L_bc / Σ_K w_c`` the factor turns into optax's ``Σ_K w_c L_bc / |K|``.
+    Derivatives: :func:`jaxloss.tversky_loss`'s hand rule for ``p``, ``g``, ``s`` and ``w``,
+    chained through ``∂w_c/∂f_{c'} = −2 f_{c'} v_{c'} (C [c = c'] − w_c) / Σ v`` (the weights
+    depend on the targets and are differentiated, as in optax).
+
+    Matches ``optax.losses.multiclass_generalized_dice_loss`` exactly.  Differs from optax:
+    ``where`` masks examples (left out of the frequencies and the mean); an empty class
+    with ``smooth=0`` gives 0, not NaN; ``apply_softmax=False`` takes probabilities
+    unchecked.  :func:`jaxloss.generalized_dice_loss` is Sudre et al.'s per-example form
+    (one ratio of weighted sums, weights per example): other numbers.
+
+    Args:
+      predictions: float logits ``[B, ..spatial.., C]`` (probabilities with
+        ``apply_softmax=False``).
+      targets: float one-hot or soft targets of the same shape (differentiated).
+      smooth: ``s >= 0``, a float scalar (differentiated when traced).
+      apply_softmax: static; False when the predictions are probabilities.
+      ignore_background: static; True leaves class 0 out of the class mean.
+      where: optional boolean example mask broadcasting to ``[B]``.
+
+    Returns:
+      A scalar: the mean over the (unmasked) examples and the classes.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> logits = jnp.array([[[2.0, 0.0], [0.0, 1.0], [1.0, 0.0]]])  # [B=1, pixels=3, C=2]
+      >>> targets = jnp.array([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]])
+      >>> jaxloss.multiclass_generalized_dice_loss(logits, targets)
+      Array(0.149961, dtype=float32)
+
+    References:
+      Sudre et al., "Generalised Dice overlap as a deep learning loss function for highly
+      unbalanced segmentations", 2017; ``optax.losses.multiclass_generalized_dice_loss``.
+    """
+    return _generalized_dice(tversky_loss, predictions, targets, smooth=smooth, apply_softmax=apply_softmax,
+                             ignore_background=ignore_background, where=where)
+
+
+binary_dice_loss.reference = functools.partial(_binary_dice, tversky_loss.reference)
+multiclass_generalized_dice_loss.reference = functools.partial(_generalized_dice, tversky_loss.reference)
