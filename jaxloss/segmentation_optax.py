@@ -60,10 +60,10 @@ def binary_dice_loss(predictions, targets, *, smooth=1.0, apply_sigmoid=True, wh
     ``[B, ..spatial.., 1]`` (either may lack the trailing 1); a rank-1 ``[B]`` has no
     spatial axis, so each element is its own Dice ratio.  Matches
     ``optax.losses.binary_dice_loss`` exactly.  Differs from optax: targets must be float
-    (optax also takes integer ``{0, 1}``: cast them); ``where`` masks pixels; an empty mask with ``smooth=0`` gives 0, not NaN;
-    ``apply_sigmoid=False`` takes probabilities unchecked (optax requires them to sum to 1
-    over the single class axis, i.e. to be 1); shape ``(1,)`` gives ``(1,)``, not optax's
-    scalar.
+    (optax also takes integer ``{0, 1}``: cast them); ``where`` masks pixels; an empty
+    mask with ``smooth=0`` gives 0, not NaN; ``apply_sigmoid=False`` takes probabilities
+    unchecked (optax requires them to sum to 1 over the single class axis, i.e. to be 1);
+    shape ``(1,)`` gives ``(1,)``, not optax's scalar.
 
     Args:
       predictions: float logits (probabilities with ``apply_sigmoid=False``),
@@ -134,7 +134,7 @@ def multiclass_generalized_dice_loss(predictions, targets, *, smooth=1.0, apply_
     ``mean_{c∈K}(w_c) · tversky_loss(α=β=0.5, class_weights=w, ...)``, whose per-example
     class mean ``Σ_K w_c L_bc / Σ_K w_c`` the factor turns into optax's ``Σ_K w_c L_bc / |K|``.
     Derivatives: :func:`jaxloss.tversky_loss`'s hand rule for ``p``, ``g``, ``s`` and ``w``,
-    chained through ``∂w_c/∂f_{c'} = −2 f_{c'} v_{c'} (C [c = c'] − w_c) / Σ v`` (the weights
+    chained through ``∂w_c/∂f_{c'} = −2 f_{c'} v_{c'}² (C [c = c'] − w_c) / Σ v`` (the weights
     depend on the targets and are differentiated, as in optax).
 
     Matches ``optax.losses.multiclass_generalized_dice_loss`` exactly.  Differs from optax:
