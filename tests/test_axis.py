@@ -147,14 +147,22 @@ def test_a_tuple_axis_is_the_flattened_last_axis(entry):
             out[n] = x.reshape(x.shape[:1] + (-1,))
         return out
 
+    classes = shape[-1]
+
+    def per_class(order):
+        """Per-class options ``[C]`` (class weights) for the flattened ``2·C`` classes."""
+        spread = jnp.tile if order == (1, 2) else jnp.repeat
+        return {n: spread(v, 2) for n, v in arguments.items()
+                if n not in carried and getattr(v, "shape", None) == (classes,)}
+
     for axis, order in (((1, 2), (1, 2)), ((-2, -1), (1, 2)), ((2, 1), (2, 1))):
-        def tuple_axis(floats, axis=axis):
-            return entry.fn(**{**arguments, **floats}, axis=axis)
+        def tuple_axis(floats, axis=axis, order=order):
+            return entry.fn(**{**arguments, **per_class(order), **floats}, axis=axis)
 
         def last_axis(floats, order=order):
-            return entry.fn(**flattened({**arguments, **floats}, order))
+            return entry.fn(**flattened({**arguments, **per_class(order), **floats}, order))
 
-        floats = _floats(arguments)
+        floats = {n: v for n, v in _floats(arguments).items() if n not in per_class(order)}
         _assert_close(tuple_axis(floats), last_axis(floats))
         _assert_close(*(jax.grad(lambda f, fn=fn: jnp.sum(fn(f)))(floats) for fn in (tuple_axis, last_axis)))
 
