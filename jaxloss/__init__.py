@@ -19,6 +19,7 @@ from jaxloss.classification import squared_hinge_loss as squared_hinge_loss
 from jaxloss.contrastive import clip_loss as clip_loss
 from jaxloss.contrastive import info_nce_loss as info_nce_loss
 from jaxloss.contrastive import multiple_negatives_ranking_loss as multiple_negatives_ranking_loss
+from jaxloss.contrastive import ntxent as ntxent
 from jaxloss.contrastive import ntxent_loss as ntxent_loss
 from jaxloss.contrastive import sigmoid_contrastive_loss as sigmoid_contrastive_loss
 from jaxloss.divergence import convex_kl_divergence as convex_kl_divergence
@@ -65,6 +66,8 @@ from jaxloss.segmentation import dice_loss as dice_loss
 from jaxloss.segmentation import generalized_dice_loss as generalized_dice_loss
 from jaxloss.segmentation import jaccard_loss as jaccard_loss
 from jaxloss.segmentation import tversky_loss as tversky_loss
+from jaxloss.segmentation_optax import binary_dice_loss as binary_dice_loss
+from jaxloss.segmentation_optax import multiclass_generalized_dice_loss as multiclass_generalized_dice_loss
 from jaxloss.selfsupervised import barlow_twins_loss as barlow_twins_loss
 from jaxloss.selfsupervised import dino_center_update as dino_center_update
 from jaxloss.selfsupervised import dino_loss as dino_loss
