@@ -279,7 +279,7 @@ def _check_dice(predictions, targets, smooth, squared, class_weights, include_ba
 
 
 @hand_derivative(_per_class_tangent(_dice_terms, _dice_terms_tangent), static=("squared",) + _STATIC, check=_check_dice,
-                 residuals=True, where_of="inputs")
+                 residuals=True, where_of="inputs", class_axis=("predictions", "targets"))
 def dice_loss(predictions, targets, *, smooth=1.0, squared=False, class_weights=None,
               include_background=True, from_logits=None, ignore_index=IGNORE_INDEX, where=None):
     r"""Soft Dice loss per example, per class over the spatial axes, weighted mean over classes.
@@ -308,6 +308,8 @@ def dice_loss(predictions, targets, *, smooth=1.0, squared=False, class_weights=
       predictions: float ``[B, ..spatial.., C]``: probabilities, or logits with ``from_logits``.
       targets: integer class ids ``[B, ..spatial..]`` (no derivative), or float
         probabilities / one-hot ``[B, ..spatial.., C]`` (differentiated).
+      axis: static; the class axis C of ``predictions`` (and of float ``targets``): -1 (the
+        last, default) or e.g. ``axis=1`` for channel-first ``[B, C, H, W]`` (PyTorch, MONAI).
       smooth: ``s >= 0``, a float scalar (differentiated when traced).
       squared: static; squares in the denominator.
       class_weights: optional float ``[C]``, >= 0 (differentiated).
@@ -355,7 +357,7 @@ def _check_jaccard(predictions, targets, smooth, class_weights, include_backgrou
 
 
 @hand_derivative(_per_class_tangent(_jaccard_terms, _jaccard_terms_tangent), static=_STATIC,
-                 check=_check_jaccard, residuals=True, where_of="inputs")
+                 check=_check_jaccard, residuals=True, where_of="inputs", class_axis=("predictions", "targets"))
 def jaccard_loss(predictions, targets, *, smooth=1.0, class_weights=None, include_background=True,
                  from_logits=None, ignore_index=IGNORE_INDEX, where=None):
     r"""Soft Jaccard (IoU) loss per example, per class, weighted mean over classes.
@@ -372,6 +374,8 @@ def jaccard_loss(predictions, targets, *, smooth=1.0, class_weights=None, includ
     Args:
       predictions: float ``[B, ..spatial.., C]``: probabilities, or logits with ``from_logits``.
       targets: integer class ids ``[B, ..spatial..]`` or float ``[B, ..spatial.., C]``.
+      axis: static; the class axis C of ``predictions`` (and of float ``targets``): -1 (the
+        last, default) or e.g. ``axis=1`` for channel-first ``[B, C, H, W]`` (PyTorch, MONAI).
       smooth: ``s >= 0`` (differentiated when traced).
       class_weights: optional float ``[C]``, >= 0.
       include_background: static; False gives class 0 weight 0 (ignored, with a warning, for
@@ -421,7 +425,7 @@ def _check_tversky(predictions, targets, smooth, alpha, beta, class_weights, inc
 
 
 @hand_derivative(_per_class_tangent(_tversky_terms, _tversky_terms_tangent), static=_STATIC,
-                 check=_check_tversky, residuals=True, where_of="inputs")
+                 check=_check_tversky, residuals=True, where_of="inputs", class_axis=("predictions", "targets"))
 def tversky_loss(predictions, targets, *, smooth=1.0, alpha=0.5, beta=0.5, class_weights=None,
                  include_background=True, from_logits=None, ignore_index=IGNORE_INDEX, where=None):
     r"""Tversky loss per example, per class, weighted mean over classes.
@@ -441,6 +445,8 @@ def tversky_loss(predictions, targets, *, smooth=1.0, alpha=0.5, beta=0.5, class
     Args:
       predictions: float ``[B, ..spatial.., C]``: probabilities, or logits with ``from_logits``.
       targets: integer class ids ``[B, ..spatial..]`` or float ``[B, ..spatial.., C]``.
+      axis: static; the class axis C of ``predictions`` (and of float ``targets``): -1 (the
+        last, default) or e.g. ``axis=1`` for channel-first ``[B, C, H, W]`` (PyTorch, MONAI).
       smooth: ``s >= 0``.
       alpha, beta: weights ``>= 0`` of false positives and false negatives (differentiated).
       class_weights: optional float ``[C]``, >= 0.
@@ -519,7 +525,7 @@ def _check_generalized_dice(predictions, targets, smooth, include_background, fr
 
 
 @hand_derivative(_generalized_dice_tangent, static=_STATIC, check=_check_generalized_dice,
-                 residuals=True, where_of="inputs")
+                 residuals=True, where_of="inputs", class_axis=("predictions", "targets"))
 def generalized_dice_loss(predictions, targets, *, smooth=1.0, include_background=True,
                           from_logits=None, ignore_index=IGNORE_INDEX, where=None):
     r"""Generalized Dice loss per example (Sudre et al. 2017): one ratio of class-weighted sums.
@@ -543,6 +549,8 @@ def generalized_dice_loss(predictions, targets, *, smooth=1.0, include_backgroun
     Args:
       predictions: float ``[B, ..spatial.., C]``: probabilities, or logits with ``from_logits``.
       targets: integer class ids ``[B, ..spatial..]`` or float ``[B, ..spatial.., C]``.
+      axis: static; the class axis C of ``predictions`` (and of float ``targets``): -1 (the
+        last, default) or e.g. ``axis=1`` for channel-first ``[B, C, H, W]`` (PyTorch, MONAI).
       smooth: ``s >= 0``.
       include_background: static; False leaves class 0 out (ignored, with a warning, for a
         single class).

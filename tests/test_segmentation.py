@@ -257,3 +257,23 @@ def test_bad_inputs_raise_naming_the_argument_and_shapes(call, error, words):
         call()
     for word in words:
         assert word in str(info.value), (word, str(info.value))
+
+
+def test_channel_first_predictions_take_axis_1():
+    """PyTorch/MONAI's [B, C, H, W] with integer targets [B, H, W], ignored pixels and a
+    pixel mask: ``axis=1`` gives the channel-last losses and the gradient in the caller's layout."""
+    rng = np.random.default_rng(7)
+    logits = jnp.float32(rng.standard_normal((2, 3, 4, 5)))  # [B, C, H, W]
+    targets = jnp.int32(rng.integers(0, 3, (2, 4, 5))).at[0, 1, 2].set(-100)
+    where = jnp.ones((2, 4, 5), bool).at[1, 3, 4].set(False)
+    for loss in (jaxloss.dice_loss, jaxloss.jaccard_loss, jaxloss.tversky_loss, jaxloss.generalized_dice_loss):
+        def first(x, loss=loss):
+            return loss(x, targets, from_logits="softmax", axis=1, where=where)
+
+        def last(x, loss=loss):
+            return loss(jnp.moveaxis(x, 1, -1), targets, from_logits="softmax", where=where)
+
+        np.testing.assert_allclose(first(logits), last(logits), rtol=1e-6, equal_nan=False)
+        g_first, g_last = (jax.grad(lambda x, f=f: jnp.sum(f(x)))(logits) for f in (first, last))
+        assert g_first.shape == logits.shape
+        np.testing.assert_allclose(g_first, g_last, rtol=1e-5, atol=1e-7, equal_nan=False)
