@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import jaxloss
-from jaxloss import catalogue
+from jaxloss.catalogue import embedding as catalogue_embedding
 from jaxloss.embedding import batch_triplet_loss, valid_triplet_anchors
 
 MININGS = ["all", "hard", "semihard"]
@@ -18,7 +18,7 @@ MARGIN = 1.0
 def _inputs(seed=0):
     """Well-separated embeddings [8, 4] (distinct distances, hinges away from 0 at margin 1)
     with four classes of two: the catalogue's sample."""
-    (x, labels), _ = catalogue._batch_triplets(np.random.default_rng(seed))
+    (x, labels), _ = catalogue_embedding._batch_triplets(np.random.default_rng(seed))
     return np.asarray(x, np.float64), np.asarray(labels)
 
 
