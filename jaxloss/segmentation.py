@@ -1,4 +1,6 @@
-"""Overlap losses for segmentation: Dice, Jaccard (soft IoU), Tversky, generalized Dice.
+"""Overlap losses for segmentation: soft Dice (MONAI's form), Jaccard (soft IoU), Tversky,
+generalized Dice.  optax's ``dice_loss`` (its defaults and arguments) is
+:func:`jaxloss.dice_loss`, built on :func:`tversky_loss` in :mod:`jaxloss.segmentation_optax`.
 
 Layout is channels-last: predictions ``[B, ..spatial.., C]`` (one batch axis, any number
 of spatial axes, the class axis last; MONAI and PyTorch use channels-first
@@ -259,7 +261,7 @@ def _per_class_tangent(terms, terms_tangent):
 
 
 
-# ------------------------------------------------------------------ dice_loss
+# ------------------------------------------------------------------ soft_dice_loss
 
 
 def _dice_terms(i, ps, gs, p):
@@ -280,8 +282,8 @@ def _check_dice(predictions, targets, smooth, squared, class_weights, include_ba
 
 @hand_derivative(_per_class_tangent(_dice_terms, _dice_terms_tangent), static=("squared",) + _STATIC, check=_check_dice,
                  residuals=True, where_of="inputs", class_axis=("predictions", "targets"))
-def dice_loss(predictions, targets, *, smooth=1.0, squared=False, class_weights=None,
-              include_background=True, from_logits=None, ignore_index=IGNORE_INDEX, where=None):
+def soft_dice_loss(predictions, targets, *, smooth=1.0, squared=False, class_weights=None,
+                   include_background=True, from_logits=None, ignore_index=IGNORE_INDEX, where=None):
     r"""Soft Dice loss per example, per class over the spatial axes, weighted mean over classes.
 
     With probabilities ``p`` and targets ``g`` (one-hot for class ids), sums over the
@@ -299,10 +301,13 @@ def dice_loss(predictions, targets, *, smooth=1.0, squared=False, class_weights=
 
     Matches MONAI ``DiceLoss(smooth_nr=s, smooth_dr=s, squared_pred=squared,
     include_background=..., softmax/sigmoid=...)`` per example and class (MONAI is
-    channels-first and averages ``w_c L_c`` over classes).  ``optax.losses.dice_loss``
-    (alpha = beta = 0.5) computes ``1 − (I + s')/((P + G)/2 + s')``, which is this loss with
-    ``smooth = 2 s'``; optax's class weights give ``Σ w_c L_c / C`` (not divided by
-    ``Σ w_c``), and its ``apply_softmax`` uses sigmoid for a single class.
+    channels-first and averages ``w_c L_c`` over classes).  Not optax's ``dice_loss``, which
+    is :func:`jaxloss.dice_loss`: with ``alpha = beta = 0.5`` it computes
+    ``1 − (I + s')/((P + G)/2 + s')``, this loss with ``smooth = 2 s'``, so
+    ``soft_dice_loss(x, t, smooth=2 * s, from_logits="softmax") == dice_loss(x, t, smooth=s)``
+    for ``C >= 2`` classes without class weights; optax's class weights give
+    ``Σ w_c L_c / C`` (not divided by ``Σ w_c``), its ``apply_softmax`` uses sigmoid for a
+    single class, and its ``axis`` names the summed axes, not the class axis.
 
     Args:
       predictions: float ``[B, ..spatial.., C]``: probabilities, or logits with ``from_logits``.
@@ -328,12 +333,11 @@ def dice_loss(predictions, targets, *, smooth=1.0, squared=False, class_weights=
     Example:
       >>> import jax.numpy as jnp, jaxloss
       >>> p = jnp.array([[[0.9, 0.1], [0.2, 0.8]]])  # [B=1, pixels=2, C=2]
-      >>> jaxloss.dice_loss(p, jnp.array([[0, 1]]))
+      >>> jaxloss.soft_dice_loss(p, jnp.array([[0, 1]]))
       Array([0.10011125], dtype=float32)
 
     References:
-      Milletari et al., "V-Net", 2016; Sudre et al., 2017; MONAI ``DiceLoss``;
-      ``optax.losses.dice_loss``.
+      Milletari et al., "V-Net", 2016; Sudre et al., 2017; MONAI ``DiceLoss``.
     """
     return _per_class_forward(Args(locals()), _dice_terms)
 
@@ -368,8 +372,9 @@ def jaccard_loss(predictions, targets, *, smooth=1.0, class_weights=None, includ
     Derivatives (hand rule): ``∂L_c/∂p_c = −(g_c − r_c (1 − g_c))/D_c`` and
     ``∂L_c/∂g_c = −(p_c − r_c (1 − p_c))/D_c`` with ``r = N/D``;
     ``∂L_c/∂s = −(1 − r_c)/D_c``; ``∂ℓ/∂w_c = (L_c − ℓ)/Σw``.  Empty classes as in
-    :func:`dice_loss`.  It equals ``optax.losses.dice_loss(alpha=1, beta=1)`` (per class)
-    and MONAI ``DiceLoss(jaccard=True)`` up to how the smoothing enters.
+    :func:`soft_dice_loss`.  It equals ``optax.losses.dice_loss(alpha=1, beta=1)`` (per class;
+    :func:`jaxloss.dice_loss` with the same arguments) and MONAI ``DiceLoss(jaccard=True)``
+    up to how the smoothing enters.
 
     Args:
       predictions: float ``[B, ..spatial.., C]``: probabilities, or logits with ``from_logits``.
@@ -381,7 +386,7 @@ def jaccard_loss(predictions, targets, *, smooth=1.0, class_weights=None, includ
       include_background: static; False gives class 0 weight 0 (ignored, with a warning, for
         a single class).
       from_logits: static; None, ``"softmax"`` or ``"sigmoid"``.
-      ignore_index: static; the class id of unlabelled pixels, as in :func:`dice_loss`.
+      ignore_index: static; the class id of unlabelled pixels, as in :func:`soft_dice_loss`.
       where: optional boolean pixel mask broadcasting to ``[B, ..spatial..]``.
 
     Returns:
@@ -438,9 +443,9 @@ def tversky_loss(predictions, targets, *, smooth=1.0, alpha=0.5, beta=0.5, class
     ``α = β = 0.5`` is Dice with smoothing ``2s``; ``α = β = 1`` is Jaccard.
     Derivatives (hand rule): ``dL_c = −(dN − r dD)/D`` with ``dN = dI + ds`` and
     ``dD = (1 − α − β) dI + α dP + β dG + (P − I) dα + (G − I) dβ + ds``; the sums' tangents
-    as in :func:`dice_loss`.  Matches ``optax.losses.dice_loss(alpha=α, beta=β,
-    smooth=s, reduction="none")`` per class, and MONAI ``TverskyLoss``
-    (``smooth_nr = smooth_dr = s``).
+    as in :func:`soft_dice_loss`.  Matches ``optax.losses.dice_loss(alpha=α, beta=β,
+    smooth=s, reduction="none")`` per class (:func:`jaxloss.dice_loss`, optax's form, is built
+    on this loss), and MONAI ``TverskyLoss`` (``smooth_nr = smooth_dr = s``).
 
     Args:
       predictions: float ``[B, ..spatial.., C]``: probabilities, or logits with ``from_logits``.
@@ -453,7 +458,7 @@ def tversky_loss(predictions, targets, *, smooth=1.0, alpha=0.5, beta=0.5, class
       include_background: static; False gives class 0 weight 0 (ignored, with a warning, for
         a single class).
       from_logits: static; None, ``"softmax"`` or ``"sigmoid"``.
-      ignore_index: static; the class id of unlabelled pixels, as in :func:`dice_loss`.
+      ignore_index: static; the class id of unlabelled pixels, as in :func:`soft_dice_loss`.
       where: optional boolean pixel mask broadcasting to ``[B, ..spatial..]``.
 
     Returns:
@@ -555,7 +560,7 @@ def generalized_dice_loss(predictions, targets, *, smooth=1.0, include_backgroun
       include_background: static; False leaves class 0 out (ignored, with a warning, for a
         single class).
       from_logits: static; None, ``"softmax"`` or ``"sigmoid"``.
-      ignore_index: static; the class id of unlabelled pixels, as in :func:`dice_loss`.
+      ignore_index: static; the class id of unlabelled pixels, as in :func:`soft_dice_loss`.
       where: optional boolean pixel mask broadcasting to ``[B, ..spatial..]``.
 
     Returns:

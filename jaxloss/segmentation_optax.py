@@ -1,25 +1,162 @@
-"""optax's Dice losses under optax's names: ``binary_dice_loss`` and ``multiclass_generalized_dice_loss``.
+"""optax's Dice losses under optax's names: ``dice_loss``, ``binary_dice_loss`` and
+``multiclass_generalized_dice_loss``, with optax's defaults and arguments.
 
-Both are compositions of :func:`jaxloss.tversky_loss` (``α = β = 0.5`` with smoothing ``s``
-is optax's Dice ratio ``1 − (I + s)/((P + G)/2 + s)``), so they differentiate through its
-hand-derived rule; ``fn.reference`` is the same composition over ``tversky_loss.reference``
-(plain autodiff of the formula).  Unlike optax, an empty class with ``smooth=0`` (0/0) has
-loss 0 and gradient 0 here, not NaN, and probabilities passed with ``apply_sigmoid=False`` /
-``apply_softmax=False`` are not checked to sum to 1 (optax's check needs concrete values).
+All three are compositions of :func:`jaxloss.tversky_loss` (``α = β = 0.5`` with smoothing
+``s`` is optax's Dice ratio ``1 − (I + s)/((P + G)/2 + s)``), so they differentiate through
+its hand-derived rule; ``fn.reference`` is the same composition over
+``tversky_loss.reference`` (plain autodiff of the formula).  Unlike optax, an empty class
+with ``smooth=0`` (0/0) has loss 0 and gradient 0 here, not NaN, and probabilities passed
+with ``apply_sigmoid=False`` / ``apply_softmax=False`` are not checked to sum to 1 (optax's
+check needs concrete values).  :func:`jaxloss.soft_dice_loss` is the per-example MONAI form
+with class ids, ``ignore_index`` and a class-axis ``axis=``.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 
 from jaxloss import _checks, reduce
+from jaxloss.gradients import class_axes
 from jaxloss.segmentation import tversky_loss
 
 _OPTAX_DICE = {"alpha": 0.5, "beta": 0.5}  # Tversky weights giving optax's Dice ratio
 _EPSILON = 1e-7  # optax's guard in the class weights 1/(f² + ε)
+
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _dice_inputs(predictions, targets, class_weights, reduction, axis, where):
+    """optax's shapes: a side of rank one less than the other gets a class axis of size 1;
+    then one shape ``[..., C]``.  Returns the float predictions and targets and the summed axes."""
+    _checks.float_array("predictions", predictions)
+    _checks.numeric("targets", targets)
+    predictions, targets = jnp.asarray(predictions), jnp.asarray(targets)
+    if predictions.ndim == targets.ndim - 1:
+        predictions = predictions[..., None]
+    elif targets.ndim == predictions.ndim - 1:
+        targets = targets[..., None]
+    shape = predictions.shape
+    if predictions.ndim == 0 or targets.shape != shape:
+        raise ValueError(f"predictions and targets must have one shape [..., classes] (either may lack a trailing "
+                         f"class axis of size 1), got {tuple(jnp.shape(predictions))} and {tuple(jnp.shape(targets))}.")
+    if not jnp.issubdtype(targets.dtype, jnp.floating):
+        targets = targets.astype(predictions.dtype)  # one-hot or {0, 1} values, as optax multiplies them
+    last = len(shape) - 1
+    summed = tuple(range(1, last)) if axis is None else class_axes(axis, shape, tuples=True, name="predictions")
+    if last in summed:
+        raise ValueError(f"axis={axis!r} names the class axis (the last) of predictions with shape {shape}: "
+                         f"axis holds the axes summed over, the classes stay last.")
+    _checks.float_option("class_weights", class_weights, shape[-1:], "the class axis of predictions")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f'reduction must be "mean", "sum" or "none" (static), got {reduction!r}.')
+    _checks.mask("where", where)
+    _checks.broadcasts_to("where", where, shape[:-1], "the pixel shape of predictions")
+    return predictions, targets, summed
+
+
+def _dice(tversky, predictions, targets, *, class_weights=None, smooth=1.0, alpha=0.5, beta=0.5, apply_softmax=True,
+          reduction="mean", ignore_background=False, axis=None, where=None):
+    predictions, targets, summed = _dice_inputs(predictions, targets, class_weights, reduction, axis, where)
+    shape, classes = predictions.shape, predictions.shape[-1]
+    keep = None if where is None else jnp.broadcast_to(where, shape[:-1])[..., None]
+    probabilities = predictions
+    if apply_softmax:
+        x = predictions.astype(jnp.promote_types(predictions.dtype, jnp.float32))
+        x = x if keep is None else jnp.where(keep, x, 0)  # masked padding stays out of the softmax
+        probabilities = jax.nn.sigmoid(x) if classes == 1 else jax.nn.softmax(x, axis=-1)
+    kept = tuple(a for a in range(len(shape) - 1) if a not in summed)
+    groups = tuple(shape[a] for a in kept) + (classes,)
+    pixels = math.prod(shape[a] for a in summed)
+
+    def grouped(x):  # [..kept.., C, ..summed..] flattened to [groups, pixels, 1]: one class per group
+        return jnp.transpose(x, kept + (len(shape) - 1,) + summed).reshape(math.prod(groups), pixels, 1)
+
+    mask = None if keep is None else grouped(jnp.broadcast_to(keep, shape))[..., 0]
+    losses = tversky(grouped(probabilities), grouped(targets), smooth=smooth, alpha=alpha, beta=beta,
+                     where=mask).reshape(groups)
+    if class_weights is not None:
+        losses = losses * jnp.asarray(class_weights)
+    if ignore_background and classes > 1:
+        losses = losses[..., 1:]
+    if reduction == "none":
+        return losses
+    return jnp.mean(losses, axis=-1) if reduction == "mean" else jnp.sum(losses, axis=-1)
+
+
+def dice_loss(predictions, targets, *, class_weights=None, smooth=1.0, alpha=0.5, beta=0.5, apply_softmax=True,
+              reduction="mean", ignore_background=False, axis=None, where=None) -> jax.Array:
+    r"""optax's Dice loss: a Tversky ratio per class over the summed axes, reduced over classes.
+
+    With probabilities ``p = softmax(x)`` over the class axis (the last; ``σ(x)`` for a
+    single class; ``x`` itself with ``apply_softmax=False``), targets ``g`` and, per class,
+    sums over the axes ``axis`` (default: all but the first and the last) ``I_c = Σ p_c g_c``,
+    ``P_c = Σ p_c``, ``G_c = Σ g_c``:
+
+    .. math:: L_c = 1 - \frac{I_c + s}{I_c + \alpha (P_c - I_c) + \beta (G_c - I_c) + s},
+       \qquad \ell = \operatorname{reduce}_{c \in K} \, w_c L_c
+
+    over the classes ``K`` (all; all but class 0 with ``ignore_background`` and ``C > 1``),
+    ``reduce`` the mean (default), the sum or none (``w_c = 1`` without ``class_weights``).
+    Computed as :func:`jaxloss.tversky_loss` of one class per (group, class): the classes
+    moved into its batch and the summed axes flattened into its pixels.  Its hand rule gives
+    the derivatives: with ``D_c`` the denominator and ``r_c = (I_c + s)/D_c``,
+    ``∂L_c/∂p_c = −(g_c − r_c ((1 − α − β) g_c + α))/D_c``,
+    ``∂L_c/∂g_c = −(p_c − r_c ((1 − α − β) p_c + β))/D_c``, ``∂L_c/∂s = −(1 − r_c)/D_c``,
+    ``∂L_c/∂α = r_c (P_c − I_c)/D_c``, ``∂L_c/∂β = r_c (G_c − I_c)/D_c``, chained through the
+    softmax (``p (dx − Σ_c p dx)``) or sigmoid (``p (1 − p) dx``); ``∂ℓ/∂w_c = L_c`` (over
+    ``|K|`` for the mean).
+
+    Matches ``optax.losses.dice_loss`` with the same arguments.  With ``α = β = 0.5``,
+    ``C >= 2`` and no class weights, ``dice_loss(x, t, smooth=s)`` equals
+    :func:`jaxloss.soft_dice_loss` ``(x, t, smooth=2 * s, from_logits="softmax")`` (the
+    MONAI form ``1 − (2I + 2s)/(P + G + 2s)``); with class weights that one divides by
+    ``Σ_c w_c``, this one by ``|K|``.  Differs from optax: probabilities with
+    ``apply_softmax=False`` are not checked to sum to 1 (optax's check needs concrete values);
+    an empty class with ``smooth=0`` (0/0) gives loss 0 and gradient 0, not NaN; ``axis``
+    must leave out the class axis; ``smooth``, ``alpha`` and ``beta`` must be ``>= 0``;
+    ``where`` masks pixels (optax has no mask).
+
+    Args:
+      predictions: float logits ``[..., C]`` (probabilities with ``apply_softmax=False``);
+        ``[B, ..spatial.., C]`` for the default ``axis``.
+      targets: one-hot or soft targets of the same shape (float ones differentiated;
+        integer or boolean ``{0, 1}`` values taken as values, as optax does).  Either side
+        may lack a trailing class axis of size 1.
+      class_weights: optional float ``[C]`` multiplying the per-class losses (differentiated).
+      smooth: ``s >= 0``, a float scalar (differentiated when traced).
+      alpha, beta: weights ``>= 0`` of the false positives and the false negatives.
+      apply_softmax: static; False when the predictions are probabilities.
+      reduction: static; ``"mean"`` or ``"sum"`` over the classes, or ``"none"``.
+      ignore_background: static; True leaves class 0 out (kept for a single class).
+      axis: static; the axis or tuple of axes summed over (not the class axis).  Unlike
+        the class axis ``axis=`` of :func:`jaxloss.soft_dice_loss`, this is optax's.
+      where: optional boolean pixel mask broadcasting to ``predictions.shape[:-1]``: masked
+        pixels leave every sum (derivative exactly 0, even for inf or NaN padding).
+
+    Returns:
+      The losses of the axes neither summed nor the class axis (``[B]`` by default), with a
+      last axis of the classes ``K`` for ``reduction="none"``; float32 for lower-precision
+      inputs.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> logits = jnp.array([[[2.0, 0.0], [0.0, 1.0], [1.0, 0.0]]])  # [B=1, pixels=3, C=2]
+      >>> targets = jnp.array([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]])
+      >>> jaxloss.dice_loss(logits, targets)
+      Array([0.13562593], dtype=float32)
+
+    References:
+      Milletari et al., "V-Net", 2016; Salehi et al., "Tversky loss function for image
+      segmentation", 2017; ``optax.losses.dice_loss``.
+    """
+    return _dice(tversky_loss, predictions, targets, class_weights=class_weights, smooth=smooth, alpha=alpha,
+                 beta=beta, apply_softmax=apply_softmax, reduction=reduction, ignore_background=ignore_background,
+                 axis=axis, where=where)
 
 
 def _binary_inputs(predictions, targets):
@@ -170,5 +307,6 @@ def multiclass_generalized_dice_loss(predictions, targets, *, smooth=1.0, apply_
                              ignore_background=ignore_background, where=where)
 
 
+dice_loss.reference = functools.partial(_dice, tversky_loss.reference)
 binary_dice_loss.reference = functools.partial(_binary_dice, tversky_loss.reference)
 multiclass_generalized_dice_loss.reference = functools.partial(_generalized_dice, tversky_loss.reference)

@@ -10,7 +10,7 @@ import pytest
 
 import jaxloss
 
-LOSSES = ("dice_loss", "jaccard_loss", "tversky_loss", "generalized_dice_loss")
+LOSSES = ("soft_dice_loss", "jaccard_loss", "tversky_loss", "generalized_dice_loss")
 SHAPE = (2, 4, 3, 3)  # [B, H, W, C]
 
 
@@ -40,7 +40,7 @@ def _reference(name, x, targets, *, smooth=1.0, squared=False, class_weights=Non
         num = 2 * jnp.sum(w * inter[:, first:], -1) + smooth
         den = jnp.sum(w * (ps + gs)[:, first:], -1) + smooth
         return 1 - num / den
-    if name == "dice_loss":
+    if name == "soft_dice_loss":
         num, den = 2 * inter + smooth, ps + gs + smooth
     elif name == "jaccard_loss":
         num, den = inter + smooth, ps + gs - inter + smooth
@@ -79,8 +79,8 @@ def _options(name, weighted):
 @pytest.mark.parametrize("ids", [True, False], ids=["class_ids", "probabilities"])
 @pytest.mark.parametrize("variant", ["plain", "weighted", "no_background", "squared"])
 def test_values_and_gradients_match_float64_reference(name, from_logits, ids, variant):
-    if variant == "squared" and name != "dice_loss":
-        pytest.skip("squared is a dice_loss option")
+    if variant == "squared" and name != "soft_dice_loss":
+        pytest.skip("squared is a soft_dice_loss option")
     fn = getattr(jaxloss, name)
     with jax.enable_x64(True):
         x, targets = _inputs(0, from_logits, ids)
@@ -121,7 +121,8 @@ def test_dice_and_tversky_and_jaccard_match_optax(weighted):
         per_class = optax.losses.dice_loss(x, onehot, reduction="none", **o)
         return jnp.sum(w * per_class, -1) / jnp.sum(w)
 
-    _close(jaxloss.dice_loss(x, targets, smooth=2.0, from_logits="softmax", **kw), optax_mean(smooth=1.0), rtol=1e-5)
+    _close(jaxloss.soft_dice_loss(x, targets, smooth=2.0, from_logits="softmax", **kw), optax_mean(smooth=1.0),
+           rtol=1e-5)
     _close(jaxloss.tversky_loss(x, targets, smooth=0.5, alpha=0.2, beta=0.8, from_logits="softmax", **kw),
            optax_mean(smooth=0.5, alpha=0.2, beta=0.8), rtol=1e-5)
     _close(jaxloss.jaccard_loss(x, onehot, smooth=1.0, from_logits="softmax", **kw),
@@ -134,9 +135,9 @@ def test_hand_computed_values():
     # class 0: I = 0.9, P = 1.1, G = 1; class 1: I = 0.8, P = 0.9, G = 1.
     dice = 1 - ((1.8 + 1) / 3.1 + (1.6 + 1) / 2.9) / 2
     jac = 1 - (0.9 / 1.2 + 0.8 / 1.1) / 2
-    _close(jaxloss.dice_loss(jnp.float32(p), labels), [dice], rtol=1e-6)
+    _close(jaxloss.soft_dice_loss(jnp.float32(p), labels), [dice], rtol=1e-6)
     _close(jaxloss.jaccard_loss(jnp.float32(p), labels, smooth=0.0), [jac], rtol=1e-6)
-    _close(jaxloss.dice_loss(jnp.float32(p), labels, include_background=False), [1 - 2.6 / 2.9], rtol=1e-6)
+    _close(jaxloss.soft_dice_loss(jnp.float32(p), labels, include_background=False), [1 - 2.6 / 2.9], rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", LOSSES)
@@ -174,8 +175,8 @@ def test_include_background_true_or_several_classes_do_not_warn():
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        jaxloss.dice_loss(jnp.full((1, 2, 1), 0.5), jnp.ones((1, 2, 1)))
-        jaxloss.dice_loss(jnp.full((1, 2, 2), 0.5), jnp.array([[0, 1]]), include_background=False)
+        jaxloss.soft_dice_loss(jnp.full((1, 2, 1), 0.5), jnp.ones((1, 2, 1)))
+        jaxloss.soft_dice_loss(jnp.full((1, 2, 2), 0.5), jnp.array([[0, 1]]), include_background=False)
 
 
 @pytest.mark.parametrize("name", LOSSES)
@@ -189,7 +190,7 @@ def test_empty_class_gives_finite_loss_and_gradient(name, smooth):
     assert jnp.isfinite(loss) and jnp.all(jnp.isfinite(grad))
     with jax.enable_x64(True):
         _close(loss, _reference(name, jnp.float64(p), targets, smooth=smooth) if smooth or name not in (
-            "dice_loss", "jaccard_loss", "tversky_loss") else _empty_as_zero(name, p, targets), rtol=1e-5)
+            "soft_dice_loss", "jaccard_loss", "tversky_loss") else _empty_as_zero(name, p, targets), rtol=1e-5)
 
 
 def _empty_as_zero(name, p, targets):
@@ -220,7 +221,10 @@ def test_pixel_where_ignores_nan_padding(name, from_logits):
     where = jnp.broadcast_to(where, SHAPE[:-1])
     x_pad = jnp.where(where[..., None], x, jnp.nan)
     t_pad = jnp.where(where[..., None], targets, jnp.inf)
-    f = lambda x, t: jnp.sum(fn(x, t, from_logits=from_logits, where=where))
+
+    def f(x, t):
+        return jnp.sum(fn(x, t, from_logits=from_logits, where=where))
+
     losses = fn(x_pad, t_pad, from_logits=from_logits, where=where)
     gx, gt = jax.grad(f, argnums=(0, 1))(x_pad, t_pad)
     assert jnp.all(gx[~where] == 0) and jnp.all(gt[~where] == 0)
@@ -235,22 +239,27 @@ def test_pixel_where_broadcasts_over_the_batch():
     x, targets = _inputs(4, None, ids=True)
     where = jnp.array([True, True, False, True])[:, None]  # [H, 1] broadcasting to [B, H, W]
     full = jnp.broadcast_to(where, SHAPE[:-1])
-    _close(jaxloss.dice_loss(jnp.float32(x), targets, where=where), jaxloss.dice_loss(jnp.float32(x), targets, where=full))
+    x = jnp.float32(x)
+    _close(jaxloss.soft_dice_loss(x, targets, where=where), jaxloss.soft_dice_loss(x, targets, where=full))
+
+
+X, IDS = jnp.zeros((2, 3, 3)), jnp.zeros((2, 3), jnp.int32)  # [B, pixels, C] and class ids
 
 
 @pytest.mark.parametrize("call, error, words", [
-    (lambda: jaxloss.dice_loss(jnp.zeros((2, 3, 3)), jnp.zeros((2, 4), jnp.int32)), ValueError, ["targets", "(2, 3)", "(2, 4)"]),
-    (lambda: jaxloss.dice_loss(jnp.zeros((2, 3, 3)), jnp.zeros((2, 3, 2))), ValueError, ["targets", "(2, 3, 3)", "(2, 3, 2)"]),
-    (lambda: jaxloss.dice_loss(jnp.zeros((2, 3, 3)), jnp.zeros((2, 3), jnp.complex64)), TypeError, ["targets", "complex64"]),
-    (lambda: jaxloss.dice_loss(jnp.zeros((2, 3), jnp.int32), jnp.zeros((2,), jnp.int32)), TypeError, ["predictions"]),
-    (lambda: jaxloss.dice_loss(jnp.zeros((3,)), jnp.zeros((3,))), ValueError, ["predictions", "rank"]),
-    (lambda: jaxloss.dice_loss(jnp.zeros((2, 3, 3)), jnp.zeros((2, 3), jnp.int32), from_logits="relu"), ValueError, ["from_logits"]),
-    (lambda: jaxloss.dice_loss(jnp.zeros((2, 3, 3)), jnp.zeros((2, 3), jnp.int32), where=jnp.ones((2, 4), bool)), ValueError, ["where", "(2, 4)", "(2, 3)"]),
-    (lambda: jaxloss.dice_loss(jnp.zeros((2, 3, 3)), jnp.zeros((2, 3), jnp.int32), where=jnp.ones((2, 3))), TypeError, ["where"]),
-    (lambda: jaxloss.dice_loss(jnp.zeros((2, 3, 3)), jnp.zeros((2, 3), jnp.int32), class_weights=jnp.ones(2)), ValueError, ["class_weights", "(2,)", "(3,)"]),
-    (lambda: jaxloss.tversky_loss(jnp.zeros((2, 3, 3)), jnp.zeros((2, 3), jnp.int32), alpha=-1.0), ValueError, ["alpha"]),
-    (lambda: jaxloss.jaccard_loss(jnp.zeros((2, 3, 3)), jnp.zeros((2, 3), jnp.int32), smooth=-1.0), ValueError, ["smooth"]),
-    (lambda: jaxloss.generalized_dice_loss(jnp.zeros((2, 3, 3)), jnp.zeros((2, 3), jnp.int32), smooth=jnp.ones(2)), ValueError, ["smooth"]),
+    (lambda: jaxloss.soft_dice_loss(X, jnp.zeros((2, 4), jnp.int32)), ValueError, ["targets", "(2, 3)", "(2, 4)"]),
+    (lambda: jaxloss.soft_dice_loss(X, jnp.zeros((2, 3, 2))), ValueError, ["targets", "(2, 3, 3)", "(2, 3, 2)"]),
+    (lambda: jaxloss.soft_dice_loss(X, jnp.zeros((2, 3), jnp.complex64)), TypeError, ["targets", "complex64"]),
+    (lambda: jaxloss.soft_dice_loss(jnp.zeros((2, 3), jnp.int32), jnp.zeros((2,), jnp.int32)), TypeError,
+     ["predictions"]),
+    (lambda: jaxloss.soft_dice_loss(jnp.zeros((3,)), jnp.zeros((3,))), ValueError, ["predictions", "rank"]),
+    (lambda: jaxloss.soft_dice_loss(X, IDS, from_logits="relu"), ValueError, ["from_logits"]),
+    (lambda: jaxloss.soft_dice_loss(X, IDS, where=jnp.ones((2, 4), bool)), ValueError, ["where", "(2, 4)", "(2, 3)"]),
+    (lambda: jaxloss.soft_dice_loss(X, IDS, where=jnp.ones((2, 3))), TypeError, ["where"]),
+    (lambda: jaxloss.soft_dice_loss(X, IDS, class_weights=jnp.ones(2)), ValueError, ["class_weights", "(2,)", "(3,)"]),
+    (lambda: jaxloss.tversky_loss(X, IDS, alpha=-1.0), ValueError, ["alpha"]),
+    (lambda: jaxloss.jaccard_loss(X, IDS, smooth=-1.0), ValueError, ["smooth"]),
+    (lambda: jaxloss.generalized_dice_loss(X, IDS, smooth=jnp.ones(2)), ValueError, ["smooth"]),
 ])
 def test_bad_inputs_raise_naming_the_argument_and_shapes(call, error, words):
     with pytest.raises(error) as info:
@@ -266,7 +275,7 @@ def test_channel_first_predictions_take_axis_1():
     logits = jnp.float32(rng.standard_normal((2, 3, 4, 5)))  # [B, C, H, W]
     targets = jnp.int32(rng.integers(0, 3, (2, 4, 5))).at[0, 1, 2].set(-100)
     where = jnp.ones((2, 4, 5), bool).at[1, 3, 4].set(False)
-    for loss in (jaxloss.dice_loss, jaxloss.jaccard_loss, jaxloss.tversky_loss, jaxloss.generalized_dice_loss):
+    for loss in (jaxloss.soft_dice_loss, jaxloss.jaccard_loss, jaxloss.tversky_loss, jaxloss.generalized_dice_loss):
         def first(x, loss=loss):
             return loss(x, targets, from_logits="softmax", axis=1, where=where)
 

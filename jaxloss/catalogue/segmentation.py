@@ -31,16 +31,21 @@ def _segmentation(from_logits, ids=False, **options):
     return sample
 
 
+def _huge_logits_and_ids():
+    """Logits of ±1e4 ``[B, H, W, C=3]`` and class ids with class 2 absent."""
+    huge = np.zeros(_SEGMENTATION_SHAPE, np.float32)
+    huge[..., 0], huge[..., 1], huge[..., 2] = 1e4, -1.0, -1e4
+    huge[1, 0] = [-1e4, 1e4, -1e4]
+    return huge, jnp.int32(np.arange(9).reshape(1, 3, 3).repeat(2, 0) % 2)
+
+
 def _extreme_segmentation(from_logits, **options):
     """Logits of ±1e4, a class absent from targets and predictions (an empty mask) with
     smooth 0 and 1, NaN padding at masked pixels, all pixels masked included, and ignored
     pixels (class id −100)."""
 
     def extremes():
-        huge = np.zeros(_SEGMENTATION_SHAPE, np.float32)
-        huge[..., 0], huge[..., 1], huge[..., 2] = 1e4, -1.0, -1e4
-        huge[1, 0] = [-1e4, 1e4, -1e4]
-        ids = jnp.int32(np.arange(9).reshape(1, 3, 3).repeat(2, 0) % 2)  # class 2 absent
+        huge, ids = _huge_logits_and_ids()
         probs = np.zeros(_SEGMENTATION_SHAPE, np.float32)
         probs[..., 0], probs[..., 1] = 0.7, 0.3  # class 2 predicted nowhere
         x = jnp.float32(probs if from_logits is None else huge)
@@ -76,6 +81,36 @@ def _extreme_binary():
     rows = jnp.asarray(np.broadcast_to(np.arange(3)[None, :, None] > 0, x.shape[:-1]))
     return [((a, targets), {"smooth": jnp.float32(s), **kw}) for s in (0.0, 1.0)
             for a, kw in ((x, {}), (nan, {"where": rows}), (nan, {"where": jnp.zeros(x.shape[:-1], bool)}))]
+
+
+def _dice(rng):
+    """optax's Dice inputs: logits ``[B, H, W, C]``, soft targets, class weights, a Tversky
+    pair and a smoothing."""
+    (x, targets), _ = _segmentation("softmax")(rng)
+    options = {"class_weights": [0.5, 1.0, 2.0], "smooth": 0.5, "alpha": 0.3, "beta": 0.7}
+    return (x, targets), {k: jnp.float32(v) for k, v in options.items()}
+
+
+def _extreme_dice():
+    """Logits of ±1e4 and probabilities, a class absent from targets and predictions (an empty
+    mask) with smooth 0 and 1, NaN padding at masked pixels, all pixels masked, per-class
+    losses without the background, one class (sigmoid) and a sum over the batch and rows."""
+    huge, ids = _huge_logits_and_ids()
+    x = jnp.float32(huge)
+    soft = jnp.float32(np.asarray(jax.nn.one_hot(ids, 3)))
+    nan = x.at[:, 0].set(jnp.nan)
+    rows = jnp.asarray(np.broadcast_to(np.arange(3)[None, :, None] > 0, ids.shape))
+    probabilities = jnp.float32(np.broadcast_to([0.7, 0.3, 0.0], x.shape))  # class 2 predicted nowhere
+    out = []
+    for smooth in (0.0, 1.0):
+        kw = {"smooth": jnp.float32(smooth)}
+        out += [((x, soft), kw), ((nan, soft), {**kw, "where": rows}),
+                ((nan, soft), {**kw, "where": jnp.zeros(ids.shape, bool)}),
+                ((probabilities, soft), {**kw, "apply_softmax": False}),
+                ((x, soft), {**kw, "reduction": "none", "ignore_background": True}),
+                ((x[..., 1:2], soft[..., 1:2]), kw),
+                ((x, soft), {**kw, "reduction": "sum", "axis": (0, 1)})]
+    return out
 
 
 def _generalized(rng):
@@ -131,8 +166,8 @@ def _extreme_ctc():
 
 
 ENTRIES: tuple[Entry, ...] = (
-    Entry(segmentation.dice_loss, "segmentation",
-          "optax.losses.dice_loss (smooth 2s); MONAI DiceLoss",
+    Entry(segmentation.soft_dice_loss, "segmentation",
+          "MONAI DiceLoss",
           _segmentation("softmax", class_weights=[0.5, 1.0, 2.0], smooth=0.5),
           _extreme_segmentation("softmax"), pixel_where=True, class_ids=(("targets", "predictions", -1),)),
     Entry(segmentation.jaccard_loss, "segmentation",
@@ -148,6 +183,9 @@ ENTRIES: tuple[Entry, ...] = (
           "MONAI GeneralizedDiceLoss",
           _segmentation(None, smooth=0.5), _extreme_segmentation(None), pixel_where=True,
           class_ids=(("targets", "predictions", -1),)),
+    Entry(segmentation_optax.dice_loss, "segmentation",
+          "optax.losses.dice_loss",
+          _dice, _extreme_dice, pixel_where=True),
     Entry(segmentation_optax.binary_dice_loss, "segmentation",
           "optax.losses.binary_dice_loss",
           _binary, _extreme_binary, pixel_where=True),
