@@ -9,10 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import _checks
-from jaxloss.gradients import Args, hand_derivative
+from jaxloss._math import compute_dtype
 from jaxloss._softmax import loud, shifted_logsumexp
+from jaxloss.gradients import Args, as_float_option, as_ids, hand_derivative
 
-__all__ = ["ctc_loss"]
+__all__ = ["ctc_loss", "ctc_loss_with_forward_probs"]
 
 
 # ------------------------------------------------------------------ log-space helpers
@@ -41,13 +42,14 @@ def _unshift(x, by):
 # ------------------------------------------------------------------ the lattice
 
 
-def _lattice(labels, label_paddings, blank_id, classes):
+def _lattice(labels, label_paddings, blank_id, classes, floor=-jnp.inf):
     """The extended label sequence and its transitions, for labels ``[B, N]``.
 
     Returns ``ext`` ``[B, S]`` (S = 2N + 1: blank, l1, blank, l2, ..., blank), ``skip``
     ``[B, S]`` (0 where state s may be entered from s − 2, a label differing from the one
-    before it, else −inf) and ``final`` ``[B, S]`` (0 at the two accepting states
-    2L − 1 and 2L, L the number of unpadded labels, else −inf).
+    before it; ``floor`` at the other label states and −inf at the blanks) and ``final``
+    ``[B, S]`` (0 at the two accepting states 2L − 1 and 2L, L the number of unpadded
+    labels, else −inf).
     """
     batch, n = labels.shape
     ids = jnp.clip(labels, 0, classes - 1).astype(jnp.int32)
@@ -57,9 +59,9 @@ def _lattice(labels, label_paddings, blank_id, classes):
     differs = jnp.concatenate([jnp.zeros((batch, 1), bool), labels[:, 1:] != labels[:, :-1]], axis=-1)
     skip_ok = jnp.stack([jnp.zeros((batch, n), bool), differs], axis=-1).reshape(batch, 2 * n)
     skip_ok = jnp.concatenate([skip_ok, jnp.zeros((batch, 1), bool)], axis=-1)
-    skip = jnp.where(skip_ok, 0.0, -jnp.inf)
-    length = jnp.sum(label_paddings < 0.5, axis=-1)  # L (labels are right-padded)
     s = jnp.arange(2 * n + 1)
+    skip = jnp.where(skip_ok, 0.0, jnp.where(s % 2 == 1, floor, -jnp.inf))
+    length = jnp.sum(label_paddings < 0.5, axis=-1)  # L (labels are right-padded)
     accept = (s == 2 * length[:, None]) | (s == 2 * length[:, None] - 1)
     return ext, skip, jnp.where(accept, 0.0, -jnp.inf)
 
@@ -76,18 +78,19 @@ def _emissions(x, shift, lse, ext):
     return picked - (shift + lse)[..., None]
 
 
-def _alphas(emit, valid, skip):
+def _alphas(emit, valid, skip, floor=-jnp.inf, into=0.0):
     """Forward variables ``log α_t(s)`` (emission at t included), ``[T, B, S]``.
 
-    ``α_t = E_t ⊙ (α_{t-1}(s) + α_{t-1}(s-1) + [skip] α_{t-1}(s-2))`` on an unpadded frame,
-    ``α_t = α_{t-1}`` on a padded one, from ``α_{-1} = [1, 0, ..., 0]``.
+    ``α_t = E_t ⊙ (α_{t-1}(s) + [into] α_{t-1}(s-1) + [skip] α_{t-1}(s-2))`` on an unpadded
+    frame, ``α_t = α_{t-1}`` on a padded one, from ``α_{-1} = [1, e^floor, ..., e^floor]``
+    (``[1, 0, ..., 0]`` by default); ``into`` and ``skip`` are log-weights.
     """
-    init = jnp.where(jnp.arange(emit.shape[-1]) == 0, 0.0, -jnp.inf).astype(emit.dtype)
+    init = jnp.where(jnp.arange(emit.shape[-1]) == 0, 0.0, floor).astype(emit.dtype)
     init = jnp.broadcast_to(init, emit.shape[::2])
 
     def step(alpha, xs):
         e, v = xs
-        moved = _logsumexp(jnp.stack([alpha, _shift(alpha, 1), _shift(alpha, 2) + skip])) + e
+        moved = _logsumexp(jnp.stack([alpha, _shift(alpha, 1) + into, _shift(alpha, 2) + skip])) + e
         alpha = jnp.where(v[:, None], moved, alpha)
         return alpha, alpha
 
@@ -255,3 +258,119 @@ def ctc_loss(logits, logit_paddings, labels, label_paddings, *, blank_id=0, zero
         loss = jnp.where(jnp.isfinite(log_z), loss, 0.0)
     loss = loud(loss, _invalid(labels, label_paddings, blank_id, x.shape[-1]))
     return loss.reshape(batch), (shift, lse, log_z, alphas)
+
+
+# ------------------------------------------------------------------ ctc_loss_with_forward_probs
+
+
+def ctc_loss_with_forward_probs(logits, logit_paddings, labels, label_paddings, *, blank_id=0, log_epsilon=-1e5,
+                                zero_infinity=False, where=None) -> tuple[jax.Array, jax.Array, jax.Array]:
+    r"""CTC loss per sequence, with the forward probabilities of its lattice (optax's layout).
+
+    With :math:`y_t = \operatorname{softmax}(x_t)`, the extended labels
+    :math:`l' = (\varnothing, l_1, \varnothing, l_2, \dots, l_N, \varnothing)` (states
+    :math:`s = 0 \dots 2N`) and :math:`\varepsilon = e^{\text{log\_epsilon}}`, the forward
+    recursion over frames is
+
+    .. math::
+
+       \alpha_{-1}(0) = 1, \quad \alpha_{-1}(s) = \varepsilon \ (s > 0), \qquad
+       \alpha_t(s) = y_{t, l'_s}\bigl(\alpha_{t-1}(s) + c_s\,\alpha_{t-1}(s-1)
+                      + d_s\,\alpha_{t-1}(s-2)\bigr)
+
+    on an unpadded frame (:math:`\alpha_t = \alpha_{t-1}` on a padded one), where
+    :math:`c_s = 1 + \varepsilon` at a blank and 1 at a label, and :math:`d_s` is 1 at a label
+    that differs from the label before it, :math:`\varepsilon` at a label repeating it, 0 at a
+    blank.  ``log_epsilon`` stands in for log 0 as optax's does, so the tables are optax's
+    numbers; with ``log_epsilon=-inf`` (:math:`\varepsilon = 0`) they are the exact CTC
+    forward variables (−inf at unreachable states), the recursion :func:`ctc_loss` runs.
+    With the default −1e5, :math:`\varepsilon` underflows to 0 in float32 and float64:
+    reachable states hold the exact values and unreachable ones a number near a multiple of
+    −1e5 instead of −inf.
+
+    The outputs: ``per_seq_loss`` is :func:`ctc_loss` (same options, same hand-derived
+    derivative ``softmax(x_t) − γ_t``); ``logalpha_blank[t, ..., n] = log α_t(2n)`` (the
+    prefix ``l_1..l_n`` emitted, frame t a blank) and ``logalpha_emit[t, ..., n] =
+    log α_t(2n+1)`` (frame t emits ``l_{n+1}``), except the last row,
+    ``logalpha_blank[T-1, ..., n] = log(α_{T-1}(2n) + α_{T-1}(2n-1))`` for n ≥ 1: the
+    probability of having emitted exactly ``l_1..l_n`` after the last frame, so
+    ``-logalpha_blank[T-1, b, L_b]`` is the loss of a possible labelling of length
+    ``L_b``.  States past the unpadded labels follow the padded ids, as optax's do (an id
+    outside ``[0, K)`` there counts log-probability 0, as optax's one-hot reads it).
+
+    Derivatives: the loss through :func:`ctc_loss`'s hand rule; the tables by plain
+    autodiff of their ``lax.scan`` (every mode: ``grad``, ``jvp``, higher orders; reverse
+    mode keeps the scan's per-frame values, ``O(T·B·N)``), ``log_epsilon`` included.  The
+    tables cost a second forward scan next to the loss's own; under ``jit`` an unused table
+    is not computed.  Paddings are masks (a value >= 0.5 is padding) with derivative 0.
+
+    Differs from optax: an impossible alignment gives ``per_seq_loss = +inf`` with
+    derivative 0 (0 with ``zero_infinity=True``) where optax's loss is
+    ``-logalpha_blank[-1, b, L_b]``, about 1e5 times the shortfall (the tables agree);
+    a sequence with an unpadded label outside ``[0, K)`` or equal to ``blank_id`` gets NaN
+    in all three outputs (optax: finite numbers); fractional paddings are thresholded at
+    0.5 (optax interpolates between frames); any leading batch shape is accepted; and
+    ``where`` masks examples: 0 in all three outputs, with derivative exactly 0.
+
+    Args:
+      logits: float array ``[..., T, K]`` (unnormalised).
+      logit_paddings: ``[..., T]``, 1.0 on padded frames.
+      labels: integer array ``[..., N]``, right-padded; unpadded ids in ``[0, K)`` other
+        than ``blank_id``.
+      label_paddings: ``[..., N]``, 1.0 on padded labels.
+      blank_id: the class id of the blank (static).
+      log_epsilon: the stand-in for log 0 in the tables (a float, traced is fine;
+        ``-jnp.inf`` for exact zeros).
+      zero_infinity: give impossible alignments loss 0 and derivative 0 (static).
+      where: optional boolean mask broadcasting to the batch shape ``logits.shape[:-2]``.
+
+    Returns:
+      ``(per_seq_loss, logalpha_blank, logalpha_emit)`` with shapes ``[...]``,
+      ``[T, ..., N+1]`` and ``[T, ..., N]`` (time first, as optax's), float32 for
+      lower-precision logits.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> logits = jnp.zeros((1, 3, 3))
+      >>> labels, pads = jnp.array([[1, 2]]), jnp.zeros((1, 2))
+      >>> loss, blank, emit = jaxloss.ctc_loss_with_forward_probs(logits, jnp.zeros((1, 3)), labels, pads)
+      >>> loss, -blank[-1, 0, 2]  # 5 of 27 alignments
+      (Array([1.686399], dtype=float32), Array(1.686399, dtype=float32))
+      >>> blank.shape, emit.shape
+      ((3, 1, 3), (3, 1, 2))
+
+    References:
+      Graves et al., "Connectionist Temporal Classification: Labelling Unsegmented Sequence
+      Data with Recurrent Neural Networks", ICML 2006.  ``optax.ctc_loss_with_forward_probs``.
+    """
+    loss = ctc_loss(logits, logit_paddings, labels, label_paddings, blank_id=blank_id,
+                    zero_infinity=zero_infinity, where=where)  # checks every other argument
+    x = jnp.asarray(logits)
+    x = x.astype(compute_dtype(x.dtype))
+    log_epsilon = as_float_option(log_epsilon, x.dtype)
+    _checks.float_array("log_epsilon", log_epsilon)
+    _checks.broadcasts_to("log_epsilon", log_epsilon, (), "a scalar")
+    keep = None if where is None else jnp.broadcast_to(where, x.shape[:-2])
+    if keep is not None:
+        x = jnp.where(keep[..., None, None], x, 0)  # no inf or NaN of a masked example reaches a derivative
+    batch, x, valid, labels, label_paddings = _flatten(
+        Args(logits=x, logit_paddings=logit_paddings, labels=as_ids(labels), label_paddings=label_paddings))
+    classes = x.shape[-1]
+    shift, lse = shifted_logsumexp(x)
+    ext, skip, _ = _lattice(labels, label_paddings, blank_id, classes, floor=log_epsilon)
+    outside = (labels < 0) | (labels >= classes)
+    outside = jnp.stack([jnp.zeros_like(outside), outside], -1).reshape(ext.shape[0], -1)
+    emit = jnp.where(jnp.pad(outside, [(0, 0), (0, 1)])[:, None, :], 0.0, _emissions(x, shift, lse, ext))
+    states = jnp.arange(ext.shape[-1])
+    into = jnp.where(states % 2 == 0, jax.nn.softplus(log_epsilon), 0.0)
+    alphas = _alphas(emit, valid, skip, floor=log_epsilon, into=into)
+    last = alphas[-1]
+    ended = _logsumexp(jnp.stack([last[..., 2::2], last[..., 1::2]]))
+    blank = alphas[..., ::2].at[-1, :, 1:].set(ended)
+    invalid = _invalid(labels, label_paddings, blank_id, classes)[:, None]
+
+    def table(a):
+        a = loud(a, invalid).reshape(a.shape[:1] + batch + a.shape[-1:])
+        return a if keep is None else jnp.where(keep[..., None], a, 0.0)
+
+    return loss, table(blank), table(alphas[..., 1::2])

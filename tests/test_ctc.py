@@ -1,4 +1,5 @@
-"""ctc_loss: parity with optax and PyTorch, the hand rule against autodiff, impossible alignments."""
+"""ctc_loss and ctc_loss_with_forward_probs: parity with optax and PyTorch, the hand rule against autodiff,
+impossible alignments, the forward tables against a float64 NumPy recursion."""
 
 import jax
 import jax.numpy as jnp
@@ -7,13 +8,14 @@ import optax
 import pytest
 
 import jaxloss
-from jaxloss import ctc_loss
+from jaxloss import ctc_loss, ctc_loss_with_forward_probs
 
 torch = pytest.importorskip("torch")
 
 
 def _close(a, b, rtol=1e-5, atol=1e-5):
-    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol,
+                               equal_nan=False)
 
 
 def _batch(seed, batch=5, frames=16, classes=6, n=5, blank_id=0, repeats=True):
@@ -28,7 +30,7 @@ def _batch(seed, batch=5, frames=16, classes=6, n=5, blank_id=0, repeats=True):
         labels[0, 1] = labels[0, 0]
         labels[1, -1] = labels[1, -2]
     # Enough frames for the labels and the blanks between repeats.
-    need = label_lengths + np.array([np.sum(l[1:k] == l[:k - 1]) for l, k in zip(labels, label_lengths)])
+    need = label_lengths + np.array([np.sum(row[1:k] == row[:k - 1]) for row, k in zip(labels, label_lengths)])
     frame_lengths = np.array([rng.integers(k, frames + 1) for k in need])
     frame_lengths[0] = frames
     logit_paddings = (np.arange(frames)[None] >= frame_lengths[:, None]).astype(np.float32)
@@ -184,6 +186,207 @@ def test_low_precision_logits_compute_in_float32():
     (lambda x, lp, y, yp: ctc_loss(x, lp, y, yp, where=jnp.ones(3, bool)), ValueError, "where"),
 ])
 def test_bad_inputs_raise_naming_the_argument(call, error, words):
+    x, lp, y, yp, *_ = _batch(0)
+    with pytest.raises(error, match=words):
+        call(x, lp, y, yp)
+
+
+
+# ------------------------------------------------------------------ ctc_loss_with_forward_probs
+
+
+def _numpy_forward_probs(logits, logit_paddings, labels, label_paddings, blank_id=0, log_epsilon=-np.inf):
+    """The docstring's recursion in float64: α_{-1} = (1, ε, ..., ε); on an unpadded frame
+    α_t(s) = y_t[l'_s] (α(s) + c_s α(s-1) + d_s α(s-2)), c_s = 1 + ε at blanks, d_s = 1 at a label
+    differing from the one before, ε at a repeated (or first) label, 0 at blanks; the last blank
+    row adds the label state before each blank.  Returns log tables [T, B, N+1], [T, B, N]."""
+    x = np.asarray(logits, np.float64)
+    y = np.exp(x - x.max(-1, keepdims=True))
+    y /= y.sum(-1, keepdims=True)
+    eps = np.exp(log_epsilon)
+    frames, n = x.shape[1], labels.shape[1]
+    blanks, emits = np.zeros((frames, len(x), n + 1)), np.zeros((frames, len(x), n))
+    for b in range(len(x)):
+        ext = [blank_id] + [v for label in labels[b] for v in (label, blank_id)]
+        alpha = np.full(2 * n + 1, eps)
+        alpha[0] = 1.0
+        rows = []
+        for t in range(frames):
+            if logit_paddings[b, t] < 0.5:
+                new = np.zeros_like(alpha)
+                for s, k in enumerate(ext):
+                    total = alpha[s]
+                    if s >= 1:
+                        total += (1 + eps if s % 2 == 0 else 1) * alpha[s - 1]
+                    if s >= 2 and s % 2 == 1:
+                        total += (1 if ext[s] != ext[s - 2] else eps) * alpha[s - 2]
+                    prob = y[b, t, k] if 0 <= k < x.shape[-1] else 1.0  # a padded id outside [0, K): probability 1
+                    new[s] = prob * total
+                alpha = new
+            rows.append(alpha)
+        rows = np.array(rows)
+        with np.errstate(divide="ignore"):
+            blanks[:, b], emits[:, b] = np.log(rows[:, ::2]), np.log(rows[:, 1::2])
+            blanks[-1, b, 1:] = np.log(rows[-1, 2::2] + rows[-1, 1::2])
+    return blanks, emits
+
+
+def _table_close(ours, theirs):
+    # optax's unreachable states sit near multiples of log_epsilon = -1e5, where a float32 ulp is ~0.008.
+    _close(ours, theirs, rtol=1e-6, atol=2e-5)
+
+
+@pytest.mark.parametrize("seed, blank_id", [(0, 0), (1, 0), (2, 0), (3, 2)])
+def test_forward_probs_match_optax_and_numpy(seed, blank_id):
+    x, lp, y, yp, *_ = _batch(seed, blank_id=blank_id)
+    loss, blank, emit = ctc_loss_with_forward_probs(x, lp, y, yp, blank_id=blank_id)
+    theirs = optax.ctc_loss_with_forward_probs(x, lp, y, yp, blank_id=blank_id)
+    assert blank.shape == (16, 5, 6) and emit.shape == (16, 5, 5)
+    _close(loss, theirs[0])
+    _table_close(blank, theirs[1])
+    _table_close(emit, theirs[2])
+    # The floor stands exactly where the exact tables (log_epsilon=-inf) have -inf: the unreachable states.
+    unreachable = (np.asarray(theirs[1]) < -1e4, np.asarray(theirs[2]) < -1e4)
+    assert unreachable[0].any() and unreachable[1].any()
+    exact = ctc_loss_with_forward_probs(x, lp, y, yp, blank_id=blank_id, log_epsilon=-jnp.inf)
+    reference = _numpy_forward_probs(x, lp, np.asarray(y), yp, blank_id)
+    for ours, ref, floor in zip(exact[1:], reference, unreachable):
+        np.testing.assert_array_equal(np.isneginf(ours), floor)
+        _close(ours, ref, atol=2e-5)
+
+
+@pytest.mark.parametrize("log_epsilon", [-10.0, -1.0])
+def test_small_log_epsilon_weights_the_forbidden_moves_as_optax(log_epsilon):
+    # ε = e^log_epsilon enters the start, a repeated label's skip and (as 1 + ε) the step into a blank.
+    x, lp, y, yp, *_ = _batch(1)
+    ours = ctc_loss_with_forward_probs(x, lp, y, yp, log_epsilon=log_epsilon)
+    theirs = optax.ctc_loss_with_forward_probs(x, lp, y, yp, log_epsilon=log_epsilon)
+    reference = _numpy_forward_probs(x, lp, np.asarray(y), yp, log_epsilon=log_epsilon)
+    for a, b, c in zip(ours[1:], theirs[1:], reference):
+        _table_close(a, b)
+        _close(a, c, atol=2e-5)
+
+
+def test_padded_label_ids_outside_the_classes_match_optax():
+    x, lp, y, yp, *_ = _batch(2)
+    for pad_id in (-1, 99):
+        y_padded = jnp.where(yp > 0.5, pad_id, y)
+        ours = ctc_loss_with_forward_probs(x, lp, y_padded, yp)
+        theirs = optax.ctc_loss_with_forward_probs(x, lp, y_padded, yp)
+        _close(ours[0], ctc_loss(x, lp, y, yp))
+        _table_close(ours[1], theirs[1])
+        _table_close(ours[2], theirs[2])
+
+
+def test_forward_probs_loss_is_ctc_loss_and_the_last_blank_row():
+    x, lp, y, yp = _impossible()
+    for zero_infinity in (False, True):
+        loss, blank, _ = ctc_loss_with_forward_probs(x, lp, y, yp, zero_infinity=zero_infinity)
+        np.testing.assert_array_equal(loss, ctc_loss(x, lp, y, yp, zero_infinity=zero_infinity))
+    # Possible sequences: -logalpha_blank[-1, b, L_b] is the loss; impossible ones keep optax's floor there.
+    x, lp, y, yp, _, label_lengths = _batch(5)
+    loss, blank, _ = ctc_loss_with_forward_probs(x, lp, y, yp)
+    _close(-blank[-1, np.arange(5), label_lengths], loss)
+    x, lp, y, yp = _impossible()
+    ended = ctc_loss_with_forward_probs(x, lp, y, yp)[1][-1, np.arange(3), [2, 3, 2]]
+    _close(ended, optax.ctc_loss_with_forward_probs(x, lp, y, yp)[1][-1, np.arange(3), [2, 3, 2]], rtol=1e-6)
+    assert jnp.all(ended[:2] < -1e4) and ended[2] > -1e4
+
+
+def _tables_objective(fn, x, lp, y, yp, **options):
+    w = jnp.asarray(np.random.default_rng(3).standard_normal(x.shape[0]), jnp.float32)
+    loss, blank, emit = fn(x, lp, y, yp, **options)
+    return jnp.sum(w * loss) + jnp.sum(jnp.exp(blank)) + 0.5 * jnp.sum(jnp.exp(emit))
+
+
+@pytest.mark.parametrize("seed", [0, 4])
+def test_forward_probs_derivatives_match_optax_in_every_mode(seed):
+    x, lp, y, yp, *_ = _batch(seed)
+    ours = lambda x: _tables_objective(ctc_loss_with_forward_probs, x, lp, y, yp)  # noqa: E731
+    theirs = lambda x: _tables_objective(optax.ctc_loss_with_forward_probs, x, lp, y, yp)  # noqa: E731
+    grad = jax.jit(jax.grad(ours))(x)
+    _close(grad, jax.grad(theirs)(x), atol=1e-5)
+    assert jnp.all(grad[lp > 0.5] == 0)
+    v = jnp.asarray(np.random.default_rng(seed).standard_normal(x.shape), jnp.float32)
+    value, tangent = jax.jvp(ours, (x,), (v,))
+    _close(value, theirs(x))
+    _close(tangent, jnp.sum(grad * v), rtol=1e-4)
+    hvp = jax.jit(lambda x: jax.jvp(jax.grad(ours), (x,), (v,))[1])(x)
+    assert jnp.all(jnp.isfinite(hvp))
+    _close(hvp, jax.jvp(jax.grad(theirs), (x,), (v,))[1], rtol=1e-4, atol=1e-4)
+
+
+def test_exact_tables_have_finite_derivatives_and_log_epsilon_has_one():
+    x, lp, y, yp, *_ = _batch(6)
+    f = lambda x, e: _tables_objective(ctc_loss_with_forward_probs, x, lp, y, yp, log_epsilon=e)  # noqa: E731
+    gx, ge = jax.grad(f, argnums=(0, 1))(x, -jnp.inf)
+    assert jnp.all(jnp.isfinite(gx)) and ge == 0
+    _close(gx, jax.grad(f)(x, -1e5), atol=1e-6)
+    # The tables' derivative in log_epsilon is optax's (the loss, exact here, does not depend on it).
+    tables = lambda fn: jax.grad(lambda e: jnp.sum(jnp.exp(fn(x, lp, y, yp, log_epsilon=e)[1])))(-2.0)  # noqa: E731
+    ge = tables(ctc_loss_with_forward_probs)
+    _close(ge, tables(optax.ctc_loss_with_forward_probs), rtol=1e-4)
+    assert ge != 0
+
+
+def test_forward_probs_under_jit_with_traced_and_integer_log_epsilon():
+    x, lp, y, yp, *_ = _batch(7)
+    eager = ctc_loss_with_forward_probs(x, lp, y, yp, log_epsilon=-100000)
+    jitted = jax.jit(lambda x, e: ctc_loss_with_forward_probs(x, lp, y, yp, log_epsilon=e))(x, jnp.int32(-100000))
+    for a, b in zip(eager, jitted):
+        _table_close(a, b)
+        assert b.dtype == jnp.float32
+
+
+def test_forward_probs_nan_for_invalid_labels_and_where_masks_examples():
+    x, lp, y, yp, *_ = _batch(8, batch=3)
+    y = y.at[1, 0].set(0)  # the blank as a label: invalid
+    outputs = ctc_loss_with_forward_probs(x, lp, y, yp)
+    for out, batch_axis in zip(outputs, (0, 1, 1)):
+        assert jnp.all(jnp.isnan(jnp.take(out, 1, batch_axis)))
+        assert jnp.all(jnp.isfinite(jnp.take(out, np.array([0, 2]), batch_axis)))
+    where = jnp.array([True, False, True])
+    x = x.at[1].set(jnp.nan)
+    masked = ctc_loss_with_forward_probs(x, lp, y, yp, where=where)
+    for out, full, batch_axis in zip(masked, outputs, (0, 1, 1)):
+        assert jnp.all(jnp.take(out, 1, batch_axis) == 0)
+        np.testing.assert_array_equal(jnp.take(out, np.array([0, 2]), batch_axis),
+                                      jnp.take(full, np.array([0, 2]), batch_axis))
+    grad = jax.grad(lambda x: _tables_objective(ctc_loss_with_forward_probs, x, lp, y, yp, where=where))(x)
+    assert jnp.all(grad[1] == 0) and jnp.all(jnp.isfinite(grad)) and jnp.any(grad[0] != 0)
+
+
+def test_forward_probs_leading_batch_shapes_and_low_precision():
+    x, lp, y, yp, *_ = _batch(9, batch=4)
+    flat = ctc_loss_with_forward_probs(x, lp, y, yp)
+    shaped = lambda a: a.reshape((2, 2) + a.shape[1:])  # noqa: E731
+    loss, blank, emit = ctc_loss_with_forward_probs(*map(shaped, (x, lp, y, yp)))
+    _close(loss, flat[0].reshape(2, 2))
+    _close(blank, flat[1].reshape(16, 2, 2, 6))
+    _close(emit, flat[2].reshape(16, 2, 2, 5))
+    low = ctc_loss_with_forward_probs(x.astype(jnp.bfloat16), lp, y, yp)
+    upcast = ctc_loss_with_forward_probs(x.astype(jnp.bfloat16).astype(jnp.float32), lp, y, yp)
+    for a, b in zip(low, upcast):
+        assert a.dtype == jnp.float32
+        _close(a, b)
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda x, lp, y, yp: ctc_loss_with_forward_probs(x.astype(jnp.int32), lp, y, yp), TypeError, "logits"),
+    (lambda x, lp, y, yp: ctc_loss_with_forward_probs(x[0, 0], lp, y, yp), ValueError, "logits"),
+    (lambda x, lp, y, yp: ctc_loss_with_forward_probs(x, lp[:, 1:], y, yp), ValueError, "logit_paddings"),
+    (lambda x, lp, y, yp: ctc_loss_with_forward_probs(x, lp, y.astype(jnp.float32), yp), TypeError, "labels"),
+    (lambda x, lp, y, yp: ctc_loss_with_forward_probs(x, lp, y[1:], yp[1:]), ValueError, "labels"),
+    (lambda x, lp, y, yp: ctc_loss_with_forward_probs(x, lp, y, yp[:, 1:]), ValueError, "label_paddings"),
+    (lambda x, lp, y, yp: ctc_loss_with_forward_probs(x, lp, y, yp, blank_id=6), ValueError, "blank_id"),
+    (lambda x, lp, y, yp: ctc_loss_with_forward_probs(x, lp, y, yp, zero_infinity=1), TypeError, "zero_infinity"),
+    (lambda x, lp, y, yp: ctc_loss_with_forward_probs(x, lp, y, yp, where=jnp.ones(3, bool)), ValueError, "where"),
+    (lambda x, lp, y, yp: ctc_loss_with_forward_probs(x, lp, y, yp, log_epsilon=None), TypeError, "log_epsilon"),
+    (lambda x, lp, y, yp: ctc_loss_with_forward_probs(x, lp, y, yp, log_epsilon=True), TypeError, "log_epsilon"),
+    (lambda x, lp, y, yp: ctc_loss_with_forward_probs(x, lp, y, yp, log_epsilon=jnp.ones(2)), ValueError,
+     "log_epsilon"),
+])
+def test_forward_probs_bad_inputs_raise_naming_the_argument(call, error, words):
     x, lp, y, yp, *_ = _batch(0)
     with pytest.raises(error, match=words):
         call(x, lp, y, yp)
