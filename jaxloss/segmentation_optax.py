@@ -52,6 +52,7 @@ def _dice_inputs(predictions, targets, class_weights, reduction, axis, where):
         raise ValueError(f"axis={axis!r} names the class axis (the last) of predictions with shape {shape}: "
                          f"axis holds the axes summed over, the classes stay last.")
     _checks.float_option("class_weights", class_weights, shape[-1:], "the class axis of predictions")
+    _checks.positive("class_weights", class_weights, allow_zero=True)
     if reduction not in _REDUCTIONS:
         raise ValueError(f'reduction must be "mean", "sum" or "none" (static), got {reduction!r}.')
     _checks.mask("where", where)
@@ -118,8 +119,8 @@ def dice_loss(predictions, targets, *, class_weights=None, smooth=1.0, alpha=0.5
     ``Σ_c w_c``, this one by ``|K|``.  Differs from optax: probabilities with
     ``apply_softmax=False`` are not checked to sum to 1 (optax's check needs concrete values);
     an empty class with ``smooth=0`` (0/0) gives loss 0 and gradient 0, not NaN; ``axis``
-    must leave out the class axis; ``smooth``, ``alpha`` and ``beta`` must be ``>= 0``;
-    ``where`` masks pixels (optax has no mask).
+    must leave out the class axis; ``smooth``, ``alpha``, ``beta`` and the class weights must
+    be ``>= 0``; ``where`` masks pixels (optax has no mask).
 
     Args:
       predictions: float logits ``[..., C]`` (probabilities with ``apply_softmax=False``);
@@ -127,7 +128,8 @@ def dice_loss(predictions, targets, *, class_weights=None, smooth=1.0, alpha=0.5
       targets: one-hot or soft targets of the same shape (float ones differentiated;
         integer or boolean ``{0, 1}`` values taken as values, as optax does).  Either side
         may lack a trailing class axis of size 1.
-      class_weights: optional float ``[C]`` multiplying the per-class losses (differentiated).
+      class_weights: optional float ``[C]``, >= 0, multiplying the per-class losses
+        (differentiated).
       smooth: ``s >= 0``, a float scalar (differentiated when traced).
       alpha, beta: weights ``>= 0`` of the false positives and the false negatives.
       apply_softmax: static; False when the predictions are probabilities.

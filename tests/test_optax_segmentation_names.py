@@ -212,6 +212,8 @@ def test_dice_loss_empty_class_with_no_smoothing_is_zero_not_nan():
     (lambda: jaxloss.dice_loss(jnp.zeros((2, 4, 3)), jnp.zeros((2, 4, 3)), where=jnp.ones((2, 4))), TypeError,
      ["where"]),
     (lambda: jaxloss.dice_loss(jnp.zeros((2, 4, 3)), jnp.zeros((2, 4, 3)), smooth=-1.0), ValueError, ["smooth"]),
+    (lambda: jaxloss.dice_loss(jnp.zeros((2, 4, 3)), jnp.zeros((2, 4, 3)), class_weights=jnp.float32([1, -1, 1])),
+     ValueError, ["class_weights", ">= 0"]),
 ])
 def test_dice_loss_bad_inputs_raise_naming_the_argument(call, error, words):
     with pytest.raises(error) as info:
