@@ -62,11 +62,12 @@ from jaxloss.regression import mse_loss as mse_loss
 from jaxloss.regression import quantile_loss as quantile_loss
 from jaxloss.regression import smooth_l1_loss as smooth_l1_loss
 from jaxloss.regression import squared_error as squared_error
-from jaxloss.segmentation import dice_loss as dice_loss
 from jaxloss.segmentation import generalized_dice_loss as generalized_dice_loss
 from jaxloss.segmentation import jaccard_loss as jaccard_loss
+from jaxloss.segmentation import soft_dice_loss as soft_dice_loss
 from jaxloss.segmentation import tversky_loss as tversky_loss
 from jaxloss.segmentation_optax import binary_dice_loss as binary_dice_loss
+from jaxloss.segmentation_optax import dice_loss as dice_loss
 from jaxloss.segmentation_optax import multiclass_generalized_dice_loss as multiclass_generalized_dice_loss
 from jaxloss.selfsupervised import barlow_twins_loss as barlow_twins_loss
 from jaxloss.selfsupervised import dino_center_update as dino_center_update
@@ -74,6 +75,7 @@ from jaxloss.selfsupervised import dino_loss as dino_loss
 from jaxloss.selfsupervised import negative_cosine_similarity as negative_cosine_similarity
 from jaxloss.selfsupervised import vicreg_loss as vicreg_loss
 from jaxloss.sequence import ctc_loss as ctc_loss
+from jaxloss.sequence import ctc_loss_with_forward_probs as ctc_loss_with_forward_probs
 from jaxloss.sparsemax import make_fenchel_young_loss as make_fenchel_young_loss
 from jaxloss.sparsemax import multiclass_sparsemax_loss as multiclass_sparsemax_loss
 from jaxloss.sparsemax import sparsemax_loss as sparsemax_loss

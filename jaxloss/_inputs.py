@@ -52,6 +52,7 @@ ACCEPTED: dict[tuple[str, str], str] = {
     **{(loss, "float labels"): "binary labels in {0, 1} may be floats" for loss in (
         "hinge_loss", "squared_hinge_loss", "logistic_loss", "square_loss", "perceptron_loss",
         "hinge_embedding_loss", "sparsemax_loss")},
+    ("dice_loss", "integer targets"): "one-hot or {0, 1} targets of the predictions' shape may be integers (optax)",
     ("margin_ranking_loss", "float y"): "y in {1, -1} may be float, as in torch",
     ("margin_ranking_loss", "negative margin"): "a signed margin on x1 - x2, any real (torch)",
     ("cosine_embedding_loss", "negative margin"): "a margin on the cosine, in [-1, 1]",

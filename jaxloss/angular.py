@@ -166,7 +166,7 @@ def _angular_margin_tangent(p, t, out, res):
 
 
 @hand_derivative(_angular_margin_tangent, static=("m1", "straight_through", "ignore_index"), check=_check_angular,
-                 residuals=True, per_example=("embeddings", "labels"))
+                 residuals=True, per_example=("embeddings", "labels"), class_axis=("embeddings",))
 def angular_margin_loss(embeddings, class_centers, labels, *, scale=64.0, m1=1, m2=0.5, m3=0.0,
                         straight_through=False, ignore_index=IGNORE_INDEX, where=None):
     r"""Softmax cross-entropy over scaled cosines to class centres with the combined angular margin.
@@ -240,6 +240,8 @@ def angular_margin_loss(embeddings, class_centers, labels, *, scale=64.0, m1=1, 
 
     Args:
       embeddings: float array ``[..., D]``, any leading batch axes.
+      axis: static; the feature axis D of ``embeddings``, an int (-1, the last, by default);
+        ``class_centers`` stay ``[C, D]``.
       class_centers: float array ``[C, D]`` (pytorch-metric-learning's ``W.T``), differentiated.
       labels: integer class ids of the batch shape ``embeddings.shape[:-1]``.
       scale: ``s > 0``, a float or an array of the batch shape; differentiated.
@@ -289,7 +291,7 @@ def _special_case(margins):
                 bound = signature.bind(*args, **kwargs)
                 bound.apply_defaults()
                 a = bound.arguments
-                return loss(a["embeddings"], a["class_centers"], a["labels"], scale=a["scale"],
+                return loss(a["embeddings"], a["class_centers"], a["labels"], axis=a["axis"], scale=a["scale"],
                             ignore_index=a["ignore_index"], where=a["where"], **margins(a))
 
             return fn
@@ -297,13 +299,14 @@ def _special_case(margins):
         public = build(angular_margin_loss)
         public.reference = build(angular_margin_loss.reference)
         public.reference.__doc__ = f"``{stub.__name__}`` differentiated by plain autodiff of its formula."
+        public.class_axis, public.axis_tuples = angular_margin_loss.class_axis, angular_margin_loss.axis_tuples
         return public
 
     return decorate
 
 
 @_special_case(lambda a: {"m2": a["margin"], "straight_through": a["straight_through"]})
-def arcface_loss(embeddings, class_centers, labels, *, scale=64.0, margin=0.5, straight_through=False,
+def arcface_loss(embeddings, class_centers, labels, *, axis=-1, scale=64.0, margin=0.5, straight_through=False,
                  ignore_index=IGNORE_INDEX, where=None):
     r"""ArcFace (additive angular margin) per example: :func:`angular_margin_loss` with ``m2 = margin``.
 
@@ -339,7 +342,7 @@ def arcface_loss(embeddings, class_centers, labels, *, scale=64.0, margin=0.5, s
 
 
 @_special_case(lambda a: {"m2": 0.0, "m3": a["margin"]})
-def cosface_loss(embeddings, class_centers, labels, *, scale=64.0, margin=0.35, ignore_index=IGNORE_INDEX,
+def cosface_loss(embeddings, class_centers, labels, *, axis=-1, scale=64.0, margin=0.35, ignore_index=IGNORE_INDEX,
                  where=None):
     r"""CosFace (large margin cosine loss) per example: :func:`angular_margin_loss` with ``m3 = margin``.
 
@@ -367,7 +370,7 @@ def cosface_loss(embeddings, class_centers, labels, *, scale=64.0, margin=0.35, 
 
 
 @_special_case(lambda a: {"m1": a["margin"], "m2": 0.0})
-def sphereface_loss(embeddings, class_centers, labels, *, scale=1.0, margin=4, ignore_index=IGNORE_INDEX,
+def sphereface_loss(embeddings, class_centers, labels, *, axis=-1, scale=1.0, margin=4, ignore_index=IGNORE_INDEX,
                     where=None):
     r"""SphereFace (A-Softmax, multiplicative angular margin) per example:
     :func:`angular_margin_loss` with ``m1 = margin``.

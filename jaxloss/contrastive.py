@@ -77,7 +77,8 @@ def _info_nce_tangent(p, t, out, res):
 
 
 @hand_derivative(_info_nce_tangent, check=_check_info_nce, residuals=True,
-                 static=("ignore_index", "block_size", "axis_name"), per_example=("queries",))
+                 static=("ignore_index", "block_size", "axis_name"), per_example=("queries",),
+                 class_axis=("queries", "keys"))
 def info_nce_loss(queries, keys, *, temperature=0.07, labels=None, ignore_index=IGNORE_INDEX, block_size=None,
                   axis_name=None, where=None):
     r"""InfoNCE per query: cross-entropy of the query's positive key among all keys.
@@ -98,6 +99,8 @@ def info_nce_loss(queries, keys, *, temperature=0.07, labels=None, ignore_index=
     Args:
       queries: float ``[N, D]``.
       keys: float ``[M, D]`` (``M = N`` when ``labels`` is None).
+      axis: static; the feature axis D of the embeddings, an int: -1 (the last, default) or 0
+        for ``[D, N]`` embeddings (every form: dense, blockwise, sharded).
       temperature: ``T > 0``, a float or scalar array (differentiated: learnable).
       labels: optional integer ``[N]``: the index of each query's positive key (global,
         among all devices' keys, under ``axis_name``), compared in int32.  An index equal
@@ -187,7 +190,8 @@ def _mnrl_tangent(p, t, out, res):
                                          p.block_size, p.axis_name)
 
 
-@hand_derivative(_mnrl_tangent, check=_check_mnrl, residuals=True, static=("symmetric", "block_size", "axis_name"))
+@hand_derivative(_mnrl_tangent, check=_check_mnrl, residuals=True, static=("symmetric", "block_size", "axis_name"),
+                 class_axis=("anchors", "positives"))
 def multiple_negatives_ranking_loss(anchors, positives, *, scale=20.0, symmetric=False, block_size=None,
                                     axis_name=None, where=None):
     r"""Multiple-negatives ranking loss per anchor: its positive against every other
@@ -214,6 +218,8 @@ def multiple_negatives_ranking_loss(anchors, positives, *, scale=20.0, symmetric
     Args:
       anchors: float ``[N, D]``.
       positives: float ``[N, D]``; ``positives[i]`` is the positive of ``anchors[i]``.
+      axis: static; the feature axis D of the embeddings, an int: -1 (the last, default) or 0
+        for ``[D, N]`` embeddings (every form: dense, blockwise, sharded).
       scale: the inverse temperature (float or scalar array; differentiated).
       symmetric: also rank the anchors for each positive (static).
       block_size: None (dense) or the number of columns per block (static).
@@ -254,7 +260,8 @@ def _clip_tangent(p, t, out, res):
                                          p.block_size, p.axis_name)
 
 
-@hand_derivative(_clip_tangent, check=_check_clip, residuals=True, static=("block_size", "axis_name"))
+@hand_derivative(_clip_tangent, check=_check_clip, residuals=True, static=("block_size", "axis_name"),
+                 class_axis=("image_embeddings", "text_embeddings"))
 def clip_loss(image_embeddings, text_embeddings, *, logit_scale, block_size=None, axis_name=None, where=None):
     r"""CLIP's symmetric InfoNCE per image–text pair, with a learnable log-scale.
 
@@ -277,6 +284,8 @@ def clip_loss(image_embeddings, text_embeddings, *, logit_scale, block_size=None
     Args:
       image_embeddings: float ``[N, D]``.
       text_embeddings: float ``[N, D]``; pair ``i`` is ``(image_embeddings[i], text_embeddings[i])``.
+      axis: static; the feature axis D of the embeddings, an int: -1 (the last, default) or 0
+        for ``[D, N]`` embeddings (every form: dense, blockwise, sharded).
       logit_scale: the log of the logit scale (float or scalar array; differentiated).
       block_size: None (dense) or the number of columns per block (static).
       axis_name: None, or a ``shard_map``/``pmap`` axis the batch is sharded over (static).
@@ -360,7 +369,8 @@ def _ntxent_tangent(p, t, out, res):
     return (q_sum * dlse - q_ds) / jnp.maximum(count, 1)
 
 
-@hand_derivative(_ntxent_tangent, check=_check_ntxent, residuals=True, static=("block_size", "axis_name"))
+@hand_derivative(_ntxent_tangent, check=_check_ntxent, residuals=True, static=("block_size", "axis_name"),
+                 class_axis=("embeddings",))
 def ntxent_loss(embeddings, labels, *, temperature=0.07, block_size=None, axis_name=None, where=None):
     r"""NT-Xent (SimCLR) per anchor, with positives defined by labels (also exported as ``ntxent``).
 
@@ -391,6 +401,8 @@ def ntxent_loss(embeddings, labels, *, temperature=0.07, block_size=None, axis_n
 
     Args:
       embeddings: float ``[N, D]`` (L2-normalised inside).
+      axis: static; the feature axis D of the embeddings, an int: -1 (the last, default) or 0
+        for ``[D, N]`` embeddings (every form: dense, blockwise, sharded).
       labels: integer ``[N]``; examples with equal labels are positives of each other.
       temperature: ``T > 0`` (float or scalar array; differentiated).
       block_size: None (dense) or the number of columns per block (static).
@@ -458,7 +470,8 @@ def _siglip_tangent(p, t, out, res):
                            p.temperature, t.temperature, t.bias, terms, (mask_all,), p.block_size)
 
 
-@hand_derivative(_siglip_tangent, check=_check_siglip, static=("block_size", "axis_name"))
+@hand_derivative(_siglip_tangent, check=_check_siglip, static=("block_size", "axis_name"),
+                 class_axis=("image_embeddings", "text_embeddings"))
 def sigmoid_contrastive_loss(image_embeddings, text_embeddings, *, temperature, bias, block_size=None,
                              axis_name=None, where=None):
     r"""SigLIP's pairwise sigmoid loss per image: every image–text pair is a binary
@@ -481,6 +494,8 @@ def sigmoid_contrastive_loss(image_embeddings, text_embeddings, *, temperature, 
     Args:
       image_embeddings: float ``[N, D]``.
       text_embeddings: float ``[N, D]``; pair ``i`` is ``(image_embeddings[i], text_embeddings[i])``.
+      axis: static; the feature axis D of the embeddings, an int: -1 (the last, default) or 0
+        for ``[D, N]`` embeddings (every form: dense, blockwise, sharded).
       temperature: ``t`` (float or scalar array; differentiated).
       bias: ``b`` (float or scalar array; differentiated).
       block_size: None (dense) or the number of texts per block (static).

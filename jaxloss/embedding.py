@@ -464,7 +464,7 @@ def _batch_triplet_tangent(p, t, out, res):
 
 
 @hand_derivative(_batch_triplet_tangent, static=("mining", "distance"), check=_check_batch_triplet,
-                 residuals=True, per_example=("embeddings", "labels"))
+                 residuals=True, per_example=("embeddings", "labels"), class_axis=("embeddings",))
 def batch_triplet_loss(embeddings, labels, *, margin=1.0, mining="all", distance="euclidean", where=None):
     r"""Triplet loss over the triplets mined in a batch, one loss per anchor.
 
@@ -525,6 +525,8 @@ def batch_triplet_loss(embeddings, labels, *, margin=1.0, mining="all", distance
 
     Args:
       embeddings: float array ``[..., N, D]``: ``N`` examples per batch.
+      axis: static; the feature axis D of ``embeddings``, an int (-1, the last, by default);
+        the examples axis N is the last of the others.
       labels: integer class ids ``[..., N]``; no derivative.
       margin: float, or a float array broadcasting to ``[..., N]`` (per anchor);
         differentiated when traced.

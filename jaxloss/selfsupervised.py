@@ -114,7 +114,7 @@ def _barlow_tangent(p, t, out, res):
     return None if dloss is None else jnp.where(n > 0, dloss, 0.0)
 
 
-@hand_derivative(_barlow_tangent, check=_check_barlow, static=("axis_name",), where_of="inputs")
+@hand_derivative(_barlow_tangent, check=_check_barlow, static=("axis_name",), where_of="inputs", class_axis=("z1", "z2"))
 def barlow_twins_loss(z1, z2, *, lambda_=5e-3, eps=1e-5, where=None, axis_name=None):
     r"""Barlow Twins loss of a batch: the cross-correlation of two views driven to the identity.
 
@@ -139,6 +139,8 @@ def barlow_twins_loss(z1, z2, *, lambda_=5e-3, eps=1e-5, where=None, axis_name=N
 
     Args:
       z1, z2: float ``[N, D]``: the embeddings of two views of the same N examples.
+      axis: static; the feature axis D of ``z1`` and ``z2``, an int: -1 (the last, default)
+        or 0 for ``[D, N]`` embeddings.
       lambda_: the weight of the off-diagonal (redundancy) term, ≥ 0 (differentiated).
       eps: added to the variance before the square root, > 0 (differentiated).
       where: optional boolean ``[N]``; masked examples are left out of the batch statistics
@@ -225,7 +227,7 @@ def _vicreg_tangent(p, t, out, res):
     return None if dloss is None else jnp.where(n > 0, dloss, 0.0)
 
 
-@hand_derivative(_vicreg_tangent, check=_check_vicreg, static=("axis_name",), where_of="inputs")
+@hand_derivative(_vicreg_tangent, check=_check_vicreg, static=("axis_name",), where_of="inputs", class_axis=("z1", "z2"))
 def vicreg_loss(z1, z2, *, sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, eps=1e-4, where=None, axis_name=None):
     r"""VICReg loss of a batch: invariance, variance and covariance terms.
 
@@ -254,6 +256,8 @@ def vicreg_loss(z1, z2, *, sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, eps=1e
 
     Args:
       z1, z2: float ``[N, D]``: the embeddings of two views of the same N examples.
+      axis: static; the feature axis D of ``z1`` and ``z2``, an int: -1 (the last, default)
+        or 0 for ``[D, N]`` embeddings.
       sim_coeff, std_coeff, cov_coeff: λ, μ, ν ≥ 0 (differentiated).
       eps: added to the variance before the square root, > 0 (differentiated).
       where: optional boolean ``[N]``; masked examples are left out of every batch statistic
@@ -413,7 +417,8 @@ def _dino_tangent(p, t, out, res):
     )
 
 
-@hand_derivative(_dino_tangent, check=_check_dino, per_example=("student_logits", "teacher_logits"))
+@hand_derivative(_dino_tangent, check=_check_dino, per_example=("student_logits", "teacher_logits"),
+                 class_axis=("student_logits", "teacher_logits"))
 def dino_loss(student_logits, teacher_logits, center, *, student_temperature=0.1, teacher_temperature=0.04,
               where=None):
     r"""DINO loss per example: cross-entropy of the centred, sharpened teacher against the student,
@@ -444,6 +449,8 @@ def dino_loss(student_logits, teacher_logits, center, *, student_temperature=0.1
       teacher_logits: float ``[..., T, K]``: the teacher's views, the same crops as the
         student's first T.
       center: float ``[K]``: the teacher's centre (see :func:`dino_center_update`).
+      axis: static; the prototype axis K of both logits, an int (-1, the last, by default);
+        the views axis is the last of the others (``axis=1`` takes ``[N, K, S]``).
       student_temperature, teacher_temperature: τ_s, τ_t > 0, scalars (differentiated).
       where: optional boolean mask broadcasting to ``[...]``.
 

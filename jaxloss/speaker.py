@@ -132,7 +132,7 @@ def _ge2e_tangent(p, t, out, res):
     return None if d is None else jnp.where(q.active, d, 0.0)
 
 
-@hand_derivative(_ge2e_tangent, static=("kind",), check=_check_ge2e, residuals=True)
+@hand_derivative(_ge2e_tangent, static=("kind",), check=_check_ge2e, residuals=True, class_axis=("embeddings",))
 def ge2e_loss(embeddings, *, w, b, kind="softmax", where=None):
     r"""Generalized end-to-end (GE2E) loss per utterance, against the speaker centroids of the batch.
 
@@ -189,6 +189,7 @@ def ge2e_loss(embeddings, *, w, b, kind="softmax", where=None):
     Args:
       embeddings: float array ``[..., S, U, D]``: ``S`` speakers, ``U >= 2`` utterances each,
         ``D`` features; any leading batch axes.
+      axis: static; the feature axis D of ``embeddings``, an int (-1, the last, by default).
       w: the similarity scale, a float scalar (or an array broadcasting to ``[..., S, U]``);
         learnable, differentiated.  The paper initialises it to 10.
       b: the similarity offset, likewise; the paper initialises it to −5.

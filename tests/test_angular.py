@@ -112,8 +112,8 @@ def test_wrapper_defaults_and_signatures():
     for fn, scale, margin in ((arcface_loss, 64.0, 0.5), (cosface_loss, 64.0, 0.35), (sphereface_loss, 1.0, 4)):
         params = inspect.signature(fn).parameters
         options = ["straight_through"] if fn is arcface_loss else []
-        assert list(params) == ["embeddings", "class_centers", "labels", "scale", "margin", *options, "ignore_index",
-                                "where"]
+        assert list(params) == ["embeddings", "class_centers", "labels", "axis", "scale", "margin", *options,
+                                "ignore_index", "where"]
         defaults = (params["scale"].default, params["margin"].default, params["ignore_index"].default)
         assert defaults == (scale, margin, -100)
         assert fn.__name__ == fn.reference.__name__ and "Example" in fn.__doc__

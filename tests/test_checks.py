@@ -229,7 +229,7 @@ def test_inf_in_an_option_raises():
 
 
 def test_a_per_pixel_mask_is_respected():
-    loss = _checked(jaxloss.dice_loss)
+    loss = _checked(jaxloss.soft_dice_loss)
     predictions = jnp.full((2, 4, 3), 0.5).at[1, 3].set(jnp.nan)
     targets = jnp.zeros((2, 4, 3)).at[..., 0].set(1.0)
     where = jnp.ones((2, 4), bool).at[1, 3].set(False)

@@ -221,6 +221,31 @@ def test_blockwise_and_sharded_forms_match_dense_to_second_order(name, mask, blo
         _close(ours, theirs)
 
 
+@pytest.mark.parametrize("name", FORMS)
+@pytest.mark.parametrize("block_size, shards", [(5, None), (3, 2)], ids=["blocks5", "sharded_blocks3"])
+def test_features_first_embeddings_with_axis_0_in_every_form(name, block_size, shards):
+    """``axis=0`` on ``[features, examples]`` embeddings: the dense last-axis value and the
+    gradient (transposed), in the blockwise and the sharded form."""
+    x, y = (jnp.float32(a) for a in _sides(9))
+    mask, ids, weights = jnp.asarray(UNEVEN), jnp.asarray(IDS), jnp.linspace(0.5, 1.5, N)
+    loss = FORMS[name]
+
+    def features_first(x_t, y_t):
+        if shards is None:
+            return jnp.sum(weights * loss(x_t, y_t, 0.8, -1.0, mask, ids, block_size=block_size, axis=0))
+        split = lambda a, at: jnp.moveaxis(a.reshape(a.shape[:at] + (shards, -1) + a.shape[at + 1:]), at, 0)  # noqa: E731
+        local = lambda x, y, m, i: loss(x, y, 0.8, -1.0, m, i, block_size=block_size, axis_name="shards", axis=0)  # noqa: E731
+        losses = jax.vmap(local, axis_name="shards")(split(x_t, 1), split(y_t, 1), split(mask, 0), split(ids, 0))
+        return jnp.sum(weights * losses.reshape(-1))
+
+    dense = _form_objective(name, UNEVEN, None, None)
+    value, grads = jax.value_and_grad(features_first, (0, 1))(x.T, y.T)
+    expected_value, expected_grads = jax.value_and_grad(lambda x, y: dense(x, y, 0.8, -1.0), (0, 1))(x, y)
+    _close(value, expected_value)
+    for ours, theirs in zip(grads, expected_grads):
+        _close(ours.T, theirs)
+
+
 # ------------------------------------------------------------------ float32 precision per row
 
 

@@ -101,7 +101,7 @@ CASES = {
     "info_nce_loss[blockwise]": _info_nce("blockwise"),
     "info_nce_loss[sharded]": _info_nce("sharded"),
     "ctc_loss": _ctc(),
-    **{fn.__name__: _segmentation(fn) for fn in (jaxloss.dice_loss, jaxloss.jaccard_loss, jaxloss.tversky_loss,
+    **{fn.__name__: _segmentation(fn) for fn in (jaxloss.soft_dice_loss, jaxloss.jaccard_loss, jaxloss.tversky_loss,
                                                  jaxloss.generalized_dice_loss)},
 }
 ALL = pytest.mark.parametrize("name", list(CASES))

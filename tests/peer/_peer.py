@@ -69,14 +69,6 @@ def optax_dice(predictions, targets, *, smooth=1.0, alpha=0.5, beta=0.5, class_w
     return losses * jnp.sum(kept) / kept.shape[0]
 
 
-def optax_dice_per_class(predictions, targets, **options):
-    """``optax.losses.dice_loss(..., reduction="none")`` [B, C]: one jaxloss call per class,
-    each with a one-hot ``class_weights``."""
-    classes = predictions.shape[-1]
-    return jnp.stack([optax_dice(predictions, targets, class_weights=jnp.eye(classes)[c], **options) * classes
-                      for c in range(classes)], axis=-1)
-
-
 def optax_binary_dice(predictions, targets, *, smooth=1.0, apply_sigmoid=True):
     """``optax.losses.binary_dice_loss`` on ``[...]`` or ``[..., 1]`` inputs: jaxloss wants the
     class axis, so a missing one is added."""

@@ -9,7 +9,8 @@ calling jaxloss instead.  Adapted only where jaxloss differs by design:
 * ``J.ntxent_loss`` returns one loss per anchor: optax's scalar is their mean weighted
   by each anchor's number of positives;
 * options are keyword-only (optax's positional ``axis``);
-* optax's ``dice_loss`` family maps onto ``J.tversky_loss`` (``_peer``).
+* optax's ``binary_dice_loss`` and ``multiclass_generalized_dice_loss`` map onto ``J.tversky_loss``
+  (``_peer``); ``dice_loss`` is called under its own name.
 
 ``ranking_softmax_loss`` belongs to a later issue: its cases are skipped with that reason.
 """
@@ -418,8 +419,7 @@ def _lengths_to_paddings(lengths, maxlength):
 CTC_RTOL = 1e-6  # optax's CPU tolerance
 
 
-# _classification_test.py CTCTest.test_with_one_to_one_alignment: the per-sequence losses
-# (J.ctc_loss returns no forward-probability tables, which optax's ctc_loss_with_forward_probs adds)
+# _classification_test.py CTCTest.test_with_one_to_one_alignment
 def test_ctc_with_one_to_one_alignment():
     rng = np.random.RandomState(1234)
     batchsize, steps, nclasses = 8, 50, 40
@@ -429,11 +429,15 @@ def test_ctc_with_one_to_one_alignment():
         for t in range(1, labels.shape[1]):
             while labels[n, t] == labels[n, t - 1]:
                 labels[n, t] = rng.uniform(1, nclasses)
-    per_seq_loss = jax.jit(jaxloss.ctc_loss)(logits, np.zeros(logits.shape[:2]), labels, np.zeros(labels.shape))
+    per_seq_loss, logalpha_blank, logalpha_emit = jax.jit(jaxloss.ctc_loss_with_forward_probs)(
+        logits, np.zeros(logits.shape[:2]), labels, np.zeros(labels.shape))
     logprobs = jax.nn.log_softmax(logits)
     for b in range(batchsize):
         p = sum(logprobs[b, t, labels[b, t]] for t in range(steps))
         close(-p, per_seq_loss[b], rtol=CTC_RTOL)
+        close(logalpha_blank[-1, b, 0], np.sum(logprobs[b, :, 0]), rtol=CTC_RTOL)
+        close(logalpha_emit[-1, b, steps - 1], -per_seq_loss[b], rtol=CTC_RTOL)
+        close(logalpha_blank[-1, b, steps], -per_seq_loss[b], rtol=CTC_RTOL)
 
 
 # _classification_test.py CTCTest.test_with_one_to_one_alignment_and_paddings
@@ -756,7 +760,7 @@ def test_dice_loss_shapes(shape, binary):
         targets = jax.random.bernoulli(SEG_KEY, 0.5, shape)
     else:
         targets = _one_hot_targets(SEG_KEY, shape[:-1], shape[-1])
-    loss = _peer.optax_dice(predictions, targets)
+    loss = J.dice_loss(predictions, targets)
     assert loss.shape == shape[:1]
     assert jnp.isfinite(loss).all()
 
@@ -767,29 +771,29 @@ SEG_BINARY_TARGETS = jnp.array([[[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 1.0, 0.
 # _segmentation_test.py DiceLossTest.test_perfect_overlap_binary
 def test_dice_perfect_overlap_binary():
     logits = jnp.where(SEG_BINARY_TARGETS, 10.0, -10.0)
-    assert jnp.mean(_peer.optax_dice(logits, SEG_BINARY_TARGETS, smooth=1.0)) < 0.01
+    assert jnp.mean(J.dice_loss(logits, SEG_BINARY_TARGETS, smooth=1.0)) < 0.01
 
 
 # _segmentation_test.py DiceLossTest.test_no_overlap_binary
 def test_dice_no_overlap_binary():
     logits = jnp.where(SEG_BINARY_TARGETS, -10.0, 10.0)
-    assert jnp.mean(_peer.optax_dice(logits, SEG_BINARY_TARGETS, smooth=1.0)) > 0.7
+    assert jnp.mean(J.dice_loss(logits, SEG_BINARY_TARGETS, smooth=1.0)) > 0.7
 
 
 # _segmentation_test.py DiceLossTest.test_perfect_overlap_multiclass
 def test_dice_perfect_overlap_multiclass():
     targets = jax.nn.one_hot(jnp.array([[0, 1, 2], [1, 0, 2], [2, 2, 1]]), 3)[None, ...]
     logits = jnp.where(targets, 10.0, -10.0)
-    assert jnp.mean(_peer.optax_dice(logits, targets, smooth=1.0)) < 0.01
+    assert jnp.mean(J.dice_loss(logits, targets, smooth=1.0)) < 0.01
 
 
 # _segmentation_test.py DiceLossTest.test_loss_bounds
 def test_dice_loss_bounds():
     @jax.jit
     def losses(subkey):
-        binary = _peer.optax_dice(jax.random.normal(subkey, (2, 16, 16, 1)),
-                                  jax.random.bernoulli(subkey, 0.3, (2, 16, 16, 1)))
-        multi = _peer.optax_dice(jax.random.normal(subkey, (2, 16, 16, 4)), _one_hot_targets(subkey, (2, 16, 16), 4))
+        binary = J.dice_loss(jax.random.normal(subkey, (2, 16, 16, 1)),
+                             jax.random.bernoulli(subkey, 0.3, (2, 16, 16, 1)))
+        multi = J.dice_loss(jax.random.normal(subkey, (2, 16, 16, 4)), _one_hot_targets(subkey, (2, 16, 16), 4))
         return jnp.concatenate([binary, multi])
 
     key = SEG_KEY
@@ -802,8 +806,8 @@ def test_dice_loss_bounds():
 # _segmentation_test.py DiceLossTest.test_smoothing_parameter
 @pytest.mark.parametrize("smooth", [0.0, 1.0, 10.0])
 def test_dice_smoothing_parameter(smooth):
-    loss = _peer.optax_dice(jax.random.normal(SEG_KEY, (2, 8, 8, 1)), jax.random.bernoulli(SEG_KEY, 0.5, (2, 8, 8, 1)),
-                            smooth=smooth)
+    loss = J.dice_loss(jax.random.normal(SEG_KEY, (2, 8, 8, 1)), jax.random.bernoulli(SEG_KEY, 0.5, (2, 8, 8, 1)),
+                       smooth=smooth)
     assert jnp.isfinite(loss).all() and jnp.all(loss >= 0.0) and jnp.all(loss <= 1.0)
 
 
@@ -814,30 +818,26 @@ def _multiclass_sample(shape=(2, 16, 16, 3)):
 # _segmentation_test.py DiceLossTest.test_class_weights
 def test_dice_class_weights():
     predictions, targets = _multiclass_sample()
-    loss_none = _peer.optax_dice(predictions, targets)
-    close(_peer.optax_dice(predictions, targets, class_weights=jnp.ones(3)), loss_none, rtol=1e-6)
-    weighted = _peer.optax_dice(predictions, targets, class_weights=jnp.array([1.0, 2.0, 0.5]))
+    loss_none = J.dice_loss(predictions, targets, class_weights=None)
+    close(J.dice_loss(predictions, targets, class_weights=jnp.ones(3)), loss_none, rtol=1e-6)
+    weighted = J.dice_loss(predictions, targets, class_weights=jnp.array([1.0, 2.0, 0.5]))
     assert not jnp.allclose(weighted, loss_none)
 
 
-# _segmentation_test.py DiceLossTest.test_reduction_modes: per-class losses [B, C] ("none", one
-# jaxloss call per class), their mean (jaxloss's default) and their sum
+# _segmentation_test.py DiceLossTest.test_reduction_modes
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_dice_reduction_modes(reduction):
     predictions, targets = _multiclass_sample()
-    per_class = _peer.optax_dice_per_class(predictions, targets)
-    mean = _peer.optax_dice(predictions, targets)
-    loss = {"none": per_class, "mean": mean, "sum": mean * 3}[reduction]
+    loss = J.dice_loss(predictions, targets, reduction=reduction)
     assert loss.shape == ((2, 3) if reduction == "none" else (2,))
     assert jnp.isfinite(loss).all()
-    close(jnp.mean(per_class, axis=-1), mean, rtol=1e-6)
 
 
 # _segmentation_test.py DiceLossTest.test_gradient_computation
 def test_dice_gradient_computation():
     predictions = jax.random.normal(SEG_KEY, (1, 8, 8, 1))
     targets = jax.random.bernoulli(SEG_KEY, 0.3, (1, 8, 8, 1))
-    grads = jax.grad(lambda p: jnp.mean(_peer.optax_dice(p, targets)))(predictions)
+    grads = jax.grad(lambda p: jnp.mean(J.dice_loss(p, targets)))(predictions)
     assert grads.shape == predictions.shape
     assert jnp.isfinite(grads).all() and jnp.any(grads != 0.0)
 
@@ -845,14 +845,14 @@ def test_dice_gradient_computation():
 # _segmentation_test.py DiceLossTest.test_numerical_stability
 @pytest.mark.parametrize("logit", [100.0, -100.0])
 def test_dice_numerical_stability(logit):
-    assert jnp.isfinite(_peer.optax_dice(jnp.full((1, 4, 4, 1), logit), jnp.ones((1, 4, 4, 1)))).all()
+    assert jnp.isfinite(J.dice_loss(jnp.full((1, 4, 4, 1), logit), jnp.ones((1, 4, 4, 1)))).all()
 
 
 # _segmentation_test.py DiceLossTest.test_apply_softmax_flag
 def test_dice_apply_softmax_flag():
     logits, targets = _multiclass_sample((1, 8, 8, 3))
-    with_softmax = _peer.optax_dice(logits, targets, apply_softmax=True)
-    without = _peer.optax_dice(jax.nn.softmax(logits, axis=-1), targets, apply_softmax=False)
+    with_softmax = J.dice_loss(logits, targets, apply_softmax=True)
+    without = J.dice_loss(jax.nn.softmax(logits, axis=-1), targets, apply_softmax=False)
     close(with_softmax, without, rtol=1e-6)
 
 
@@ -871,7 +871,7 @@ def test_multiclass_generalized_dice_loss():
     labels = jax.random.choice(SEG_KEY, 3, (4, 32, 32), p=jnp.array([0.8, 0.15, 0.05]))
     targets = jax.nn.one_hot(labels, 3)
     gdl = _peer.optax_multiclass_generalized_dice(predictions, targets)
-    regular = jnp.mean(_peer.optax_dice(predictions, targets))
+    regular = jnp.mean(J.dice_loss(predictions, targets))
     assert gdl.shape == () and jnp.isfinite(gdl)
     assert not jnp.allclose(gdl, regular)
 
@@ -880,7 +880,7 @@ def test_multiclass_generalized_dice_loss():
 @pytest.mark.parametrize("target", [0.0, 1.0])
 def test_dice_edge_cases(target):
     predictions = jax.random.normal(SEG_KEY, (1, 4, 4, 1))
-    assert jnp.isfinite(_peer.optax_dice(predictions, jnp.full((1, 4, 4, 1), target), smooth=1.0)).all()
+    assert jnp.isfinite(J.dice_loss(predictions, jnp.full((1, 4, 4, 1), target), smooth=1.0)).all()
 
 
 # _segmentation_test.py DiceLossTest.test_shape_mismatch_error
@@ -888,36 +888,36 @@ def test_dice_shape_mismatch_error():
     predictions = jax.random.normal(SEG_KEY, (2, 16, 16, 3))
     targets = jax.random.bernoulli(SEG_KEY, 0.5, (2, 16, 16, 2))
     with pytest.raises(ValueError):
-        _peer.optax_dice(predictions, targets)
+        J.dice_loss(predictions, targets)
 
 
 # _segmentation_test.py DiceLossTest.test_jit_compilation
 def test_dice_jit_compilation():
     predictions = jax.random.normal(SEG_KEY, (2, 8, 1))
     targets = jax.random.bernoulli(SEG_KEY, 0.3, (2, 8, 1))
-    close(_peer.optax_dice(predictions, targets), jax.jit(_peer.optax_dice)(predictions, targets), rtol=1e-6)
+    close(jaxloss.dice_loss(predictions, targets), jax.jit(jaxloss.dice_loss)(predictions, targets), rtol=1e-6)
 
 
 # _segmentation_test.py DiceLossTest.test_vmap_compatibility
 def test_dice_vmap_compatibility():
     predictions = jax.random.normal(SEG_KEY, (4, 4, 1))
     targets = jax.random.bernoulli(SEG_KEY, 0.3, (4, 4, 1))
-    losses = jax.jit(jax.vmap(lambda p, t: _peer.optax_dice(p[None, ...], t[None, ...])))(predictions, targets)
+    losses = jax.jit(jax.vmap(lambda p, t: jaxloss.dice_loss(p[None, ...], t[None, ...])))(predictions, targets)
     assert losses.shape == (4, 1) and jnp.isfinite(losses).all()
 
 
-# _segmentation_test.py DiceLossTest.test_ignore_background_parameter (per-class losses as in
-# test_dice_reduction_modes; a single class keeps its loss)
+# _segmentation_test.py DiceLossTest.test_ignore_background_parameter
 def test_dice_ignore_background_parameter():
     predictions, targets = _multiclass_sample((2, 8, 8, 3))
-    with_background = _peer.optax_dice_per_class(predictions, targets)
+    with_background = J.dice_loss(predictions, targets, ignore_background=False, reduction="none")
     assert with_background.shape == (2, 3)
-    without = _peer.optax_dice(predictions, targets, ignore_background=True)
-    close(without, jnp.mean(with_background[..., 1:], axis=-1), rtol=1e-6)
+    without = J.dice_loss(predictions, targets, ignore_background=True, reduction="none")
+    assert without.shape == (2, 2)
+    assert jnp.allclose(with_background[..., 1:], without)
     binary_predictions = jax.random.normal(SEG_KEY, (2, 8, 8, 1))
     binary_targets = jax.random.bernoulli(SEG_KEY, 0.5, (2, 8, 8, 1))
-    assert jnp.allclose(_peer.optax_dice(binary_predictions, binary_targets, ignore_background=False),
-                        _peer.optax_dice(binary_predictions, binary_targets, ignore_background=True))
+    assert jnp.allclose(J.dice_loss(binary_predictions, binary_targets, ignore_background=False),
+                        J.dice_loss(binary_predictions, binary_targets, ignore_background=True))
 
 
 # _segmentation_test.py DiceLossTest.test_dice_loss_weighting_parameters
@@ -932,35 +932,31 @@ def test_dice_loss_weighting_parameters():
         denominator = intersection + alpha * (pred_sum - intersection) + beta * (target_sum - intersection) + smooth
         return jnp.mean(1.0 - (intersection + smooth) / denominator, axis=-1)
 
-    loss = J.tversky_loss(probs, targets, smooth=smooth, alpha=0.3, beta=0.7)
+    loss = J.dice_loss(probs, targets, smooth=smooth, alpha=0.3, beta=0.7, apply_softmax=False)
     close(loss, expected(0.3, 0.7), rtol=1e-6)
-    close(J.tversky_loss(probs, targets, smooth=smooth), expected(0.5, 0.5), rtol=1e-6)
+    close(J.dice_loss(probs, targets, apply_softmax=False, smooth=smooth), expected(0.5, 0.5), rtol=1e-6)
 
 
-# _segmentation_test.py DiceLossTest.test_improved_shape_handling: jaxloss does not guess a missing
-# class axis (optax adds it to whichever side lacks it); with the axis added the three cases agree
-def test_dice_shape_handling():
-    predictions = jax.random.normal(SEG_KEY, (2, 8, 8, 1))
-    targets = jax.random.bernoulli(SEG_KEY, 0.5, (2, 8, 8, 1))
-    loss = _peer.optax_dice(predictions, targets)
+# _segmentation_test.py DiceLossTest.test_improved_shape_handling
+@pytest.mark.parametrize("predictions_shape, targets_shape", [
+    ((2, 8, 8), (2, 8, 8, 1)), ((2, 8, 8, 1), (2, 8, 8)), ((2, 8, 8, 1), (2, 8, 8, 1))])
+def test_dice_shape_handling(predictions_shape, targets_shape):
+    loss = J.dice_loss(jax.random.normal(SEG_KEY, predictions_shape), jax.random.bernoulli(SEG_KEY, 0.5, targets_shape))
     assert loss.shape == (2,) and jnp.isfinite(loss).all()
-    close(_peer.optax_binary_dice(predictions[..., 0], targets[..., 0]), loss, rtol=1e-6)
-    with pytest.raises(ValueError):
-        J.tversky_loss(predictions[..., 0], targets.astype(jnp.float32))
 
 
 # _segmentation_test.py DiceLossTest.test_probability_validation: the valid-probabilities half
 def test_dice_probability_validation_valid():
     logits = jax.random.normal(SEG_KEY, (2, 8, 8, 3))
     targets = jax.random.bernoulli(SEG_KEY, 0.3, (2, 8, 8, 3))
-    loss = _peer.optax_dice(jax.nn.softmax(logits, axis=-1), targets, apply_softmax=False)
+    loss = J.dice_loss(jax.nn.softmax(logits, axis=-1), targets, apply_softmax=False)
     assert jnp.isfinite(loss).all()
 
 
 # _segmentation_test.py DiceLossTest.test_probability_validation: the invalid-probabilities half
 def test_dice_probability_validation_invalid():
     pytest.skip("optax raises for probabilities that do not sum to 1 (a host-side value check); issue 17 does "
-                "not ask for it: jaxloss takes per-class (multi-label) probabilities and checks values "
+                "not ask for it: jaxloss.dice_loss takes them unchecked (documented) and checks values "
                 "only through jaxloss.checks")
 
 
