@@ -172,11 +172,11 @@ def sigmoid_focal_loss(logits, labels, *, alpha=None, gamma=2.0, where=None):
     return (alpha * y + (1 - alpha) * (1 - y)) * loss
 
 
-def _check_softmax_focal(logits, labels, alpha, gamma, label_smoothing, ignore_index, where):
+def _check_softmax_focal(logits, labels, class_weights, gamma, label_smoothing, ignore_index, where):
     check_classes(logits, labels, where, probabilities=True, ignore_index=ignore_index, gamma=gamma,
                   label_smoothing=label_smoothing)
-    _checks.float_option("alpha", alpha, jnp.shape(logits)[-1:], "the class axis of logits")
-    _checks.positive("alpha", alpha, allow_zero=True)
+    _checks.float_option("class_weights", class_weights, jnp.shape(logits)[-1:], "the class axis of logits")
+    _checks.positive("class_weights", class_weights, allow_zero=True)
     _checks.positive("gamma", gamma, allow_zero=True)
     _checks.in_unit_interval("label_smoothing", label_smoothing)
 
@@ -226,14 +226,14 @@ def _soft_focal_tangent(p, t, others):
     x, gamma = p.logits, per_example(p.gamma)
     n, log_u, pr, _ = _class_terms(x, others)
     y, dy, dy_deps, _ = smoothed_targets(p.labels, p.label_smoothing, class_masked(x, None), p.ignore_index)
-    alpha = 1.0 if p.alpha is None else p.alpha
-    a, w = alpha * y, jnp.exp(gamma * log_u)  # w = (1 − p_c)^γ
+    weights = 1.0 if p.class_weights is None else p.class_weights
+    a, w = weights * y, jnp.exp(gamma * log_u)  # w = (1 − p_c)^γ
     g = a * w * (1 + gamma * pr)
     f_a = cofactor(a, w * n)  # ∂ℓ/∂a_c, 0 at a class of no weight and logit −inf
     return class_sum(
         (jnp.exp(-n) * jnp.sum(g, axis=-1, keepdims=True) - g, t.logits),
-        (alpha * f_a, tangent_sum((dy, t.labels), (dy_deps, per_example(t.label_smoothing)))),
-        (y * f_a, t.alpha),
+        (weights * f_a, tangent_sum((dy, t.labels), (dy_deps, per_example(t.label_smoothing)))),
+        (y * f_a, t.class_weights),
         (times_nonzero(a, w * n) * log_u, per_example(t.gamma)),
     )
 
@@ -248,8 +248,8 @@ def _softmax_focal_tangent(p, t, out, others):
     log_u = -focal_sp
     w = jnp.where(valid, jnp.exp(gamma * log_u), 0.0)  # (1 − p_y)^γ
     gather = lambda v: gather_class(v, ids, x.shape)  # noqa: E731
-    a = 1.0 if p.alpha is None else gather(p.alpha)
-    # ∂ℓ/∂d (its limit −α_y where the label's logit is −inf, ce = +inf), and
+    a = 1.0 if p.class_weights is None else gather(p.class_weights)
+    # ∂ℓ/∂d (its limit −w_y where the label's logit is −inf, ce = +inf), and
     # ∂d/∂x_c = [c = y] − q_c with q the softmax of the other classes.
     dd = a * _focal_slope(d, 1.0, 1.0, jnp.where(ce < jnp.inf, ce, 0.0), w, gamma)
     keep = valid[..., None] & ~label
@@ -257,32 +257,32 @@ def _softmax_focal_tangent(p, t, out, others):
     return tangent_sum(
         (dd, gather(t.logits)),
         (-dd, class_sum((q, t.logits))),
-        (cofactor(a, ce * w), gather(t.alpha)),
+        (cofactor(a, ce * w), gather(t.class_weights)),
         (times_nonzero(log_u, a * ce * w), t.gamma),
     )
 
 
 @hand_derivative(_softmax_focal_tangent, static=("ignore_index",), check=_check_softmax_focal, residuals=True,
                  class_axis=("logits", "labels"))
-def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, label_smoothing=0.0, ignore_index=IGNORE_INDEX,
-                       where=None):
+def softmax_focal_loss(logits, labels, *, class_weights=None, gamma=2.0, label_smoothing=0.0,
+                       ignore_index=IGNORE_INDEX, where=None):
     r"""Multi-class (softmax) focal loss per example, with class ids or probability targets.
 
     With :math:`p = \operatorname{softmax}(x)` and the label class :math:`y`:
 
-    .. math:: \ell = -\alpha_y\,(1 - p_y)^\gamma \log p_y ,
+    .. math:: \ell = -w_y\,(1 - p_y)^\gamma \log p_y ,
 
-    with :math:`\alpha_y = 1` when ``alpha`` is ``None``.  For probability targets
+    with :math:`w_y = 1` when ``class_weights`` is ``None``.  For probability targets
     :math:`y_c`, and for label smoothing (targets :math:`\tilde y = (1 - \varepsilon)\,y +
     \varepsilon / C`, ``y`` one-hot for class ids), each class is scored as the label class
     is above, weighted by its target:
 
-    .. math:: \ell = -\sum_c \alpha_c\,\tilde y_c\,(1 - p_c)^\gamma \log p_c ,
+    .. math:: \ell = -\sum_c w_c\,\tilde y_c\,(1 - p_c)^\gamma \log p_c ,
 
     the one-hot formula (kornia's ``focal_loss``, mmocr's ``FocalLoss``) with the one-hot
     replaced by the targets, as label-smoothed focal losses for PyTorch compute it; it is
     the focal loss of class ids for one-hot targets, and ``gamma = 0`` gives
-    :func:`softmax_cross_entropy` with ``class_weights=alpha`` and the same targets.  It is computed from the margin
+    :func:`softmax_cross_entropy` with ``class_weights`` as here and the same targets.  It is computed from the margin
     of the label over the other classes, :math:`d = x_y - \operatorname{lse}_{c \ne y}(x_c)`:
     :math:`-\log p_y = \operatorname{softplus}(-d)` and :math:`\log(1 - p_y) =
     -\operatorname{softplus}(d)`, so it is the binary focal loss of :math:`d` with a
@@ -290,20 +290,20 @@ def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, label_smoothing
     to ``log 0`` once ``p_y`` rounds to 1), so values and derivatives are finite for any
     ``gamma >= 0`` (0.5 included) when :math:`p_y \to 1`, for logits of ±1e4 and for
     classes masked with −inf (other than the label).  ``gamma = 0`` gives
-    :func:`softmax_cross_entropy` with ``class_weights=alpha``.
+    :func:`softmax_cross_entropy` with ``class_weights`` as here.
 
     Derivatives (hand rule), with :math:`u = 1 - p_y = \sigma(-d)` and
     :math:`q_c = p_c/(1 - p_y)` for :math:`c \ne y` (:math:`q_y = 0`):
     ``∂ℓ/∂x_c = ∂ℓ/∂d·([c = y] − q_c)`` with
-    ``∂ℓ/∂d = −α_y·u^γ·[σ(−d) + γ·softplus(−d)·σ(d)]``;
-    ``∂ℓ/∂α_c = [c = y]·(−log p_y)·u^γ``; ``∂ℓ/∂γ = ℓ·log(1 − p_y)``.  Reverse mode keeps
+    ``∂ℓ/∂d = −w_y·u^γ·[σ(−d) + γ·softplus(−d)·σ(d)]``;
+    ``∂ℓ/∂w_c = [c = y]·(−log p_y)·u^γ``; ``∂ℓ/∂γ = ℓ·log(1 − p_y)``.  Reverse mode keeps
     the logits and the per-example maximum and log-sum-exp of the other classes.
 
-    For targets, with :math:`n_c = -\log p_c`, :math:`u_c = 1 - p_c`, :math:`a_c = \alpha_c
+    For targets, with :math:`n_c = -\log p_c`, :math:`u_c = 1 - p_c`, :math:`a_c = w_c
     \tilde y_c` and :math:`g_c = a_c u_c^\gamma (1 + \gamma\,p_c n_c / u_c)`:
-    ``∂ℓ/∂x_k = p_k·Σ_c g_c − g_k``; ``∂ℓ/∂ỹ_c = α_c·u_c^γ·n_c`` (so
+    ``∂ℓ/∂x_k = p_k·Σ_c g_c − g_k``; ``∂ℓ/∂ỹ_c = w_c·u_c^γ·n_c`` (so
     ``∂ℓ/∂y_c = (1 − ε)·∂ℓ/∂ỹ_c`` and ``∂ℓ/∂ε = Σ_c (1/C − y_c)·∂ℓ/∂ỹ_c``);
-    ``∂ℓ/∂α_c = ỹ_c·u_c^γ·n_c``; ``∂ℓ/∂γ = Σ_c a_c u_c^γ n_c log u_c``.  The row's top
+    ``∂ℓ/∂w_c = ỹ_c·u_c^γ·n_c``; ``∂ℓ/∂γ = Σ_c a_c u_c^γ n_c log u_c``.  The row's top
     class (its argmax, the only one that can have :math:`p_c > 1/2`) takes its terms from
     its margin over the others, as the label does above; the others' :math:`u_c >= 1/2`.
     So :math:`n_c / u_c` stays finite as :math:`p_c \to 1` and every derivative is finite
@@ -311,7 +311,7 @@ def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, label_smoothing
     class's statistics of the other classes.
 
     A label whose logit is −inf gives loss +inf, as in cross-entropy (its logits
-    derivative is finite: ``−α_y`` at the label, ``α_y·q_c`` elsewhere).  An example with
+    derivative is finite: ``−w_y`` at the label, ``w_y·q_c`` elsewhere).  An example with
     no other class (one class, or every other logit −inf) has ``p_y = 1`` and loss 0, and
     so does an id equal to ``ignore_index``; all their derivatives are 0.  Any other id
     outside ``[0, C)`` gives NaN (ids are compared in int32).
@@ -321,8 +321,9 @@ def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, label_smoothing
       labels: integer class ids of the batch shape (``logits`` without ``axis``; no
         derivative), or float probability targets of the shape of ``logits`` (differentiated).
       axis: static; the class axis of ``logits`` (default -1, the last), an int.
-      alpha: optional per-class weights ``[C]`` (or a scalar), >= 0, differentiated when
-        traced; ``None`` weighs every class 1.
+      class_weights: optional per-class weights ``[C]`` (or a scalar), >= 0, differentiated
+        when traced; ``None`` weighs every class 1.  The α of Lin et al., under the name
+        every jaxloss loss gives class weights (torch's ``weight``).
       gamma: focusing exponent >= 0, a float or an array of the batch shape
         (differentiated when traced).
       label_smoothing: ε in [0, 1]; a float or an array of the batch shape.
@@ -340,28 +341,29 @@ def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, label_smoothing
       Array([0.04382288, 0.89701325, 0.        ], dtype=float32)
 
     The common PyTorch multi-class focal losses (e.g. mmocr's ``FocalLoss``) compute
-    ``nll_loss((1 − p)^γ·log_softmax(x), y, weight=alpha)``: the same per-example losses
+    ``nll_loss((1 − p)^γ·log_softmax(x), y, weight=class_weights)``: the same per-example losses
     with ``reduction="none"``; their default weighted mean divides by the summed label
-    weights, which is ``jaxloss.reduce.ratio(losses, alpha[jnp.where(mask, labels, 0)], where=mask)``
+    weights, which is ``jaxloss.reduce.ratio(losses, class_weights[jnp.where(mask, labels, 0)], where=mask)``
     with ``mask = labels != ignore_index``.
 
     References:
       Lin et al., "Focal Loss for Dense Object Detection", 2017 (the α-balanced focal
       loss, applied to the softmax probability of the label class).  PyTorch
       implementations as above (open-mmlab's mmocr ``FocalLoss``, ``ignore_index``
-      included); ``kornia.losses.focal_loss`` with a scalar ``alpha`` (class ids only; its
-      one-hot sum is the targets' formula above).  optax and torch have no softmax focal loss.
+      included); ``kornia.losses.focal_loss`` (class ids only; its scalar ``alpha`` is a
+      scalar ``class_weights`` here; its one-hot sum is the targets' formula above).  optax
+      and torch have no softmax focal loss.
     """
     if not jnp.issubdtype(labels.dtype, jnp.integer) or smoothed(label_smoothing):
         y, _, _, invalid = smoothed_targets(labels, label_smoothing, class_masked(logits, None), ignore_index)
         n, log_u, _, others = _class_terms(logits)
-        a = y if alpha is None else alpha * y
+        a = y if class_weights is None else class_weights * y
         loss = jnp.sum(times_nonzero(a, n * jnp.exp(per_example(gamma) * log_u)), axis=-1)
         return (loss if invalid is None else loud(loss, invalid)), PerClass(*others)
     ids, counted, invalid = class_ids(labels, logits.shape[-1], ignore_index)
     _, valid, d, others = _label_margin(logits, ids, counted)
     focal_sp, ce = softplus_pair(d)
     focal = ce * jnp.exp(-gamma * focal_sp)
-    if alpha is not None:
-        focal = times_nonzero(label_value(jnp.broadcast_to(alpha, logits.shape), ids), focal)
+    if class_weights is not None:
+        focal = times_nonzero(label_value(jnp.broadcast_to(class_weights, logits.shape), ids), focal)
     return loud(jnp.where(valid, focal, 0.0), invalid), others

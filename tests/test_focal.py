@@ -109,26 +109,26 @@ def _np_one_hot(labels, classes):
     return (np.asarray(labels)[..., None] == np.arange(classes)).astype(np.float64)
 
 
-def _np_softmax_focal(logits, labels, alpha=None, gamma=2.0):
+def _np_softmax_focal(logits, labels, class_weights=None, gamma=2.0):
     """−α_y (1 − p_y)^γ log p_y."""
     log_p_y = np.take_along_axis(_np_log_softmax(logits), labels[..., None], -1)[..., 0]
-    a = 1.0 if alpha is None else np.broadcast_to(alpha, logits.shape[-1:])[labels]
+    a = 1.0 if class_weights is None else np.broadcast_to(class_weights, logits.shape[-1:])[labels]
     return -a * (1 - np.exp(log_p_y)) ** gamma * log_p_y
 
 
-def _np_softmax_focal_d(logits, labels, alpha=None, gamma=2.0):
+def _np_softmax_focal_d(logits, labels, class_weights=None, gamma=2.0):
     """∂ℓ/∂x_c = −α_y ([c = y] − p_c)·[(1 − p_y)^γ − γ (1 − p_y)^(γ−1) p_y log p_y]."""
     classes = logits.shape[-1]
     p = np.exp(_np_log_softmax(logits))
     one_hot = _np_one_hot(labels, classes)
     p_y = np.sum(one_hot * p, axis=-1)
-    a = 1.0 if alpha is None else np.broadcast_to(alpha, logits.shape[-1:])[labels]
+    a = 1.0 if class_weights is None else np.broadcast_to(class_weights, logits.shape[-1:])[labels]
     g = np.asarray(gamma)
     bracket = (1 - p_y) ** g - g * (1 - p_y) ** (g - 1) * p_y * np.log(p_y)
     d = {"logits": -np.asarray(a)[..., None] * (one_hot - p) * bracket[..., None],
-         "gamma": _np_softmax_focal(logits, labels, alpha, gamma) * np.log1p(-p_y)}
-    if alpha is not None:
-        d["alpha"] = one_hot * (-(1 - p_y) ** g * np.log(p_y))[..., None]
+         "gamma": _np_softmax_focal(logits, labels, class_weights, gamma) * np.log1p(-p_y)}
+    if class_weights is not None:
+        d["class_weights"] = one_hot * (-(1 - p_y) ** g * np.log(p_y))[..., None]
     return d
 
 
@@ -406,7 +406,7 @@ def _softmax_focal_inputs(alpha=None, gamma=2.0):
         logits, labels = _class_inputs(rng, shape)
         a = {"logits": logits, "labels": labels}
         if alpha is not None:
-            a["alpha"] = rng.uniform(0.2, 1.5, shape[-1]) if alpha == "per-class" else alpha
+            a["class_weights"] = rng.uniform(0.2, 1.5, shape[-1]) if alpha == "per-class" else alpha
         a["gamma"] = rng.uniform(0.5, 3.0, shape[:-1]) if gamma == "per-example" else gamma
         return a
 
@@ -508,9 +508,9 @@ def test_poly1_with_epsilon_0_is_softmax_cross_entropy(labels, x64):
 
 def test_softmax_focal_with_gamma_0_is_class_weighted_cross_entropy(x64):
     a = _softmax_focal_inputs("per-class", 0.0)(np.random.default_rng(26), SHAPE)
-    ours = lambda x, w: softmax_focal_loss(x, a["labels"], alpha=w, gamma=0.0)  # noqa: E731
+    ours = lambda x, w: softmax_focal_loss(x, a["labels"], class_weights=w, gamma=0.0)  # noqa: E731
     theirs = lambda x, w: jaxloss.softmax_cross_entropy(x, a["labels"], class_weights=w)  # noqa: E731
-    (loss, g_ours), (ce, g_theirs) = (value_and_grads(f, a["logits"], a["alpha"], argnums=(0, 1))
+    (loss, g_ours), (ce, g_theirs) = (value_and_grads(f, a["logits"], a["class_weights"], argnums=(0, 1))
                                       for f in (ours, theirs))
     np.testing.assert_allclose(loss, ce, rtol=1e-12)
     for mine, other in zip(g_ours, g_theirs):
@@ -524,7 +524,7 @@ def test_softmax_focal_matches_the_common_pytorch_implementation(gamma, x64):
     torch = pytest.importorskip("torch")
     a = _softmax_focal_inputs("per-class", gamma)(np.random.default_rng(27), SHAPE)
     x = torch.tensor(a["logits"], requires_grad=True)
-    w = torch.tensor(a["alpha"])
+    w = torch.tensor(a["class_weights"])
     y = torch.tensor(a["labels"])
     # mmocr's FocalLoss.forward with reduction="none" (its nll_loss has no weight derivative).
     logpt = torch.nn.functional.log_softmax(x, dim=1)
@@ -566,7 +566,7 @@ def test_multiclass_losses_at_logits_1e4_are_exact():
     # Row 0: −log p_y = 2e4, 1 − p_y = 1.  Rows 1, 2: p_y = 1/2.
     half = np.log(2.0) * 0.5 ** 0.5
     (focal, g_focal), (poly, g_poly) = jax.jit(lambda x: (
-        value_and_grads(lambda x: softmax_focal_loss(x, labels, alpha=alpha, gamma=0.5), x),
+        value_and_grads(lambda x: softmax_focal_loss(x, labels, class_weights=alpha, gamma=0.5), x),
         value_and_grads(lambda x: poly1_cross_entropy(x, labels, epsilon=2.0), x)))(logits)
     np.testing.assert_allclose(focal, [4e4, 0.5 * half, half], rtol=1e-6)
     assert np.all(np.isfinite(g_focal))
@@ -585,7 +585,7 @@ def test_minus_inf_class_is_absent_with_zero_gradient(loss):
     masked[:, 3] = -np.inf
     if loss == "softmax_focal":
         alpha = rng.uniform(0.2, 1.5, SHAPE[-1]).astype(np.float32)
-        fn = lambda x, y, a: softmax_focal_loss(x, y, alpha=a, gamma=0.5)  # noqa: E731
+        fn = lambda x, y, a: softmax_focal_loss(x, y, class_weights=a, gamma=0.5)  # noqa: E731
         full, small = (masked, ids, alpha), (kept, np.where(ids > 3, ids - 1, ids), np.delete(alpha, 3))
     elif loss == "poly1-ids":
         fn = lambda x, y: poly1_cross_entropy(x, y, epsilon=2.0)  # noqa: E731
@@ -643,7 +643,7 @@ def _torch_soft_focal(logits, targets, alpha, gamma, smoothing):
 def _soft_focal_inputs(seed, shape=SHAPE):
     rng = np.random.default_rng(seed)
     logits, y = _class_inputs(rng, shape, "probabilities")
-    return {"logits": logits, "labels": y, "alpha": rng.uniform(0.2, 1.5, shape[-1]),
+    return {"logits": logits, "labels": y, "class_weights": rng.uniform(0.2, 1.5, shape[-1]),
             "gamma": rng.uniform(0.5, 3.0, shape[:-1]), "label_smoothing": np.float64(0.15)}
 
 
@@ -670,18 +670,18 @@ def test_softmax_focal_one_hot_targets_and_smoothing_agree_with_class_ids(x64):
         extra = {} if smoothing is None else {"label_smoothing": np.float64(smoothing)}
         ours = losses_and_gradients(softmax_focal_loss, {**a, **extra})
         dense = losses_and_gradients(softmax_focal_loss, {**one_hot, **extra})
-        reference = _torch_soft_focal(a["logits"], one_hot["labels"], a["alpha"], a["gamma"], smoothing or 0.0)
+        reference = _torch_soft_focal(a["logits"], one_hot["labels"], a["class_weights"], a["gamma"], smoothing or 0.0)
         np.testing.assert_allclose(ours[0], reference[0], rtol=1e-12)
         np.testing.assert_allclose(dense[0], reference[0], rtol=1e-12)
-        for name in ("logits", "alpha", "gamma"):
+        for name in ("logits", "class_weights", "gamma"):
             np.testing.assert_allclose(ours[1][name], dense[1][name], rtol=1e-11, atol=1e-14, err_msg=name)
 
 
 def test_softmax_focal_soft_targets_with_gamma_0_are_weighted_cross_entropy(x64):
     a = _soft_focal_inputs(43)
-    focal = lambda x, y, w: softmax_focal_loss(x, y, alpha=w, gamma=0.0, label_smoothing=0.1)  # noqa: E731
+    focal = lambda x, y, w: softmax_focal_loss(x, y, class_weights=w, gamma=0.0, label_smoothing=0.1)  # noqa: E731
     ce = lambda x, y, w: jaxloss.softmax_cross_entropy(x, y, class_weights=w, label_smoothing=0.1)  # noqa: E731
-    (loss, g), (want, g_want) = (value_and_grads(f, a["logits"], a["labels"], a["alpha"], argnums=(0, 1, 2))
+    (loss, g), (want, g_want) = (value_and_grads(f, a["logits"], a["labels"], a["class_weights"], argnums=(0, 1, 2))
                                  for f in (focal, ce))
     np.testing.assert_allclose(loss, want, rtol=1e-12)
     for mine, other in zip(g, g_want):
@@ -801,10 +801,10 @@ ERRORS = [
                  id="softmax-negative-gamma"),
     pytest.param(softmax_focal_loss, (F, B), {"gamma": np.ones(7, np.float32)}, ValueError,
                  r"gamma with shape \(7,\) does not broadcast to the batch shape of logits", id="softmax-gamma-shape"),
-    pytest.param(softmax_focal_loss, (F, B), {"alpha": -1.0}, ValueError, r"alpha must be >= 0",
-                 id="softmax-negative-alpha"),
-    pytest.param(softmax_focal_loss, (F, B), {"alpha": np.ones(5, np.float32)}, ValueError,
-                 r"alpha with shape \(5,\) does not broadcast to the class axis of logits", id="softmax-alpha-shape"),
+    pytest.param(softmax_focal_loss, (F, B), {"class_weights": -1.0}, ValueError, r"class_weights must be >= 0",
+                 id="softmax-negative-class-weights"),
+    pytest.param(softmax_focal_loss, (F, B), {"class_weights": np.ones(5, np.float32)}, ValueError,
+                 r"class_weights with shape \(5,\) does not broadcast to the class axis of logits", id="softmax-class-weights-shape"),
     # poly1_cross_entropy
     pytest.param(poly1_cross_entropy, (I, B), {}, TypeError, r"logits must be a floating-point array",
                  id="poly1-integer-logits"),
@@ -831,7 +831,7 @@ def test_bad_input_raises_at_trace_time_naming_the_argument(fn, args, kwargs, er
     (sigmoid_focal_loss, {"gamma": np.array([1.0, -1.0])}, r"gamma must be >= 0"),
     (sigmoid_focal_loss, {"alpha": np.array([0.5, 1.5])}, r"alpha must lie in \[0, 1\]"),
     (softmax_focal_loss, {"gamma": np.array([1.0, -1.0])}, r"gamma must be >= 0"),
-    (softmax_focal_loss, {"alpha": np.array([1.0, -1.0, 1.0])}, r"alpha must be >= 0"),
+    (softmax_focal_loss, {"class_weights": np.array([1.0, -1.0, 1.0])}, r"class_weights must be >= 0"),
 ], ids=["sigmoid-gamma", "sigmoid-alpha", "softmax-gamma", "softmax-alpha"])
 def test_concrete_out_of_range_option_array_raises(fn, option, match):
     logits, labels = ((np.ones(2, np.float32), np.zeros(2, np.float32)) if fn is sigmoid_focal_loss

@@ -44,7 +44,7 @@ def _nll(rng, n, c):
 
 
 def _focal(rng, n, c):
-    return {"logits": _logits(rng, n, c), "alpha": jnp.float32(rng.uniform(0.2, 1, c)),
+    return {"logits": _logits(rng, n, c), "class_weights": jnp.float32(rng.uniform(0.2, 1, c)),
             "gamma": jnp.float32(rng.uniform(0.5, 2.5, n))}, {}
 
 

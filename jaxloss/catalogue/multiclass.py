@@ -61,7 +61,7 @@ def _focal_classes(rng):
     """Class ids (probability targets and label smoothing, the per-class path, are among the
     extremes and in tests/test_focal.py)."""
     return (class_logits(rng), class_ids(rng)), {
-        "alpha": jnp.float32(rng.uniform(0.5, 2.0, CLASSES[-1])),
+        "class_weights": jnp.float32(rng.uniform(0.5, 2.0, CLASSES[-1])),
         "gamma": jnp.float32(1.5),
     }
 
@@ -69,11 +69,11 @@ def _focal_classes(rng):
 def _extreme_focal_classes():
     return [
         ((HUGE_LOGITS, LABELS_AWAY_FROM_MASKED), {}),
-        ((HUGE_LOGITS, LABELS_AWAY_FROM_MASKED), {"alpha": jnp.array([1.0, 2.0, 0.0, 1.0]), "gamma": 0.5}),
+        ((HUGE_LOGITS, LABELS_AWAY_FROM_MASKED), {"class_weights": jnp.array([1.0, 2.0, 0.0, 1.0]), "gamma": 0.5}),
         ((HUGE_LOGITS, jnp.array([0, 1, 2])), {"gamma": 0.5}),  # row 0: p_y → 1 with γ < 1
         ((HUGE_LOGITS, LABELS_AWAY_FROM_MASKED), {"where": jnp.zeros(3, bool)}),
         ((HUGE_LOGITS, jax.nn.softmax(HUGE_LOGITS)), {"gamma": 0.5}),
-        ((HUGE_LOGITS, jax.nn.softmax(HUGE_LOGITS)), {"gamma": 0.0, "alpha": jnp.array([1.0, 2.0, 0.5, 1.0])}),
+        ((HUGE_LOGITS, jax.nn.softmax(HUGE_LOGITS)), {"gamma": 0.0, "class_weights": jnp.array([1.0, 2.0, 0.5, 1.0])}),
         ((HUGE_LOGITS, LABELS_AWAY_FROM_MASKED), {"gamma": 0.5, "label_smoothing": jnp.float32(0.0)}),
         ((HUGE_LOGITS.at[:, 3].set(0.0), jnp.array([0, 1, 2])), {"label_smoothing": 0.1}),
     ]
