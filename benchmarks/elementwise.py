@@ -30,7 +30,7 @@ import jaxloss
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _timing import compile_with_footprint, interleaved_medians  # noqa: E402
 
-TIME_GOAL, FOOTPRINT_GOAL = 1.05, 1.0
+TIME_GOAL, FOOTPRINT_GOAL, GOAL_SIZE = 1.05, 1.0, 4096 * 4096  # the goal applies at 16M elements
 
 LOSSES = {
     # loss: ({contender: loss(x, y)}, targets(key, shape, dtype))
@@ -87,8 +87,8 @@ def main(argv=None) -> str:
                          f"| {footprint[name] / footprint['autodiff']:.2f} |")
         met = all(ms["jaxloss"] <= TIME_GOAL * ms[other] and footprint["jaxloss"] <= FOOTPRINT_GOAL * footprint[other]
                   for other in ("optax", "autodiff"))
-        verdicts.append(f"- {loss_name}: goal (time ≤ {TIME_GOAL}, footprint ≤ {FOOTPRINT_GOAL} vs optax "
-                        f"and autodiff) {'met' if met else 'NOT met'}")
+        verdicts += [] if args.size != GOAL_SIZE else [f"- {loss_name}: goal (time ≤ {TIME_GOAL}, footprint ≤ {FOOTPRINT_GOAL} vs optax "
+                        f"and autodiff) {'met' if met else 'NOT met'}"]
     table = "\n".join(lines + [""] + verdicts)
     print(table)
     return table

@@ -2,13 +2,15 @@
 
 ``verify`` runs every catalogue entry through the gradient checker (reverse and forward
 mode against autodiff of the formula and float64 finite differences) and the
-low-precision check (float32 and bfloat16 inputs against float64), prints a table, and
-exits with status 1 if any entry fails.  ``verify --inputs`` instead tries each entry's
-bad inputs (:mod:`jaxloss._inputs`: wrong ranks and shapes, integer logits, float class
-ids, non-boolean masks, negative options), prints a table of the cases, and exits with
-status 1 if any is not rejected at trace time with an error naming the argument.  ``catalogue`` prints the README's table of
-losses, generated from ``jaxloss/catalogue/``.  ``bench NAME [ARGS]`` runs
-``benchmarks/NAME.py`` of a source checkout with its own arguments (``--help`` lists them).
+low-precision check (float32 and bfloat16 inputs against float64), prints each loss's row
+as it finishes (with a progress line on a terminal), a legend of the tolerances, and exits
+with status 1 if any entry fails.  ``verify --inputs`` instead tries each entry's bad inputs
+(:mod:`jaxloss._inputs`: wrong ranks and shapes, integer logits, float class ids,
+non-boolean masks, negative options), prints a table of the cases, and exits with status 1
+if any is not rejected at trace time with an error naming the argument.  ``catalogue``
+prints the README's table of losses, generated from ``jaxloss/catalogue/``.  ``bench NAME
+[ARGS]`` runs ``benchmarks/NAME.py`` of a source checkout with its own arguments
+(``--help`` lists them); the scripts are not part of an installed wheel.
 """
 
 from __future__ import annotations
@@ -21,25 +23,50 @@ import sys
 from jaxloss import _inputs, _verify, catalogue
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+DESCRIPTION = ("Check, list and benchmark jaxloss's losses: verify (derivatives and precision of every loss), "
+               "catalogue (the table of losses), bench (a benchmark script of a source checkout).")
+
+
+def _benchmarks() -> list[str]:
+    return sorted(p.stem for p in BENCHMARKS.glob("[!_]*.py")) if BENCHMARKS.is_dir() else []
+
+
+def _progress(i: int, total: int, name: str) -> None:
+    """A progress line on stderr, rewritten in place, when stderr is a terminal."""
+    if sys.stderr.isatty():
+        done = 30 * i // total
+        end = "\n" if i == total else ""
+        sys.stderr.write(f"\r\033[K[{'#' * done}{'.' * (30 - done)}] {i}/{total} {name}{end}")
+        sys.stderr.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jaxloss", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m jaxloss", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
-    verify = commands.add_parser("verify", help="check every loss's derivatives and precision")
-    verify.add_argument("--loss", action="append", choices=sorted(catalogue.BY_NAME),
-                        help="only this loss (repeatable)")
+    names = sorted(catalogue.BY_NAME)
+    verify = commands.add_parser("verify", help="check every loss's derivatives and precision",
+                                 description="Check every loss's derivatives and precision (or, with --inputs, "
+                                             "that bad inputs raise), one table row per loss.")
+    verify.add_argument("--loss", action="append", choices=names, metavar="NAME",
+                        help=f"only this loss (repeatable), one of: {', '.join(names)}")
     verify.add_argument("--seed", type=int, default=0)
     verify.add_argument("--inputs", action="store_true", help="try bad inputs instead: each must raise")
     commands.add_parser("catalogue", help="print the README's table of losses")
-    bench = commands.add_parser("bench", help="run a benchmark script of benchmarks/")
-    bench.add_argument("name", choices=sorted(p.stem for p in BENCHMARKS.glob("[!_]*.py")))
+    bench = commands.add_parser("bench", help="run a benchmark script of a source checkout's benchmarks/")
+    bench.add_argument("name", metavar="NAME", help="a script of benchmarks/: " + (
+        ", ".join(_benchmarks()) or f"none found ({BENCHMARKS} does not exist: the scripts live in the "
+        "source repository's benchmarks/ folder, not in an installed wheel)"))
     args, rest = parser.parse_known_args(argv)
 
     if args.command == "catalogue":
         print(catalogue.markdown_table())
         return 0
     if args.command == "bench":
+        if args.name not in _benchmarks():
+            where = f"in {BENCHMARKS}: {', '.join(_benchmarks())}" if _benchmarks() else (
+                f"{BENCHMARKS} does not exist: run bench from a source checkout (git clone, pip install -e .); "
+                "the benchmark scripts are not part of an installed wheel")
+            parser.error(f"no benchmark script {args.name!r}; the scripts are {where}")
         spec = importlib.util.spec_from_file_location(args.name, BENCHMARKS / f"{args.name}.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
@@ -58,10 +85,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if failed else 0
     print(_verify.TABLE_HEAD, _verify.TABLE_RULE, sep="\n", flush=True)
     verdicts = []
-    for e in entries:
+    for i, e in enumerate(entries):
+        _progress(i, len(entries), e.name)
         verdicts.append(_verify.verify(e, args.seed))
         print(_verify.table_row(verdicts[-1]), flush=True)
+    _progress(len(entries), len(entries), "done")
     failed = [v.entry.name for v in verdicts if not v.ok]
+    print("\n" + _verify.legend())
     print(f"\n{len(verdicts) - len(failed)} of {len(verdicts)} losses ok" + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from jaxloss import _inputs, _math, _textbook
 from jaxloss.catalogue import Entry
+from jaxloss._gradcheck import TOLERANCES
 from jaxloss.gradients import GradientCheck, check_gradients
 
 # Relative error allowed for losses and gradients computed from low-precision inputs,
@@ -258,3 +259,20 @@ def table_row(v: Verdict) -> str:
 
 def table(verdicts: list[Verdict]) -> str:
     return "\n".join([TABLE_HEAD, TABLE_RULE] + [table_row(v) for v in verdicts])
+
+
+def legend() -> str:
+    """What the columns of :func:`table` measure and the tolerance each must meet for ``ok``."""
+    f64 = TOLERANCES["float64"]
+    low = ", ".join(f"{np.dtype(d).name} {t:g}" for d, t in PRECISION_RTOL.items())
+    return "\n".join([
+        "Columns (largest relative error over every differentiated argument; ok needs all of them within):",
+        f"  reverse / forward / HVP vs autodiff: the hand rule against plain autodiff of the formula, "
+        f"float64, <= {f64['rtol_autodiff']:g}",
+        f"  ... vs FD: against central finite differences in float64 (step {f64['step']:g}), <= {f64['rtol_fd']:g}",
+        f"  f32 / bf16 rel. error: loss and gradient from low-precision inputs against float64 on the same "
+        f"rounded inputs, <= {low}",
+        f"  f32 per-row value / gradient (textbook): worst row's relative error in float32 against float64, "
+        f"<= max({PRECISION_FACTOR:g} x the textbook formula's own error in brackets, {PRECISION_FLOOR:g})",
+        f"  blockwise / sharded vs dense: the streaming forms against the dense one in float32, <= {FORMS_RTOL:g}",
+    ])
