@@ -81,4 +81,24 @@ from jaxloss.sparsemax import multiclass_sparsemax_loss as multiclass_sparsemax_
 from jaxloss.sparsemax import sparsemax_loss as sparsemax_loss
 from jaxloss.speaker import ge2e_loss as ge2e_loss
 
+__all__ = [
+    "absolute_error", "angular_margin_loss", "arcface_loss", "barlow_twins_loss", "batch_triplet_loss",
+    "binary_cross_entropy", "binary_dice_loss", "check_gradients", "checks", "clip_loss", "contrastive_loss",
+    "convex_kl_divergence", "cosface_loss", "cosine_distance", "cosine_embedding_loss", "cosine_similarity",
+    "ctc_loss", "ctc_loss_with_forward_probs", "dice_loss", "dino_center_update", "dino_loss", "distillation_loss",
+    "gaussian_kl_divergence", "gaussian_nll_loss", "ge2e_loss", "generalized_dice_loss", "generalized_kl_divergence",
+    "hinge_embedding_loss", "hinge_loss", "huber_loss", "info_nce_loss", "jaccard_loss", "kl_divergence",
+    "kl_divergence_with_log_targets", "l1_loss", "l2_loss", "linear_softmax_cross_entropy",
+    "linear_softmax_cross_entropy_mean", "log_cosh", "logistic_loss", "make_fenchel_young_loss",
+    "margin_ranking_loss", "mse_loss", "multiclass_generalized_dice_loss", "multiclass_hinge_loss",
+    "multiclass_perceptron_loss", "multiclass_sparsemax_loss", "multilabel_margin_loss",
+    "multilabel_soft_margin_loss", "multiple_negatives_ranking_loss", "negative_cosine_similarity", "nll_loss",
+    "ntxent", "ntxent_loss", "perceptron_loss", "poisson_nll_loss", "poly1_cross_entropy", "poly_loss_cross_entropy",
+    "quantile_loss", "reduce", "safe_softmax_cross_entropy", "sigmoid_binary_cross_entropy",
+    "sigmoid_contrastive_loss", "sigmoid_focal_loss", "smooth_l1_loss", "smooth_labels", "soft_dice_loss",
+    "soft_margin_loss", "softmax_cross_entropy", "softmax_cross_entropy_with_integer_labels", "softmax_focal_loss",
+    "sparsemax_loss", "sphereface_loss", "square_loss", "squared_error", "squared_hinge_loss", "triplet_margin_loss",
+    "tversky_loss", "valid_triplet_anchors", "vicreg_loss",
+]
+
 __version__ = "0.1.0"
