@@ -76,8 +76,6 @@ def checked(loss, *, finite=True, throw=True):
       With ``throw=False``, the error as a value:
 
       >>> from jax.experimental import checkify
-
-from jaxloss.gradients import class_axes
       >>> loss = jaxloss.checks.checked(jaxloss.softmax_cross_entropy, throw=False)
       >>> err, _ = jax.jit(checkify.checkify(loss))(jnp.zeros((2, 3)), jnp.array([0, 3]))
       >>> err.get()

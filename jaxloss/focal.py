@@ -134,7 +134,7 @@ def sigmoid_focal_loss(logits, labels, *, alpha=None, gamma=2.0, where=None):
     ``gamma < 1`` nothing blows up as :math:`p_t \to 1`: since :math:`u \ge
     \min(\sigma(x), \sigma(-x)) > 0`, every derivative is bounded for bounded logits,
     at labels 0 and 1 too, where ``∂ℓ/∂y`` is the one-sided derivative (the formula's
-    analytic value there).  Where :math:`u` underflows (|x| beyond ~100 on the right
+    analytic value there).  Where :math:`u` underflows (:math:`|x|` beyond ~100 on the right
     side, in float32) the derivatives are their limits, 0.  ``gamma = 0`` gives
     :math:`\alpha_t`-weighted BCE.
 
