@@ -17,28 +17,51 @@ def compile_with_footprint(fn: Callable, *args) -> tuple[Callable, int]:
     return compiled, memory.temp_size_in_bytes + memory.output_size_in_bytes
 
 
-def interleaved_medians(fns: Mapping[str, Callable], args, *, repeats: int, warmup: int = 2) -> dict[str, float]:
-    """Median seconds per call of each function, the contenders taking turns in every repetition.
+def interleaved_times(fns: Mapping[str, Callable], args, *, repeats: int,
+                      warmup: int = 2) -> dict[str, tuple[list[float], list[float]]]:
+    """Seconds per call of each function, timed both ways: ``(after_other, after_own)``.
 
-    Each repetition runs every contender, starting from a rotating position, so slow drift of
-    the machine (thermal, other load) falls on all of them alike.  Each timed call directly
-    follows an untimed call of the same function, as in a training loop that repeats one step:
-    otherwise a contender's time would depend on which one ran before it (a call after one
-    that freed a large temporary pays for mapping that memory again).
+    Each repetition runs every contender twice in a row, both calls timed: the first follows
+    a call of another contender (a training step does not give the loss a cache warmed by
+    itself, and a call after one that freed a large temporary pays for mapping that memory
+    again), the second follows a call of its own.  With three or more contenders the order
+    rotates by one each repetition, so the first call follows a different contender in turn
+    and slow drift of the machine (thermal, other load) falls on all of them alike; two
+    simply alternate (a rotation would put a contender after itself).
     """
     names = list(fns)
     for name in names:
         for _ in range(warmup):
             jax.block_until_ready(fns[name](*args))
-    times: dict[str, list[float]] = {name: [] for name in names}
+    times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in names}
     for rep in range(repeats):
-        shift = rep % len(names)
+        shift = rep % len(names) if len(names) > 2 else 0
         for name in names[shift:] + names[:shift]:
-            jax.block_until_ready(fns[name](*args))
-            start = time.perf_counter()
-            jax.block_until_ready(fns[name](*args))
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+            for series in times[name]:
+                start = time.perf_counter()
+                jax.block_until_ready(fns[name](*args))
+                series.append(time.perf_counter() - start)
+    return times
+
+
+def interleaved_medians(fns: Mapping[str, Callable], args, *, repeats: int, warmup: int = 2) -> dict[str, float]:
+    """Median seconds per call of each function, each timed call directly following a call of
+    its own, as in a training loop that repeats one step (see :func:`interleaved_times`)."""
+    times = interleaved_times(fns, args, repeats=repeats, warmup=warmup)
+    return {name: statistics.median(after_own) for name, (_, after_own) in times.items()}
+
+
+def machine() -> str:
+    """The device that runs the default backend: the GPU's kind, or the CPU model and core count."""
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        return f"{device.device_kind} ({jax.device_count()} × {device.platform})"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = "unknown CPU"
+    return f"{model}, {os.cpu_count()} cores"
 
 
 def cpu_ticks():

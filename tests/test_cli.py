@@ -52,6 +52,9 @@ def test_bench_runs_a_benchmark_script_with_its_arguments(capsys):
      ["| 64 |", "| 32 |"]),
     ("linear_cross_entropy", ["--size", "64", "8", "300", "--block-size", "128", "--repeats", "1"],
      ["| jaxloss | 64×8×300 |", "| optax | 64×8×300 |", "| autodiff | 64×8×300 |"]),
+    ("catalogue", ["--only", "huber_loss,softmax_cross_entropy", "--scale", "0.01", "--repeats", "1",
+                   "--dtype", "float32"],
+     ["| huber_loss | 41×41 |", "| softmax_cross_entropy | 41×320 |", "| softmax_cross_entropy | 4×10 |"]),
 ])
 def test_every_benchmark_script_runs_on_a_small_problem(capsys, name, args, rows):
     assert cli.main(["bench", name, *args]) == 0
