@@ -5,6 +5,15 @@ training step minimises.  With ``axis_name`` the result is global over a named a
 (``vmap``, ``pmap`` or ``shard_map``): the psum of the weighted sum over the psum of
 the weights, so a batch split over devices gives the same number as the whole batch on
 one device.  An all-masked (or all-zero-weight) batch gives 0, never NaN.
+
+Masking recipe: give the same mask to the loss **and** to the reduction::
+
+    losses = jaxloss.softmax_cross_entropy(logits, labels, where=mask)
+    loss = jaxloss.reduce.mean(losses, where=mask)
+
+The reduction alone would let a NaN or inf computed in a padded row through the gradient
+(``0 * NaN`` is NaN in the backward pass of the loss); the loss alone gives masked rows
+loss 0 but leaves them in the mean's count (a mean over the whole batch, padding included).
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ def sum(losses, *, where=None, weights=None, axis_name=None):  # noqa: A001
     Args:
       losses: float array of per-example losses, any shape.
       where: optional boolean mask broadcasting to ``losses``; masked entries count 0.
+        Give the loss the same mask (see the module's masking recipe).
       weights: optional float weights broadcasting to ``losses`` (differentiated).
       axis_name: optional named axis (or tuple of names) to sum over as well, under
         ``vmap``, ``pmap`` or ``shard_map``.
@@ -69,7 +79,9 @@ def mean(losses, *, where=None, weights=None, axis_name=None):
 
     Args:
       losses: float array of per-example losses, any shape.
-      where: optional boolean mask broadcasting to ``losses``.
+      where: optional boolean mask broadcasting to ``losses``: masked entries leave the
+        numerator and the count.  Give the loss the same mask, so that a NaN in a padded
+        row cannot reach the gradient (see the module's masking recipe).
       weights: optional float weights broadcasting to ``losses`` (differentiated).
       axis_name: optional named axis (or tuple of names) to reduce over as well.
 

@@ -275,7 +275,7 @@ def _log_cosh_tangent(p, t, out, res):
 
 @hand_derivative(_log_cosh_tangent, check=_check_optional_targets)
 def log_cosh(predictions, targets=None, *, where=None):
-    r"""Log-cosh loss, elementwise: ≈ r²/2 near zero and ≈ |r| − log 2 far away.
+    r"""Log-cosh loss, elementwise: ≈ r²/2 near zero and ≈ ``|r|`` − log 2 far away.
 
     .. math:: \ell = \log\cosh r = |r| + \log(1 + e^{-2|r|}) - \log 2,
        \qquad \partial\ell/\partial p = \tanh r = -\partial\ell/\partial y.

@@ -31,6 +31,8 @@ import _peer
 import jaxloss
 from _peer import J
 
+pytestmark = pytest.mark.full  # the full tier: pytest --full
+
 
 def close(actual, expected, **tolerance):
     np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), equal_nan=False, **tolerance)

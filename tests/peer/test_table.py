@@ -23,6 +23,8 @@ from jax.scipy.special import logsumexp
 import jaxloss
 from _peer import J
 
+pytestmark = pytest.mark.full  # the full tier: pytest --full
+
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 

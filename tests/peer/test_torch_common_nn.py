@@ -25,6 +25,8 @@ import pytest
 
 import jaxloss
 
+pytestmark = pytest.mark.full  # the full tier: pytest --full
+
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
