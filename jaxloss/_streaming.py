@@ -6,7 +6,9 @@ most ``N × B`` logits exist at once: row log-sum-exps with a running maximum (t
 softmax), row sums of per-pair terms, and the tangents of both.  Under an ``axis_name`` the
 columns are all-gathered (:func:`gather`) and each device keeps its own rows
 (:func:`own_columns`); the transpose of the gather sends column gradients back to their
-owners.  The shared trace-time checks of the contrastive losses are here too.
+owners.  The shared trace-time checks of the contrastive losses are here too, and the
+``precision=`` option of every matmul-based loss (:func:`matmul_precision`), which the
+contrastive, angular, GE2E and batch-triplet losses share.
 """
 
 from __future__ import annotations
@@ -16,6 +18,40 @@ import jax.numpy as jnp
 
 from jaxloss import _checks, _math
 from jaxloss.gradients import tangent_sum
+
+# ------------------------------------------------------------------ matmul precision
+
+
+def matmul_precision(precision, *operands) -> jax.lax.Precision:
+    """The :class:`jax.lax.Precision` of a matmul of ``operands`` under a loss's ``precision=``
+    option: the one given (a ``Precision`` or its name: ``"default"``, ``"high"``,
+    ``"highest"``), and for None ``HIGHEST`` on float32 (or wider) operands and ``DEFAULT`` on
+    lower-precision ones.  GPUs may run a DEFAULT float32 matmul in TF32 (a 10-bit mantissa,
+    relative errors near 1e-3: beyond float32 tolerances); the products of bfloat16 or float16
+    operands lose nothing in any mode and are accumulated in float32 anyway."""
+    if precision is not None:
+        return jax.lax.Precision(precision)
+    low = jnp.finfo(jnp.result_type(*operands)).bits < 32
+    return jax.lax.Precision.DEFAULT if low else jax.lax.Precision.HIGHEST
+
+
+def check_precision(precision):
+    """``precision`` is None, a :class:`jax.lax.Precision` or the name of one."""
+    valid = precision is None or isinstance(precision, jax.lax.Precision)
+    if isinstance(precision, str):
+        try:
+            valid = jax.lax.Precision(precision) is not None
+        except ValueError:
+            pass
+    if not valid:
+        raise ValueError("precision must be None, a jax.lax.Precision or its name ('default', 'high', 'highest'), "
+                         f"got {precision!r}.")
+
+
+def pairwise_dots(a, b, precision):
+    """``⟨a_i, b_j⟩``, ``[N, M]`` for ``a [N, D]`` and ``b [M, D]``, at :func:`matmul_precision`."""
+    return jnp.matmul(a, b.T, precision=matmul_precision(precision, a, b))
+
 
 # ------------------------------------------------------------------ streaming over column blocks
 
@@ -43,13 +79,14 @@ def _scan_columns(body, init, v, extras, block_size, *, checkpoint=False):
     return jax.lax.scan(step, init, (index, split(v), *map(split, extras)))[0]
 
 
-def row_logsumexp(u, v, scale, allowed, extras, block_size, targets=None):
+def row_logsumexp(u, v, scale, allowed, extras, block_size, precision, targets=None):
     """``log Σ_j exp(s_ij)`` over the columns ``allowed(j_b, valid_b, *extras_b)`` lets in,
     ``s = scale·u vᵀ``, with a running maximum (the online softmax): at most ``N × B``
     logits exist at once.  Returns ``(shift, log Σ, picked)``: the log-sum-exp in the two
     parts of :func:`_math.logsumexp_parts` (log Σ = −inf for a row with no allowed column)
     and ``s_{i,targets_i}``, picked out of the same blocks of the same matmul as the rest
-    of the row (0 for a target outside ``[0, M)``, and without ``targets``)."""
+    of the row (0 for a target outside ``[0, M)``, and without ``targets``).  The matmuls
+    run at :func:`matmul_precision` of ``precision``, as in every function below."""
 
     # The scale goes into the rows before the matmul, so that the logits are the matmul's own
     # output: a product taken after it could be contracted into a fused multiply-add in one
@@ -59,7 +96,7 @@ def row_logsumexp(u, v, scale, allowed, extras, block_size, targets=None):
 
     def body(carry, v_b, j, valid, *extras_b):
         stats, picked = carry
-        s = scaled @ v_b.T
+        s = pairwise_dots(scaled, v_b, precision)
         stats = _math.logsumexp_step(stats, jnp.where(allowed(j, valid, *extras_b), s, -jnp.inf))
         if targets is not None:
             picked = picked + jnp.sum(jnp.where(_is_target(j, valid, targets), s, 0.0), axis=-1)
@@ -75,22 +112,22 @@ def _is_target(j, valid, targets):
     return valid & (j == targets[:, None])
 
 
-def row_sums(u, v, values, extras, block_size, *, checkpoint=False):
+def row_sums(u, v, values, extras, block_size, precision, *, checkpoint=False):
     """``Σ_j values(dots_b, v_b, j_b, valid_b, *extras_b)`` per row (a pytree of ``[N, B]``
     arrays, summed over the columns), with ``dots = u vᵀ`` streamed over column blocks
     (``checkpoint``: see :func:`_scan_columns`)."""
 
     def body(totals, v_b, j, valid, *extras_b):
-        terms = values(u @ v_b.T, v_b, j, valid, *extras_b)
+        terms = values(pairwise_dots(u, v_b, precision), v_b, j, valid, *extras_b)
         return jax.tree.map(lambda total, term: total + jnp.sum(term, axis=-1), totals, terms)
 
-    shapes = jax.eval_shape(lambda: values(u @ v[:1].T, v[:1], jnp.zeros(1, int), jnp.ones(1, bool),
-                                           *(x[:1] for x in extras)))
+    shapes = jax.eval_shape(lambda: values(pairwise_dots(u, v[:1], precision), v[:1], jnp.zeros(1, int),
+                                           jnp.ones(1, bool), *(x[:1] for x in extras)))
     zeros = jnp.zeros_like(u[:, 0])
     return _scan_columns(body, jax.tree.map(lambda _: zeros, shapes), v, extras, block_size, checkpoint=checkpoint)
 
 
-def stream_tangent(u, v, du, dv, scale, dscale, dbias, terms, extras, block_size):
+def stream_tangent(u, v, du, dv, scale, dscale, dbias, terms, extras, block_size, precision):
     """``Σ_j terms(dots_b, ds_b, j_b, valid_b, *extras_b)`` per row (a pytree of ``[N, B]``
     arrays, each linear in ``ds``, or free of it), where ``ds`` is the tangent of the logits
     ``s = scale·u vᵀ + bias``: ``ds_ij = scale·(⟨du_i, v_j⟩ + ⟨u_i, dv_j⟩) + dscale·⟨u_i, v_j⟩
@@ -104,14 +141,14 @@ def stream_tangent(u, v, du, dv, scale, dscale, dbias, terms, extras, block_size
     def values(dots, v_b, j, valid, *extras_b):
         dv_b, extras_b = (extras_b[-1], extras_b[:-1]) if has_dv else (None, extras_b)
         ds = tangent_sum(
-            (scale, None if du is None else du @ v_b.T),
-            (scale, None if dv_b is None else u @ dv_b.T),
+            (scale, None if du is None else pairwise_dots(du, v_b, precision)),
+            (scale, None if dv_b is None else pairwise_dots(u, dv_b, precision)),
             (dots, dscale),
             (1.0, dbias),
         )
         return terms(dots, ds, j, valid, *extras_b)
 
-    return row_sums(u, v, values, tuple(extras) + ((dv,) if has_dv else ()), block_size, checkpoint=True)
+    return row_sums(u, v, values, tuple(extras) + ((dv,) if has_dv else ()), block_size, precision, checkpoint=True)
 
 
 def gather(x, axis_name):
@@ -130,18 +167,18 @@ def _in_mask(j, valid, mask):
     return valid & mask
 
 
-def row_cross_entropy(u, v, targets, scale, where, block_size, axis_name):
+def row_cross_entropy(u, v, targets, scale, where, block_size, axis_name, precision):
     """``lse_j(s_ij) − s_i,targets_i`` per row, with the columns all-gathered over
     ``axis_name`` and (when ``where`` is given) the masked columns left out, computed as
     ``(shift_i − s_i,targets_i) + log Σ_j exp(s_ij − shift_i)``: the target's logit comes
     from the same matmul as the maximum, so both terms are ≥ 0 and nothing cancels at the
     maximum's ulp.  The residuals are the two parts, ``(shift, log Σ)``."""
     v_all, mask_all = gather(v, axis_name), gather(column_mask(v, where), axis_name)
-    shift, log_sum, positive = row_logsumexp(u, v_all, scale, _in_mask, (mask_all,), block_size, targets)
+    shift, log_sum, positive = row_logsumexp(u, v_all, scale, _in_mask, (mask_all,), block_size, precision, targets)
     return (shift - positive) + log_sum, (shift, log_sum)
 
 
-def row_cross_entropy_tangent(u, v, du, dv, targets, scale, dscale, where, res, block_size, axis_name):
+def row_cross_entropy_tangent(u, v, du, dv, targets, scale, dscale, where, res, block_size, axis_name, precision):
     """The tangent of :func:`row_cross_entropy`: ``Σ_j (p_ij − [j = t_i]) ds_ij`` with
     ``p_ij = exp((s_ij − shift_i) − log Σ_i)``, summed as ``Σ_{j≠t_i} p_ij (ds_ij − ds_it)``
     (``Σ_j p_ij = 1``): the target's weight ``p_it − 1 = −Σ_{j≠t_i} p_ij`` comes out of the
@@ -166,7 +203,7 @@ def row_cross_entropy_tangent(u, v, du, dv, targets, scale, dscale, where, res, 
         p = jnp.where(valid & mask & ~_is_target(j, valid, targets), _math.softmax_weight(z), 0.0)
         return p * (ds - ds_target[:, None])
 
-    return stream_tangent(u, v_all, du, dv_all, scale, dscale, None, terms, (mask_all,), block_size)
+    return stream_tangent(u, v_all, du, dv_all, scale, dscale, None, terms, (mask_all,), block_size, precision)
 
 
 def _take_rows(x, targets):
@@ -206,7 +243,9 @@ def check_sides(first, second, where, names, *, paired=True):
     _checks.broadcasts_to("where", where, (n,), f"the examples of {names[0]}")
 
 
-def check_blocks(block_size, axis_name):
+def check_blocks(block_size, axis_name, precision):
+    """The static options of the contrastive losses: ``block_size``, ``axis_name``, ``precision``."""
+    check_precision(precision)
     if block_size is not None and (not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 1):
         raise ValueError(f"block_size must be a positive int or None, got {block_size!r}.")
     _checks.hashable("axis_name", axis_name)

@@ -21,6 +21,7 @@ import numpy as np
 
 from jaxloss import _checks, _math
 from jaxloss._softmax import IGNORE_INDEX, check_ignore_index, class_ids, label_value, loud, one_hot, shifted_logsumexp
+from jaxloss._streaming import check_precision, matmul_precision
 from jaxloss.gradients import Args, hand_derivative, tangent_sum
 
 # ------------------------------------------------------------------ angular margins (ArcFace family)
@@ -28,7 +29,8 @@ from jaxloss.gradients import Args, hand_derivative, tangent_sum
 _NORM_EPS = 1e-12  # the norm floor of the L2 normalisations (torch.nn.functional.normalize's)
 
 
-def _check_angular(embeddings, class_centers, labels, scale, m1, m2, m3, straight_through, ignore_index, where):
+def _check_angular(embeddings, class_centers, labels, scale, m1, m2, m3, straight_through, ignore_index, precision,
+                   where):
     _checks.float_array("embeddings", embeddings)
     _checks.float_array("class_centers", class_centers)
     shape, centers = tuple(jnp.shape(embeddings)), tuple(jnp.shape(class_centers))
@@ -57,6 +59,7 @@ def _check_angular(embeddings, class_centers, labels, scale, m1, m2, m3, straigh
     if not isinstance(straight_through, bool):
         raise TypeError(f"straight_through must be a Python bool, got {type(straight_through).__name__}.")
     check_ignore_index(ignore_index)
+    check_precision(precision)
 
 
 def _sine(c):
@@ -113,7 +116,12 @@ def _margin_target(c, m1, m2, monotone=True):
     return sign * cos_margin - 2 * k, sign * d_cos, sign * d_m2
 
 
-def _margin_parts(embeddings, class_centers, labels, scale, m1, m2, m3, straight_through):
+def _cosines(e_hat, c_hat, precision):
+    """``⟨ê, ĉ_c⟩`` ``[..., C]`` at :func:`jaxloss._streaming.matmul_precision` of ``precision``."""
+    return jnp.einsum("...d,cd->...c", e_hat, c_hat, precision=matmul_precision(precision, e_hat, c_hat))
+
+
+def _margin_parts(embeddings, class_centers, labels, scale, m1, m2, m3, straight_through, precision):
     """The normalised vectors, the cosines ``[..., C]``, the label class's margin target and
     its partials, and the logits: what the forward and the tangent rule share.
 
@@ -122,7 +130,7 @@ def _margin_parts(embeddings, class_centers, labels, scale, m1, m2, m3, straight
     derivative is 1, for the rule (``∂ψ/∂cos θ = 1``) and for autodiff of the formula alike."""
     e_hat, e_norm = _math.normalize(embeddings, _NORM_EPS)
     c_hat, c_norm = _math.normalize(class_centers, _NORM_EPS)
-    cos = jnp.einsum("...d,cd->...c", e_hat, c_hat, precision=jax.lax.Precision.HIGHEST)
+    cos = _cosines(e_hat, c_hat, precision)
     onehot = one_hot(labels, cos.shape[-1])
     c_y = label_value(cos, labels)  # 0 for an id outside [0, C)
     m2 = jnp.broadcast_to(jnp.asarray(m2, c_y.dtype), c_y.shape)
@@ -142,17 +150,18 @@ def _margin_parts(embeddings, class_centers, labels, scale, m1, m2, m3, straight
 
 def _angular_margin_tangent(p, t, out, res):
     shift, lse = res
-    q = _margin_parts(p.embeddings, p.class_centers, p.labels, p.scale, p.m1, p.m2, p.m3, p.straight_through)
+    q = _margin_parts(p.embeddings, p.class_centers, p.labels, p.scale, p.m1, p.m2, p.m3, p.straight_through,
+                      p.precision)
     prob = jnp.exp((q.logits - shift[..., None]) - lse[..., None])  # softmax, recomputed
     miss = label_value(prob, p.labels) - 1  # ∂ℓ/∂(s·target)
     weight = jnp.where(q.onehot, (miss * q.d_cos)[..., None], prob)  # ∂ℓ/∂(s·cos_c)
     dcos = None
     if t.embeddings is not None:
         de_hat = _math.normalize_tangent(q.e_hat, q.e_norm, t.embeddings, _NORM_EPS)
-        dcos = jnp.einsum("...d,cd->...c", de_hat, q.c_hat, precision=jax.lax.Precision.HIGHEST)
+        dcos = _cosines(de_hat, q.c_hat, p.precision)
     if t.class_centers is not None:
         dc_hat = _math.normalize_tangent(q.c_hat, q.c_norm, t.class_centers, _NORM_EPS)
-        term = jnp.einsum("...d,cd->...c", q.e_hat, dc_hat, precision=jax.lax.Precision.HIGHEST)
+        term = _cosines(q.e_hat, dc_hat, p.precision)
         dcos = term if dcos is None else dcos + term
     expected = jnp.sum(prob * q.modified, axis=-1) - q.target
     d = tangent_sum(
@@ -165,10 +174,10 @@ def _angular_margin_tangent(p, t, out, res):
     return None if d is None else jnp.where(counted, d, 0.0)
 
 
-@hand_derivative(_angular_margin_tangent, static=("m1", "straight_through", "ignore_index"), check=_check_angular,
-                 residuals=True, per_example=("embeddings", "labels"), class_axis=("embeddings",))
+@hand_derivative(_angular_margin_tangent, static=("m1", "straight_through", "ignore_index", "precision"),
+                 check=_check_angular, residuals=True, per_example=("embeddings", "labels"), class_axis=("embeddings",))
 def angular_margin_loss(embeddings, class_centers, labels, *, scale=64.0, m1=1, m2=0.5, m3=0.0,
-                        straight_through=False, ignore_index=IGNORE_INDEX, where=None):
+                        straight_through=False, ignore_index=IGNORE_INDEX, precision=None, where=None):
     r"""Softmax cross-entropy over scaled cosines to class centres with the combined angular margin.
 
     The embeddings and the class centres are L2-normalised inside (``jaxloss._math.normalize``,
@@ -252,6 +261,10 @@ def angular_margin_loss(embeddings, class_centers, labels, *, scale=64.0, m1=1, 
         margin's value with the derivative of the margin-free label logit in :math:`\cos\theta_y`.
       ignore_index: static; the class id that marks an example to ignore, an int (−100 by
         default, as in PyTorch's cross-entropy) or ``None`` (every id outside ``[0, C)`` is invalid).
+      precision: static; the precision of every matmul, in the value and the derivatives: a
+        ``jax.lax.Precision`` or its name.  None (default) is ``HIGHEST``: the matmuls run in
+        float32 (lower-precision inputs are upcast first), which GPUs may otherwise run in TF32,
+        outside float32 tolerances; ``"default"`` trades that accuracy for speed.
       where: optional boolean mask broadcasting to the batch shape.
 
     Returns:
@@ -271,7 +284,7 @@ def angular_margin_loss(embeddings, class_centers, labels, *, scale=64.0, m1=1, 
       "CosFace", CVPR 2018; W. Liu et al., "SphereFace", CVPR 2017.  pytorch-metric-learning's
       ``ArcFaceLoss``, ``CosFaceLoss`` and ``SphereFaceLoss`` (see the wrappers).
     """
-    q = _margin_parts(embeddings, class_centers, labels, scale, m1, m2, m3, straight_through)
+    q = _margin_parts(embeddings, class_centers, labels, scale, m1, m2, m3, straight_through, precision)
     shift, lse = shifted_logsumexp(q.logits)
     _, counted, invalid = class_ids(labels, class_centers.shape[0], ignore_index)
     return loud(jnp.where(counted, lse - (q.scale * q.target - shift), 0.0), invalid), (shift, lse)
@@ -292,7 +305,8 @@ def _special_case(margins):
                 bound.apply_defaults()
                 a = bound.arguments
                 return loss(a["embeddings"], a["class_centers"], a["labels"], axis=a["axis"], scale=a["scale"],
-                            ignore_index=a["ignore_index"], where=a["where"], **margins(a))
+                            ignore_index=a["ignore_index"], precision=a["precision"], where=a["where"],
+                            **margins(a))
 
             return fn
 
@@ -307,7 +321,7 @@ def _special_case(margins):
 
 @_special_case(lambda a: {"m2": a["margin"], "straight_through": a["straight_through"]})
 def arcface_loss(embeddings, class_centers, labels, *, axis=-1, scale=64.0, margin=0.5, straight_through=False,
-                 ignore_index=IGNORE_INDEX, where=None):
+                 ignore_index=IGNORE_INDEX, precision=None, where=None):
     r"""ArcFace (additive angular margin) per example: :func:`angular_margin_loss` with ``m2 = margin``.
 
     :math:`\ell = -\log\frac{e^{s\cos(\theta_y + m)}}{e^{s\cos(\theta_y + m)} + \sum_{c\ne y}
@@ -343,7 +357,7 @@ def arcface_loss(embeddings, class_centers, labels, *, axis=-1, scale=64.0, marg
 
 @_special_case(lambda a: {"m2": 0.0, "m3": a["margin"]})
 def cosface_loss(embeddings, class_centers, labels, *, axis=-1, scale=64.0, margin=0.35, ignore_index=IGNORE_INDEX,
-                 where=None):
+                 precision=None, where=None):
     r"""CosFace (large margin cosine loss) per example: :func:`angular_margin_loss` with ``m3 = margin``.
 
     :math:`\ell = -\log\frac{e^{s(\cos\theta_y - m)}}{e^{s(\cos\theta_y - m)} + \sum_{c\ne y}
@@ -371,7 +385,7 @@ def cosface_loss(embeddings, class_centers, labels, *, axis=-1, scale=64.0, marg
 
 @_special_case(lambda a: {"m1": a["margin"], "m2": 0.0})
 def sphereface_loss(embeddings, class_centers, labels, *, axis=-1, scale=1.0, margin=4, ignore_index=IGNORE_INDEX,
-                    where=None):
+                    precision=None, where=None):
     r"""SphereFace (A-Softmax, multiplicative angular margin) per example:
     :func:`angular_margin_loss` with ``m1 = margin``.
 
@@ -379,8 +393,8 @@ def sphereface_loss(embeddings, class_centers, labels, *, axis=-1, scale=1.0, ma
     2k` for :math:`\theta \in [k\pi/m, (k+1)\pi/m]` (the paper's monotone extension), computed
     from Chebyshev polynomials of :math:`\cos\theta`: a polynomial in it, smooth at ±1.
     ``margin`` is the integer ``m`` (static, no derivative); the default 4 is the paper's and
-    pytorch-metric-learning's, and so is ``scale = 1``.  Class ids, ``ignore_index`` and
-    ``where`` as in :func:`angular_margin_loss`.
+    pytorch-metric-learning's, and so is ``scale = 1``.  Class ids, ``ignore_index``,
+    ``precision`` and ``where`` as in :func:`angular_margin_loss`.
 
     Unlike this function, the paper and pytorch-metric-learning's ``SphereFaceLoss`` keep the
     embedding's norm: their logits are :math:`\|e\|\cdot s\cdot(\ldots)`.  The same per-example

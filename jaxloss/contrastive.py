@@ -43,13 +43,13 @@ from jaxloss.gradients import hand_derivative, tangent_sum
 # ------------------------------------------------------------------ info_nce_loss
 
 
-def _check_info_nce(queries, keys, temperature, labels, ignore_index, block_size, axis_name, where):
+def _check_info_nce(queries, keys, temperature, labels, ignore_index, block_size, axis_name, precision, where):
     check_sides(queries, keys, where, ("queries", "keys"), paired=labels is None)
     check_temperature(temperature)
     if labels is not None:
         check_ids(labels, jnp.shape(queries)[0], "ids of the positive keys")
     check_ignore_index(ignore_index)
-    check_blocks(block_size, axis_name)
+    check_blocks(block_size, axis_name, precision)
 
 
 def _info_nce_targets(queries, labels, axis_name):
@@ -69,7 +69,7 @@ def _info_nce_tangent(p, t, out, res):
     dscale = None if t.temperature is None else -t.temperature / p.temperature**2
     targets = _info_nce_targets(p.queries, p.labels, p.axis_name)
     d = row_cross_entropy_tangent(p.queries, keys, t.queries, dkeys, targets, 1 / p.temperature, dscale, where, res,
-                                  p.block_size, p.axis_name)
+                                  p.block_size, p.axis_name, p.precision)
     if paired or d is None:
         return d
     counted, _ = _counted_positives(p["keys"], p.labels, p.ignore_index, p.axis_name)
@@ -77,10 +77,10 @@ def _info_nce_tangent(p, t, out, res):
 
 
 @hand_derivative(_info_nce_tangent, check=_check_info_nce, residuals=True,
-                 static=("ignore_index", "block_size", "axis_name"), per_example=("queries",),
+                 static=("ignore_index", "block_size", "axis_name", "precision"), per_example=("queries",),
                  class_axis=("queries", "keys"))
 def info_nce_loss(queries, keys, *, temperature=0.07, labels=None, ignore_index=IGNORE_INDEX, block_size=None,
-                  axis_name=None, where=None):
+                  axis_name=None, precision=None, where=None):
     r"""InfoNCE per query: cross-entropy of the query's positive key among all keys.
 
     With logits :math:`s_{ij} = \langle q_i, k_j\rangle / T` and positive key
@@ -114,6 +114,10 @@ def info_nce_loss(queries, keys, *, temperature=0.07, labels=None, ignore_index=
       block_size: None (dense) or the number of keys per block (static).
       axis_name: None, or a ``shard_map``/``pmap`` axis over which queries and keys are
         sharded (static); each device gets the losses of its own queries.
+      precision: static; the precision of every matmul, in the value and the derivatives: a
+        ``jax.lax.Precision`` or its name.  None (default) is ``HIGHEST``: the matmuls run in
+        float32 (lower-precision inputs are upcast first), which GPUs may otherwise run in TF32,
+        outside float32 tolerances; ``"default"`` trades that accuracy for speed.
       where: optional boolean ``[N]``; masked queries give loss 0 and gradient 0, and when
         ``labels`` is None their keys are left out of the negatives too (padding).
 
@@ -136,7 +140,7 @@ def info_nce_loss(queries, keys, *, temperature=0.07, labels=None, ignore_index=
     targets = _info_nce_targets(queries, labels, axis_name)
     # The queries divided by T (not times 1/T, which rounds): the logits of ⟨q, k⟩/T.
     losses, res = row_cross_entropy(queries / temperature, _math.masked_rows(keys, where), targets, 1.0, where,
-                                    block_size, axis_name)
+                                    block_size, axis_name, precision)
     if paired:
         return losses, res
     counted, invalid = _counted_positives(keys, labels, ignore_index, axis_name)
@@ -146,38 +150,41 @@ def info_nce_loss(queries, keys, *, temperature=0.07, labels=None, ignore_index=
 # ------------------------------------------------------------------ paired losses: both directions
 
 
-def _paired_cross_entropy(u, v, scale, symmetric, where, block_size, axis_name):
+def _paired_cross_entropy(u, v, scale, symmetric, where, block_size, axis_name, precision):
     """Row ``i``'s positive is column ``i``; with ``symmetric`` also the columns' losses
     (``v`` against all ``u``), averaged: ``(ℓ_i(u→v) + ℓ_i(v→u))/2``.  Residuals: those of
     :func:`row_cross_entropy` for each direction."""
     targets = own_columns(u, axis_name)
-    rows, res = row_cross_entropy(u, v, targets, scale, where, block_size, axis_name)
+    rows, res = row_cross_entropy(u, v, targets, scale, where, block_size, axis_name, precision)
     if not symmetric:
         return rows, (res,)
-    columns, res_t = row_cross_entropy(v, u, targets, scale, where, block_size, axis_name)
+    columns, res_t = row_cross_entropy(v, u, targets, scale, where, block_size, axis_name, precision)
     return (rows + columns) / 2, (res, res_t)
 
 
-def _paired_cross_entropy_tangent(u, v, du, dv, scale, dscale, symmetric, where, res, block_size, axis_name):
+def _paired_cross_entropy_tangent(u, v, du, dv, scale, dscale, symmetric, where, res, block_size, axis_name,
+                                  precision):
     targets = own_columns(u, axis_name)
-    rows = row_cross_entropy_tangent(u, v, du, dv, targets, scale, dscale, where, res[0], block_size, axis_name)
+    rows = row_cross_entropy_tangent(u, v, du, dv, targets, scale, dscale, where, res[0], block_size, axis_name,
+                                     precision)
     if not symmetric:
         return rows
-    columns = row_cross_entropy_tangent(v, u, dv, du, targets, scale, dscale, where, res[1], block_size, axis_name)
+    columns = row_cross_entropy_tangent(v, u, dv, du, targets, scale, dscale, where, res[1], block_size, axis_name,
+                                        precision)
     return tangent_sum((0.5, rows), (0.5, columns))
 
 
-def _check_paired(first, second, scale, block_size, axis_name, where, *, names, scale_name):
+def _check_paired(first, second, scale, block_size, axis_name, precision, where, *, names, scale_name):
     check_sides(first, second, where, names)
     _checks.float_option(scale_name, scale, (), "a scalar")
-    check_blocks(block_size, axis_name)
+    check_blocks(block_size, axis_name, precision)
 
 
 # ------------------------------------------------------------------ multiple_negatives_ranking_loss
 
 
-def _check_mnrl(anchors, positives, scale, symmetric, block_size, axis_name, where):
-    _check_paired(anchors, positives, scale, block_size, axis_name, where,
+def _check_mnrl(anchors, positives, scale, symmetric, block_size, axis_name, precision, where):
+    _check_paired(anchors, positives, scale, block_size, axis_name, precision, where,
                   names=("anchors", "positives"), scale_name="scale")
     _checks.positive("scale", scale)
 
@@ -187,13 +194,13 @@ def _mnrl_tangent(p, t, out, res):
     da = None if t.anchors is None else _math.normalize_tangent(a, a_norm, t.anchors)
     db = None if t.positives is None else _math.normalize_tangent(b, b_norm, t.positives)
     return _paired_cross_entropy_tangent(a, b, da, db, p.scale, t.scale, p.symmetric, p.where, res,
-                                         p.block_size, p.axis_name)
+                                         p.block_size, p.axis_name, p.precision)
 
 
-@hand_derivative(_mnrl_tangent, check=_check_mnrl, residuals=True, static=("symmetric", "block_size", "axis_name"),
-                 class_axis=("anchors", "positives"))
+@hand_derivative(_mnrl_tangent, check=_check_mnrl, residuals=True,
+                 static=("symmetric", "block_size", "axis_name", "precision"), class_axis=("anchors", "positives"))
 def multiple_negatives_ranking_loss(anchors, positives, *, scale=20.0, symmetric=False, block_size=None,
-                                    axis_name=None, where=None):
+                                    axis_name=None, precision=None, where=None):
     r"""Multiple-negatives ranking loss per anchor: its positive against every other
     example's positive (in-batch negatives), on scaled cosine similarities.
 
@@ -224,6 +231,10 @@ def multiple_negatives_ranking_loss(anchors, positives, *, scale=20.0, symmetric
       symmetric: also rank the anchors for each positive (static).
       block_size: None (dense) or the number of columns per block (static).
       axis_name: None, or a ``shard_map``/``pmap`` axis the batch is sharded over (static).
+      precision: static; the precision of every matmul, in the value and the derivatives: a
+        ``jax.lax.Precision`` or its name.  None (default) is ``HIGHEST``: the matmuls run in
+        float32 (lower-precision inputs are upcast first), which GPUs may otherwise run in TF32,
+        outside float32 tolerances; ``"default"`` trades that accuracy for speed.
       where: optional boolean ``[N]``; masked pairs give loss 0 and gradient 0 and are no
         one's negatives.
 
@@ -241,14 +252,14 @@ def multiple_negatives_ranking_loss(anchors, positives, *, scale=20.0, symmetric
       2017; sentence-transformers ``MultipleNegativesRankingLoss``.
     """
     (a, _), (b, _) = _math.normalize(anchors), _math.normalize(positives)
-    return _paired_cross_entropy(a, b, scale, symmetric, where, block_size, axis_name)
+    return _paired_cross_entropy(a, b, scale, symmetric, where, block_size, axis_name, precision)
 
 
 # ------------------------------------------------------------------ clip_loss
 
 
-def _check_clip(image_embeddings, text_embeddings, logit_scale, block_size, axis_name, where):
-    _check_paired(image_embeddings, text_embeddings, logit_scale, block_size, axis_name, where,
+def _check_clip(image_embeddings, text_embeddings, logit_scale, block_size, axis_name, precision, where):
+    _check_paired(image_embeddings, text_embeddings, logit_scale, block_size, axis_name, precision, where,
                   names=("image_embeddings", "text_embeddings"), scale_name="logit_scale")
 
 
@@ -257,12 +268,13 @@ def _clip_tangent(p, t, out, res):
     dscale = None if t.logit_scale is None else scale * t.logit_scale
     return _paired_cross_entropy_tangent(p.image_embeddings, p.text_embeddings, t.image_embeddings,
                                          t.text_embeddings, scale, dscale, True, p.where, res,
-                                         p.block_size, p.axis_name)
+                                         p.block_size, p.axis_name, p.precision)
 
 
-@hand_derivative(_clip_tangent, check=_check_clip, residuals=True, static=("block_size", "axis_name"),
+@hand_derivative(_clip_tangent, check=_check_clip, residuals=True, static=("block_size", "axis_name", "precision"),
                  class_axis=("image_embeddings", "text_embeddings"))
-def clip_loss(image_embeddings, text_embeddings, *, logit_scale, block_size=None, axis_name=None, where=None):
+def clip_loss(image_embeddings, text_embeddings, *, logit_scale, block_size=None, axis_name=None, precision=None,
+              where=None):
     r"""CLIP's symmetric InfoNCE per image–text pair, with a learnable log-scale.
 
     With :math:`s_{ij} = e^{\text{logit\_scale}}\,\langle x_i, y_j\rangle`,
@@ -289,6 +301,10 @@ def clip_loss(image_embeddings, text_embeddings, *, logit_scale, block_size=None
       logit_scale: the log of the logit scale (float or scalar array; differentiated).
       block_size: None (dense) or the number of columns per block (static).
       axis_name: None, or a ``shard_map``/``pmap`` axis the batch is sharded over (static).
+      precision: static; the precision of every matmul, in the value and the derivatives: a
+        ``jax.lax.Precision`` or its name.  None (default) is ``HIGHEST``: the matmuls run in
+        float32 (lower-precision inputs are upcast first), which GPUs may otherwise run in TF32,
+        outside float32 tolerances; ``"default"`` trades that accuracy for speed.
       where: optional boolean ``[N]``; masked pairs give loss 0 and gradient 0 and are no
         one's negatives.
 
@@ -306,18 +322,18 @@ def clip_loss(image_embeddings, text_embeddings, *, logit_scale, block_size=None
       Supervision", 2021; OpenCLIP ``open_clip.loss.ClipLoss``.
     """
     return _paired_cross_entropy(image_embeddings, text_embeddings, jnp.exp(logit_scale), True, where,
-                                 block_size, axis_name)
+                                 block_size, axis_name, precision)
 
 
 # ------------------------------------------------------------------ ntxent_loss
 
 
-def _check_ntxent(embeddings, labels, temperature, block_size, axis_name, where):
+def _check_ntxent(embeddings, labels, temperature, block_size, axis_name, precision, where):
     check_embeddings("embeddings", embeddings)
     check_ids(labels, jnp.shape(embeddings)[0], "group ids")
     _checks.broadcasts_to("where", where, jnp.shape(embeddings)[:1], "the examples of embeddings")
     check_temperature(temperature)
-    check_blocks(block_size, axis_name)
+    check_blocks(block_size, axis_name, precision)
 
 
 def _ntxent_columns(x_hat, labels, where, axis_name):
@@ -360,7 +376,7 @@ def _ntxent_tangent(p, t, out, res):
 
     dscale = None if t.temperature is None else -t.temperature / p.temperature**2
     sums = stream_tangent(x_hat, x_all, dx, gather(dx, p.axis_name), scale, dscale, None, terms,
-                           (labels_all, mask_all), p.block_size)
+                           (labels_all, mask_all), p.block_size, p.precision)
     if sums is None:
         return None
     e_ds, e_sum, q_ds, q_sum = sums
@@ -369,9 +385,9 @@ def _ntxent_tangent(p, t, out, res):
     return (q_sum * dlse - q_ds) / jnp.maximum(count, 1)
 
 
-@hand_derivative(_ntxent_tangent, check=_check_ntxent, residuals=True, static=("block_size", "axis_name"),
+@hand_derivative(_ntxent_tangent, check=_check_ntxent, residuals=True, static=("block_size", "axis_name", "precision"),
                  class_axis=("embeddings",))
-def ntxent_loss(embeddings, labels, *, temperature=0.07, block_size=None, axis_name=None, where=None):
+def ntxent_loss(embeddings, labels, *, temperature=0.07, block_size=None, axis_name=None, precision=None, where=None):
     r"""NT-Xent (SimCLR) per anchor, with positives defined by labels (also exported as ``ntxent``).
 
     With :math:`s_{ij} = \cos(x_i, x_j)/T`, positives :math:`P_i = \{j \ne i : y_j = y_i\}`,
@@ -407,6 +423,10 @@ def ntxent_loss(embeddings, labels, *, temperature=0.07, block_size=None, axis_n
       temperature: ``T > 0`` (float or scalar array; differentiated).
       block_size: None (dense) or the number of columns per block (static).
       axis_name: None, or a ``shard_map``/``pmap`` axis the batch is sharded over (static).
+      precision: static; the precision of every matmul, in the value and the derivatives: a
+        ``jax.lax.Precision`` or its name.  None (default) is ``HIGHEST``: the matmuls run in
+        float32 (lower-precision inputs are upcast first), which GPUs may otherwise run in TF32,
+        outside float32 tolerances; ``"default"`` trades that accuracy for speed.
       where: optional boolean ``[N]``; masked examples give loss 0 and gradient 0 and are
         nobody's positive or negative.
 
@@ -427,14 +447,14 @@ def ntxent_loss(embeddings, labels, *, temperature=0.07, block_size=None, axis_n
     x_all, labels_all, mask_all, own = _ntxent_columns(x_hat, labels, where, axis_name)
     negative, positive = _ntxent_sets(labels, own)
     scale = 1 / temperature
-    shift, log_sum, _ = row_logsumexp(x_hat, x_all, scale, negative, (labels_all, mask_all), block_size)
+    shift, log_sum, _ = row_logsumexp(x_hat, x_all, scale, negative, (labels_all, mask_all), block_size, precision)
 
     def positive_terms(dots, v_b, j, valid, column_labels, mask):
         keep = positive(j, valid, column_labels, mask)
         z = (shift[:, None] - scale * dots) + log_sum[:, None]  # L_i − s_ip, −inf without negatives
         return jnp.where(keep, jax.nn.softplus(z), 0.0), keep.astype(z.dtype)
 
-    total, count = row_sums(x_hat, x_all, positive_terms, (labels_all, mask_all), block_size)
+    total, count = row_sums(x_hat, x_all, positive_terms, (labels_all, mask_all), block_size, precision)
     return total / jnp.maximum(count, 1), (shift, log_sum, count)
 
 
@@ -444,12 +464,12 @@ ntxent = ntxent_loss  # optax's name
 # ------------------------------------------------------------------ sigmoid_contrastive_loss
 
 
-def _check_siglip(image_embeddings, text_embeddings, temperature, bias, block_size, axis_name, where):
+def _check_siglip(image_embeddings, text_embeddings, temperature, bias, block_size, axis_name, precision, where):
     check_sides(image_embeddings, text_embeddings, where, ("image_embeddings", "text_embeddings"))
     _checks.float_option("temperature", temperature, (), "a scalar")
     _checks.positive("temperature", temperature)
     _checks.float_option("bias", bias, (), "a scalar")
-    check_blocks(block_size, axis_name)
+    check_blocks(block_size, axis_name, precision)
 
 
 def _siglip_signs(own):
@@ -467,13 +487,13 @@ def _siglip_tangent(p, t, out, res):
         return jnp.where(valid & mask, -z * jax.nn.sigmoid(-z * (p.temperature * dots + p.bias)), 0.0) * dl
 
     return stream_tangent(x, y_all, t.image_embeddings, gather(t.text_embeddings, p.axis_name),
-                           p.temperature, t.temperature, t.bias, terms, (mask_all,), p.block_size)
+                           p.temperature, t.temperature, t.bias, terms, (mask_all,), p.block_size, p.precision)
 
 
-@hand_derivative(_siglip_tangent, check=_check_siglip, static=("block_size", "axis_name"),
+@hand_derivative(_siglip_tangent, check=_check_siglip, static=("block_size", "axis_name", "precision"),
                  class_axis=("image_embeddings", "text_embeddings"))
 def sigmoid_contrastive_loss(image_embeddings, text_embeddings, *, temperature, bias, block_size=None,
-                             axis_name=None, where=None):
+                             axis_name=None, precision=None, where=None):
     r"""SigLIP's pairwise sigmoid loss per image: every image–text pair is a binary
     classification, positive for the image's own text and negative for all others.
 
@@ -501,6 +521,10 @@ def sigmoid_contrastive_loss(image_embeddings, text_embeddings, *, temperature, 
       block_size: None (dense) or the number of texts per block (static).
       axis_name: None, or a ``shard_map``/``pmap`` axis the batch is sharded over (static);
         the texts are all-gathered (the paper streams them around a ring instead).
+      precision: static; the precision of every matmul, in the value and the derivatives: a
+        ``jax.lax.Precision`` or its name.  None (default) is ``HIGHEST``: the matmuls run in
+        float32 (lower-precision inputs are upcast first), which GPUs may otherwise run in TF32,
+        outside float32 tolerances; ``"default"`` trades that accuracy for speed.
       where: optional boolean ``[N]``; masked pairs give loss 0 and gradient 0 and are no
         one's negatives.
 
@@ -523,4 +547,4 @@ def sigmoid_contrastive_loss(image_embeddings, text_embeddings, *, temperature, 
     def terms(dots, y_b, j, valid, mask):
         return jnp.where(valid & mask, jax.nn.softplus(-sign(j) * (temperature * dots + bias)), 0.0)
 
-    return row_sums(image_embeddings, y_all, terms, (mask_all,), block_size)
+    return row_sums(image_embeddings, y_all, terms, (mask_all,), block_size, precision)

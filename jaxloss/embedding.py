@@ -17,6 +17,7 @@ import numpy as np
 
 from jaxloss import _checks
 from jaxloss import _math
+from jaxloss._streaming import check_precision, matmul_precision
 from jaxloss.gradients import hand_derivative, tangent_sum
 
 # ------------------------------------------------------------------ pair and triplet losses
@@ -349,7 +350,7 @@ _MININGS = ("all", "hard", "semihard")
 _DISTANCES = ("euclidean", "squared", "cosine")
 
 
-def _check_batch_triplet(embeddings, labels, margin, mining, distance, where):
+def _check_batch_triplet(embeddings, labels, margin, mining, distance, precision, where):
     _checks.float_array("embeddings", embeddings)
     shape = jnp.shape(embeddings)
     if len(shape) < 2:
@@ -366,6 +367,7 @@ def _check_batch_triplet(embeddings, labels, margin, mining, distance, where):
         raise ValueError(f"mining must be one of {_MININGS}, got {mining!r}.")
     if not isinstance(distance, str) or distance not in _DISTANCES:
         raise ValueError(f"distance must be one of {_DISTANCES}, got {distance!r}.")
+    check_precision(precision)
 
 
 def _valid_pairs(labels, keep):
@@ -377,13 +379,14 @@ def _valid_pairs(labels, keep):
     return same & ~eye & both, ~same & both
 
 
-def _pairwise_distances(x, distance):
+def _pairwise_distances(x, distance, precision):
     """The ``[N, N]`` distance matrix of ``x`` ``[N, D]``; Euclidean from the differences
     (exact for close points, unlike the Gram-matrix form) with ``safe_norm``'s derivative
-    0 on the diagonal and at duplicates."""
+    0 on the diagonal and at duplicates; cosine from the Gram matrix of the unit vectors, at
+    :func:`jaxloss._streaming.matmul_precision` of ``precision``."""
     if distance == "cosine":
         x_hat, _ = _math.normalize(x)
-        return 1.0 - jnp.einsum("ad,jd->aj", x_hat, x_hat, precision=jax.lax.Precision.HIGHEST)
+        return 1.0 - jnp.einsum("ad,jd->aj", x_hat, x_hat, precision=matmul_precision(precision, x_hat))
     diff = x[:, None, :] - x[None, :, :]
     return jnp.sum(diff * diff, axis=-1) if distance == "squared" else _math.safe_norm(diff)
 
@@ -463,9 +466,10 @@ def _batch_triplet_tangent(p, t, out, res):
     return tangent_sum((1.0, dx), (dm, t.margin))
 
 
-@hand_derivative(_batch_triplet_tangent, static=("mining", "distance"), check=_check_batch_triplet,
+@hand_derivative(_batch_triplet_tangent, static=("mining", "distance", "precision"), check=_check_batch_triplet,
                  residuals=True, per_example=("embeddings", "labels"), class_axis=("embeddings",))
-def batch_triplet_loss(embeddings, labels, *, margin=1.0, mining="all", distance="euclidean", where=None):
+def batch_triplet_loss(embeddings, labels, *, margin=1.0, mining="all", distance="euclidean", precision=None,
+                       where=None):
     r"""Triplet loss over the triplets mined in a batch, one loss per anchor.
 
     Distances :math:`d_{ij}` between the embeddings of a batch: ``"euclidean"``
@@ -532,6 +536,11 @@ def batch_triplet_loss(embeddings, labels, *, margin=1.0, mining="all", distance
         differentiated when traced.
       mining: static; ``"all"``, ``"hard"`` or ``"semihard"``.
       distance: static; ``"euclidean"``, ``"squared"`` or ``"cosine"``.
+      precision: static; the precision of the one matmul, the Gram matrix of the ``"cosine"``
+        distances (the rule and the other distances take none): a ``jax.lax.Precision`` or its
+        name.  None (default) is ``HIGHEST``: the matmul runs in float32 (lower-precision inputs
+        are upcast first), which GPUs may otherwise run in TF32, outside float32 tolerances;
+        ``"default"`` trades that accuracy for speed.
       where: optional boolean mask broadcasting to ``[..., N]``.
 
     Returns:
@@ -563,7 +572,7 @@ def batch_triplet_loss(embeddings, labels, *, margin=1.0, mining="all", distance
     margin = jnp.broadcast_to(jnp.asarray(margin, embeddings.dtype), labels.shape)
 
     def one(x, labels, margin, keep):
-        return _mine_triplets(_pairwise_distances(x, distance), labels, margin, keep, mining)
+        return _mine_triplets(_pairwise_distances(x, distance, precision), labels, margin, keep, mining)
 
     loss, res = jax.vmap(one)(_flat(embeddings, 2), _flat(labels, 1), _flat(margin, 1), _flat(keep, 1))
     lead = labels.shape[:-1]

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from jaxloss import _checks, _math
 from jaxloss._softmax import shifted_logsumexp as _shifted_logsumexp
+from jaxloss._streaming import check_precision, matmul_precision
 from jaxloss.gradients import Args, hand_derivative, tangent_sum
 
 # ------------------------------------------------------------------ ge2e_loss
@@ -23,7 +24,7 @@ _GE2E_EPS = 1e-12  # the norm floor of the L2 normalisations (torch.nn.functiona
 _GE2E_MIN_W = 1e-6  # w is clamped to at least this, keeping the similarity increasing in cos
 
 
-def _check_ge2e(embeddings, w, b, kind, where):
+def _check_ge2e(embeddings, w, b, kind, precision, where):
     _checks.float_array("embeddings", embeddings)
     shape = tuple(jnp.shape(embeddings))
     if len(shape) < 3:
@@ -34,6 +35,7 @@ def _check_ge2e(embeddings, w, b, kind, where):
                          f"averages the others), got shape {shape} with {shape[-2]}.")
     if kind not in ("softmax", "contrast"):
         raise ValueError(f"kind must be 'softmax' or 'contrast', got {kind!r}.")
+    check_precision(precision)
     for name, value in (("w", w), ("b", b)):
         if value is None:
             raise TypeError(f"{name} is required: a float scalar (the paper initialises w = 10, b = -5).")
@@ -57,7 +59,12 @@ def _ge2e_normalize_tangent(x_hat, norm, dx):
     return jnp.where(norm[..., None] > 0, _math.normalize_tangent(x_hat, norm, dx, _GE2E_EPS), 0.0)
 
 
-def _ge2e_parts(embeddings, where):
+def _centroid_cosines(e_hat, c_hat, precision):
+    """``⟨ê_ju, ĉ_k⟩`` ``[..., S, U, S]`` at :func:`jaxloss._streaming.matmul_precision` of ``precision``."""
+    return jnp.einsum("...jud,...kd->...juk", e_hat, c_hat, precision=matmul_precision(precision, e_hat, c_hat))
+
+
+def _ge2e_parts(embeddings, where, precision=None):
     """The normalised embeddings, the (exclusive) centroids and the cosines ``[..., S, U, S]``,
     with what the tangent rule needs of them (norms, counts, masks)."""
     e_hat, e_norm = _ge2e_normalize(embeddings)
@@ -73,7 +80,7 @@ def _ge2e_parts(embeddings, where):
     speakers = shape[-2]
     own = (jnp.arange(speakers)[:, None, None] == jnp.arange(speakers)[None, None, :])  # [S, 1, S]
     cos_own = jnp.sum(e_hat * x_hat, axis=-1)  # [..., S, U]
-    cos = jnp.where(own, cos_own[..., None], jnp.einsum("...jud,...kd->...juk", e_hat, c_hat))
+    cos = jnp.where(own, cos_own[..., None], _centroid_cosines(e_hat, c_hat, precision))
     present = (count >= 1)[..., None, None, :]  # speaker k has a centroid
     active = valid & (count >= 2)[..., None]  # the utterance has an exclusive centroid
     return Args(e_hat=e_hat, e_norm=e_norm, valid=valid, c_scale=c_scale, x_scale=x_scale,
@@ -99,7 +106,7 @@ def _ge2e_rivals(q):
 
 
 def _ge2e_tangent(p, t, out, res):
-    q = _ge2e_parts(p.embeddings, p.where)
+    q = _ge2e_parts(p.embeddings, p.where, p.precision)
     w_eff = _ge2e_scale(p.w)
     dcos = None
     if t.embeddings is not None:
@@ -109,8 +116,7 @@ def _ge2e_tangent(p, t, out, res):
         dc_hat = _ge2e_normalize_tangent(q.c_hat, q.c_norm, dtotal / q.c_scale)
         dx_hat = _ge2e_normalize_tangent(q.x_hat, q.x_norm, (dtotal[..., None, :] - de_hat) / q.x_scale)
         dcos_own = jnp.sum(de_hat * q.x_hat + q.e_hat * dx_hat, axis=-1)
-        dcos_all = (jnp.einsum("...jud,...kd->...juk", de_hat, q.c_hat)
-                    + jnp.einsum("...jud,...kd->...juk", q.e_hat, dc_hat))
+        dcos_all = _centroid_cosines(de_hat, q.c_hat, p.precision) + _centroid_cosines(q.e_hat, dc_hat, p.precision)
         dcos = jnp.where(q.own, dcos_own[..., None], dcos_all)
     dw = None if t.w is None else jnp.where(jnp.asarray(p.w) >= _GE2E_MIN_W, t.w, 0.0)[..., None]
     if p.kind == "softmax":
@@ -132,8 +138,9 @@ def _ge2e_tangent(p, t, out, res):
     return None if d is None else jnp.where(q.active, d, 0.0)
 
 
-@hand_derivative(_ge2e_tangent, static=("kind",), check=_check_ge2e, residuals=True, class_axis=("embeddings",))
-def ge2e_loss(embeddings, *, w, b, kind="softmax", where=None):
+@hand_derivative(_ge2e_tangent, static=("kind", "precision"), check=_check_ge2e, residuals=True,
+                 class_axis=("embeddings",))
+def ge2e_loss(embeddings, *, w, b, kind="softmax", precision=None, where=None):
     r"""Generalized end-to-end (GE2E) loss per utterance, against the speaker centroids of the batch.
 
     The embeddings of ``S`` speakers with ``U`` utterances each are L2-normalised inside
@@ -194,6 +201,10 @@ def ge2e_loss(embeddings, *, w, b, kind="softmax", where=None):
         learnable, differentiated.  The paper initialises it to 10.
       b: the similarity offset, likewise; the paper initialises it to −5.
       kind: ``"softmax"`` or ``"contrast"`` (static).
+      precision: static; the precision of every matmul, in the value and the derivatives: a
+        ``jax.lax.Precision`` or its name.  None (default) is ``HIGHEST``: the matmuls run in
+        float32 (lower-precision inputs are upcast first), which GPUs may otherwise run in TF32,
+        outside float32 tolerances; ``"default"`` trades that accuracy for speed.
       where: optional boolean mask broadcasting to ``[..., S, U]``.
 
     Returns:
@@ -213,7 +224,7 @@ def ge2e_loss(embeddings, *, w, b, kind="softmax", where=None):
       L. Wan, Q. Wang, A. Papir, I. Lopez Moreno, "Generalized End-to-End Loss for Speaker
       Verification", ICASSP 2018 (arXiv:1710.10467), eqs. 5–10.
     """
-    q = _ge2e_parts(embeddings, where)
+    q = _ge2e_parts(embeddings, where, precision)
     w_eff = _ge2e_scale(w)
     if kind == "softmax":
         # b cancels: −(w·cos_j + b) + log Σ_k exp(w·cos_k + b) = lse_k(w·cos_k) − w·cos_j.

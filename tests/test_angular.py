@@ -113,9 +113,10 @@ def test_wrapper_defaults_and_signatures():
         params = inspect.signature(fn).parameters
         options = ["straight_through"] if fn is arcface_loss else []
         assert list(params) == ["embeddings", "class_centers", "labels", "axis", "scale", "margin", *options,
-                                "ignore_index", "where"]
-        defaults = (params["scale"].default, params["margin"].default, params["ignore_index"].default)
-        assert defaults == (scale, margin, -100)
+                                "ignore_index", "precision", "where"]
+        defaults = (params["scale"].default, params["margin"].default, params["ignore_index"].default,
+                    params["precision"].default)
+        assert defaults == (scale, margin, -100, None)
         assert fn.__name__ == fn.reference.__name__ and "Example" in fn.__doc__
 
 
