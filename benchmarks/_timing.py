@@ -64,6 +64,14 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores"
 
 
+def device_memory() -> int:
+    """Bytes of memory of the default device: the accelerator's limit, or the machine's RAM."""
+    stats = jax.devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:
+        return stats["bytes_limit"]
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
 def cpu_ticks():
     """(idle, total) jiffies of the whole machine from /proc/stat, or None off Linux."""
     try:

@@ -18,7 +18,8 @@ rotating) and right after a call of its own (``_timing.interleaved_times``); the
 worse of the two is what is compared.  Goal: jaxloss's time ≤ 1.05× and footprint ≤ 1.0× the
 better baseline (the smaller time, the smaller footprint).  Spread = max/min over the repeats
 of the judged series, the largest among the contenders.  A baseline whose loss value differs
-from jaxloss's (a formula or option mismatch) is flagged in the verdict.
+from jaxloss's (a formula or option mismatch) is flagged in the verdict, and a contender whose
+footprint exceeds ``--max-gib`` (default: half the device's memory) is compiled but not run.
 
 Sizes (``--scale s`` multiplies every dimension above 4 by ``s``, at least 4):
 
@@ -65,7 +66,8 @@ import optax
 from jaxloss.catalogue import ENTRIES
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import compile_with_footprint, cpu_ticks, interleaved_times, machine, others_note, others_share  # noqa: E402
+from _timing import (compile_with_footprint, cpu_ticks, device_memory, interleaved_times, machine,  # noqa: E402
+                     others_note, others_share)
 
 TIME_GOAL, FOOTPRINT_GOAL = 1.05, 1.0
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -109,6 +111,12 @@ class Draw:
     def one_hot(self, shape):
         return jax.nn.one_hot(self.ids(shape[:-1], shape[-1]), shape[-1], dtype=self.dtype)
 
+    def target_lists(self, shape, targets):
+        """``[N, C]`` lists of ``targets`` distinct class ids each, padded with −1 (PyTorch's format)."""
+        keys = jax.random.split(self._key(), shape[0])
+        ids = jax.vmap(lambda key: jax.random.permutation(key, shape[1])[:targets])(keys)
+        return jnp.concatenate([ids, jnp.full((shape[0], shape[1] - targets), -1, ids.dtype)], -1)
+
 
 # ---------------------------------------------------------------- the simple formulas
 
@@ -127,6 +135,11 @@ def _take(x, y):
 
 def _ce(z, y):
     return lse(z, -1) - _take(z, y)
+
+
+def _huber(x, y):
+    """Huber with delta 1, smooth L1 with beta 1: the same loss."""
+    return jnp.where(jnp.abs(x - y) <= 1, 0.5 * (x - y) ** 2, jnp.abs(x - y) - 0.5)
 
 
 def _cos(a, b):
@@ -268,19 +281,12 @@ def _ctc_inputs(r, s):
     return (r.normal(s, 2.0), jnp.zeros((b, t), r.dtype), r.ids((b, labels), v, low=1), jnp.zeros((b, labels), r.dtype))
 
 
-def _multilabel_ids(r, s, targets=5):
-    ids = jax.vmap(lambda k: jax.random.permutation(k, s[-1])[:targets])(jax.random.split(r._key(), s[0]))
-    return r.normal(s, 2.0), jnp.concatenate([ids, jnp.full((s[0], s[-1] - targets), -1, ids.dtype)], -1)
-
-
 CASES: dict[str, Case] = {
     "squared_error": Case(ELEMENTWISE, _pair, optax.losses.squared_error, lambda x, y: (x - y) ** 2),
     "l2_loss": Case(ELEMENTWISE, _pair, optax.losses.l2_loss, lambda x, y: 0.5 * (x - y) ** 2),
     "absolute_error": Case(ELEMENTWISE, _pair, simple=lambda x, y: jnp.abs(x - y)),
-    "huber_loss": Case(ELEMENTWISE, _pair, optax.losses.huber_loss,
-                       lambda x, y: jnp.where(jnp.abs(x - y) <= 1, 0.5 * (x - y) ** 2, jnp.abs(x - y) - 0.5)),
-    "smooth_l1_loss": Case(ELEMENTWISE, _pair,
-                           simple=lambda x, y: jnp.where(jnp.abs(x - y) < 1, 0.5 * (x - y) ** 2, jnp.abs(x - y) - 0.5)),
+    "huber_loss": Case(ELEMENTWISE, _pair, optax.losses.huber_loss, _huber),
+    "smooth_l1_loss": Case(ELEMENTWISE, _pair, simple=_huber),
     "log_cosh": Case(ELEMENTWISE, _pair, optax.losses.log_cosh, lambda x, y: jnp.logaddexp(x - y, y - x) - math.log(2)),
     "cosine_similarity": Case(ELEMENTWISE, _pair, optax.losses.cosine_similarity, _cos),
     "cosine_distance": Case(ELEMENTWISE, _pair, optax.losses.cosine_distance, lambda x, y: 1 - _cos(x, y)),
@@ -335,7 +341,8 @@ CASES: dict[str, Case] = {
         lambda x, y: jnp.max(x + 1 - jax.nn.one_hot(y, x.shape[-1], dtype=x.dtype), -1) - _take(x, y)),
     "multiclass_perceptron_loss": Case(CLASSES, _logits_ids, optax.losses.multiclass_perceptron_loss,
                                        lambda x, y: jnp.max(x, -1) - _take(x, y)),
-    "multilabel_margin_loss": Case(MULTILABEL, _multilabel_ids, simple=_multilabel_margin),
+    "multilabel_margin_loss": Case(MULTILABEL, lambda r, s: (r.normal(s, 2.0), r.target_lists(s, 5)),
+                                   simple=_multilabel_margin),
     "multilabel_soft_margin_loss": Case(MULTILABEL, _logits_bits,
                                         simple=lambda x, y: jnp.mean(jnp.logaddexp(0, x) - x * y, -1)),
     "multiclass_sparsemax_loss": Case(CLASSES, _logits_ids, optax.losses.multiclass_sparsemax_loss,
@@ -421,8 +428,8 @@ def contenders(entry, case):
 class Row:
     loss: str
     size: tuple
-    ms: dict  # contender -> (after another, after its own) median ms
-    footprint: dict  # contender -> bytes
+    ms: dict  # timed contender -> (after another, after its own) median ms
+    footprint: dict  # compiled contender -> bytes
     spread: float
     problems: list
     note: str
@@ -432,25 +439,31 @@ class Row:
 
     @property
     def baselines(self):
-        return [k for k in self.ms if k != "jaxloss"]
+        return [k for k in self.footprint if k != "jaxloss"]
 
     def ratios(self):
-        if "jaxloss" not in self.ms or not self.baselines:
-            return None, None
-        return (self.judged("jaxloss") / min(self.judged(b) for b in self.baselines),
-                self.footprint["jaxloss"] / min(self.footprint[b] for b in self.baselines))
+        """(time ratio, footprint ratio) of jaxloss to the better baseline; None where not measured."""
+        timed = [b for b in self.baselines if b in self.ms]
+        time_ratio = (self.judged("jaxloss") / min(self.judged(b) for b in timed)
+                      if "jaxloss" in self.ms and timed else None)
+        footprint_ratio = (self.footprint["jaxloss"] / min(self.footprint[b] for b in self.baselines)
+                           if "jaxloss" in self.footprint and self.baselines else None)
+        return time_ratio, footprint_ratio
 
 
-def measure(entry, case, size, dtype, repeats, warmup) -> Row:
+def measure(entry, case, size, dtype, repeats, warmup, max_bytes) -> Row:
     args = case.inputs(Draw(dtype), size)
-    compiled, footprint, values = {}, {}, {}
-    problems = []
+    compiled, footprint, values, problems = {}, {}, {}, []
     for name, loss in contenders(entry, case).items():
         objective = jax.value_and_grad(lambda *a, loss=loss: jnp.mean(loss(*a)), argnums=case.wrt)
         try:
             compiled[name], footprint[name] = compile_with_footprint(objective, *args)
         except Exception as error:  # a contender that cannot run this dtype or size is reported, not fatal
             problems.append(f"{name} fails ({type(error).__name__}: {str(error).splitlines()[0][:80]})")
+            continue
+        if footprint[name] > max_bytes:
+            problems.append(f"{name} not run: footprint {footprint[name] / 2**30:.2f} GiB > {max_bytes / 2**30:.2f}")
+            del compiled[name]
             continue
         values[name] = float(compiled[name](*args)[0])
     tol = 1e-3 if dtype == jnp.float32 else 3e-2
@@ -464,14 +477,14 @@ def measure(entry, case, size, dtype, repeats, warmup) -> Row:
 
 
 def verdict(row: Row) -> str:
-    time_ratio, footprint_ratio = row.ratios()
-    if "jaxloss" not in row.ms:
+    ratios = row.ratios()
+    if "jaxloss" not in row.footprint:
         words = "jaxloss FAILS"
-    elif time_ratio is None:
+    elif ratios == (None, None):
         words = "no baseline"
     else:
-        misses = [what for what, r, goal in (("time", time_ratio, TIME_GOAL), ("footprint", footprint_ratio,
-                                                                                  FOOTPRINT_GOAL)) if r > goal]
+        misses = [what for what, r, goal in zip(("time", "footprint"), ratios, (TIME_GOAL, FOOTPRINT_GOAL))
+                  if r is not None and r > goal]
         words = "met" if not misses else "MISS: " + ", ".join(misses)
     return "; ".join([words, *row.problems, *([row.note] if row.note else [])])
 
@@ -493,7 +506,7 @@ def table_row(row: Row) -> str:
 
 
 def worst(rows, index, k=10) -> str:
-    ranked = sorted((r for r in rows if r.ratios()[0] is not None), key=lambda r: -r.ratios()[index])[:k]
+    ranked = sorted((r for r in rows if r.ratios()[index] is not None), key=lambda r: -r.ratios()[index])[:k]
     return ", ".join(f"{r.loss} {'×'.join(map(str, r.size))} ({r.ratios()[index]:.2f})" for r in ranked)
 
 
@@ -506,6 +519,8 @@ def main(argv=None) -> str:
     parser.add_argument("--repeats", type=int, help="timed repetitions (default 7; 3 with --quick)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every size by this (CI: 0.02)")
     parser.add_argument("--quick", action="store_true", help="3 repetitions and 1 warm-up call")
+    parser.add_argument("--max-gib", type=float, help="run no contender whose footprint is larger "
+                        "(default: half the device's memory)")
     parser.add_argument("--write", action="store_true", help="write benchmarks/results/catalogue-<backend>.md")
     args = parser.parse_args(argv)
 
@@ -514,6 +529,7 @@ def main(argv=None) -> str:
     if args.only and len(entries) < len(set(args.only.split(","))):
         parser.error(f"unknown loss in --only {args.only}")
     repeats, warmup = args.repeats or (3 if args.quick else 7), 1 if args.quick else 2
+    max_bytes = args.max_gib * 2**30 if args.max_gib else device_memory() / 2
     missing = [e.name for e in entries if e.name not in CASES]
     backend = jax.default_backend()
     lines = []
@@ -539,7 +555,7 @@ def main(argv=None) -> str:
         for entry in entries:
             case = CASES.get(entry.name)
             for size in (scaled(s, args.scale) for s in (case.sizes if case else ())):
-                rows.append(measure(entry, case, size, jnp.dtype(dtype), repeats, warmup))
+                rows.append(measure(entry, case, size, jnp.dtype(dtype), repeats, warmup, max_bytes))
                 emit(table_row(rows[-1]))
         others = others_share(ticks, cpu_ticks(), sum(os.times()[:2]) - sum(times[:2]))
         met = sum(verdict(r).startswith("met") for r in rows)
