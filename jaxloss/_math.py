@@ -23,14 +23,17 @@ def log_2cosh_half(x):
 
 def softplus_pair(x):
     r"""``(softplus(x), softplus(−x))`` from one ``exp`` and one ``log1p``, each to full
-    relative precision, ±inf included: ``relu(±x) + log1p(exp(−|x|))``.
+    relative precision, ±inf included: ``max(±x, 0) + log1p(exp(−|x|))``.
     (``log_2cosh_half(x) ± x/2`` would lose the small one's digits: at x = 17 in float32
-    ``softplus(−x)`` rounds to 0.)  Plain autodiff of this form is exact to second order,
-    at ``x = 0`` too: the ``relu``s take the derivative of ``x ≥ 0``'s side, as ``abs`` does.
+    ``softplus(−x)`` rounds to 0.)  Written with ``maximum``/``minimum`` only, no compare or
+    select: XLA:CPU fuses such a formula into the reduction that follows it (a mean), where a
+    select is computed into a full-size temporary first.  ``−|x|`` is ``min(x, −x)``, whose
+    autodiff derivative at 0 is 0 (JAX splits a tie evenly), so plain autodiff gives
+    ``softplus′(0) = ½`` exactly; the second derivative of this form at exactly ``x = 0`` is 0
+    (the hand rules use ``σ(x)`` and are exact there).
     """
-    tail = jnp.log1p(jnp.exp(-jnp.abs(x)))
-    positive = x >= 0
-    return jnp.where(positive, x, 0.0) + tail, jnp.where(positive, 0.0, -x) + tail
+    tail = jnp.log1p(jnp.exp(jnp.minimum(x, -x)))
+    return jnp.maximum(x, 0.0) + tail, jnp.maximum(-x, 0.0) + tail
 
 
 def safe_norm(v, axis=-1):

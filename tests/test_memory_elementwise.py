@@ -1,0 +1,68 @@
+"""Compiled footprint of ``value_and_grad(mean(loss))`` for elementwise losses, against autodiff of
+the simplest stable one-line formula a user would write (deterministic: ``memory_analysis()`` of the
+compiled program, temporaries + outputs).  Labels are arguments (a batch), float32 and bfloat16."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import jaxloss
+
+SHAPE = (256, 1024)
+
+
+def _relu(z):
+    return jnp.maximum(z, 0.0)
+
+
+# loss: (jaxloss loss, one-line formula, kind of second argument)
+AT_GOAL = {
+    "absolute_error": (jaxloss.absolute_error, lambda p, y: jnp.abs(p - y), "normal"),
+    "squared_error": (jaxloss.squared_error, lambda p, y: (p - y) ** 2, "normal"),
+    "l2_loss": (jaxloss.l2_loss, lambda p, y: 0.5 * (p - y) ** 2, "normal"),
+    "huber_loss": (jaxloss.huber_loss, lambda p, y: jnp.where(jnp.abs(p - y) <= 1, 0.5 * (p - y) ** 2,
+                                                              jnp.abs(p - y) - 0.5), "normal"),
+    "smooth_l1_loss": (jaxloss.smooth_l1_loss, lambda p, y: jnp.where(jnp.abs(p - y) < 1, 0.5 * (p - y) ** 2,
+                                                                      jnp.abs(p - y) - 0.5), "normal"),
+    "log_cosh": (jaxloss.log_cosh, lambda p, y: jnp.logaddexp(p - y, y - p) - jnp.log(2.0), "normal"),
+    "binary_cross_entropy": (jaxloss.binary_cross_entropy, lambda p, y: -(
+        y * jnp.maximum(jnp.log(p), -100) + (1 - y) * jnp.maximum(jnp.log1p(-p), -100)), "probability"),
+    "hinge_embedding_loss": (jaxloss.hinge_embedding_loss, lambda x, y: jnp.where(y > 0, x, _relu(1 - x)), "binary"),
+    "poisson_nll_loss": (jaxloss.poisson_nll_loss, lambda x, y: jnp.exp(x) - y * x, "counts"),
+}
+
+
+def _inputs(kind, dtype):
+    kx, ky = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(kx, SHAPE, dtype)
+    second = {
+        "normal": lambda: jax.random.normal(ky, SHAPE, dtype),
+        "binary": lambda: jax.random.bernoulli(ky, 0.5, SHAPE).astype(dtype),
+        "counts": lambda: jnp.floor(3 * jax.random.uniform(ky, SHAPE)).astype(dtype),
+        "probability": lambda: jax.random.uniform(ky, SHAPE, dtype),
+    }[kind]()
+    return (jax.nn.sigmoid(x) if kind == "probability" else x), second
+
+
+def _footprint(loss, x, y):
+    objective = jax.value_and_grad(lambda x, y: jnp.mean(loss(x, y).astype(jnp.float32)))
+    memory = jax.jit(objective).lower(x, y).compile().memory_analysis()
+    return memory.temp_size_in_bytes + memory.output_size_in_bytes
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
+@pytest.mark.parametrize("name", sorted(AT_GOAL))
+def test_footprint_at_most_the_one_line_formula(name, dtype):
+    loss, one_line, kind = AT_GOAL[name]
+    x, y = _inputs(kind, dtype)
+    assert _footprint(loss, x, y) <= _footprint(one_line, x, y)
+
+
+@pytest.mark.parametrize("dtype, bound", [(jnp.float32, 2), (jnp.bfloat16, 3)], ids=["float32", "bfloat16"])
+def test_sigmoid_binary_cross_entropy_keeps_no_select_temporaries(dtype, bound):
+    """Its forward fuses into the mean: no full-size relu(±x) temporaries (there were two, plus a
+    broadcast 1: 4× the gradient's bytes in float32, 9× in bfloat16).  One broadcast constant is
+    still materialised (autodiff of ``logaddexp(0, x) − x·y`` keeps 1× in float32)."""
+    x, y = _inputs("binary", dtype)
+    gradient = x.size * x.dtype.itemsize
+    assert _footprint(jaxloss.sigmoid_binary_cross_entropy, x, y) <= bound * gradient + 64
