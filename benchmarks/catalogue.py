@@ -19,7 +19,8 @@ worse of the two is what is compared.  Goal: jaxloss's time ≤ 1.05× and footp
 better baseline (the smaller time, the smaller footprint).  Spread = max/min over the repeats
 of the judged series, the largest among the contenders.  A baseline whose loss value differs
 from jaxloss's (a formula or option mismatch) is flagged in the verdict, and a contender whose
-footprint exceeds ``--max-gib`` (default: half the device's memory) is compiled but not run.
+footprint exceeds ``--max-gib`` (default: half the device's memory) is compiled but not run.  Rows
+whose calls are slow get fewer repetitions (at least 3) to stay near ``--row-seconds``.
 
 Sizes (``--scale s`` multiplies every dimension above 4 by ``s``, at least 4):
 
@@ -57,6 +58,7 @@ import math
 import os
 import statistics
 import sys
+import time
 from collections.abc import Callable
 
 import jax
@@ -451,9 +453,9 @@ class Row:
         return time_ratio, footprint_ratio
 
 
-def measure(entry, case, size, dtype, repeats, warmup, max_bytes) -> Row:
+def measure(entry, case, size, dtype, repeats, warmup, max_bytes, row_seconds) -> Row:
     args = case.inputs(Draw(dtype), size)
-    compiled, footprint, values, problems = {}, {}, {}, []
+    compiled, footprint, values, problems, slowest = {}, {}, {}, [], 0.0
     for name, loss in contenders(entry, case).items():
         objective = jax.value_and_grad(lambda *a, loss=loss: jnp.mean(loss(*a)), argnums=case.wrt)
         try:
@@ -465,11 +467,17 @@ def measure(entry, case, size, dtype, repeats, warmup, max_bytes) -> Row:
             problems.append(f"{name} not run: footprint {footprint[name] / 2**30:.2f} GiB > {max_bytes / 2**30:.2f}")
             del compiled[name]
             continue
+        start = time.perf_counter()
         values[name] = float(compiled[name](*args)[0])
+        slowest = max(slowest, time.perf_counter() - start)
     tol = 1e-3 if dtype == jnp.float32 else 3e-2
     reference = values.get("jaxloss", math.nan)
     problems += [f"CHECK {name}'s value {v:.4g} ≠ {reference:.4g}" for name, v in values.items()
                  if "jaxloss" in values and not abs(v - reference) <= tol * max(abs(reference), 1e-3)]
+    affordable = max(3, int(row_seconds / (2 * len(compiled) * slowest))) if compiled else repeats
+    if affordable < repeats:
+        repeats = affordable
+        problems.append(f"{repeats} repeats (slow)")
     times = interleaved_times(compiled, args, repeats=repeats, warmup=warmup)
     ms = {name: tuple(1e3 * statistics.median(s) for s in series) for name, series in times.items()}
     spread = max((max(s) / min(s) for series in times.values() for s in series), default=math.nan)
@@ -521,6 +529,8 @@ def main(argv=None) -> str:
     parser.add_argument("--quick", action="store_true", help="3 repetitions and 1 warm-up call")
     parser.add_argument("--max-gib", type=float, help="run no contender whose footprint is larger "
                         "(default: half the device's memory)")
+    parser.add_argument("--row-seconds", type=float, default=120.0,
+                        help="timing budget per row: fewer repetitions (at least 3) where calls are slow")
     parser.add_argument("--write", action="store_true", help="write benchmarks/results/catalogue-<backend>.md")
     args = parser.parse_args(argv)
 
@@ -555,7 +565,7 @@ def main(argv=None) -> str:
         for entry in entries:
             case = CASES.get(entry.name)
             for size in (scaled(s, args.scale) for s in (case.sizes if case else ())):
-                rows.append(measure(entry, case, size, jnp.dtype(dtype), repeats, warmup, max_bytes))
+                rows.append(measure(entry, case, size, jnp.dtype(dtype), repeats, warmup, max_bytes, args.row_seconds))
                 emit(table_row(rows[-1]))
         others = others_share(ticks, cpu_ticks(), sum(os.times()[:2]) - sum(times[:2]))
         met = sum(verdict(r).startswith("met") for r in rows)
