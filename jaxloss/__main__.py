@@ -52,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--seed", type=int, default=0)
     verify.add_argument("--inputs", action="store_true", help="try bad inputs instead: each must raise")
     commands.add_parser("catalogue", help="print the README's table of losses")
-    bench = commands.add_parser("bench", help="run a benchmark script of a source checkout's benchmarks/")
-    bench.add_argument("name", metavar="NAME", help="a script of benchmarks/: " + (
+    bench = commands.add_parser("bench", help="run a benchmark script of a source checkout's benchmarks/",
+                                add_help=False)  # NAME --help is the script's
+    bench.add_argument("name", metavar="NAME", nargs="?", help="a script of benchmarks/: " + (
         ", ".join(_benchmarks()) or f"none found ({BENCHMARKS} does not exist: the scripts live in the "
         "source repository's benchmarks/ folder, not in an installed wheel)"))
     args, rest = parser.parse_known_args(argv)
@@ -62,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         print(catalogue.markdown_table())
         return 0
     if args.command == "bench":
+        if args.name is None:
+            bench.print_help()
+            print("\nNAME --help lists the script's own options.")
+            return 0
         if args.name not in _benchmarks():
             where = f"in {BENCHMARKS}: {', '.join(_benchmarks())}" if _benchmarks() else (
                 f"{BENCHMARKS} does not exist: run bench from a source checkout (git clone, pip install -e .); "
@@ -69,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"no benchmark script {args.name!r}; the scripts are {where}")
         spec = importlib.util.spec_from_file_location(args.name, BENCHMARKS / f"{args.name}.py")
         module = importlib.util.module_from_spec(spec)
+        sys.modules[args.name] = module  # for what resolves the module by name (dataclasses, pickle)
         spec.loader.exec_module(module)
         module.main(rest)
         return 0

@@ -11,7 +11,7 @@ from jaxloss import __main__ as cli
 from jaxloss import catalogue
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["verify", "--help"], ["bench", "--help"], ["catalogue", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["verify", "--help"], ["catalogue", "--help"]])
 def test_help_has_no_rst_markup(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(argv)
@@ -49,3 +49,13 @@ def test_bench_without_the_scripts_says_where_they_live(monkeypatch, capsys, tmp
 def test_bench_prints_goal_lines_only_at_the_goal_sizes(name, args, capsys):
     assert cli.main(["bench", name, *args]) == 0
     assert "goal" not in capsys.readouterr().out
+
+
+def test_bench_alone_lists_the_scripts_and_name_help_is_the_scripts(capsys):
+    assert cli.main(["bench"]) == 0
+    out = capsys.readouterr().out
+    assert "elementwise" in out and "``" not in out
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["bench", "elementwise", "--help"])
+    assert exit_.value.code == 0
+    assert "--size" in capsys.readouterr().out  # the script's own option
