@@ -266,6 +266,7 @@ def angular_margin_loss(embeddings, class_centers, labels, *, scale=64.0, m1=1, 
         float32 (lower-precision inputs are upcast first), which GPUs may otherwise run in TF32,
         outside float32 tolerances; ``"default"`` trades that accuracy for speed.
       where: optional boolean mask broadcasting to the batch shape.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       Losses of the batch shape ``embeddings.shape[:-1]``, float32 for lower-precision inputs.

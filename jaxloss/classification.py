@@ -88,6 +88,7 @@ def sigmoid_binary_cross_entropy(logits, labels, *, pos_weight=None, label_smoot
       label_smoothing: ε in [0, 1], as in ``optax.losses.sigmoid_binary_cross_entropy``'s
         recipe ``y(1 − ε) + ε/2``.
       where: optional boolean mask broadcasting to ``logits``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``logits.shape`` losses.
@@ -165,6 +166,7 @@ def binary_cross_entropy(probabilities, labels, *, where=None):
       labels: targets in [0, 1] broadcasting to ``probabilities``: integer/boolean hard
         labels (no derivative) or float soft labels (differentiated).
       where: optional boolean mask broadcasting to ``probabilities``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``probabilities.shape`` losses.  PyTorch's elementwise ``weight`` multiplies them:
@@ -202,6 +204,7 @@ def hinge_loss(scores, labels, *, where=None):
       labels: labels in {-1, 1} or {0, 1} (``> 0`` is positive), broadcasting to
         ``scores``; no derivative.
       where: optional boolean mask broadcasting to ``scores``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``scores.shape`` losses.
@@ -237,6 +240,7 @@ def perceptron_loss(scores, labels, *, where=None):
       labels: labels in {-1, 1} or {0, 1} (integer, boolean or float), broadcasting to
         ``scores``; no derivative.
       where: optional boolean mask broadcasting to ``scores``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``scores.shape`` losses.
@@ -270,6 +274,7 @@ def squared_hinge_loss(scores, labels, *, where=None):
       scores: float array, any shape.
       labels: labels in {-1, 1} or {0, 1}, broadcasting to ``scores``; no derivative.
       where: optional boolean mask broadcasting to ``scores``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``scores.shape`` losses.
@@ -318,6 +323,7 @@ def logistic_loss(scores, labels, *, base2=False, where=None):
         ``scores``; no derivative.
       base2: static; measure the loss in bits.
       where: optional boolean mask broadcasting to ``scores``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``scores.shape`` losses.
@@ -356,6 +362,7 @@ def square_loss(scores, labels, *, where=None):
       scores: float array, any shape.
       labels: labels in {-1, 1} or {0, 1}, broadcasting to ``scores``; no derivative.
       where: optional boolean mask broadcasting to ``scores``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``scores.shape`` losses.
@@ -402,6 +409,7 @@ def margin_ranking_loss(x1, x2, y, *, margin=0.0, where=None):
       y: labels in {-1, 1} (or {0, 1}, 0 meaning −1), broadcasting to ``x1``; no derivative.
       margin: float or array broadcasting to ``x1`` (differentiated when traced).
       where: optional boolean mask broadcasting to ``x1``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``x1.shape`` losses.
@@ -450,6 +458,7 @@ def hinge_embedding_loss(inputs, labels, *, margin=1.0, where=None):
       margin: m, a float or an array broadcasting to ``inputs`` (differentiated when traced);
         any real, as in PyTorch.
       where: optional boolean mask broadcasting to ``inputs``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``inputs.shape`` losses.

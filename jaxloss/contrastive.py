@@ -120,6 +120,7 @@ def info_nce_loss(queries, keys, *, temperature=0.07, labels=None, ignore_index=
         outside float32 tolerances; ``"default"`` trades that accuracy for speed.
       where: optional boolean ``[N]``; masked queries give loss 0 and gradient 0, and when
         ``labels`` is None their keys are left out of the negatives too (padding).
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       Losses ``[N]``, float32 for lower-precision inputs.
@@ -237,6 +238,7 @@ def multiple_negatives_ranking_loss(anchors, positives, *, scale=20.0, symmetric
         outside float32 tolerances; ``"default"`` trades that accuracy for speed.
       where: optional boolean ``[N]``; masked pairs give loss 0 and gradient 0 and are no
         one's negatives.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       Losses ``[N]``.
@@ -307,6 +309,7 @@ def clip_loss(image_embeddings, text_embeddings, *, logit_scale, block_size=None
         outside float32 tolerances; ``"default"`` trades that accuracy for speed.
       where: optional boolean ``[N]``; masked pairs give loss 0 and gradient 0 and are no
         one's negatives.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       Losses ``[N]``.
@@ -429,6 +432,7 @@ def ntxent_loss(embeddings, labels, *, temperature=0.07, block_size=None, axis_n
         outside float32 tolerances; ``"default"`` trades that accuracy for speed.
       where: optional boolean ``[N]``; masked examples give loss 0 and gradient 0 and are
         nobody's positive or negative.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       Losses ``[N]``.
@@ -527,6 +531,7 @@ def sigmoid_contrastive_loss(image_embeddings, text_embeddings, *, temperature, 
         outside float32 tolerances; ``"default"`` trades that accuracy for speed.
       where: optional boolean ``[N]``; masked pairs give loss 0 and gradient 0 and are no
         one's negatives.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       Losses ``[N]``.

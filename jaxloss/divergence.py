@@ -125,6 +125,7 @@ def kl_divergence(log_predictions, targets, *, log_targets=False, class_mask=Non
         it leaves out (False) add nothing to the sum, and their derivatives are exactly 0
         (optax's ``where``).
       where: optional boolean mask broadcasting to the batch shape ``[...]`` (the examples).
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       Losses of the batch shape (``log_predictions``' shape without ``axis``), float32 for
@@ -178,6 +179,7 @@ def kl_divergence_with_log_targets(log_predictions, log_targets, *, class_mask=N
       class_mask: optional boolean mask broadcasting to ``log_predictions``; False leaves
         the class out of the sum (derivatives exactly 0).
       where: optional boolean mask broadcasting to the batch shape ``[...]``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       Losses of the batch shape (``log_predictions``' shape without ``axis``).
@@ -228,6 +230,7 @@ def generalized_kl_divergence(log_predictions, targets, *, class_mask=None, wher
       class_mask: optional boolean mask broadcasting to ``log_predictions``; False leaves
         the class out of both sums (derivatives exactly 0).
       where: optional boolean mask broadcasting to the batch shape ``[...]``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       Losses of the batch shape (``log_predictions``' shape without ``axis``).
@@ -314,6 +317,7 @@ def distillation_loss(student_logits, teacher_logits, *, temperature=1.0, where=
       temperature: float > 0, or a float array broadcasting to the batch shape ``[...]``
         (differentiated when traced).
       where: optional boolean mask broadcasting to the batch shape.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       Losses of the batch shape (``student_logits``' shape without ``axis``), float32 for

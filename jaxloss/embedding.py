@@ -143,6 +143,7 @@ def contrastive_loss(x1, x2, is_similar, *, margin=1.0, where=None):
         tuple of ints (flattened into one) or None (every axis); ``[...]`` is the rest.
       margin: m, a float or an array broadcasting to ``[...]`` (differentiated when traced).
       where: optional boolean mask broadcasting to ``[...]``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``[...]`` losses, one per pair (float32 for inputs of lower precision).
@@ -235,6 +236,7 @@ def triplet_margin_loss(anchor, positive, negative, *, margin=1.0, p=2.0, eps=1e
       eps: ε >= 0, a float or an array broadcasting to ``[...]`` (differentiated when traced).
       swap: static; use the distance swap.
       where: optional boolean mask broadcasting to ``[...]``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``[...]`` losses, one per triplet.
@@ -322,6 +324,7 @@ def cosine_embedding_loss(x1, x2, y, *, margin=0.0, where=None):
       margin: m, a float or an array broadcasting to ``[...]`` (differentiated when traced);
         PyTorch suggests values in [−1, 1].
       where: optional boolean mask broadcasting to ``[...]``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``[...]`` losses, one per pair.
@@ -542,6 +545,7 @@ def batch_triplet_loss(embeddings, labels, *, margin=1.0, mining="all", distance
         are upcast first), which GPUs may otherwise run in TF32, outside float32 tolerances;
         ``"default"`` trades that accuracy for speed.
       where: optional boolean mask broadcasting to ``[..., N]``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       Per-anchor losses ``[..., N]`` (float32 for lower-precision embeddings).
@@ -586,6 +590,7 @@ def valid_triplet_anchors(labels, *, where=None):
       labels: integer class ids ``[..., N]``.
       where: optional boolean mask broadcasting to ``[..., N]``; masked examples count as
         neither anchors, positives nor negatives.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       Boolean ``[..., N]``: where :func:`batch_triplet_loss` has at least one triplet.

@@ -149,6 +149,7 @@ def sigmoid_focal_loss(logits, labels, *, alpha=None, gamma=2.0, where=None):
       gamma: focusing exponent >= 0, a float or an array broadcasting to ``logits``
         (differentiated when traced).
       where: optional boolean mask broadcasting to ``logits``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``logits.shape`` losses (``reduction="none"``).
@@ -330,6 +331,7 @@ def softmax_focal_loss(logits, labels, *, class_weights=None, gamma=2.0, label_s
       ignore_index: static; the class id of the examples to ignore, an int (−100 by
         default, as in PyTorch) or ``None``.  Unused with probability targets.
       where: optional boolean mask broadcasting to the batch shape.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       Losses of the batch shape ``logits.shape[:-1]``, float32 for lower-precision logits.

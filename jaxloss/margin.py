@@ -135,6 +135,7 @@ def multiclass_hinge_loss(scores, labels, *, margin=1.0, kind="crammer_singer", 
       ignore_index: static; the class id of the examples to ignore, an int (−100 by
         default, as in PyTorch) or ``None``.
       where: optional boolean mask broadcasting to the batch shape.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       the batch shape (``scores``' shape without ``axis``) of losses.
@@ -211,6 +212,7 @@ def multiclass_perceptron_loss(scores, labels, *, ignore_index=IGNORE_INDEX, whe
       ignore_index: static; the class id of the examples to ignore, an int (−100 by
         default, as in PyTorch) or ``None``.
       where: optional boolean mask broadcasting to the batch shape.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       the batch shape (``scores``' shape without ``axis``) of losses.
@@ -309,6 +311,7 @@ def multilabel_margin_loss(scores, labels, *, where=None):
       axis: static; the class axis of ``scores`` and ``labels`` (default -1, the last), an int.
       where: optional boolean mask broadcasting to the batch shape (``scores``' shape without
         ``axis``).
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       the batch shape (``scores``' shape without ``axis``) of losses.
@@ -372,6 +375,7 @@ def multilabel_soft_margin_loss(logits, labels, *, class_weights=None, where=Non
         differentiated when traced).
       where: optional boolean mask broadcasting to the batch shape (``logits``' shape without
         ``axis``).
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       the batch shape (``logits``' shape without ``axis``) of losses.

@@ -200,6 +200,7 @@ def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, z_loss=0.0, cl
         default, as in PyTorch) or ``None`` (every id outside ``[0, C)`` is invalid).
         Unused with probability targets.
       where: optional boolean mask broadcasting to the batch shape.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       Losses of the batch shape ``logits.shape[:-1]``, float32 for lower-precision logits.
@@ -289,6 +290,7 @@ def nll_loss(log_probs, labels, *, class_weights=None, ignore_index=IGNORE_INDEX
       ignore_index: static; the class id of the examples to ignore, an int (−100 by
         default, as in PyTorch) or ``None``.
       where: optional boolean mask broadcasting to the batch shape.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       Losses of the batch shape ``log_probs.shape[:-1]``.
@@ -408,6 +410,7 @@ def poly1_cross_entropy(logits, labels, *, epsilon=1.0, label_smoothing=0.0, cla
       ignore_index: static; the class id of the examples to ignore, an int (−100 by
         default, as in PyTorch) or ``None``.  Unused with probability targets.
       where: optional boolean mask broadcasting to the batch shape.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       Losses of the batch shape ``logits.shape[:-1]``, float32 for lower-precision logits.

@@ -102,6 +102,7 @@ def gaussian_kl_divergence(mean, log_variance, *, prior_mean=0.0, prior_log_vari
         ``mean``'s shape (differentiated when traced).
       where: optional boolean mask broadcasting to the batch shape: ``mean``'s shape
         without ``axis``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       Losses of the batch shape (``mean.shape[:-1]`` for ``axis=-1``), float32 for
@@ -215,6 +216,7 @@ def gaussian_nll_loss(mean, target, variance, *, full=False, eps=1e-6, where=Non
       eps: the clamp, > 0; a float or an array broadcasting to ``mean`` (differentiated
         when traced).
       where: optional boolean mask broadcasting to ``mean``'s shape.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``mean.shape`` losses, float32 for inputs of lower precision.
@@ -327,6 +329,7 @@ def poisson_nll_loss(log_rate_or_rate, target, *, log_input=True, full=False, ep
       eps: >= 0, added to the rate inside the log when ``log_input=False``; a float or an
         array broadcasting to the input (differentiated when traced).
       where: optional boolean mask broadcasting to the input's shape.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``log_rate_or_rate.shape`` losses, float32 for inputs of lower precision.

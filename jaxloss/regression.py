@@ -66,6 +66,7 @@ def squared_error(predictions, targets=None, *, where=None):
         as in optax.
       where: optional boolean mask broadcasting to ``predictions``; masked entries
         give loss 0 and derivative 0.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``predictions.shape`` losses, float32 for inputs of lower precision.
@@ -102,6 +103,7 @@ def l2_loss(predictions, targets=None, *, where=None):
       predictions: float array, any shape.
       targets: array broadcasting to ``predictions``' shape; None (default) means zeros.
       where: optional boolean mask broadcasting to ``predictions``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``predictions.shape`` losses.
@@ -138,6 +140,7 @@ def absolute_error(predictions, targets, *, where=None):
       predictions: float array, any shape.
       targets: array broadcasting to ``predictions``' shape.
       where: optional boolean mask broadcasting to ``predictions``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``predictions.shape`` losses.
@@ -192,6 +195,7 @@ def huber_loss(predictions, targets=None, *, delta=1.0, where=None):
       delta: the switch point, > 0; a float or an array broadcasting to
         ``predictions`` (differentiated when traced).
       where: optional boolean mask broadcasting to ``predictions``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``predictions.shape`` losses.
@@ -247,6 +251,7 @@ def smooth_l1_loss(predictions, targets, *, beta=1.0, where=None):
       targets: array broadcasting to ``predictions``' shape.
       beta: the switch point, >= 0; a float or an array broadcasting to ``predictions``.
       where: optional boolean mask broadcasting to ``predictions``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``predictions.shape`` losses.
@@ -287,6 +292,7 @@ def log_cosh(predictions, targets=None, *, where=None):
       predictions: float array, any shape.
       targets: array broadcasting to ``predictions``' shape; None (default) means zeros.
       where: optional boolean mask broadcasting to ``predictions``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``predictions.shape`` losses.
@@ -369,6 +375,7 @@ def quantile_loss(predictions, targets, *, quantiles, where=None):
       quantiles: required; the levels :math:`\tau` in (0, 1): a float, or a float array
         broadcasting to ``[..., Q]`` (usually ``[Q]``); differentiated when traced.
       where: optional boolean mask broadcasting to the batch shape ``[...]``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       Losses of the batch shape ``predictions.shape[:-1]``, float32 for lower-precision
@@ -468,6 +475,7 @@ def cosine_similarity(predictions, targets, *, epsilon=0.0, feature_mask=None, w
         out of the dot product and both norms (optax's ``where``); their derivative is 0.
       where: optional boolean mask broadcasting to ``[...]``: the example mask (loss and
         derivative 0).
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``[...]`` similarities in [−1, 1] (``predictions``' shape without ``axis``), float32
@@ -509,6 +517,7 @@ def cosine_distance(predictions, targets, *, epsilon=0.0, feature_mask=None, whe
         ``[...]``.
       feature_mask: optional boolean mask broadcasting to ``predictions`` (optax's ``where``).
       where: optional boolean mask broadcasting to ``[...]``: the example mask.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``[...]`` distances in [0, 2].

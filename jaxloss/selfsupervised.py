@@ -329,6 +329,7 @@ def negative_cosine_similarity(predictions, targets, *, where=None):
       axis: static; the feature axis D (the last by default): an int, a tuple of ints
         (flattened into one) or None (every axis); ``[...]`` is the rest.
       where: optional boolean mask broadcasting to ``[...]``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``[...]`` losses in [−1, 1], float32 for lower-precision inputs.
@@ -453,6 +454,7 @@ def dino_loss(student_logits, teacher_logits, center, *, student_temperature=0.1
         the views axis is the last of the others (``axis=1`` takes ``[N, K, S]``).
       student_temperature, teacher_temperature: τ_s, τ_t > 0, scalars (differentiated).
       where: optional boolean mask broadcasting to ``[...]``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``[...]`` losses, float32 for lower-precision inputs.

@@ -229,6 +229,7 @@ def ctc_loss(logits, logit_paddings, labels, label_paddings, *, blank_id=0, zero
       blank_id: the class id of the blank (static).
       zero_infinity: give impossible alignments loss 0 and gradient 0 (static).
       where: optional boolean mask broadcasting to the batch shape ``logits.shape[:-2]``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       Negative log-likelihoods of the batch shape ``logits.shape[:-2]``, float32 for
@@ -323,6 +324,7 @@ def ctc_loss_with_forward_probs(logits, logit_paddings, labels, label_paddings, 
         ``-jnp.inf`` for exact zeros).
       zero_infinity: give impossible alignments loss 0 and derivative 0 (static).
       where: optional boolean mask broadcasting to the batch shape ``logits.shape[:-2]``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``(per_seq_loss, logalpha_blank, logalpha_emit)`` with shapes ``[...]``,

@@ -72,6 +72,7 @@ def sparsemax_loss(logits, labels, *, where=None):
       labels: labels in {0, 1} or {-1, 1} (``> 0`` is positive), broadcasting to
         ``logits``; no derivative.
       where: optional boolean mask broadcasting to ``logits``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       ``logits.shape`` losses.
@@ -183,6 +184,7 @@ def multiclass_sparsemax_loss(scores, labels, *, ignore_index=IGNORE_INDEX, wher
       ignore_index: static; the class id of the examples to ignore, an int (−100 by
         default) or ``None``.
       where: optional boolean mask broadcasting to the batch shape.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       Losses of the batch shape (``scores``' shape without ``axis``).

@@ -206,6 +206,7 @@ def ge2e_loss(embeddings, *, w, b, kind="softmax", precision=None, where=None):
         float32 (lower-precision inputs are upcast first), which GPUs may otherwise run in TF32,
         outside float32 tolerances; ``"default"`` trades that accuracy for speed.
       where: optional boolean mask broadcasting to ``[..., S, U]``.
+        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
       Losses ``[..., S, U]``, one per utterance, float32 for lower-precision embeddings.
