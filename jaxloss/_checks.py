@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +48,18 @@ def positive(name: str, x, *, allow_zero: bool = False) -> None:
     if bad:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be {bound}, got {x if isinstance(x, numbers.Number) else value}.")
+
+
+def warn_if_implausible(name: str, x, plausible, advice: str) -> None:
+    """A ``UserWarning`` at trace time when a concrete option fails ``plausible`` (a
+    function of its NumPy value): for options whose meaning is easy to mistake (a log
+    scale passed as the scale); traced values pass."""
+    if isinstance(x, jax.core.Tracer) or x is None:
+        return
+    value = np.asarray(x)
+    if not np.all(plausible(value)):
+        shown = x if isinstance(x, numbers.Number) else value
+        warnings.warn(f"{name}={shown}: {advice}", UserWarning, stacklevel=4)
 
 
 def in_unit_interval(name: str, x) -> None:

@@ -29,6 +29,8 @@ formula (with the same blocks).
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -263,6 +265,11 @@ def multiple_negatives_ranking_loss(anchors, positives, *, scale=20.0, symmetric
 def _check_clip(image_embeddings, text_embeddings, logit_scale, block_size, axis_name, precision, where):
     _check_paired(image_embeddings, text_embeddings, logit_scale, block_size, axis_name, precision, where,
                   names=("image_embeddings", "text_embeddings"), scale_name="logit_scale")
+    _checks.warn_if_implausible(
+        "logit_scale", logit_scale, lambda v: v <= math.log(1000.0),
+        "clip_loss's logit_scale is the LOG of the scale (OpenCLIP's parameter, initialised to log(1/0.07) = 2.66 "
+        "and clamped at log(100)); it multiplies the similarities by exp(logit_scale) > 1000. For a scale s, "
+        "pass logit_scale=jnp.log(s).")
 
 
 def _clip_tangent(p, t, out, res):
@@ -300,7 +307,9 @@ def clip_loss(image_embeddings, text_embeddings, *, logit_scale, block_size=None
       text_embeddings: float ``[N, D]``; pair ``i`` is ``(image_embeddings[i], text_embeddings[i])``.
       axis: static; the feature axis D of the embeddings, an int: -1 (the last, default) or 0
         for ``[D, N]`` embeddings (every form: dense, blockwise, sharded).
-      logit_scale: the log of the logit scale (float or scalar array; differentiated).
+      logit_scale: the LOG of the logit scale (float or scalar array; differentiated): the
+        similarities are multiplied by ``exp(logit_scale)``.  A concrete value above
+        log(1000) warns at trace time (it is likely the scale itself: pass ``jnp.log(s)``).
       block_size: None (dense) or the number of columns per block (static).
       axis_name: None, or a ``shard_map``/``pmap`` axis the batch is sharded over (static).
       precision: static; the precision of every matmul, in the value and the derivatives: a
@@ -472,6 +481,10 @@ def _check_siglip(image_embeddings, text_embeddings, temperature, bias, block_si
     check_sides(image_embeddings, text_embeddings, where, ("image_embeddings", "text_embeddings"))
     _checks.float_option("temperature", temperature, (), "a scalar")
     _checks.positive("temperature", temperature)
+    _checks.warn_if_implausible(
+        "temperature", temperature, lambda v: v >= 1.0,
+        "sigmoid_contrastive_loss's temperature MULTIPLIES the similarities (SigLIP's t = exp(t'), initialised to "
+        "10); a value below 1 looks like a dividing temperature tau: pass temperature=1/tau.")
     _checks.float_option("bias", bias, (), "a scalar")
     check_blocks(block_size, axis_name, precision)
 
@@ -520,7 +533,9 @@ def sigmoid_contrastive_loss(image_embeddings, text_embeddings, *, temperature, 
       text_embeddings: float ``[N, D]``; pair ``i`` is ``(image_embeddings[i], text_embeddings[i])``.
       axis: static; the feature axis D of the embeddings, an int: -1 (the last, default) or 0
         for ``[D, N]`` embeddings (every form: dense, blockwise, sharded).
-      temperature: ``t`` (float or scalar array; differentiated).
+      temperature: ``t`` (float or scalar array; differentiated): it MULTIPLIES the
+        similarities (the paper's name).  A concrete value below 1 warns at trace time (it
+        is likely a dividing temperature τ: pass ``1/τ``).
       bias: ``b`` (float or scalar array; differentiated).
       block_size: None (dense) or the number of texts per block (static).
       axis_name: None, or a ``shard_map``/``pmap`` axis the batch is sharded over (static);

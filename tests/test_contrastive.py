@@ -416,3 +416,22 @@ def test_blockwise_footprint_grows_linearly_and_holds_no_n_by_n_matrix():
 def test_bad_input_raises_naming_the_argument(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+# ------------------------------------------------------------------ guard rails for the scale options
+
+
+@pytest.mark.parametrize("call, bad, good", [
+    (lambda x, v: C.clip_loss(x, x, logit_scale=v), 1 / 0.07, np.log(1 / 0.07)),
+    (lambda x, v: C.sigmoid_contrastive_loss(x, x, temperature=v, bias=-10.0), 0.07, 10.0),
+], ids=["clip_logit_scale_is_a_log", "siglip_temperature_multiplies"])
+def test_an_implausible_concrete_scale_warns_at_trace_time(call, bad, good):
+    import warnings
+
+    x = jnp.float32(_unit(_sides(0)[0]))
+    with pytest.warns(UserWarning, match="pass"):
+        call(x, bad)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        call(x, good)
+        jax.jit(call)(x, jnp.float32(bad))  # a traced value cannot be judged: no warning
