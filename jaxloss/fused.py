@@ -15,21 +15,21 @@ same blockwise formula.
 Per-token losses cannot know their cotangent in the forward, so their value and gradient
 cost four ``tokens × hidden × vocab`` matmuls (the rule recomputes the logits) against three
 for materialised logits.  :func:`linear_softmax_cross_entropy_mean` returns the mean
-instead, a ``jax.custom_vjp`` that forms the gradient while each block's logits are at hand
-(three matmuls; forward mode through ``.reference``): the faster choice when a training
-step needs only the mean (``benchmarks/results/linear_cross_entropy-cpu.md``).
+instead: its forward forms the gradient while each block's logits are at hand and returns
+it as residuals of a ``jax.custom_jvp`` rule (three matmuls, every autodiff mode, a global
+mean under ``axis_name=``, a given ``normalizer=`` for gradient accumulation): the faster
+choice when a training step needs only the mean
+(``benchmarks/results/linear_cross_entropy-cpu.md``).
 """
 
 from __future__ import annotations
 
-import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxloss import _checks, _math, reduce
-from jaxloss.gradients import as_float_option, as_ids, float_dtype, hand_derivative, tangent_sum
+from jaxloss import _checks, _math
+from jaxloss.gradients import hand_derivative, tangent_sum
 from jaxloss._softmax import (IGNORE_INDEX, check_ignore_index, class_ids, label_value, loud, one_hot,
                               shifted_logsumexp, smoothing, z_loss_tangent)
 from jaxloss._softmax import z_loss as z_loss_term
@@ -49,13 +49,23 @@ def _block_size(tokens, vocab, block_size):
     return min(block_size, vocab)
 
 
-def _matmul(hidden, columns, layout):
+def _precision(precision, hidden, weight):
+    """The matmuls' precision: the caller's, else ``HIGHEST`` for float32 (or wider) inputs,
+    which GPUs would otherwise multiply in TF32 and TPUs in bfloat16 passes, and ``DEFAULT``
+    for bfloat16/float16 inputs, whose products are exact in the float32 accumulator."""
+    if precision is not None:
+        return precision
+    wide = jnp.finfo(jnp.promote_types(hidden.dtype, weight.dtype)).bits >= 32
+    return jax.lax.Precision.HIGHEST if wide else jax.lax.Precision.DEFAULT
+
+
+def _matmul(hidden, columns, layout, precision):
     """``hidden [N, H]`` times the classifier ``columns`` (``[H, B]`` or ``[B, H]``):
     ``[N, B]`` in the inputs' dtype, accumulated and returned in at least float32."""
     dtype = jnp.promote_types(hidden.dtype, columns.dtype)
     contract = ((1,), (0 if layout == "hv" else 1,))
     return jax.lax.dot_general(hidden.astype(dtype), columns.astype(dtype), (contract, ((), ())),
-                               preferred_element_type=_math.compute_dtype(dtype))
+                               precision=precision, preferred_element_type=_math.compute_dtype(dtype))
 
 
 def _fold_vocabulary(body, init, vocab, size, *, checkpoint=False):
@@ -79,8 +89,8 @@ def _slice(x, start, size, axis=0):
     return None if x is None else jax.lax.dynamic_slice_in_dim(x, start, size, axis=axis)
 
 
-def _block_logits(hidden, weight, bias, start, size, layout):
-    z = _matmul(hidden, _slice(weight, start, size, _vocab_axis(layout)), layout)
+def _block_logits(hidden, weight, bias, start, size, layout, precision):
+    z = _matmul(hidden, _slice(weight, start, size, _vocab_axis(layout)), layout, precision)
     return z if bias is None else z + _slice(bias, start, size).astype(z.dtype)
 
 
@@ -133,7 +143,7 @@ def _per_token_zeros(h, w, *more):
 
 
 def _check_linear(hidden, weight, labels, bias, label_smoothing, z_loss, ignore_index, where, block_size,
-                  vocab_axis_name, weight_layout):
+                  vocab_axis_name, weight_layout, precision):
     _checks.float_array("hidden", hidden)
     _checks.float_array("weight", weight)
     if weight_layout not in _LAYOUTS:
@@ -161,6 +171,8 @@ def _check_linear(hidden, weight, labels, bias, label_smoothing, z_loss, ignore_
     _checks.broadcasts_to("where", where, batch, "hidden's batch shape")
     if block_size is not None and (not isinstance(block_size, int) or block_size < 1):
         raise ValueError(f"block_size must be a positive int or None, got {block_size!r}.")
+    if precision is not None and not isinstance(precision, jax.lax.Precision):
+        raise ValueError(f"precision must be a jax.lax.Precision or None, got {precision!r}.")
 
 
 def _tokens(hidden, labels, *options):
@@ -185,13 +197,14 @@ def _linear_cross_entropy_tangent(p, t, out, res):
     w, dw, b, db = p.weight, t.weight, p.bias, t.bias
     vocab = w.shape[axis]
     size = _block_size(h.shape[0], vocab, p.block_size)
+    precision = _precision(p.precision, h, w)
 
     def body(total, start, new):
-        z = _block_logits(h, w, b, start, size, layout)
+        z = _block_logits(h, w, b, start, size, layout, precision)
         prob = jnp.where(new, _math.softmax_weight(z - log_z[:, None]), 0.0)
         dz = tangent_sum(
-            (1.0, None if dh is None else _matmul(dh, _slice(w, start, size, axis), layout)),
-            (1.0, None if dw is None else _matmul(h, _slice(dw, start, size, axis), layout)),
+            (1.0, None if dh is None else _matmul(dh, _slice(w, start, size, axis), layout, precision)),
+            (1.0, None if dw is None else _matmul(h, _slice(dw, start, size, axis), layout, precision)),
             (1.0, _slice(db, start, size)),
         )
         return total + jnp.sum(prob * dz, axis=-1)
@@ -223,12 +236,12 @@ def _linear_cross_entropy_tangent(p, t, out, res):
 
 
 @hand_derivative(_linear_cross_entropy_tangent,
-                 static=("ignore_index", "block_size", "vocab_axis_name", "weight_layout"),
+                 static=("ignore_index", "block_size", "vocab_axis_name", "weight_layout", "precision"),
                  check=_check_linear, residuals=True, per_example=("hidden", "labels"),
                  own_precision=("hidden", "weight", "bias"))
 def linear_softmax_cross_entropy(hidden, weight, labels, *, bias=None, label_smoothing=0.0, z_loss=0.0,
                                  ignore_index=IGNORE_INDEX, where=None, block_size=None, vocab_axis_name=None,
-                                 weight_layout="hv"):
+                                 weight_layout="hv", precision=None):
     r"""Softmax cross-entropy of the logits ``z = hidden @ weight + bias``, per token,
     without materialising the logits.
 
@@ -254,7 +267,8 @@ def linear_softmax_cross_entropy(hidden, weight, labels, *, bias=None, label_smo
 
     Low-precision ``hidden`` and ``weight`` (bfloat16, float16) are multiplied in their
     own dtype with float32 accumulation (``preferred_element_type``); the log-sum-exp and
-    the loss are float32, and each gradient comes back in its input's dtype.
+    the loss are float32, and each gradient comes back in its input's dtype.  The matmuls
+    run at ``precision`` (below): by default exact float32 products for float32 inputs.
 
     Logits of ±1e4 give finite losses and gradients.  Class ids follow
     :func:`jaxloss.softmax_cross_entropy`: a token whose label equals ``ignore_index`` gives
@@ -289,6 +303,12 @@ def linear_softmax_cross_entropy(hidden, weight, labels, *, bias=None, label_smo
         block may overlap the one before when it does not divide ``V``.
       vocab_axis_name: the ``shard_map`` axis over which the vocabulary is sharded (static).
       weight_layout: ``"hv"`` or ``"vh"``, as above (static).
+      precision: static; the ``jax.lax.Precision`` of the logit matmuls (forward and
+        rule).  ``None`` (default): ``HIGHEST`` for float32 (and float64) inputs, since GPUs
+        run float32 matmuls in TF32 and TPUs in bfloat16 passes by default (about 1e-3
+        relative error, far outside float32's tolerances); ``DEFAULT`` for
+        bfloat16/float16 inputs, whose products are exact in the float32 accumulator
+        anyway.  Pass ``jax.lax.Precision.DEFAULT`` for the backend's fast float32 path.
 
     Returns:
       Losses of the batch shape ``hidden.shape[:-1]``, float32 for lower-precision inputs.
@@ -316,10 +336,13 @@ def linear_softmax_cross_entropy(hidden, weight, labels, *, bias=None, label_smo
     axis = _vocab_axis(weight_layout)
     vocab = weight.shape[axis]
     size = _block_size(h.shape[0], vocab, block_size)
+    precision = _precision(precision, h, weight)
 
     def body(carry, start, new):
-        z = _block_logits(h, weight, bias, start, size, weight_layout)
-        return _math.logsumexp_step(carry, jnp.where(new, z, -jnp.inf))
+        z = _block_logits(h, weight, bias, start, size, weight_layout, precision)
+        # −inf on the columns already counted, added as a [size] row: a select against a constant
+        # [tokens, size] operand would be hoisted out of the loop as a buffer.
+        return _math.logsumexp_step(carry, z + jnp.where(new, 0.0, -jnp.inf))
 
     zeros = _per_token_zeros(h, weight)
     top, total = _fold_vocabulary(body, (zeros - jnp.inf, zeros), vocab, size)
@@ -363,110 +386,126 @@ def _tokens_per_block(tokens, vocab, block_size):
     return min(block_size, tokens)
 
 
-def _mean_pass(h, w, labels, b, eps, lam, keep, invalid, size, layout, smoothing, gradients):
-    """The masked mean of the per-token losses, streamed over blocks of ``size`` tokens with
-    all the classes at once; with ``gradients`` also its gradients, computed in the same pass:
-    ``G = ((1 + 2λ·lse)·softmax(z) − (1 − ε)·onehot(y) − ε/V)·keep/count`` per block, then
-    ``∂hidden = G·wᵀ``, ``∂weight += hiddenᵀ·G``, ``∂bias += Σ G`` (three matmuls in all).
-    A token marked ``invalid`` (an unmasked label outside ``[0, V)``, not ignored) counts in the
-    mean with a NaN loss and no gradient, as in :func:`linear_softmax_cross_entropy`."""
+def _zeros(shape, dtype, *like):
+    """Zeros that vary like the arrays ``like`` over any ``shard_map`` axes (a scan's carry must)."""
+    zeros = jnp.zeros(shape, dtype)
+    for x in like:
+        if isinstance(x, jax.Array):
+            zeros = zeros + jnp.zeros_like(x, dtype).reshape(-1)[0]
+    return zeros
+
+
+def _mean_pass(h, w, labels, b, eps, lam, keep, invalid, scale, size, layout, smoothing, precision):
+    """``Σ_tokens scale·ℓ`` over the tokens ``keep`` holds (NaN if a token is ``invalid``), streamed
+    over blocks of ``size`` tokens with all the classes at once, and in the same pass its gradients:
+    ``G = scale·((1 + 2λ·lse)·softmax(z) − (1 − ε)·onehot(y) − ε/V)`` per block, then
+    ``∂hidden = G·wᵀ``, ``∂weight += hiddenᵀ·G``, ``∂bias += Σ G`` (three matmuls in all),
+    ``∂ε = Σ scale·(z_y − mean_v z_v)`` and ``∂λ = Σ scale·lse²``."""
     n, vocab = h.shape[0], w.shape[_vocab_axis(layout)]
     count = -(-n // size)
     pad = lambda x: jnp.pad(x, [(0, count * size - n)] + [(0, 0)] * (x.ndim - 1))  # noqa: E731
-    blocks = [pad(x).reshape((count, size) + x.shape[1:]) for x in (h, labels, keep)]
-    scale = 1.0 / jnp.maximum(jnp.sum(keep | invalid), 1)
+    blocks = [pad(x).reshape((count, size) + x.shape[1:]) for x in (h, labels, keep, invalid)]
     dtype = _math.compute_dtype(jnp.promote_types(h.dtype, w.dtype))
+    dense, keep_label = _smoothing_of(eps if smoothing else None, vocab)
 
     def body(carry, block):
-        h_b, y_b, keep_b = block
-        z = _block_logits(h_b, w, b, 0, vocab, layout)
+        total, dw, db, d_eps, d_lam = carry
+        h_b, y_b, keep_b, invalid_b = block
+        z = _block_logits(h_b, w, b, 0, vocab, layout, precision)
         top, lse = shifted_logsumexp(z)
         log_z, z_y = top + lse, label_value(z, y_b)
         mean_z = jnp.mean(z, axis=-1) if smoothing else None
         weight = jnp.where(keep_b, scale, 0.0)
-        total = carry[0] + jnp.sum(weight * _token_loss(log_z, z_y, mean_z, eps, lam))
-        if not gradients:
-            return (total,), None
-        _, dw, db, d_eps, d_lam = carry
-        coef = weight * (1 + 2 * lam * log_z)
-        dense, keep_label = _smoothing_of(eps if smoothing else None, vocab)
-        g = (coef[:, None] * _math.softmax_weight(z - log_z[:, None])
-             - jnp.where(one_hot(y_b, vocab), (weight * keep_label)[:, None], 0.0) - (weight * dense)[:, None])
+        # softmax(z) capped at 1 as _math.softmax_weight, and a one-hot select, written without a
+        # constant [size, V] operand: partial evaluation would hoist it out of the loop as a buffer.
+        prob = jnp.exp(jnp.minimum(z - log_z[:, None], 0.0))
+        g = (weight * (1 + 2 * lam * log_z))[:, None] * prob - (weight * dense)[:, None]
+        g = jnp.where(one_hot(y_b, vocab), g - (weight * keep_label)[:, None], g)
         g_low = g.astype(w.dtype)
         dh_b = jax.lax.dot_general(g_low, w, (((1,), (1 if layout == "hv" else 0,)), ((), ())),
-                                   preferred_element_type=dtype)
+                                   precision=precision, preferred_element_type=dtype)
         contract = (((0,), (0,)), ((), ()))
-        dw_b = (jax.lax.dot_general(h_b, g_low, contract, preferred_element_type=dtype) if layout == "hv"
-                else jax.lax.dot_general(g_low, h_b, contract, preferred_element_type=dtype))
-        d_eps = d_eps + (jnp.sum(weight * (z_y - mean_z)) if smoothing else 0.0)
-        carry = (total, dw + dw_b, db + jnp.sum(g, axis=0), d_eps, d_lam + jnp.sum(weight * jnp.square(log_z)))
+        dw_b = (jax.lax.dot_general(h_b, g_low, contract, precision=precision, preferred_element_type=dtype)
+                if layout == "hv" else
+                jax.lax.dot_general(g_low, h_b, contract, precision=precision, preferred_element_type=dtype))
+        carry = (total + jnp.sum(loud(weight * _token_loss(log_z, z_y, mean_z, eps, lam), invalid_b)), dw + dw_b,
+                 db + jnp.sum(g, axis=0), d_eps + (jnp.sum(weight * (z_y - mean_z)) if smoothing else 0.0),
+                 d_lam + jnp.sum(weight * jnp.square(log_z)))
         return carry, dh_b
 
-    zero = jnp.zeros((), dtype)
-    init = (zero,) if not gradients else (zero, jnp.zeros(w.shape, dtype), jnp.zeros(vocab, dtype), zero, zero)
-    carry, dh = jax.lax.scan(body, init, blocks)
-    total = loud(carry[0], jnp.any(invalid))
-    if not gradients:
-        return total
-    _, dw, db, d_eps, d_lam = carry
+    like = (h, w, b, labels, keep, invalid, eps, lam, scale)
+    zero = _zeros((), dtype, *like)
+    init = (zero, _zeros(w.shape, dtype, *like), _zeros(vocab, dtype, *like), zero, zero)
+    (total, dw, db, d_eps, d_lam), dh = jax.lax.scan(body, init, blocks)
     return total, (dh.reshape(count * size, -1)[:n], dw, db, d_eps, d_lam)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def _fused_mean(size, layout, smoothing, h, w, labels, b, eps, lam, keep, invalid):
-    return _mean_pass(h, w, labels, b, eps, lam, keep, invalid, size, layout, smoothing, gradients=False)
+def _check_mean(hidden, weight, labels, bias, label_smoothing, z_loss, ignore_index, where, normalizer, block_size,
+                axis_name, weight_layout, precision):
+    _check_linear(hidden, weight, labels, bias, label_smoothing, z_loss, ignore_index, where, block_size, None,
+                  weight_layout, precision)
+    for name, value in (("label_smoothing", label_smoothing), ("z_loss", z_loss), ("normalizer", normalizer)):
+        if value is not None and jnp.ndim(value) != 0:
+            raise ValueError(f"{name} must be a scalar here (the mean's rule sums its gradient), "
+                             f"got shape {jnp.shape(value)}.")
+    if normalizer is not None:
+        _checks.float_option("normalizer", normalizer, (), "a scalar")
+        _checks.positive("normalizer", normalizer)
 
 
-def _fused_mean_forward(size, layout, smoothing, h, w, labels, b, eps, lam, keep, invalid):
-    total, grads = _mean_pass(h, w, labels, b, eps, lam, keep, invalid, size, layout, smoothing, gradients=True)
-    return total, (grads, h, w, labels, b, eps, lam, keep, invalid)
+def _inner(a, b):
+    """``Σ a·b`` over every element, in ``a``'s (float32) dtype; None for a zero tangent ``b``."""
+    return None if b is None else jnp.sum(a * b.astype(a.dtype).reshape(a.shape))
 
 
-def _fused_mean_backward(size, layout, smoothing, res, ct):
-    (dh, dw, db, d_eps, d_lam), h, w, labels, b, eps, lam, keep, invalid = res
-    like = lambda g, x: None if x is None else (ct * g).astype(jnp.result_type(x))  # noqa: E731
-    no_derivative = lambda x: np.zeros(x.shape, jax.dtypes.float0)  # noqa: E731
-    return (like(dh, h), like(dw, w), no_derivative(labels), like(db, b), like(d_eps, eps), like(d_lam, lam),
-            no_derivative(keep), no_derivative(invalid))
+def _mean_tangent(p, t, out, res):
+    dh, dw, db, d_eps, d_lam = res
+    dhidden = t.hidden if t.hidden is None or p.where is None else jnp.where(p.where[..., None], t.hidden, 0)
+    local = tangent_sum((1.0, _inner(dh, dhidden)), (1.0, _inner(dw, t.weight)), (1.0, _inner(db, t.bias)),
+                        (d_eps, t.label_smoothing), (d_lam, t.z_loss))
+    normalizer = None if p.normalizer is None else -out / p.normalizer
+    return tangent_sum((1.0, _math.psum(local, p.axis_name)), (normalizer, t.normalizer))
 
 
-_fused_mean.defvjp(_fused_mean_forward, _fused_mean_backward)
-
-
-def _mean_reference(hidden, weight, labels, *, bias=None, label_smoothing=0.0, z_loss=0.0, ignore_index=IGNORE_INDEX,
-                    where=None, block_size=None, weight_layout="hv"):
-    losses = linear_softmax_cross_entropy.reference(hidden, weight, labels, bias=bias, label_smoothing=label_smoothing,
-                                                    z_loss=z_loss, ignore_index=ignore_index, where=where,
-                                                    weight_layout=weight_layout)
-    _, counted, invalid = class_ids(labels, weight.shape[_vocab_axis(weight_layout)], ignore_index)
-    return reduce.mean(losses, where=(counted | invalid) if where is None else where & (counted | invalid))
-
-
+@hand_derivative(_mean_tangent, static=("ignore_index", "block_size", "axis_name", "weight_layout", "precision"),
+                 check=_check_mean, residuals=True, where_of="inputs", own_precision=("hidden", "weight", "bias"))
 def linear_softmax_cross_entropy_mean(hidden, weight, labels, *, bias=None, label_smoothing=0.0, z_loss=0.0,
-                                      ignore_index=IGNORE_INDEX, where=None, block_size=None, weight_layout="hv"):
+                                      ignore_index=IGNORE_INDEX, where=None, normalizer=None, block_size=None,
+                                      axis_name=None, weight_layout="hv", precision=None):
     r"""The mean over the (unmasked) tokens of :func:`linear_softmax_cross_entropy`, with
     its gradient computed in the forward pass: one matmul fewer for value and gradient.
 
     Same formula, options and layouts as :func:`linear_softmax_cross_entropy`, averaged over
     the tokens that are neither masked nor ignored, as PyTorch's
     ``cross_entropy(..., ignore_index=-100)`` mean:
-    ``jaxloss.reduce.mean(losses, where=where & (labels != ignore_index))`` (0 when no
-    token is left; NaN if an unmasked label is outside ``[0, V)`` and not ignored).  A scalar
-    loss lets the gradient be formed while the logits of a block are at hand (as Liger
-    Kernel's fused linear cross-entropy does): the pass runs over blocks of
-    ``block_size`` **tokens** with all the classes at once, computes
-    ``G = ((1 + 2λ·log Z)·softmax(z) − (1 − ε)·onehot(y) − ε/V)/count`` and accumulates
-    ``∂hidden = G·wᵀ``, ``∂weight = hiddenᵀ·G`` and ``∂bias = Σ G`` — three matmuls
-    against four for the per-token function, which cannot know its cotangent in the
-    forward.  At most ``block_size × V`` logits exist at once, plus a float32 gradient of
-    the weight.
 
-    This is a ``jax.custom_vjp``: reverse mode only (``grad``, ``value_and_grad``, and
-    forward-over-reverse through the rule's ordinary ``jnp`` code); for ``jax.jvp`` of the
-    loss itself use ``.reference`` (plain autodiff of the per-token formula, then the mean).
-    The gradient is computed even when only the value is used inside ``jax.grad``'s
-    forward; outside any differentiation only the value is computed.  No vocabulary-
-    parallel form.
+    .. math:: L = \frac{1}{n} \sum_{i\ \text{counted}} \ell_i ,\qquad
+              n = \#\{i : \text{where}_i,\ y_i \ne \text{ignore\_index}\}
+
+    (``jaxloss.reduce.mean(losses, where=where & (labels != ignore_index))``; 0 when no token
+    is left; NaN if an unmasked label is outside ``[0, V)`` and not ignored, such a token
+    counting in ``n``), or :math:`n` = ``normalizer`` when given.
+
+    A scalar loss lets the gradient be formed while the logits of a block are at hand (as
+    Liger Kernel's fused linear cross-entropy does): the forward runs over blocks of
+    ``block_size`` **tokens** with all the classes at once, computes
+    ``G = ((1 + 2λ·log Z)·softmax(z) − (1 − ε)·onehot(y) − ε/V)/n`` per block and
+    accumulates the gradient blocks ``∂L/∂hidden = G·wᵀ``, ``∂L/∂weight = hiddenᵀ·G``,
+    ``∂L/∂bias = Σ_i G_i``, ``∂L/∂ε = Σ_i (z_{iy} − mean_v z_{iv})/n`` and
+    ``∂L/∂λ = Σ_i (log Z_i)²/n`` — three matmuls, against four for the per-token function,
+    which cannot know its cotangent in the forward.  At most ``block_size × V`` logits exist
+    at once, plus a float32 gradient of the weight.
+
+    Derivatives: a ``jax.custom_jvp`` whose forward returns the gradient blocks above as
+    residuals and whose hand rule contracts them with the tangents,
+    ``dL = ⟨∂L/∂hidden, dhidden⟩ + ⟨∂L/∂weight, dweight⟩ + ⟨∂L/∂bias, dbias⟩ + ∂L/∂ε·dε
+    + ∂L/∂λ·dλ − (L/n)·dn``.  The rule is linear in the tangents, so reverse mode is its
+    transpose (each gradient is the cotangent times its block: no matmul after the forward),
+    forward mode (``jax.jvp``) costs the forward, and second order (``jax.hessian``,
+    ``jax.jvp(jax.grad(f))``, grad-of-grad) differentiates the forward's gradient blocks by
+    plain autodiff.  The forward computes the gradient blocks also when nothing is
+    differentiated (call ``jaxloss.reduce.mean`` of :func:`linear_softmax_cross_entropy`
+    for an evaluation-only mean).
 
     Args:
       hidden, weight, labels, bias, ignore_index, weight_layout: as in
@@ -474,9 +513,32 @@ def linear_softmax_cross_entropy_mean(hidden, weight, labels, *, bias=None, labe
       label_smoothing: ε in [0, 1], a float or a scalar array.
       z_loss: λ >= 0, a float or a scalar array.
       where: optional boolean mask of hidden's batch shape: the tokens the mean is over.
+      normalizer: None (divide by the counted tokens ``n``, across ``axis_name`` too), or
+        a positive scalar to divide the summed losses by instead (gradient accumulation:
+        with the total token count of all micro-batches, the micro-batches' values and
+        gradients add up to those of the whole batch's mean).  Differentiated
+        (``∂L/∂normalizer = −L/normalizer``) when it is a float array.
       block_size: tokens per block (static); ``None`` picks ``4M / V`` rounded down to a
         multiple of 8 (16 MiB of float32 logits per block), at least 128 (each block also
         adds into the whole float32 weight gradient, so small blocks cost memory traffic).
+      axis_name: None, or the ``shard_map``/``pmap``/named-``vmap`` axis the tokens are
+        sharded over (static; token or data parallelism, ``weight`` and ``bias`` the same
+        on every device).  Two things are ``psum``-ed over it: the count ``n`` (unless
+        ``normalizer`` is given) and the summed losses, so every device returns the global
+        mean, as ``jaxloss.reduce.mean(..., axis_name=)`` does (and the tangent, likewise).
+        The gradient blocks are not: each device's hold its own tokens' share,
+        ``Σ_local g_i/n``.  Differentiating the sharded function (``jax.grad`` of a
+        ``shard_map`` with ``weight`` in ``P()``) then gives each device its tokens' rows
+        of ``∂L/∂hidden``, and the replicated ``weight`` and ``bias`` the sum over the
+        devices of their blocks: the all-reduce of data parallelism, inserted by
+        ``shard_map``'s transpose.  With ``pmap``, where gradients stay per device, sum
+        them (``jax.lax.psum``) as usual.
+      precision: static; the ``jax.lax.Precision`` of the three matmuls.  ``None`` (default):
+        ``HIGHEST`` for float32 (and float64) inputs, since GPUs run float32 matmuls in TF32
+        and TPUs in bfloat16 passes by default, 1e-3 relative error, far above float32's;
+        ``DEFAULT`` for bfloat16/float16 inputs, whose products are exact in the float32
+        accumulator anyway.  Pass ``jax.lax.Precision.DEFAULT`` for the backend's fast
+        float32 path.
 
     Returns:
       A scalar, float32 for lower-precision inputs.
@@ -495,26 +557,16 @@ def linear_softmax_cross_entropy_mean(hidden, weight, labels, *, bias=None, labe
       linear cross-entropy with the gradient in the forward); see
       :func:`linear_softmax_cross_entropy`.
     """
-    # The normalisation hand_derivative gives the other losses: integer options as floats, ids as int32.
-    dtype = float_dtype((hidden, weight))
-    label_smoothing, z_loss, bias = (as_float_option(x, dtype) for x in (label_smoothing, z_loss, bias))
-    labels = as_ids(labels)
-    _check_linear(hidden, weight, labels, bias, label_smoothing, z_loss, ignore_index, where, block_size, None,
-                  weight_layout)
-    for name, value in (("label_smoothing", label_smoothing), ("z_loss", z_loss)):
-        if jnp.ndim(value) != 0:
-            raise ValueError(f"{name} must be a scalar here (the mean's rule sums its gradient), "
-                             f"got shape {jnp.shape(value)}.")
-    _checks.mask("where", where)
     tokens, vocab = labels.size, weight.shape[_vocab_axis(weight_layout)]
-    unmasked = jnp.ones(tokens, bool) if where is None else jnp.broadcast_to(where, labels.shape).reshape(-1)
+    unmasked = jnp.ones(tokens, bool) if where is None else where.reshape(-1)
     ids, counted, invalid = class_ids(labels.reshape(-1), vocab, ignore_index)
-    keep = unmasked & counted
+    keep, invalid = unmasked & counted, unmasked & invalid
     h = jnp.where(keep[:, None], hidden.reshape(-1, hidden.shape[-1]), 0)  # NaN padding never enters
+    count = jnp.maximum(_math.psum(jnp.sum(keep | invalid), axis_name), 1) if normalizer is None else normalizer
+    scale = 1.0 / count
     smoothing = not (isinstance(label_smoothing, int | float) and label_smoothing == 0)
     size = _tokens_per_block(tokens, vocab, block_size)
-    eps, lam = (jnp.asarray(x, _math.compute_dtype(jnp.result_type(x))) for x in (label_smoothing, z_loss))
-    return _fused_mean(size, weight_layout, smoothing, h, weight, ids, bias, eps, lam, keep, unmasked & invalid)
-
-
-linear_softmax_cross_entropy_mean.reference = _mean_reference
+    precision = _precision(precision, hidden, weight)
+    total, (dh, dw, db, d_eps, d_lam) = _mean_pass(h, weight, ids, bias, label_smoothing, z_loss, keep, invalid, scale,
+                                                    size, weight_layout, smoothing, precision)
+    return _math.psum(total, axis_name), (dh.reshape(hidden.shape), dw, db, d_eps, d_lam)

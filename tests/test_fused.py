@@ -168,7 +168,8 @@ def test_vocabulary_parallel_equals_one_device(mesh, layout, block_size):
     for ours, theirs in zip(grads(sharded), grads(whole)):
         _close(ours, theirs)
     tangents = (h, weight, b)
-    _close(jax.jit(lambda *a: jax.jvp(sharded, a, tangents)[1])(h, weight, b), jax.jvp(whole, (h, weight, b), tangents)[1])
+    _close(jax.jit(lambda *a: jax.jvp(sharded, a, tangents)[1])(h, weight, b),
+           jax.jvp(whole, (h, weight, b), tangents)[1])
 
 
 def test_token_parallel_mean_equals_one_device(mesh):
@@ -233,7 +234,8 @@ def test_bad_input_raises_naming_the_argument(call, match):
 def test_softmax_cross_entropy_z_loss_adds_lambda_lse_squared(labels):
     rng = np.random.default_rng(12)
     x = jnp.float32(3 * rng.standard_normal((5, 7)))
-    y = jnp.int32(rng.integers(0, 7, 5)) if labels == "ids" else jax.nn.softmax(jnp.float32(rng.standard_normal((5, 7))))
+    soft = jax.nn.softmax(jnp.float32(rng.standard_normal((5, 7))))
+    y = jnp.int32(rng.integers(0, 7, 5)) if labels == "ids" else soft
     lse = np.log(np.exp(np.asarray(x, np.float64)).sum(-1))
     _close(jaxloss.softmax_cross_entropy(x, y, z_loss=0.01) - jaxloss.softmax_cross_entropy(x, y), 0.01 * lse**2,
            rtol=1e-4)
@@ -304,3 +306,157 @@ def test_mean_options_must_be_scalars():
     h, w, y, b = _inputs()
     with pytest.raises(ValueError, match="label_smoothing must be a scalar"):
         mean_of(h, w, y, label_smoothing=jnp.full(N, 0.1))
+
+
+def _materialised_mean(h, w, y, b, eps=0.0, lam=0.0):
+    return jnp.mean(_formula_jnp(h @ w + b, y, eps, lam))
+
+
+def test_mean_forward_mode_matches_the_materialised_mean():
+    h, w, y, b = _inputs(seed=17)
+    kw = dict(label_smoothing=jnp.float32(0.1), z_loss=jnp.float32(0.02))
+    primals = (h, w, b, kw["label_smoothing"], kw["z_loss"])
+    tangents = tuple(jnp.float32(np.random.default_rng(18).standard_normal(jnp.shape(x))) for x in primals)
+    ours = jax.jvp(lambda h, w, b, e, z: mean_of(h, w, y, bias=b, label_smoothing=e, z_loss=z, block_size=4),
+                   primals, tangents)
+    theirs = jax.jvp(lambda h, w, b, e, z: _materialised_mean(h, w, y, b, e, z), primals, tangents)
+    for a, c in zip(ours, theirs):
+        _close(a, c, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["hv", "vh"])
+def test_mean_hessian_and_hvps_match_the_reference_and_the_materialised_mean(layout):
+    h, w, y, b = _inputs(n=5, h=3, v=7, seed=19)
+    weight = w if layout == "hv" else w.T
+    keep = jnp.arange(5) != 2
+    kw = dict(label_smoothing=0.1, z_loss=1e-2, where=keep, weight_layout=layout)
+    ours = lambda h, w, b: mean_of(h, w, y, bias=b, block_size=2, **kw)  # noqa: E731
+    ref = lambda h, w, b: mean_of.reference(h, w, y, bias=b, block_size=2, **kw)  # noqa: E731
+    mat = lambda h, w, b: jaxloss.reduce.mean(  # noqa: E731
+        _formula_jnp(h @ (w if layout == "hv" else w.T) + b, y, 0.1, 1e-2), where=keep)
+    for theirs in (ref, mat):
+        for a, c in zip(jax.tree.leaves(jax.hessian(ours, (0, 1, 2))(h, weight, b)),
+                        jax.tree.leaves(jax.hessian(theirs, (0, 1, 2))(h, weight, b))):
+            _close(a, c, rtol=1e-4, atol=1e-6)
+    direction = tuple(jnp.float32(np.random.default_rng(20).standard_normal(x.shape)) for x in (h, weight, b))
+    hvp = lambda fn: jax.jvp(jax.grad(fn, (0, 1, 2)), (h, weight, b), direction)[1]  # noqa: E731
+    for a, c in zip(hvp(ours), hvp(mat)):
+        _close(a, c, rtol=1e-4, atol=1e-6)
+    grad_norm = lambda fn: jax.grad(lambda h: jnp.sum(jax.grad(fn)(h, weight, b) ** 2))(h)  # noqa: E731
+    _close(grad_norm(ours), grad_norm(mat), rtol=1e-4, atol=1e-6)
+
+
+def _mean_mesh_inputs():
+    h, w, y, b = _inputs(n=16, v=30, seed=21)
+    y = y.at[3].set(-100).at[10].set(-100)  # ignored tokens: the count is not the shard size
+    return h, w, y, b, jnp.arange(16) % 5 != 0
+
+
+@pytest.mark.parametrize("normalizer", [None, 37.0])
+def test_mean_token_parallel_over_8_devices_equals_one_device(mesh, normalizer):
+    h, w, y, b, keep = _mean_mesh_inputs()
+    kw = dict(label_smoothing=0.1, z_loss=1e-2, normalizer=normalizer, block_size=1)
+
+    def local(h, y, keep, w, b):
+        return mean_of(h, w, y, bias=b, where=keep, axis_name="x", **kw)
+
+    sharded = jax.shard_map(local, mesh=mesh, in_specs=(P("x"), P("x"), P("x"), P(), P()), out_specs=P())
+    whole = lambda h, y, keep, w, b: mean_of(h, w, y, bias=b, where=keep, **kw)  # noqa: E731
+    args = (h, y, keep, w, b)
+    _close(jax.jit(sharded)(*args), whole(*args))
+    _close(whole(*args), jaxloss.reduce.sum(f(h, w, y, bias=b, where=keep, label_smoothing=0.1, z_loss=1e-2))
+           / (normalizer or jnp.sum(keep & (y != -100))))
+    for ours, theirs in zip(jax.jit(jax.grad(sharded, (0, 3, 4)))(*args), jax.grad(whole, (0, 3, 4))(*args)):
+        _close(ours, theirs)
+    tangents = (h, w, b)
+    jvp = lambda fn: jax.jvp(lambda h, w, b: fn(h, y, keep, w, b), (h, w, b), tangents)[1]  # noqa: E731
+    _close(jax.jit(lambda: jvp(sharded))(), jvp(whole))
+
+
+def test_mean_grad_inside_shard_map_gives_the_token_rows_and_the_whole_weight_gradient(mesh):
+    """jax.grad inside shard_map (check_vma): each device gets its tokens' rows of ∂hidden and the
+    replicated weight its whole gradient (the transpose of its implicit broadcast sums the devices'
+    blocks): no psum to add."""
+    h, w, y, b, keep = _mean_mesh_inputs()
+
+    def local(h, y, keep, w):
+        return jax.value_and_grad(lambda h, w: mean_of(h, w, y, where=keep, axis_name="x"), (0, 1))(h, w)
+
+    value, (dh, dw) = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P("x"), P("x"), P("x"), P()),
+                                            out_specs=(P(), (P("x"), P()))))(h, y, keep, w)
+    whole_value, (whole_dh, whole_dw) = jax.value_and_grad(lambda h, w: mean_of(h, w, y, where=keep), (0, 1))(h, w)
+    _close(value, whole_value)
+    _close(dh, whole_dh)
+    _close(dw, whole_dw)
+
+
+@pytest.mark.parametrize("normalizer", [20, 20.0, np.float32(20.0)])
+def test_mean_normalizer_divides_the_sum_and_accumulates_micro_batches(normalizer):
+    h, w, y, b = _inputs(n=12, seed=22)
+    y = y.at[4].set(-100)
+    total = lambda h, w, b: jnp.sum(f(h, w, y, bias=b))  # noqa: E731
+    ours = lambda h, w, b: mean_of(h, w, y, bias=b, normalizer=normalizer, block_size=5)  # noqa: E731
+    _close(ours(h, w, b), total(h, w, b) / 20)
+    for a, c in zip(jax.grad(ours, (0, 1, 2))(h, w, b), jax.grad(total, (0, 1, 2))(h, w, b)):
+        _close(a, c / 20)
+    count = int(jnp.sum(y != -100))  # gradient accumulation: two micro-batches, the whole batch's count
+
+    def micro(part):
+        return jax.value_and_grad(lambda w, b: mean_of(h[part], w, y[part], bias=b, normalizer=count), (0, 1))(w, b)
+
+    (v1, g1), (v2, g2) = micro(slice(0, 7)), micro(slice(7, 12))
+    whole, grads = jax.value_and_grad(lambda w, b: mean_of(h, w, y, bias=b), (0, 1))(w, b)
+    _close(v1 + v2, whole)
+    for a, c, d in zip(g1, g2, grads):
+        _close(a + c, d)
+
+
+def test_mean_derivative_with_respect_to_a_float_normalizer():
+    h, w, y, b = _inputs(seed=23)
+    result = jaxloss.check_gradients(mean_of, h, w, y, bias=b, normalizer=jnp.float32(4.5), block_size=4, order=2)
+    assert result.ok, result
+    assert "normalizer" in {r.argument for r in result.rows}
+
+
+def _dots(fn, *shapes):
+    return jax.jit(fn).lower(*shapes).compile().as_text().count(" dot(")
+
+
+def test_value_and_grad_of_the_mean_costs_three_matmuls_and_the_per_token_loss_four():
+    shapes = (jax.ShapeDtypeStruct((64, 8), jnp.float32), jax.ShapeDtypeStruct((8, 256), jnp.float32),
+              jax.ShapeDtypeStruct((64,), jnp.int32))
+    objective = lambda loss: jax.value_and_grad(lambda h, w, y: jnp.mean(loss(h, w, y)), (0, 1))  # noqa: E731
+    assert _dots(objective(lambda h, w, y: mean_of(h, w, y, block_size=16)), *shapes) == 3
+    assert _dots(objective(lambda h, w, y: f(h, w, y, block_size=64)), *shapes) == 4
+    assert _dots(lambda h, w, y: mean_of(h, w, y, block_size=16), *shapes) == 1  # the value alone: no gradient
+
+
+def test_forward_passes_hold_no_constant_block_beside_the_logits():
+    """A select against a constant [tokens, block] operand inside the blockwise loops is hoisted out of
+    the loop as a buffer (it was 16 MiB at 4096 × 512 × 32000): a second block of logits."""
+    n, h, v = 1024, 64, 16384
+    assert _temp(lambda h, w, y: f(h, w, y, block_size=256), n, h, v) <= 2 * (n * 256 * 4)  # was 2.5 blocks
+    assert _temp(lambda h, w, y: mean_of(h, w, y, block_size=64), n, h, v) <= 2.25 * (64 * v * 4)  # 3.1 hoisted
+
+
+@pytest.mark.parametrize("dtype, default", [(jnp.float32, "HIGHEST"), (jnp.bfloat16, "DEFAULT")])
+@pytest.mark.parametrize("loss", [f, mean_of], ids=["per_token", "mean"])
+def test_precision_defaults_to_highest_for_float32_and_is_passed_to_every_matmul(loss, dtype, default):
+    h, w, y, b = (x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x for x in _inputs())
+    objective = lambda **kw: jax.value_and_grad(lambda h, w: jnp.sum(loss(h, w, y, bias=b, **kw)), (0, 1))  # noqa: E731
+    text = jax.jit(objective()).lower(h, w).as_text()
+    assert text.count("dot_general") == text.count(f"precision = [{default}, {default}]") > 0
+    text = jax.jit(objective(precision=jax.lax.Precision.HIGH)).lower(h, w).as_text()
+    assert text.count("dot_general") == text.count("precision = [HIGH, HIGH]") > 0
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda h, w, y: mean_of(h, w, y, normalizer=0.0), "normalizer must be > 0"),
+    (lambda h, w, y: mean_of(h, w, y, normalizer=jnp.ones(2)), "normalizer must be a scalar"),
+    (lambda h, w, y: mean_of(h, w, y, precision="fast"), "precision must be a jax.lax.Precision"),
+    (lambda h, w, y: f(h, w, y, precision=3), "precision must be a jax.lax.Precision"),
+])
+def test_bad_mean_and_precision_options_raise(call, match):
+    h, w, y, _ = _inputs()
+    with pytest.raises(ValueError, match=match):
+        call(h, w, y)
