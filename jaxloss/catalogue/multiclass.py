@@ -139,6 +139,16 @@ def _shard_classes(args, kwargs, shards, axis_name):
     return jax.vmap(local, axis_name=axis_name)(split(weight, 1), split(bias, 0))[0]
 
 
+def _shard_tokens(args, kwargs, shards, axis_name):
+    """The token-parallel mean: hidden, labels and ``where`` split in ``shards``, the classifier
+    on every shard; each shard returns the mean over all the tokens."""
+    (hidden, weight, labels), rest = args, {k: v for k, v in kwargs.items() if k != "where"}
+    split = lambda x: None if x is None else x.reshape((shards, -1) + x.shape[1:])  # noqa: E731
+    local = lambda h, y, m: fused.linear_softmax_cross_entropy_mean(  # noqa: E731
+        h, weight, y, where=m, axis_name=axis_name, **rest)
+    return jnp.mean(jax.vmap(local, axis_name=axis_name)(split(hidden), split(labels), split(kwargs["where"])))
+
+
 # ---------------------------------------------------------------- probabilistic
 
 
@@ -166,6 +176,6 @@ ENTRIES: tuple[Entry, ...] = (
           class_ids=(("labels", "weight", _vocabulary_axis),)),
     Entry(fused.linear_softmax_cross_entropy_mean, "multiclass",
           "mean of the above; Liger fused linear CE (gradient in the forward)",
-          _linear_classes, _extreme_linear_classes, forward_mode=False, blockwise=True, per_batch=True,
+          _linear_classes, _extreme_linear_classes, blockwise=True, sharded=True, shard=_shard_tokens, per_batch=True,
           class_ids=(("labels", "weight", _vocabulary_axis),)),
 )
