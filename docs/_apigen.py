@@ -162,7 +162,7 @@ def write(out: Path) -> list[str]:
 =============
 
 Generated from the docstrings: one page per family of losses (as the catalogue,
-``jaxloss/catalogue/``, groups them), then the reductions, the run-time checks, the
+``src/jaxloss/catalogue/``, groups them), then the reductions, the run-time checks, the
 gradient checker and the helpers.  Every loss returns one value per example unless its
 page says otherwise.
 

@@ -32,3 +32,15 @@ def test_licence_file_matches_pyproject():
 
 def test_package_is_marked_typed():
     assert (pathlib.Path(jaxloss.__file__).parent / "py.typed").is_file()
+
+
+def test_a_script_next_to_the_clone_imports_the_installed_package(tmp_path):
+    """A script in the folder holding the clone (named ``jaxloss``, as ``git clone`` names
+    it) imports the installed package, not the clone's folder as a namespace package."""
+    import subprocess
+    import sys
+
+    (tmp_path / "jaxloss").symlink_to(ROOT, target_is_directory=True)
+    (tmp_path / "script.py").write_text("import jaxloss\nprint(jaxloss.__file__, jaxloss.softmax_cross_entropy.__name__)\n")
+    out = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert out.split() == [jaxloss.__file__, "softmax_cross_entropy"]

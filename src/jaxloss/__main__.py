@@ -8,7 +8,7 @@ with status 1 if any entry fails.  ``verify --inputs`` instead tries each entry'
 (:mod:`jaxloss._inputs`: wrong ranks and shapes, integer logits, float class ids,
 non-boolean masks, negative options), prints a table of the cases, and exits with status 1
 if any is not rejected at trace time with an error naming the argument.  ``catalogue``
-prints the README's table of losses, generated from ``jaxloss/catalogue/``.  ``bench NAME
+prints the README's table of losses, generated from ``src/jaxloss/catalogue/``.  ``bench NAME
 [ARGS]`` runs ``benchmarks/NAME.py`` of a source checkout with its own arguments
 (``--help`` lists them); the scripts are not part of an installed wheel.
 """
@@ -22,7 +22,7 @@ import sys
 
 from jaxloss import _inputs, _verify, catalogue
 
-BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
 DESCRIPTION = ("Check, list and benchmark jaxloss's losses: verify (derivatives and precision of every loss), "
                "catalogue (the table of losses), bench (a benchmark script of a source checkout).")
 
