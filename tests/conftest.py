@@ -95,7 +95,7 @@ def x64():
 from hypothesis import HealthCheck, settings
 
 _SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large]
-settings.register_profile("ci", max_examples=10, deadline=None, derandomize=True, database=None,
+settings.register_profile("ci", max_examples=4, deadline=None, derandomize=True, database=None,
                           suppress_health_check=_SLOW)
 settings.register_profile("full", max_examples=40, deadline=None, derandomize=True, database=None,
                           suppress_health_check=_SLOW)

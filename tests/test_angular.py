@@ -17,6 +17,8 @@ from jaxloss.angular import (
     sphereface_loss,
 )
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 N, C, D = 6, 5, 4
 
 

@@ -17,6 +17,8 @@ from jaxloss import _verify, catalogue, checks
 from jaxloss.catalogue import Entry
 from jaxloss.gradients import hand_derivative, tangent_sum
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 SUMMED_AXES = ("dice_loss",)  # optax's axis=: the axes summed over, not a class axis
 AXIS_ENTRIES = [e for e in catalogue.ENTRIES
                 if "axis" in inspect.signature(e.fn).parameters and e.name not in SUMMED_AXES]

@@ -10,6 +10,8 @@ import jaxloss
 from jaxloss.catalogue import embedding as catalogue_embedding
 from jaxloss.embedding import batch_triplet_loss, valid_triplet_anchors
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 MININGS = ["all", "hard", "semihard"]
 DISTANCES = ["euclidean", "squared", "cosine"]
 MARGIN = 1.0

@@ -57,6 +57,7 @@ def _classes(entry):
     return bound.arguments[counted_by].shape[axis(bound.arguments) if callable(axis) else axis]
 
 
+@pytest.mark.full
 @ENTRIES
 def test_class_ids_name_arguments_of_the_loss(entry):
     parameters = inspect.signature(entry.fn).parameters
@@ -79,6 +80,7 @@ def test_a_function_named_like_a_loss_is_not_checked_as_that_loss():
     assert _run(_checked(softmax_cross_entropy), (jnp.zeros((2, 3)), jnp.array([0, 9])), {})[0] is None
 
 
+@pytest.mark.full
 @ENTRIES
 def test_valid_inputs_pass_with_the_same_losses(entry):
     args, kwargs = _verify.sample(entry)
@@ -87,6 +89,7 @@ def test_valid_inputs_pass_with_the_same_losses(entry):
     np.testing.assert_allclose(out, entry.fn(*args, **kwargs), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.full
 @pytest.mark.parametrize("name", CLASS_ID_LOSSES)
 @pytest.mark.parametrize("bad", ["too_large", "negative"])
 def test_out_of_range_ids_raise_naming_the_argument(name, bad):
@@ -132,6 +135,7 @@ IGNORE_INDEX_LOSSES = [n for n in CLASS_ID_LOSSES
                        if "ignore_index" in inspect.signature(catalogue.BY_NAME[n].fn).parameters]
 
 
+@pytest.mark.full
 @pytest.mark.parametrize("name", IGNORE_INDEX_LOSSES)
 def test_ids_equal_to_the_ignore_index_pass_and_other_negative_ids_raise(name):
     # The ignore_index (torch's -100 by default) used to be flagged as outside [0, C).

@@ -31,6 +31,8 @@ from jax.flatten_util import ravel_pytree
 
 import jaxloss
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 
 # ----------------------------------------------------------------------------- helpers
 

@@ -11,6 +11,8 @@ from jax.sharding import PartitionSpec as P
 import jaxloss
 from jaxloss import contrastive as C
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 N, D = 16, 5
 
 

@@ -12,6 +12,8 @@ from jaxloss import ctc_loss, ctc_loss_with_forward_probs
 
 torch = pytest.importorskip("torch")
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 
 def _close(a, b, rtol=1e-5, atol=1e-5):
     np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol,

@@ -26,6 +26,8 @@ from jaxloss.divergence import (
     convex_kl_divergence, generalized_kl_divergence, kl_divergence, kl_divergence_with_log_targets,
 )
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 INF = np.inf
 # optax's test inputs (losses/_classification_test.py).
 LOG_PS = np.array([[-2.9957, -3.5066, -3.9120, -1.2040, -0.6931, -2.3026],

@@ -16,6 +16,8 @@ import pytest
 
 import jaxloss
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 BATCH, D = (2, 3), 4
 
 

@@ -37,6 +37,8 @@ import jaxloss
 from jaxloss.focal import sigmoid_focal_loss, softmax_focal_loss
 from jaxloss.multiclass import poly1_cross_entropy
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 SHAPES = [pytest.param(SHAPE, id="batch-5-classes-7"), pytest.param((2, 3, 4), id="batch-2x3-classes-4")]
 INF = np.inf
 

@@ -12,6 +12,8 @@ from jax.sharding import PartitionSpec as P
 
 import jaxloss
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 f = jaxloss.linear_softmax_cross_entropy
 N, H, V = 6, 5, 11
 

@@ -9,6 +9,8 @@ import pytest
 import jaxloss
 from jaxloss.speaker import ge2e_loss
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 KINDS = pytest.mark.parametrize("kind", ["softmax", "contrast"])
 
 

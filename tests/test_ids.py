@@ -14,6 +14,8 @@ import pytest
 
 import jaxloss
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 
 class Case(NamedTuple):
     """A loss on ids: ``make(rng, n, classes)`` gives ``(floats, options)``: the differentiated

@@ -18,6 +18,8 @@ from jaxloss import checks
 
 torch = pytest.importorskip("torch")
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 N, C, D = 4, 6, 3
 ROW = 1  # the example whose id is changed
 

@@ -31,6 +31,8 @@ from _loss_cases import (
 
 from jaxloss.divergence import distillation_loss, kl_divergence
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 SHAPES = [SHAPE, (2, 3, 4)]
 INF = np.inf
 

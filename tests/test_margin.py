@@ -21,6 +21,8 @@ import jaxloss
 from jaxloss.catalogue.margin import target_lists
 from jaxloss.margin import multiclass_perceptron_loss, multilabel_margin_loss, multilabel_soft_margin_loss
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 F = torch.nn.functional
 PERCEPTRON = jax.jit(multiclass_perceptron_loss, static_argnames=("ignore_index", "axis"))
 MULTILABEL = jax.jit(multilabel_margin_loss, static_argnames=("axis",))

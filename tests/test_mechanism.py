@@ -49,6 +49,7 @@ def _broadcasts(mask_shape, shape) -> bool:
         return False
 
 
+@pytest.mark.full
 @ENTRIES
 def test_every_where_shape_means_the_full_mask_or_is_rejected(entry):
     """For losses (or positions) of shape S: a (1,) True gives the unmasked result, a scalar
@@ -181,6 +182,7 @@ def _float_scalar_options(kwargs):
     return out
 
 
+@pytest.mark.full
 @pytest.mark.parametrize("entry", catalogue.ENTRIES, ids=lambda e: e.name)
 def test_float_options_given_as_integers_equal_the_float_ones(entry):
     """Every float scalar option of the sample, rounded to an integer, given as a Python int, a
@@ -282,6 +284,7 @@ INTEGER_ENTRIES = [e for e in catalogue.ENTRIES
                    if any(jnp.issubdtype(jnp.result_type(a), jnp.integer) for a in _verify.sample(e)[0])]
 
 
+@pytest.mark.full
 @pytest.mark.parametrize("entry", INTEGER_ENTRIES, ids=lambda e: e.name)
 def test_ids_of_every_integer_dtype_give_the_int32_value_and_gradient(entry, x64):
     args, kwargs = _verify.sample(entry)

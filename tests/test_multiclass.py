@@ -10,6 +10,8 @@ import pytest
 import jaxloss
 from jaxloss.multiclass import nll_loss, softmax_cross_entropy
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 N, C = 6, 5
 
 

@@ -25,6 +25,8 @@ from _loss_cases import (
 import jaxloss
 from jaxloss.margin import multiclass_hinge_loss
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 KINDS = ("crammer_singer", "weston_watkins")
 # Jitted, for the pinned-value tests: eager float64 calls compile every primitive separately.
 LOSS = jax.jit(multiclass_hinge_loss, static_argnames=("kind", "p", "axis"))

@@ -16,6 +16,8 @@ import torch
 import jaxloss
 from jaxloss.multiclass import poly1_cross_entropy, smooth_labels, softmax_cross_entropy
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 N, C = 6, 5
 
 

@@ -13,6 +13,8 @@ import jaxloss
 from jaxloss import _verify
 from jaxloss.catalogue._common import Entry
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 RNG = np.random.default_rng(0)
 
 

@@ -19,6 +19,8 @@ from jax.sharding import PartitionSpec as P
 import jaxloss
 from jaxloss._streaming import matmul_precision
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 HIGHEST, HIGH, DEFAULT = jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGH, jax.lax.Precision.DEFAULT
 N, D = 16, 4
 GROUPS = np.arange(N) // 2  # 8 groups (classes, speakers) of 2

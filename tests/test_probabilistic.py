@@ -30,6 +30,8 @@ from _loss_cases import (
 
 import jaxloss
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 

@@ -11,6 +11,8 @@ from _loss_cases import assert_bad_input_raises, gradients_and_jvp, sum_to_shape
 
 import jaxloss
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 BATCH, Q = (5, 4), 3
 SHAPE = BATCH + (Q,)
 TAUS = np.array([0.1, 0.5, 0.9])

@@ -30,6 +30,8 @@ from _loss_cases import (
 
 import jaxloss
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 
 # ----------------------------------------------------------------------------- inputs
 

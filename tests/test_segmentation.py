@@ -10,6 +10,8 @@ import pytest
 
 import jaxloss
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 LOSSES = ("soft_dice_loss", "jaccard_loss", "tversky_loss", "generalized_dice_loss")
 SHAPE = (2, 4, 3, 3)  # [B, H, W, C]
 

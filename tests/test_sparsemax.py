@@ -25,6 +25,8 @@ from _loss_cases import (
 import jaxloss
 from jaxloss.sparsemax import make_fenchel_young_loss, multiclass_sparsemax_loss, sparsemax_loss
 
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
+
 INF = np.inf
 fenchel_young_loss = make_fenchel_young_loss(jax.nn.logsumexp)
 

@@ -18,6 +18,8 @@ import pytest
 import jaxloss
 
 torch = pytest.importorskip("torch")
+
+pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
 F = torch.nn.functional
 SHAPE = (5, 7)
 
