@@ -176,22 +176,25 @@ def test_low_precision_logits_compute_in_float32():
     assert grad.dtype == jnp.bfloat16
 
 
-@pytest.mark.parametrize("call, error, words", [
-    (lambda x, lp, y, yp: ctc_loss(x.astype(jnp.int32), lp, y, yp), TypeError, "logits"),
-    (lambda x, lp, y, yp: ctc_loss(x[0, 0], lp, y, yp), ValueError, "logits"),
-    (lambda x, lp, y, yp: ctc_loss(x, lp[:, 1:], y, yp), ValueError, "logit_paddings"),
-    (lambda x, lp, y, yp: ctc_loss(x, lp, y.astype(jnp.float32), yp), TypeError, "labels"),
-    (lambda x, lp, y, yp: ctc_loss(x, lp, y[1:], yp[1:]), ValueError, "labels"),
-    (lambda x, lp, y, yp: ctc_loss(x, lp, y, yp[:, 1:]), ValueError, "label_paddings"),
-    (lambda x, lp, y, yp: ctc_loss(x, lp, y, yp, blank_id=6), ValueError, "blank_id"),
-    (lambda x, lp, y, yp: ctc_loss(x, lp, y, yp, zero_infinity=1), TypeError, "zero_infinity"),
-    (lambda x, lp, y, yp: ctc_loss(x, lp, y, yp, where=jnp.ones(3, bool)), ValueError, "where"),
-])
+# Bad inputs both CTC functions reject: (fn, logits, logit_paddings, labels, label_paddings) -> call.
+BAD_INPUTS = [
+    (lambda f, x, lp, y, yp: f(x.astype(jnp.int32), lp, y, yp), TypeError, "logits"),
+    (lambda f, x, lp, y, yp: f(x[0, 0], lp, y, yp), ValueError, "logits"),
+    (lambda f, x, lp, y, yp: f(x, lp[:, 1:], y, yp), ValueError, "logit_paddings"),
+    (lambda f, x, lp, y, yp: f(x, lp, y.astype(jnp.float32), yp), TypeError, "labels"),
+    (lambda f, x, lp, y, yp: f(x, lp, y[1:], yp[1:]), ValueError, "labels"),
+    (lambda f, x, lp, y, yp: f(x, lp, y, yp[:, 1:]), ValueError, "label_paddings"),
+    (lambda f, x, lp, y, yp: f(x, lp, y, yp, blank_id=6), ValueError, "blank_id"),
+    (lambda f, x, lp, y, yp: f(x, lp, y, yp, zero_infinity=1), TypeError, "zero_infinity"),
+    (lambda f, x, lp, y, yp: f(x, lp, y, yp, where=jnp.ones(3, bool)), ValueError, "where"),
+]
+
+
+@pytest.mark.parametrize("call, error, words", BAD_INPUTS)
 def test_bad_inputs_raise_naming_the_argument(call, error, words):
     x, lp, y, yp, *_ = _batch(0)
     with pytest.raises(error, match=words):
-        call(x, lp, y, yp)
-
+        call(ctc_loss, x, lp, y, yp)
 
 
 # ------------------------------------------------------------------ ctc_loss_with_forward_probs
@@ -373,22 +376,12 @@ def test_forward_probs_leading_batch_shapes_and_low_precision():
         _close(a, b)
 
 
-@pytest.mark.parametrize("call, error, words", [
-    (lambda x, lp, y, yp: ctc_loss_with_forward_probs(x.astype(jnp.int32), lp, y, yp), TypeError, "logits"),
-    (lambda x, lp, y, yp: ctc_loss_with_forward_probs(x[0, 0], lp, y, yp), ValueError, "logits"),
-    (lambda x, lp, y, yp: ctc_loss_with_forward_probs(x, lp[:, 1:], y, yp), ValueError, "logit_paddings"),
-    (lambda x, lp, y, yp: ctc_loss_with_forward_probs(x, lp, y.astype(jnp.float32), yp), TypeError, "labels"),
-    (lambda x, lp, y, yp: ctc_loss_with_forward_probs(x, lp, y[1:], yp[1:]), ValueError, "labels"),
-    (lambda x, lp, y, yp: ctc_loss_with_forward_probs(x, lp, y, yp[:, 1:]), ValueError, "label_paddings"),
-    (lambda x, lp, y, yp: ctc_loss_with_forward_probs(x, lp, y, yp, blank_id=6), ValueError, "blank_id"),
-    (lambda x, lp, y, yp: ctc_loss_with_forward_probs(x, lp, y, yp, zero_infinity=1), TypeError, "zero_infinity"),
-    (lambda x, lp, y, yp: ctc_loss_with_forward_probs(x, lp, y, yp, where=jnp.ones(3, bool)), ValueError, "where"),
-    (lambda x, lp, y, yp: ctc_loss_with_forward_probs(x, lp, y, yp, log_epsilon=None), TypeError, "log_epsilon"),
-    (lambda x, lp, y, yp: ctc_loss_with_forward_probs(x, lp, y, yp, log_epsilon=True), TypeError, "log_epsilon"),
-    (lambda x, lp, y, yp: ctc_loss_with_forward_probs(x, lp, y, yp, log_epsilon=jnp.ones(2)), ValueError,
-     "log_epsilon"),
+@pytest.mark.parametrize("call, error, words", BAD_INPUTS + [
+    (lambda f, x, lp, y, yp: f(x, lp, y, yp, log_epsilon=None), TypeError, "log_epsilon"),
+    (lambda f, x, lp, y, yp: f(x, lp, y, yp, log_epsilon=True), TypeError, "log_epsilon"),
+    (lambda f, x, lp, y, yp: f(x, lp, y, yp, log_epsilon=jnp.ones(2)), ValueError, "log_epsilon"),
 ])
 def test_forward_probs_bad_inputs_raise_naming_the_argument(call, error, words):
     x, lp, y, yp, *_ = _batch(0)
     with pytest.raises(error, match=words):
-        call(x, lp, y, yp)
+        call(ctc_loss_with_forward_probs, x, lp, y, yp)
