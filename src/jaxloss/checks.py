@@ -172,11 +172,13 @@ def _moved_axes(loss, arguments, arrays):
 
 def _mask(keep, arg, x, moved):
     """``keep`` extended over ``x``'s class axes (``moved[arg]``, see :func:`_moved_axes`) or
-    else its trailing axes, where its other axes are ``keep``'s shape."""
+    else its trailing axes, where its other axes are ``keep``'s shape; no mask for an argument
+    whose other axes are not (the keys of a contrastive loss, shared by every query)."""
     if keep is None or arg in _SHARED:
         return jnp.ones((), bool)
     if arg in moved:
-        return jnp.expand_dims(keep, moved[arg])
+        per_example = tuple(n for i, n in enumerate(x.shape) if i not in moved[arg])
+        return jnp.expand_dims(keep, moved[arg]) if per_example == keep.shape else jnp.ones((), bool)
     if x.shape[: keep.ndim] != keep.shape:
         return jnp.ones((), bool)
     return keep.reshape(keep.shape + (1,) * (x.ndim - keep.ndim))
