@@ -253,8 +253,9 @@ def _toy_tangent(p, t, out, res):
 
 
 @hand_derivative(_toy_tangent, class_axis=("logits", "labels"))
-def _toy_cross_entropy(logits, labels, *, class_weights=None, where=None):
-    """``Σ_c w_c y_c (lse − x_c)``, y one-hot for ids: the test's own cross-entropy."""
+def _toy_cross_entropy(logits, labels, *, axis=-1, class_weights=None, where=None):
+    """``Σ_c w_c y_c (lse − x_c)``, y one-hot for ids: the test's own cross-entropy (``axis`` is
+    the public option; the forward, written for the last axis, never receives it)."""
     w = jnp.ones(logits.shape[-1]) if class_weights is None else class_weights
     targets = jax.nn.one_hot(labels, logits.shape[-1]) if labels.dtype == jnp.int32 else labels
     return -jnp.sum(w * targets * jax.nn.log_softmax(logits), axis=-1)
@@ -315,9 +316,24 @@ def test_an_int_only_loss_refuses_a_tuple_axis():
         _toy_cross_entropy(jnp.zeros((2, 3, 4)), jnp.zeros((2,), jnp.int32), axis=(1, 2))
 
 
-def test_a_forward_with_its_own_axis_is_refused():
-    with pytest.raises(TypeError, match="axis"):
-        hand_derivative(_toy_tangent, class_axis=("logits",))(lambda logits, *, axis=-1: logits)
+@pytest.mark.parametrize("forward", [lambda logits, *, where=None: logits,
+                                     lambda logits, *, where=None, axis=-1: logits,
+                                     lambda logits, axis=-1: logits], ids=["none", "not-first", "positional"])
+def test_a_forward_without_a_first_keyword_only_axis_is_refused(forward):
+    with pytest.raises(TypeError, match="first keyword-only"):
+        hand_derivative(_toy_tangent, class_axis=("logits",))(forward)
+
+
+def test_the_forward_never_receives_axis():
+    seen = []
+
+    def forward(logits, *, axis=-1):
+        seen.append(axis)
+        return jnp.sum(logits, axis=-1)
+
+    loss = hand_derivative(_toy_tangent, class_axis=("logits",))(forward)
+    np.testing.assert_array_equal(loss(jnp.ones((2, 3)), axis=0), [2.0, 2.0, 2.0])
+    assert seen and set(seen) == {-1}
 
 
 def test_lower_rank_float_arguments_broadcast_in_the_callers_layout():

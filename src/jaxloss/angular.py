@@ -176,7 +176,7 @@ def _angular_margin_tangent(p, t, out, res):
 
 @hand_derivative(_angular_margin_tangent, static=("m1", "straight_through", "ignore_index", "precision"),
                  check=_check_angular, residuals=True, per_example=("embeddings", "labels"), class_axis=("embeddings",))
-def angular_margin_loss(embeddings, class_centers, labels, *, scale=64.0, m1=1, m2=0.5, m3=0.0,
+def angular_margin_loss(embeddings, class_centers, labels, *, axis: int = -1, scale=64.0, m1=1, m2=0.5, m3=0.0,
                         straight_through=False, ignore_index=IGNORE_INDEX, precision=None, where=None):
     r"""Softmax cross-entropy over scaled cosines to class centres with the combined angular margin.
 

@@ -81,7 +81,7 @@ def _info_nce_tangent(p, t, out, res):
 @hand_derivative(_info_nce_tangent, check=_check_info_nce, residuals=True,
                  static=("ignore_index", "block_size", "axis_name", "precision"), per_example=("queries",),
                  class_axis=("queries", "keys"))
-def info_nce_loss(queries, keys, *, temperature=0.07, labels=None, ignore_index=IGNORE_INDEX, block_size=None,
+def info_nce_loss(queries, keys, *, axis: int = -1, temperature=0.07, labels=None, ignore_index=IGNORE_INDEX, block_size=None,
                   axis_name=None, precision=None, where=None):
     r"""InfoNCE per query: cross-entropy of the query's positive key among all keys.
 
@@ -202,7 +202,7 @@ def _mnrl_tangent(p, t, out, res):
 
 @hand_derivative(_mnrl_tangent, check=_check_mnrl, residuals=True,
                  static=("symmetric", "block_size", "axis_name", "precision"), class_axis=("anchors", "positives"))
-def multiple_negatives_ranking_loss(anchors, positives, *, scale=20.0, symmetric=False, block_size=None,
+def multiple_negatives_ranking_loss(anchors, positives, *, axis: int = -1, scale=20.0, symmetric=False, block_size=None,
                                     axis_name=None, precision=None, where=None):
     r"""Multiple-negatives ranking loss per anchor: its positive against every other
     example's positive (in-batch negatives), on scaled cosine similarities.
@@ -282,7 +282,7 @@ def _clip_tangent(p, t, out, res):
 
 @hand_derivative(_clip_tangent, check=_check_clip, residuals=True, static=("block_size", "axis_name", "precision"),
                  class_axis=("image_embeddings", "text_embeddings"))
-def clip_loss(image_embeddings, text_embeddings, *, logit_scale, block_size=None, axis_name=None, precision=None,
+def clip_loss(image_embeddings, text_embeddings, *, axis: int = -1, logit_scale, block_size=None, axis_name=None, precision=None,
               where=None):
     r"""CLIP's symmetric InfoNCE per image–text pair, with a learnable log-scale.
 
@@ -399,7 +399,7 @@ def _ntxent_tangent(p, t, out, res):
 
 @hand_derivative(_ntxent_tangent, check=_check_ntxent, residuals=True, static=("block_size", "axis_name", "precision"),
                  class_axis=("embeddings",))
-def ntxent_loss(embeddings, labels, *, temperature=0.07, block_size=None, axis_name=None, precision=None, where=None):
+def ntxent_loss(embeddings, labels, *, axis: int = -1, temperature=0.07, block_size=None, axis_name=None, precision=None, where=None):
     r"""NT-Xent (SimCLR) per anchor, with positives defined by labels (also exported as ``ntxent``).
 
     With :math:`s_{ij} = \cos(x_i, x_j)/T`, positives :math:`P_i = \{j \ne i : y_j = y_i\}`,
@@ -509,7 +509,7 @@ def _siglip_tangent(p, t, out, res):
 
 @hand_derivative(_siglip_tangent, check=_check_siglip, static=("block_size", "axis_name", "precision"),
                  class_axis=("image_embeddings", "text_embeddings"))
-def sigmoid_contrastive_loss(image_embeddings, text_embeddings, *, temperature, bias, block_size=None,
+def sigmoid_contrastive_loss(image_embeddings, text_embeddings, *, axis: int = -1, temperature, bias, block_size=None,
                              axis_name=None, precision=None, where=None):
     r"""SigLIP's pairwise sigmoid loss per image: every image–text pair is a binary
     classification, positive for the image's own text and negative for all others.

@@ -91,7 +91,7 @@ def _kl_tangent(p, t, out, res):
 
 @hand_derivative(_kl_tangent, static=("log_targets",), check=_check_kl,
                  class_axis=("log_predictions", "targets", "class_mask"), axis_tuples=True)
-def kl_divergence(log_predictions, targets, *, log_targets=False, class_mask=None, where=None):
+def kl_divergence(log_predictions, targets, *, axis: int | tuple[int, ...] | None = -1, log_targets=False, class_mask=None, where=None):
     r"""Kullback-Leibler divergence of predictions from targets, per example over the class axis.
 
     .. math:: \ell = \sum_c t_c (\log t_c - \log p_c), \qquad 0 \log 0 = 0,
@@ -157,7 +157,7 @@ def _check_kl_log_targets(log_predictions, log_targets, class_mask, where):
 
 @hand_derivative(_kl_log_targets_tangent, check=_check_kl_log_targets,
                  class_axis=("log_predictions", "log_targets", "class_mask"), axis_tuples=True)
-def kl_divergence_with_log_targets(log_predictions, log_targets, *, class_mask=None, where=None):
+def kl_divergence_with_log_targets(log_predictions, log_targets, *, axis: int | tuple[int, ...] | None = -1, class_mask=None, where=None):
     r"""Kullback-Leibler divergence with the targets given as log-probabilities, per example.
 
     .. math:: \ell = \sum_c e^{\log t_c} (\log t_c - \log p_c),
@@ -204,7 +204,7 @@ def _generalized_kl_tangent(p, t, out, res):
 
 @hand_derivative(_generalized_kl_tangent, check=_check_kl,
                  class_axis=("log_predictions", "targets", "class_mask"), axis_tuples=True)
-def generalized_kl_divergence(log_predictions, targets, *, class_mask=None, where=None):
+def generalized_kl_divergence(log_predictions, targets, *, axis: int | tuple[int, ...] | None = -1, class_mask=None, where=None):
     r"""Generalized Kullback-Leibler divergence, for unnormalised distributions, per example.
 
     .. math:: \ell = \sum_c \bigl[t_c (\log t_c - \log p_c) + p_c - t_c\bigr], \qquad 0 \log 0 = 0,
@@ -282,7 +282,7 @@ def _distillation_tangent(p, t, out, res):
 
 @hand_derivative(_distillation_tangent, check=_check_distillation, residuals=True,
                  class_axis=("student_logits", "teacher_logits"))
-def distillation_loss(student_logits, teacher_logits, *, temperature=1.0, where=None):
+def distillation_loss(student_logits, teacher_logits, *, axis: int = -1, temperature=1.0, where=None):
     r"""Knowledge-distillation loss: KL(teacher ‖ student) on temperature-softened logits.
 
     With :math:`p = \operatorname{softmax}(s/T)` (student) and

@@ -119,7 +119,7 @@ def _contrastive_tangent(p, t, out, res):
 
 
 @hand_derivative(_contrastive_tangent, check=_check_contrastive, class_axis=("x1", "x2"), axis_tuples=True)
-def contrastive_loss(x1, x2, is_similar, *, margin=1.0, where=None):
+def contrastive_loss(x1, x2, is_similar, *, axis: int | tuple[int, ...] | None = -1, margin=1.0, where=None):
     r"""Contrastive loss of a pair of embeddings (Hadsell, Chopra & LeCun), per pair.
 
     With the Euclidean distance :math:`d = \lVert x_1 - x_2 \rVert_2` over the feature axis and
@@ -206,7 +206,7 @@ def _triplet_tangent(p, t, out, res):
 
 @hand_derivative(_triplet_tangent, check=_check_triplet, static=("p", "swap"),
                  class_axis=("anchor", "positive", "negative"), axis_tuples=True)
-def triplet_margin_loss(anchor, positive, negative, *, margin=1.0, p=2.0, eps=1e-6, swap=False, where=None):
+def triplet_margin_loss(anchor, positive, negative, *, axis: int | tuple[int, ...] | None = -1, margin=1.0, p=2.0, eps=1e-6, swap=False, where=None):
     r"""Triplet margin loss, per triplet, as ``torch.nn.functional.triplet_margin_loss``.
 
     With :math:`d(u, v) = \lVert u - v + \epsilon \rVert_p` over the feature axis (ε added to every
@@ -297,7 +297,7 @@ def _cosine_embedding_tangent(p, t, out, res):
 
 @hand_derivative(_cosine_embedding_tangent, check=_check_cosine_embedding, class_axis=("x1", "x2"),
                  axis_tuples=True)
-def cosine_embedding_loss(x1, x2, y, *, margin=0.0, where=None):
+def cosine_embedding_loss(x1, x2, y, *, axis: int | tuple[int, ...] | None = -1, margin=0.0, where=None):
     r"""Cosine embedding loss, per pair, as ``torch.nn.functional.cosine_embedding_loss``.
 
     With PyTorch's cosine :math:`c = \langle x_1, x_2\rangle / \sqrt{(\lVert x_1\rVert^2 + \epsilon)
@@ -471,7 +471,7 @@ def _batch_triplet_tangent(p, t, out, res):
 
 @hand_derivative(_batch_triplet_tangent, static=("mining", "distance", "precision"), check=_check_batch_triplet,
                  residuals=True, per_example=("embeddings", "labels"), class_axis=("embeddings",))
-def batch_triplet_loss(embeddings, labels, *, margin=1.0, mining="all", distance="euclidean", precision=None,
+def batch_triplet_loss(embeddings, labels, *, axis: int = -1, margin=1.0, mining="all", distance="euclidean", precision=None,
                        where=None):
     r"""Triplet loss over the triplets mined in a batch, one loss per anchor.
 

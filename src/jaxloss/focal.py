@@ -265,7 +265,7 @@ def _softmax_focal_tangent(p, t, out, others):
 
 @hand_derivative(_softmax_focal_tangent, static=("ignore_index",), check=_check_softmax_focal, residuals=True,
                  class_axis=("logits", "labels"))
-def softmax_focal_loss(logits, labels, *, class_weights=None, gamma=2.0, label_smoothing=0.0,
+def softmax_focal_loss(logits, labels, *, axis: int = -1, class_weights=None, gamma=2.0, label_smoothing=0.0,
                        ignore_index=IGNORE_INDEX, where=None):
     r"""Multi-class (softmax) focal loss per example, with class ids or probability targets.
 

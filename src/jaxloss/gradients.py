@@ -135,10 +135,11 @@ def hand_derivative(
         Every other keyword-only argument that is not static is a float option
         (margin, temperature, gamma...).
       class_axis: names of the arguments that carry the axis the loss reduces (classes,
-        features), the first being the primary (the logits).  The public function and
-        ``.reference`` then take a static keyword-only ``axis=-1`` (the first keyword-only
-        parameter of their signature), and the forward and the rule, written for the last
-        axis, see every named argument with that axis moved last (see :func:`class_axes`).
+        features), the first being the primary (the logits).  The forward then declares a
+        keyword-only ``axis=-1`` as its first keyword-only parameter: the public function's
+        static option (typed and documented where the loss is), which the forward never
+        receives: it and the rule, written for the last axis, see every named argument with
+        that axis moved last (see :func:`class_axes`).
         A named argument of the primary's rank is moved as the primary; a float or boolean
         one of lower rank (rank >= 1) broadcasts against the primary in the caller's layout,
         so it gets leading axes of size 1 and is moved too; an integer one of lower rank
@@ -182,7 +183,9 @@ def hand_derivative(
 
     def decorate(forward):
         signature = inspect.signature(forward)
-        parameters = tuple(signature.parameters)
+        if class_axis:
+            _check_declares_axis(signature, forward.__name__)
+        parameters = tuple(n for n in signature.parameters if not (class_axis and n == "axis"))
         names = tuple(n for n in parameters if n not in static)
         # With where_of="inputs" the forward and the rule apply ``where`` themselves.
         masked = "where" in parameters and where_of == "output"
@@ -191,10 +194,9 @@ def hand_derivative(
         ids = tuple(n for n in keyword if n in integer_options)
         options = tuple(n for n in keyword if n not in integer_options)
         examples = tuple(per_example) if per_example is not None else inputs
-        public_signature = _with_axis(signature) if class_axis else signature
 
         def bind(args, kwargs):
-            bound = public_signature.bind(*args, **kwargs)
+            bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             arguments = bound.arguments
             axis = arguments.pop("axis") if class_axis else -1
@@ -282,7 +284,7 @@ def hand_derivative(
             return evaluate(dict(static_items), values)[0]
 
         reference.__doc__ = f"``{forward.__name__}`` differentiated by plain autodiff of its formula."
-        public.__signature__ = reference.__signature__ = public_signature
+        public.__signature__ = reference.__signature__ = signature
         public.reference = reference
         public.tangent_rule = tangent
         public.class_axis, public.axis_tuples = tuple(class_axis), axis_tuples
@@ -291,15 +293,12 @@ def hand_derivative(
     return decorate
 
 
-def _with_axis(signature):
-    """``signature`` with a keyword-only ``axis=-1`` first among the keyword-only parameters."""
-    parameters = list(signature.parameters.values())
-    if "axis" in signature.parameters:
-        raise TypeError("a loss declared with class_axis gets its axis= option from hand_derivative; "
-                        "its forward must not take one.")
-    first = next((i for i, q in enumerate(parameters) if q.kind in (q.KEYWORD_ONLY, q.VAR_KEYWORD)), len(parameters))
-    parameters.insert(first, inspect.Parameter("axis", inspect.Parameter.KEYWORD_ONLY, default=-1))
-    return signature.replace(parameters=parameters)
+def _check_declares_axis(signature, name):
+    """Raise ``TypeError`` unless ``signature`` has ``axis`` as its first keyword-only parameter."""
+    keyword = [n for n, q in signature.parameters.items() if q.kind == q.KEYWORD_ONLY]
+    if keyword[:1] != ["axis"]:
+        raise TypeError(f"{name}: a loss declared with class_axis takes axis= as its first keyword-only "
+                        "parameter (the public option; the forward itself always sees -1).")
 
 
 def class_axes(axis, shape, *, tuples=False, name="logits") -> tuple[int, ...]:

@@ -83,7 +83,7 @@ def _multiclass_hinge_tangent(p, t, out, res):
 
 @hand_derivative(_multiclass_hinge_tangent, static=("kind", "p", "ignore_index"), check=_check_multiclass_hinge,
                  residuals=True, class_axis=("scores", "labels"))
-def multiclass_hinge_loss(scores, labels, *, margin=1.0, kind="crammer_singer", p=1, class_weights=None,
+def multiclass_hinge_loss(scores, labels, *, axis: int = -1, margin=1.0, kind="crammer_singer", p=1, class_weights=None,
                           ignore_index=IGNORE_INDEX, where=None):
     r"""Multi-class hinge loss on scores ``[..., C]``: Crammer–Singer or Weston–Watkins.
 
@@ -186,7 +186,7 @@ def _multiclass_perceptron_tangent(p, t, out, res):
 
 @hand_derivative(_multiclass_perceptron_tangent, static=("ignore_index",), check=_check_multiclass_perceptron,
                  residuals=True, class_axis=("scores", "labels"))
-def multiclass_perceptron_loss(scores, labels, *, ignore_index=IGNORE_INDEX, where=None):
+def multiclass_perceptron_loss(scores, labels, *, axis: int = -1, ignore_index=IGNORE_INDEX, where=None):
     r"""Multi-class perceptron loss on scores ``[..., C]``: the best score's lead over the label's.
 
     .. math:: \ell = \max_c s_c - s_y \;\ge 0.
@@ -283,7 +283,7 @@ def _multilabel_margin_tangent(p, t, out, res):
 
 
 @hand_derivative(_multilabel_margin_tangent, check=_check_multilabel_margin, class_axis=("scores", "labels"))
-def multilabel_margin_loss(scores, labels, *, where=None):
+def multilabel_margin_loss(scores, labels, *, axis: int = -1, where=None):
     r"""Multi-label hinge loss on scores ``[..., C]``: every target class above every other by a margin of 1.
 
     ``labels`` lists the target class ids of each example, ended by the first ``-1``
@@ -352,7 +352,7 @@ def _multilabel_soft_margin_tangent(p, t, out, res):
 
 
 @hand_derivative(_multilabel_soft_margin_tangent, check=_check_multilabel_soft_margin, class_axis=("logits", "labels"))
-def multilabel_soft_margin_loss(logits, labels, *, class_weights=None, where=None):
+def multilabel_soft_margin_loss(logits, labels, *, axis: int = -1, class_weights=None, where=None):
     r"""Multi-label logistic loss on logits ``[..., C]``: the class-mean of weighted binary cross-entropies.
 
     With class weights :math:`w_c` (1 without ``class_weights``):

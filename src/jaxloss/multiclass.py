@@ -128,7 +128,7 @@ def _softmax_cross_entropy_tangent(p, t, out, res):
 @hand_derivative(_softmax_cross_entropy_tangent, static=("ignore_index",), check=_check_cross_entropy,
                  residuals=True, own_precision=("logits",), class_axis=("logits", "labels", "class_mask"),
                  axis_tuples=True)
-def softmax_cross_entropy(logits, labels, *, label_smoothing=0.0, z_loss=0.0, class_weights=None, class_mask=None,
+def softmax_cross_entropy(logits, labels, *, axis: int | tuple[int, ...] | None = -1, label_smoothing=0.0, z_loss=0.0, class_weights=None, class_mask=None,
                           ignore_index=IGNORE_INDEX, where=None):
     r"""Softmax cross-entropy per example, with class ids or probability targets.
 
@@ -269,7 +269,7 @@ def _nll_tangent(p, t, out, res):
 
 
 @hand_derivative(_nll_tangent, static=("ignore_index",), check=_check_nll, class_axis=("log_probs", "labels"))
-def nll_loss(log_probs, labels, *, class_weights=None, ignore_index=IGNORE_INDEX, where=None):
+def nll_loss(log_probs, labels, *, axis: int = -1, class_weights=None, ignore_index=IGNORE_INDEX, where=None):
     r"""Negative log-likelihood of the label class, per example: :math:`\ell = -w_y \log p_y`.
 
     Derivatives (hand rule): ``∂ℓ/∂(log p)_c = −w_y·[c = y]`` and
@@ -357,7 +357,7 @@ def _poly1_tangent(p, t, out, res):
 
 @hand_derivative(_poly1_tangent, static=("ignore_index",), check=_check_poly1, residuals=True,
                  class_axis=("logits", "labels", "class_mask"), axis_tuples=True)
-def poly1_cross_entropy(logits, labels, *, epsilon=1.0, label_smoothing=0.0, class_mask=None,
+def poly1_cross_entropy(logits, labels, *, axis: int | tuple[int, ...] | None = -1, epsilon=1.0, label_smoothing=0.0, class_mask=None,
                         ignore_index=IGNORE_INDEX, where=None):
     r"""Poly-1 cross-entropy (PolyLoss) per example: cross-entropy plus ε·(1 − p_t).
 

@@ -62,7 +62,7 @@ def _kl_tangent(p, t, out, res):
 @hand_derivative(_kl_tangent, check=_check_kl,
                  per_example=("mean", "log_variance", "prior_mean", "prior_log_variance"),
                  class_axis=("mean", "log_variance", "prior_mean", "prior_log_variance"), axis_tuples=True)
-def gaussian_kl_divergence(mean, log_variance, *, prior_mean=0.0, prior_log_variance=0.0, where=None):
+def gaussian_kl_divergence(mean, log_variance, *, axis: int | tuple[int, ...] | None = -1, prior_mean=0.0, prior_log_variance=0.0, where=None):
     r"""KL divergence of a diagonal Gaussian from a diagonal Gaussian prior, per example.
 
     .. math::

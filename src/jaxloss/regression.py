@@ -451,7 +451,7 @@ def _cosine_similarity_tangent(p, t, out, res):
 
 
 @hand_derivative(_cosine_similarity_tangent, check=_check_cosine, class_axis=_FEATURE_ARGUMENTS, axis_tuples=True)
-def cosine_similarity(predictions, targets, *, epsilon=0.0, feature_mask=None, where=None):
+def cosine_similarity(predictions, targets, *, axis: int | tuple[int, ...] | None = -1, epsilon=0.0, feature_mask=None, where=None):
     r"""Cosine similarity per example, over the feature axis, as optax computes it.
 
     With each norm floored at :math:`\sqrt\varepsilon` (optax clips the squared norms at ε):
@@ -501,7 +501,7 @@ def _cosine_distance_tangent(p, t, out, res):
 
 
 @hand_derivative(_cosine_distance_tangent, check=_check_cosine, class_axis=_FEATURE_ARGUMENTS, axis_tuples=True)
-def cosine_distance(predictions, targets, *, epsilon=0.0, feature_mask=None, where=None):
+def cosine_distance(predictions, targets, *, axis: int | tuple[int, ...] | None = -1, epsilon=0.0, feature_mask=None, where=None):
     r"""Cosine distance per example: ``1 − cosine_similarity``, as optax computes it.
 
     .. math:: \ell = 1 - \langle \hat p, \hat y\rangle, \qquad \hat x = x / \max(\lVert x\rVert, \sqrt\varepsilon).

@@ -282,7 +282,7 @@ def _check_dice(predictions, targets, smooth, squared, class_weights, include_ba
 
 @hand_derivative(_per_class_tangent(_dice_terms, _dice_terms_tangent), static=("squared",) + _STATIC, check=_check_dice,
                  residuals=True, where_of="inputs", class_axis=("predictions", "targets"))
-def soft_dice_loss(predictions, targets, *, smooth=1.0, squared=False, class_weights=None,
+def soft_dice_loss(predictions, targets, *, axis: int = -1, smooth=1.0, squared=False, class_weights=None,
                    include_background=True, from_logits=None, ignore_index=IGNORE_INDEX, where=None):
     r"""Soft Dice loss per example, per class over the spatial axes, weighted mean over classes.
 
@@ -362,7 +362,7 @@ def _check_jaccard(predictions, targets, smooth, class_weights, include_backgrou
 
 @hand_derivative(_per_class_tangent(_jaccard_terms, _jaccard_terms_tangent), static=_STATIC,
                  check=_check_jaccard, residuals=True, where_of="inputs", class_axis=("predictions", "targets"))
-def jaccard_loss(predictions, targets, *, smooth=1.0, class_weights=None, include_background=True,
+def jaccard_loss(predictions, targets, *, axis: int = -1, smooth=1.0, class_weights=None, include_background=True,
                  from_logits=None, ignore_index=IGNORE_INDEX, where=None):
     r"""Soft Jaccard (IoU) loss per example, per class, weighted mean over classes.
 
@@ -431,7 +431,7 @@ def _check_tversky(predictions, targets, smooth, alpha, beta, class_weights, inc
 
 @hand_derivative(_per_class_tangent(_tversky_terms, _tversky_terms_tangent), static=_STATIC,
                  check=_check_tversky, residuals=True, where_of="inputs", class_axis=("predictions", "targets"))
-def tversky_loss(predictions, targets, *, smooth=1.0, alpha=0.5, beta=0.5, class_weights=None,
+def tversky_loss(predictions, targets, *, axis: int = -1, smooth=1.0, alpha=0.5, beta=0.5, class_weights=None,
                  include_background=True, from_logits=None, ignore_index=IGNORE_INDEX, where=None):
     r"""Tversky loss per example, per class, weighted mean over classes.
 
@@ -531,7 +531,7 @@ def _check_generalized_dice(predictions, targets, smooth, include_background, fr
 
 @hand_derivative(_generalized_dice_tangent, static=_STATIC, check=_check_generalized_dice,
                  residuals=True, where_of="inputs", class_axis=("predictions", "targets"))
-def generalized_dice_loss(predictions, targets, *, smooth=1.0, include_background=True,
+def generalized_dice_loss(predictions, targets, *, axis: int = -1, smooth=1.0, include_background=True,
                           from_logits=None, ignore_index=IGNORE_INDEX, where=None):
     r"""Generalized Dice loss per example (Sudre et al. 2017): one ratio of class-weighted sums.
 

@@ -115,7 +115,7 @@ def _barlow_tangent(p, t, out, res):
 
 
 @hand_derivative(_barlow_tangent, check=_check_barlow, static=("axis_name",), where_of="inputs", class_axis=("z1", "z2"))
-def barlow_twins_loss(z1, z2, *, lambda_=5e-3, eps=1e-5, where=None, axis_name=None):
+def barlow_twins_loss(z1, z2, *, axis: int = -1, lambda_=5e-3, eps=1e-5, where=None, axis_name=None):
     r"""Barlow Twins loss of a batch: the cross-correlation of two views driven to the identity.
 
     Defined on the whole batch: it returns one number (a scalar), not per-example losses.
@@ -228,7 +228,7 @@ def _vicreg_tangent(p, t, out, res):
 
 
 @hand_derivative(_vicreg_tangent, check=_check_vicreg, static=("axis_name",), where_of="inputs", class_axis=("z1", "z2"))
-def vicreg_loss(z1, z2, *, sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, eps=1e-4, where=None, axis_name=None):
+def vicreg_loss(z1, z2, *, axis: int = -1, sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, eps=1e-4, where=None, axis_name=None):
     r"""VICReg loss of a batch: invariance, variance and covariance terms.
 
     Defined on the whole batch: it returns one number (a scalar), not per-example losses.
@@ -308,7 +308,7 @@ def _cosine_tangent(p, t, out, res):
 
 
 @hand_derivative(_cosine_tangent, check=_check_cosine, class_axis=("predictions", "targets"), axis_tuples=True)
-def negative_cosine_similarity(predictions, targets, *, where=None):
+def negative_cosine_similarity(predictions, targets, *, axis: int | tuple[int, ...] | None = -1, where=None):
     r"""Negative cosine similarity per example: the BYOL / SimSiam objective.
 
     With ``â = a/max(‖a‖, ε)`` (``F.normalize``, ε = 1e-12) over the feature axis:
@@ -420,7 +420,7 @@ def _dino_tangent(p, t, out, res):
 
 @hand_derivative(_dino_tangent, check=_check_dino, per_example=("student_logits", "teacher_logits"),
                  class_axis=("student_logits", "teacher_logits"))
-def dino_loss(student_logits, teacher_logits, center, *, student_temperature=0.1, teacher_temperature=0.04,
+def dino_loss(student_logits, teacher_logits, center, *, axis: int = -1, student_temperature=0.1, teacher_temperature=0.04,
               where=None):
     r"""DINO loss per example: cross-entropy of the centred, sharpened teacher against the student,
     averaged over the pairs of different views.

@@ -137,7 +137,7 @@ def _multiclass_sparsemax_tangent(p, t, out, res):
 
 @hand_derivative(_multiclass_sparsemax_tangent, static=("ignore_index",), check=_check_multiclass_sparsemax,
                  residuals=True, class_axis=("scores", "labels"))
-def multiclass_sparsemax_loss(scores, labels, *, ignore_index=IGNORE_INDEX, where=None):
+def multiclass_sparsemax_loss(scores, labels, *, axis: int = -1, ignore_index=IGNORE_INDEX, where=None):
     r"""Multi-class sparsemax loss on scores ``[..., C]`` and class ids.
 
     With :math:`p = \operatorname{sparsemax}(s)`, the Euclidean projection of the scores

@@ -140,7 +140,7 @@ def _ge2e_tangent(p, t, out, res):
 
 @hand_derivative(_ge2e_tangent, static=("kind", "precision"), check=_check_ge2e, residuals=True,
                  class_axis=("embeddings",))
-def ge2e_loss(embeddings, *, w, b, kind="softmax", precision=None, where=None):
+def ge2e_loss(embeddings, *, axis: int = -1, w, b, kind="softmax", precision=None, where=None):
     r"""Generalized end-to-end (GE2E) loss per utterance, against the speaker centroids of the batch.
 
     The embeddings of ``S`` speakers with ``U`` utterances each are L2-normalised inside
