@@ -31,7 +31,7 @@ import inspect
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Generic, ParamSpec, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -43,8 +43,24 @@ from jaxloss._gradcheck import GradientCheck as GradientCheck
 from jaxloss._gradcheck import GradientRow as GradientRow
 from jaxloss._gradcheck import check_gradients as check_gradients
 
-__all__ = ["hand_derivative", "Args", "tangent_sum", "as_float_option", "as_ids", "float_dtype", "class_axes",
+__all__ = ["hand_derivative", "Loss", "Args", "tangent_sum", "as_float_option", "as_ids", "float_dtype", "class_axes",
            "check_gradients", "GradientCheck", "GradientRow"]
+
+
+P = ParamSpec("P")
+
+
+class Loss(Protocol, Generic[P]):
+    """What :func:`hand_derivative` returns: the public loss, typed with its forward's
+    parameters, and what it carries (``reference``: the same loss by plain autodiff of the
+    formula; ``tangent_rule``; ``class_axis`` and ``axis_tuples`` as declared)."""
+
+    reference: Callable[P, jax.Array]
+    tangent_rule: Callable[..., Any]
+    class_axis: tuple[str, ...]
+    axis_tuples: bool
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> jax.Array: ...
 
 
 class Args(dict):
@@ -96,7 +112,7 @@ def hand_derivative(
     integer_options: Sequence[str] = ("labels",),
     class_axis: Sequence[str] = (),
     axis_tuples: bool = False,
-):
+) -> Callable[[Callable[P, Any]], Loss[P]]:
     """Declare a loss as its forward formula plus a hand-derived tangent rule.
 
     Args:
