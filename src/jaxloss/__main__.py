@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                 "the benchmark scripts are not part of an installed wheel")
             parser.error(f"no benchmark script {args.name!r}; the scripts are {where}")
         spec = importlib.util.spec_from_file_location(args.name, BENCHMARKS / f"{args.name}.py")
+        assert spec is not None and spec.loader is not None  # the file exists: listed by _benchmarks()
         module = importlib.util.module_from_spec(spec)
         sys.modules[args.name] = module  # for what resolves the module by name (dataclasses, pickle)
         spec.loader.exec_module(module)
@@ -85,10 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.inputs:
         outcomes = _inputs.check(entries, args.seed)
         print(_inputs.table(outcomes))
-        failed = [o for o in outcomes if not o.ok]
-        print(f"\n{len(outcomes) - len(failed)} of {len(outcomes)} bad-input cases rejected"
-              + (f"; not rejected: {', '.join(f'{o.case.loss} ({o.case.name})' for o in failed)}" if failed else ""))
-        return 1 if failed else 0
+        accepted = [o for o in outcomes if not o.ok]
+        print(f"\n{len(outcomes) - len(accepted)} of {len(outcomes)} bad-input cases rejected"
+              + (f"; not rejected: {', '.join(f'{o.case.loss} ({o.case.name})' for o in accepted)}" if accepted else ""))
+        return 1 if accepted else 0
     print(_verify.TABLE_HEAD, _verify.TABLE_RULE, sep="\n", flush=True)
     verdicts = []
     for i, e in enumerate(entries):

@@ -149,7 +149,7 @@ def _flatten(x, path: str):
     if jax.tree_util.treedef_is_leaf(treedef) and flat and flat[0][1] is x:
         return [(path, x)], lambda leaves: leaves[0]
     parts = [_flatten(leaf, path + jax.tree_util.keystr(key)) for key, leaf in flat]
-    return _join(parts, treedef.unflatten)
+    return _join(parts, functools.partial(jax.tree_util.tree_unflatten, treedef))
 
 
 def _join(parts, build):
@@ -216,7 +216,7 @@ def _judge(name, mode, autodiff, fd, rtol_autodiff, rtol_fd, note=""):
 
 def check_gradients(
     fn: Callable[..., Any],
-    *args,
+    *args: Any,
     reference: Callable[..., Any] | None = None,
     wrt: Sequence[str | int] | None = None,
     order: int = 1,
@@ -226,7 +226,7 @@ def check_gradients(
     step: float | None = None,
     seed: int = 0,
     compile: bool = True,
-    **kwargs,
+    **kwargs: Any,
 ) -> GradientCheck:
     """Check ``fn``'s derivatives against autodiff of a reference and finite differences.
 

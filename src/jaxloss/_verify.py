@@ -243,8 +243,8 @@ TABLE_RULE = "|" + "---|" * (TABLE_HEAD.count("|") - 1)
 def table_row(v: Verdict) -> str:
     """One loss's row of :func:`table` (``verify`` prints each as it finishes)."""
     g = v.gradients
-    forward = [g.max_error("forward", a) for a in ("autodiff", "fd")]
-    forward = [f"{e:.1e}" for e in forward] if v.entry.forward_mode else ["via .reference"] * 2
+    errors = [g.max_error("forward", a) for a in ("autodiff", "fd")]
+    forward = [f"{e:.1e}" for e in errors] if v.entry.forward_mode else ["via .reference"] * 2
     hvp = " / ".join(f"{g.max_error('hvp', a):.1e}" for a in ("autodiff", "fd"))
     low = " / ".join(f"{max(v.precision[d]):.1e}" for d in ("float32", "bfloat16"))
     worst = lambda field: max(getattr(r, field) for r in v.rows)  # noqa: E731

@@ -36,6 +36,8 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+from collections.abc import Callable
+from typing import Any, ParamSpec
 
 import jax
 import jax.numpy as jnp
@@ -44,11 +46,12 @@ from jax.experimental import checkify
 
 from jaxloss.gradients import class_axes
 
+P = ParamSpec("P")
 _SHARED = ("class_centers",)  # arguments never masked by ``where`` (not per example)
 _PADDINGS = {"labels": "label_paddings"}  # class-id argument -> the array marking its padded positions
 
 
-def checked(loss, *, finite=True, throw=True):
+def checked(loss: Callable[P, jax.Array], *, finite: bool = True, throw: bool = True) -> Callable[P, jax.Array]:
     """``loss`` with run-time checks of its class ids and (``finite``) float inputs.
 
     Args:
@@ -139,11 +142,11 @@ def _throw(err, ok):
     jax.lax.cond(ok, lambda err: None, lambda err: jax.debug.callback(checkify.Error.throw, err), err)
 
 
-def class_id_arguments(loss) -> tuple[tuple[str, str, int], ...]:
+def class_id_arguments(loss: Callable[..., Any]) -> tuple[tuple[str, str, int | Callable[[dict], int]], ...]:
     """The ``class_ids`` of ``loss``'s catalogue entry, or ``()`` for a loss not in the catalogue."""
     from jaxloss import catalogue  # here: the catalogue imports every loss module
 
-    entry = catalogue.BY_NAME.get(getattr(loss, "__name__", None))
+    entry = catalogue.BY_NAME.get(getattr(loss, "__name__", ""))
     return entry.class_ids if entry is not None and entry.fn is loss else ()
 
 

@@ -30,20 +30,22 @@ import functools
 import inspect
 import math
 import numbers
-from collections.abc import Callable, Sequence
-from typing import Any, Generic, ParamSpec, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Generic, ParamSpec, Protocol, TypeGuard, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
+from jax.typing import DTypeLike
 
 from jaxloss import _checks, _math
 from jaxloss._gradcheck import GradientCheck as GradientCheck
 from jaxloss._gradcheck import GradientRow as GradientRow
+from jaxloss.types import ArrayLike, Axis
 from jaxloss._gradcheck import check_gradients as check_gradients
 
-__all__ = ["hand_derivative", "Loss", "Args", "tangent_sum", "as_float_option", "as_ids", "float_dtype", "class_axes",
+__all__ = ["hand_derivative", "derived_loss", "Loss", "Args", "tangent_sum", "as_float_option", "as_ids", "float_dtype", "class_axes",
            "check_gradients", "GradientCheck", "GradientRow"]
 
 
@@ -51,12 +53,12 @@ P = ParamSpec("P")
 
 
 class Loss(Protocol, Generic[P]):
-    """What :func:`hand_derivative` returns: the public loss, typed with its forward's
-    parameters, and what it carries (``reference``: the same loss by plain autodiff of the
-    formula; ``tangent_rule``; ``class_axis`` and ``axis_tuples`` as declared)."""
+    """A public loss, typed with its parameters (what :func:`hand_derivative` and
+    :func:`derived_loss` return), and what it carries: ``reference``, the same loss by plain
+    autodiff of the formula; ``class_axis`` and ``axis_tuples`` as declared."""
 
+    __name__: str
     reference: Callable[P, jax.Array]
-    tangent_rule: Callable[..., Any]
     class_axis: tuple[str, ...]
     axis_tuples: bool
 
@@ -84,7 +86,7 @@ def _is_zero_tangent(t) -> bool:
     return t is None or isinstance(t, SymbolicZero) or getattr(t, "dtype", None) == jax.dtypes.float0
 
 
-def tangent_sum(*terms):
+def tangent_sum(*terms: tuple[ArrayLike, ArrayLike | None]) -> jax.Array | None:
     """Sum ``partial * tangent`` over the pairs whose tangent is not zero.
 
     Tangent rules are written as a list of ``(partial derivative, tangent)`` pairs; a
@@ -95,7 +97,7 @@ def tangent_sum(*terms):
     for partial, tangent in terms:
         if tangent is None:
             continue
-        term = partial * tangent
+        term = jnp.multiply(partial, tangent)
         total = term if total is None else total + term
     return total
 
@@ -193,7 +195,7 @@ def hand_derivative(
       masked examples of the per-example arguments, and of their tangents, are set to 0
       before the formula and the rule run.
     """
-    static, own_precision = tuple(static), frozenset(own_precision)
+    static, own = tuple(static), frozenset(own_precision)
     if where_of not in ("output", "inputs"):
         raise ValueError(f'where_of must be "output" or "inputs", got {where_of!r}.')
 
@@ -241,13 +243,13 @@ def hand_derivative(
                 shape = np.shape(arguments[parameters[0]])
                 return shape[: max(np.ndim(arguments["where"]), len(shape) - 1)], f"the positions of {parameters[0]}"
             # Upcast as the forward sees them (a float32 scale on bfloat16 inputs, say).
-            arrays = {n: v if n in own_precision else _upcast(v) for n, v in arguments.items()
+            arrays = {n: v if n in own else _upcast(v) for n, v in arguments.items()
                       if isinstance(v, jax.Array | np.ndarray)}
             out = jax.eval_shape(lambda arrays: forward(**{**arguments, **arrays, "where": None}), arrays)
             return (out[0] if residuals else out).shape, "the losses"
 
         def arguments(values, static_kw):
-            return Args(((n, v if n in own_precision else _upcast(v)) for n, v in zip(names, values)),
+            return Args(((n, v if n in own else _upcast(v)) for n, v in zip(names, values)),
                         **static_kw)
 
         def example_masks(p):
@@ -302,11 +304,22 @@ def hand_derivative(
         reference.__doc__ = f"``{forward.__name__}`` differentiated by plain autodiff of its formula."
         public.__signature__ = reference.__signature__ = signature
         public.reference = reference
-        public.tangent_rule = tangent
         public.class_axis, public.axis_tuples = tuple(class_axis), axis_tuples
         return public
 
     return decorate
+
+
+def derived_loss(fn: Callable[P, jax.Array], reference: Callable[..., jax.Array], *,
+                 like: Loss | None = None) -> Loss[P]:
+    """``fn``, a public loss written on top of another (optax's name with its defaults, a
+    family of margins), as a :class:`Loss`: with ``reference`` as its ``.reference`` (the
+    same call on the other loss's ``.reference``) and the ``class_axis`` and ``axis_tuples``
+    of ``like``, the loss it calls (none without it)."""
+    loss = cast(Loss[P], fn)
+    loss.reference = reference
+    loss.class_axis, loss.axis_tuples = (like.class_axis, like.axis_tuples) if like is not None else ((), False)
+    return loss
 
 
 def _check_declares_axis(signature, name):
@@ -317,7 +330,7 @@ def _check_declares_axis(signature, name):
                         "parameter (the public option; the forward itself always sees -1).")
 
 
-def class_axes(axis, shape, *, tuples=False, name="logits") -> tuple[int, ...]:
+def class_axes(axis: Axis, shape: Sequence[int], *, tuples: bool = False, name: str = "logits") -> tuple[int, ...]:
     """The axes ``axis`` names in an array of ``shape`` (argument ``name``), as non-negative
     ints in the order given: an int, or (``tuples``) a tuple of ints or None (every axis).
 
@@ -327,20 +340,22 @@ def class_axes(axis, shape, *, tuples=False, name="logits") -> tuple[int, ...]:
     allowed = "an int, a tuple of ints or None" if tuples else "an int"
     if axis is None and tuples:
         return tuple(range(ndim))
-    single = _is_int(axis)
-    many = tuples and isinstance(axis, tuple) and len(axis) > 0 and all(_is_int(a) for a in axis)
-    if not (single or many):
+    given: tuple[int, ...]
+    if _is_int(axis):
+        given = (axis,)
+    elif tuples and isinstance(axis, tuple) and len(axis) > 0 and all(_is_int(a) for a in axis):
+        given = axis
+    else:
         raise ValueError(f"axis must be {allowed} (static), got {axis!r}, for {name} with shape {shape}.")
-    axes = (axis,) if single else axis
-    if any(not -ndim <= a < ndim for a in axes):
+    if any(not -ndim <= a < ndim for a in given):
         raise ValueError(f"axis={axis!r} is out of range for {name} with shape {shape} (rank {ndim}).")
-    axes = tuple(int(a) % ndim for a in axes)
+    axes = tuple(int(a) % ndim for a in given)
     if len(set(axes)) != len(axes):
         raise ValueError(f"axis={axis!r} repeats an axis of {name} with shape {shape}.")
     return axes
 
 
-def _is_int(x) -> bool:
+def _is_int(x: object) -> TypeGuard[int]:
     return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
@@ -383,13 +398,13 @@ def _example_masks(p, examples):
             for n in examples if isinstance(p[n], jax.Array | np.ndarray) and p[n].shape[: len(shape)] == shape}
 
 
-def float_dtype(values):
+def float_dtype(values: Iterable[Any]) -> np.dtype:
     """The dtype float options are cast to: the compute dtype of the float inputs."""
     floats = [v.dtype for v in values if isinstance(v, jax.Array | np.ndarray) and jnp.issubdtype(v.dtype, jnp.floating)]
     return _math.compute_dtype(jnp.result_type(*floats) if floats else jnp.result_type(float))
 
 
-def as_float_option(x, dtype):
+def as_float_option(x: Any, dtype: DTypeLike) -> Any:
     """A float option given as an integer, as a float: Python and NumPy integer scalars
     become Python floats (weakly typed, as if written ``2.0``), integer arrays (traced
     ones too) ``dtype``.  NumPy float scalars become Python floats too (a np.float64
@@ -401,7 +416,7 @@ def as_float_option(x, dtype):
     return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.integer) else x
 
 
-def as_ids(x):
+def as_ids(x: Any) -> Any:
     """Integer and boolean arrays (ids, labels, paddings) as int32; everything else kept."""
     if isinstance(x, jax.Array | np.ndarray) and (jnp.issubdtype(x.dtype, jnp.integer) or x.dtype == bool):
         return jnp.asarray(x, jnp.int32)

@@ -22,11 +22,12 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _checks
+from jaxloss.types import Array, AxisName
 
 __all__ = ["sum", "mean", "ratio"]
 
 
-def _weighted_terms(losses, where, weights):
+def _weighted_terms(losses: Array, where: Array | None, weights: Array | None) -> tuple[jax.Array, jax.Array]:
     """``(wᵢℓᵢ, wᵢ)`` with masked entries set to 0 by ``jnp.where``, so inf or NaN in a
     masked loss never leaks into the result or its gradient."""
     _checks.float_array("losses", losses)
@@ -37,17 +38,19 @@ def _weighted_terms(losses, where, weights):
         _checks.float_array("weights", weights)
         _checks.broadcasts_to("weights", weights, shape, "losses")
     w = jnp.broadcast_to(jnp.ones((), losses.dtype) if weights is None else weights, shape)
+    losses = jnp.asarray(losses)
     if where is None:
         return losses * w, w
     losses, w = jnp.where(where, losses, 0), jnp.where(where, w, 0)
     return losses * w, w
 
 
-def sum(losses, *, where=None, weights=None, axis_name=None):  # noqa: A001
+def sum(losses: Array, *, where: Array | None = None, weights: Array | None = None,  # noqa: A001
+        axis_name: AxisName | None = None) -> jax.Array:
     r"""Weighted sum of the unmasked losses, :math:`\sum_i w_i \ell_i [\text{where}_i]`.
 
     Args:
-      losses: float array of per-example losses, any shape.
+      losses: float ``[...]``, the per-example losses, any shape.
       where: optional boolean mask broadcasting to ``losses``; masked entries count 0.
         Give the loss the same mask (see the module's masking recipe).
       weights: optional float weights broadcasting to ``losses`` (differentiated).
@@ -66,7 +69,8 @@ def sum(losses, *, where=None, weights=None, axis_name=None):  # noqa: A001
     return total if axis_name is None else jax.lax.psum(total, axis_name)
 
 
-def mean(losses, *, where=None, weights=None, axis_name=None):
+def mean(losses: Array, *, where: Array | None = None, weights: Array | None = None,
+         axis_name: AxisName | None = None) -> jax.Array:
     r"""Mean over the unmasked losses, weighted when ``weights`` is given.
 
     .. math:: \frac{\sum_i w_i \ell_i [\text{where}_i]}{\sum_i w_i [\text{where}_i]}
@@ -78,7 +82,7 @@ def mean(losses, *, where=None, weights=None, axis_name=None):
     axis first, so the mean is global.  A denominator of 0 gives 0.
 
     Args:
-      losses: float array of per-example losses, any shape.
+      losses: float ``[...]``, the per-example losses, any shape.
       where: optional boolean mask broadcasting to ``losses``: masked entries leave the
         numerator and the count.  Give the loss the same mask, so that a NaN in a padded
         row cannot reach the gradient (see the module's masking recipe).
@@ -96,7 +100,8 @@ def mean(losses, *, where=None, weights=None, axis_name=None):
     return _divide(*_weighted_terms(losses, where, weights), axis_name)
 
 
-def ratio(numerators, denominators, *, where=None, axis_name=None):
+def ratio(numerators: Array, denominators: Array, *, where: Array | None = None,
+          axis_name: AxisName | None = None) -> jax.Array:
     r"""Sum of the unmasked numerators over the sum of the unmasked denominators.
 
     .. math:: \frac{\sum_i n_i [\text{where}_i]}{\sum_i d_i [\text{where}_i]}
@@ -108,8 +113,8 @@ def ratio(numerators, denominators, *, where=None, axis_name=None):
     A denominator of 0 gives 0.
 
     Args:
-      numerators: float array, any shape.
-      denominators: float array broadcasting to ``numerators``.
+      numerators: float ``[...]``, any shape.
+      denominators: float ``[...]`` broadcasting to ``numerators``.
       where: optional boolean mask broadcasting to ``numerators``.
       axis_name: optional named axis (or tuple of names) to reduce over as well.
 

@@ -86,7 +86,8 @@ def safe_max(dtype: DTypeLike) -> float:
     return float(min(float(jnp.finfo(dtype).max) / 4, np.sqrt(float(jnp.finfo(jnp.float32).max) / ROW)))
 
 
-def _strategy(x: int | SearchStrategy[Any]) -> SearchStrategy[Any]:
+def _strategy(x: Any) -> SearchStrategy[Any]:
+    """``x`` if it is a strategy, else the strategy that always draws ``x``."""
     return x if isinstance(x, SearchStrategy) else st.just(x)
 
 
@@ -284,11 +285,11 @@ def predictions_and_targets(
       >>> test_huber_is_finite()
     """
     dtype, bound = _setup(draw, dtypes, max_magnitude)
-    shape = draw(_strategy(shape))
+    drawn: tuple[int, ...] = draw(_strategy(shape))
     kinds = ("zeros", "large", "extreme", "duplicate_rows")
-    predictions = draw(_edged(shape, bound, kinds))
-    targets = draw(_edged(shape, bound, kinds))
-    equal = np.ones(shape, bool) if draw(st.booleans()) else _mask(draw, shape)
+    predictions = draw(_edged(drawn, bound, kinds))
+    targets = draw(_edged(drawn, bound, kinds))
+    equal = np.ones(drawn, bool) if draw(st.booleans()) else _mask(draw, drawn)
     targets = np.where(equal, predictions, targets)
     return jnp.asarray(predictions, dtype), jnp.asarray(targets, dtype)
 
@@ -359,8 +360,8 @@ def masks(draw, shape: tuple[int, ...] | SearchStrategy[tuple[int, ...]]) -> jax
       ...     assert jnp.isfinite(jaxloss.reduce.mean(jnp.arange(4.0), where=where))
       >>> test_mean_is_finite()
     """
-    shape = draw(_strategy(shape))
+    drawn: tuple[int, ...] = draw(_strategy(shape))
     kind = draw(st.sampled_from(("mixed", "all_false", "all_true")))
     if kind == "mixed":
-        return jnp.asarray(_mask(draw, shape))
-    return jnp.full(shape, kind == "all_true")
+        return jnp.asarray(_mask(draw, drawn))
+    return jnp.full(drawn, kind == "all_true")

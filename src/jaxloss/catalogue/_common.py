@@ -8,6 +8,8 @@ from collections.abc import Callable
 import jax.numpy as jnp
 import numpy as np
 
+from jaxloss.gradients import Loss
+
 Inputs = tuple[tuple, dict]
 
 
@@ -49,7 +51,7 @@ class Entry:
         argument's leading (example) axis.
     """
 
-    fn: Callable
+    fn: Loss
     family: str
     matches: str
     sample: Callable[[np.random.Generator], Inputs]
