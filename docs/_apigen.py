@@ -28,7 +28,8 @@ HELPERS = {
 
 TITLES = {"regression": "Regression", "probabilistic": "Probabilistic", "binary": "Binary classification",
           "multiclass": "Multiclass classification", "embedding": "Embedding (metric learning)",
-          "angular": "Angular margin", "contrastive": "Contrastive", "segmentation": "Segmentation",
+          "angular": "Angular margin", "ranking": "Learning to rank",
+          "metric-learning": "Metric learning: pairs, centres and proxies", "contrastive": "Contrastive", "segmentation": "Segmentation",
           "sequence": "Sequence (CTC)", "self-supervised": "Self-supervised"}
 
 MODULE_PAGES = {
