@@ -24,6 +24,7 @@ import numpy as np
 from jaxloss import _checks
 from jaxloss._math import softplus_pair
 from jaxloss.gradients import hand_derivative, tangent_sum
+from jaxloss.types import Array, ArrayLike
 
 
 def _signed(labels):
@@ -64,7 +65,8 @@ def _sigmoid_bce_tangent(p, t, out, res):
 
 
 @hand_derivative(_sigmoid_bce_tangent, check=_check_sigmoid_bce)
-def sigmoid_binary_cross_entropy(logits, labels, *, pos_weight=None, label_smoothing=0.0, where=None):
+def sigmoid_binary_cross_entropy(logits: Array, labels: Array, *, pos_weight: ArrayLike | None = None,
+                                 label_smoothing: ArrayLike = 0.0, where: Array | None = None) -> jax.Array:
     r"""Binary cross-entropy on logits, elementwise, with positive-class weighting.
 
     With smoothed labels :math:`y' = y(1 - \varepsilon) + \varepsilon/2` and
@@ -80,8 +82,8 @@ def sigmoid_binary_cross_entropy(logits, labels, *, pos_weight=None, label_smoot
     values and derivatives.
 
     Args:
-      logits: float array, any shape.
-      labels: targets in [0, 1] broadcasting to ``logits``: integer/boolean hard labels
+      logits: float ``[...]``, any shape.
+      labels: ``[...]`` targets in [0, 1] broadcasting to ``logits``: integer/boolean hard labels
         (no derivative) or float soft labels (differentiated).
       pos_weight: optional weight of the positive term, broadcasting to ``logits``
         (per class on the last axis, as in PyTorch); >= 0.
@@ -142,7 +144,7 @@ def _bce_tangent(p, t, out, res):
 
 
 @hand_derivative(_bce_tangent, check=_check_bce)
-def binary_cross_entropy(probabilities, labels, *, where=None):
+def binary_cross_entropy(probabilities: Array, labels: Array, *, where: Array | None = None) -> jax.Array:
     r"""Binary cross-entropy on probabilities, elementwise, as PyTorch computes it.
 
     With each log clamped at −100 (PyTorch's rule, so that ``p = 0`` or ``1`` gives a
@@ -161,9 +163,9 @@ def binary_cross_entropy(probabilities, labels, *, where=None):
     :func:`sigmoid_binary_cross_entropy` on logits: it needs no clamp.
 
     Args:
-      probabilities: float array of probabilities in [0, 1], any shape; a value outside
+      probabilities: float ``[...]`` of probabilities in [0, 1], any shape; a value outside
         gives NaN (PyTorch raises).
-      labels: targets in [0, 1] broadcasting to ``probabilities``: integer/boolean hard
+      labels: ``[...]`` targets in [0, 1] broadcasting to ``probabilities``: integer/boolean hard
         labels (no derivative) or float soft labels (differentiated).
       where: optional boolean mask broadcasting to ``probabilities``.
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
@@ -193,15 +195,15 @@ def _hinge_step(z):
 
 
 @hand_derivative(_margin_tangent(_hinge_step), check=_checks.scores)
-def hinge_loss(scores, labels, *, where=None):
+def hinge_loss(scores: Array, labels: Array, *, where: Array | None = None) -> jax.Array:
     r"""Hinge loss, elementwise: :math:`\ell = \max(0, 1 - y s)` with :math:`y = \pm 1`.
 
     Derivative: ``∂ℓ/∂s = −y`` where ``y·s < 1``, else 0.  At the corner ``y·s = 1`` the
     rule returns the subgradient 0, as ``jax.nn.relu`` does.
 
     Args:
-      scores: float array of real-valued scores, any shape.
-      labels: labels in {-1, 1} or {0, 1} (``> 0`` is positive), broadcasting to
+      scores: float ``[...]`` of real-valued scores, any shape.
+      labels: ``[...]`` labels in {-1, 1} or {0, 1} (``> 0`` is positive), broadcasting to
         ``scores``; no derivative.
       where: optional boolean mask broadcasting to ``scores``.
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
@@ -229,15 +231,15 @@ def _perceptron_step(z):
 
 
 @hand_derivative(_margin_tangent(_perceptron_step), check=_checks.scores)
-def perceptron_loss(scores, labels, *, where=None):
+def perceptron_loss(scores: Array, labels: Array, *, where: Array | None = None) -> jax.Array:
     r"""Perceptron loss, elementwise: :math:`\ell = \max(0, -y s)` with :math:`y = \pm 1`.
 
     Derivative: ``∂ℓ/∂s = −y`` where ``y·s < 0``, else 0; at the corner ``s = 0`` the rule
     returns the subgradient 0 (autodiff of optax's ``jnp.maximum`` gives ``−y/2`` there).
 
     Args:
-      scores: float array, any shape.
-      labels: labels in {-1, 1} or {0, 1} (integer, boolean or float), broadcasting to
+      scores: float ``[...]``, any shape.
+      labels: ``[...]`` labels in {-1, 1} or {0, 1} (integer, boolean or float), broadcasting to
         ``scores``; no derivative.
       where: optional boolean mask broadcasting to ``scores``.
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
@@ -265,14 +267,14 @@ def _squared_hinge_slope(z):
 
 
 @hand_derivative(_margin_tangent(_squared_hinge_slope), check=_checks.scores)
-def squared_hinge_loss(scores, labels, *, where=None):
+def squared_hinge_loss(scores: Array, labels: Array, *, where: Array | None = None) -> jax.Array:
     r"""Squared hinge loss, elementwise: :math:`\ell = \max(0, 1 - y s)^2`.
 
     Derivative: ``∂ℓ/∂s = −2y·max(0, 1 − y s)``, continuous (0 at the corner ``y·s = 1``).
 
     Args:
-      scores: float array, any shape.
-      labels: labels in {-1, 1} or {0, 1}, broadcasting to ``scores``; no derivative.
+      scores: float ``[...]``, any shape.
+      labels: ``[...]`` labels in {-1, 1} or {0, 1}, broadcasting to ``scores``; no derivative.
       where: optional boolean mask broadcasting to ``scores``.
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
@@ -309,7 +311,7 @@ def _check_logistic(scores, labels, base2, where):
 
 
 @hand_derivative(_logistic_tangent, static=("base2",), check=_check_logistic)
-def logistic_loss(scores, labels, *, base2=False, where=None):
+def logistic_loss(scores: Array, labels: Array, *, base2: bool = False, where: Array | None = None) -> jax.Array:
     r"""Logistic loss, elementwise: :math:`\ell = \log(1 + e^{-y s}) = \operatorname{softplus}(-y s)`.
 
     With ``base2=True`` the logarithm is base 2 (``ℓ / ln 2``), so that ``ℓ(0) = 1`` and
@@ -318,8 +320,8 @@ def logistic_loss(scores, labels, *, base2=False, where=None):
     scores of ±1e4.  Equal to :func:`sigmoid_binary_cross_entropy` with labels in {0, 1}.
 
     Args:
-      scores: float array, any shape.
-      labels: labels in {-1, 1} or {0, 1} (integer, boolean or float), broadcasting to
+      scores: float ``[...]``, any shape.
+      labels: ``[...]`` labels in {-1, 1} or {0, 1} (integer, boolean or float), broadcasting to
         ``scores``; no derivative.
       base2: static; measure the loss in bits.
       where: optional boolean mask broadcasting to ``scores``.
@@ -353,14 +355,14 @@ def _square_slope(z):
 
 
 @hand_derivative(_margin_tangent(_square_slope), check=_checks.scores)
-def square_loss(scores, labels, *, where=None):
+def square_loss(scores: Array, labels: Array, *, where: Array | None = None) -> jax.Array:
     r"""Square loss on the margin, elementwise: :math:`\ell = (1 - y s)^2`.
 
     Derivative: ``∂ℓ/∂s = −2y(1 − y s)``.  For ``y = ±1`` this equals ``(s − y)²``.
 
     Args:
-      scores: float array, any shape.
-      labels: labels in {-1, 1} or {0, 1}, broadcasting to ``scores``; no derivative.
+      scores: float ``[...]``, any shape.
+      labels: ``[...]`` labels in {-1, 1} or {0, 1}, broadcasting to ``scores``; no derivative.
       where: optional boolean mask broadcasting to ``scores``.
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
@@ -395,7 +397,8 @@ def _margin_ranking_tangent(p, t, out, res):
 
 
 @hand_derivative(_margin_ranking_tangent, check=_check_margin_ranking)
-def margin_ranking_loss(x1, x2, y, *, margin=0.0, where=None):
+def margin_ranking_loss(x1: Array, x2: Array, y: Array, *, margin: ArrayLike = 0.0,
+                        where: Array | None = None) -> jax.Array:
     r"""Margin ranking loss, elementwise: :math:`\ell = \max(0, -y(x_1 - x_2) + m)`.
 
     ``y = 1`` asks for ``x1`` to rank above ``x2`` by at least the margin, ``y = −1`` the
@@ -405,8 +408,8 @@ def margin_ranking_loss(x1, x2, y, *, margin=0.0, where=None):
     there instead.
 
     Args:
-      x1, x2: float arrays of the same shape, the two scores.
-      y: labels in {-1, 1} (or {0, 1}, 0 meaning −1), broadcasting to ``x1``; no derivative.
+      x1, x2: float ``[...]`` of the same shape, the two scores.
+      y: ``[...]`` labels in {-1, 1} (or {0, 1}, 0 meaning −1), broadcasting to ``x1``; no derivative.
       margin: float or array broadcasting to ``x1`` (differentiated when traced).
       where: optional boolean mask broadcasting to ``x1``.
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
@@ -440,7 +443,8 @@ def _hinge_embedding_tangent(p, t, out, res):
 
 
 @hand_derivative(_hinge_embedding_tangent, check=_check_hinge_embedding)
-def hinge_embedding_loss(inputs, labels, *, margin=1.0, where=None):
+def hinge_embedding_loss(inputs: Array, labels: Array, *, margin: ArrayLike = 1.0,
+                         where: Array | None = None) -> jax.Array:
     r"""Hinge embedding loss, elementwise, as ``torch.nn.functional.hinge_embedding_loss``.
 
     ``inputs`` are usually distances between pairs (e.g. an L1 distance):
@@ -452,8 +456,8 @@ def hinge_embedding_loss(inputs, labels, *, margin=1.0, where=None):
     0; PyTorch's ``clamp_min`` passes the full slope (−1) there.
 
     Args:
-      inputs: float array, any shape.
-      labels: labels in {1, −1} (or {1, 0}: ``> 0`` is similar, anything else dissimilar),
+      inputs: float ``[...]``, any shape.
+      labels: ``[...]`` labels in {1, −1} (or {1, 0}: ``> 0`` is similar, anything else dissimilar),
         integer, boolean or float, broadcasting to ``inputs``; no derivative.
       margin: m, a float or an array broadcasting to ``inputs`` (differentiated when traced);
         any real, as in PyTorch.

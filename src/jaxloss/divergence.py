@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from jaxloss import _checks
@@ -9,6 +10,7 @@ from jaxloss._softmax import (
     class_sum, minus_log_softmax, per_example, shifted_logsumexp,
 )
 from jaxloss.gradients import hand_derivative, tangent_sum
+from jaxloss.types import Array, ArrayLike, Axis
 
 
 def _check_distributions(first, x, second, y, where, **options):
@@ -91,7 +93,8 @@ def _kl_tangent(p, t, out, res):
 
 @hand_derivative(_kl_tangent, static=("log_targets",), check=_check_kl,
                  class_axis=("log_predictions", "targets", "class_mask"), axis_tuples=True)
-def kl_divergence(log_predictions, targets, *, axis: int | tuple[int, ...] | None = -1, log_targets=False, class_mask=None, where=None):
+def kl_divergence(log_predictions: Array, targets: Array, *, axis: Axis = -1, log_targets: bool = False,
+                  class_mask: Array | None = None, where: Array | None = None) -> jax.Array:
     r"""Kullback-Leibler divergence of predictions from targets, per example over the class axis.
 
     .. math:: \ell = \sum_c t_c (\log t_c - \log p_c), \qquad 0 \log 0 = 0,
@@ -116,7 +119,7 @@ def kl_divergence(log_predictions, targets, *, axis: int | tuple[int, ...] | Non
       log_predictions: float array ``[..., C]`` (C on ``axis``), log-probabilities of the
         predicted distribution (e.g. ``jax.nn.log_softmax(logits)``); −inf where a class
         is impossible.
-      targets: float array of the same shape: target probabilities (>= 0; negative ones
+      targets: float ``[..., C]`` of the same shape: target probabilities (>= 0; negative ones
         give NaN), or log-probabilities with ``log_targets=True``.
       axis: static; the class axis of ``log_predictions`` (default −1, the last): an int, a
         tuple of ints (flattened into one class axis, as optax does) or None (every axis).
@@ -157,7 +160,8 @@ def _check_kl_log_targets(log_predictions, log_targets, class_mask, where):
 
 @hand_derivative(_kl_log_targets_tangent, check=_check_kl_log_targets,
                  class_axis=("log_predictions", "log_targets", "class_mask"), axis_tuples=True)
-def kl_divergence_with_log_targets(log_predictions, log_targets, *, axis: int | tuple[int, ...] | None = -1, class_mask=None, where=None):
+def kl_divergence_with_log_targets(log_predictions: Array, log_targets: Array, *, axis: Axis = -1,
+                                   class_mask: Array | None = None, where: Array | None = None) -> jax.Array:
     r"""Kullback-Leibler divergence with the targets given as log-probabilities, per example.
 
     .. math:: \ell = \sum_c e^{\log t_c} (\log t_c - \log p_c),
@@ -173,7 +177,7 @@ def kl_divergence_with_log_targets(log_predictions, log_targets, *, axis: int | 
 
     Args:
       log_predictions: float array ``[..., C]`` (C on ``axis``) of log-probabilities.
-      log_targets: float array of the same shape, the targets' log-probabilities.
+      log_targets: float ``[..., C]`` of the same shape, the targets' log-probabilities.
       axis: static; the class axis of ``log_predictions`` (default −1, the last): an int, a
         tuple of ints (flattened into one class axis, as optax does) or None (every axis).
       class_mask: optional boolean mask broadcasting to ``log_predictions``; False leaves
@@ -204,7 +208,8 @@ def _generalized_kl_tangent(p, t, out, res):
 
 @hand_derivative(_generalized_kl_tangent, check=_check_kl,
                  class_axis=("log_predictions", "targets", "class_mask"), axis_tuples=True)
-def generalized_kl_divergence(log_predictions, targets, *, axis: int | tuple[int, ...] | None = -1, class_mask=None, where=None):
+def generalized_kl_divergence(log_predictions: Array, targets: Array, *, axis: Axis = -1,
+                              class_mask: Array | None = None, where: Array | None = None) -> jax.Array:
     r"""Generalized Kullback-Leibler divergence, for unnormalised distributions, per example.
 
     .. math:: \ell = \sum_c \bigl[t_c (\log t_c - \log p_c) + p_c - t_c\bigr], \qquad 0 \log 0 = 0,
@@ -224,7 +229,7 @@ def generalized_kl_divergence(log_predictions, targets, *, axis: int | tuple[int
 
     Args:
       log_predictions: float array ``[..., C]`` (C on ``axis``), the predictions' logarithms.
-      targets: float array of the same shape, >= 0.
+      targets: float ``[..., C]`` of the same shape, >= 0.
       axis: static; the class axis of ``log_predictions`` (default −1, the last): an int, a
         tuple of ints (flattened into one class axis, as optax does) or None (every axis).
       class_mask: optional boolean mask broadcasting to ``log_predictions``; False leaves
@@ -282,7 +287,8 @@ def _distillation_tangent(p, t, out, res):
 
 @hand_derivative(_distillation_tangent, check=_check_distillation, residuals=True,
                  class_axis=("student_logits", "teacher_logits"))
-def distillation_loss(student_logits, teacher_logits, *, axis: int = -1, temperature=1.0, where=None):
+def distillation_loss(student_logits: Array, teacher_logits: Array, *, axis: int = -1, temperature: ArrayLike = 1.0,
+                      where: Array | None = None) -> tuple[jax.Array, tuple[tuple[jax.Array, jax.Array], ...]]:
     r"""Knowledge-distillation loss: KL(teacher ‖ student) on temperature-softened logits.
 
     With :math:`p = \operatorname{softmax}(s/T)` (student) and
@@ -311,7 +317,7 @@ def distillation_loss(student_logits, teacher_logits, *, axis: int = -1, tempera
 
     Args:
       student_logits: float array ``[..., C]`` (C on ``axis``).
-      teacher_logits: float array of the same shape (differentiated; wrap it in
+      teacher_logits: float ``[..., C]`` of the same shape (differentiated; wrap it in
         ``jax.lax.stop_gradient`` for a frozen teacher).
       axis: static; the class axis of the logits (default −1, the last), an int.
       temperature: float > 0, or a float array broadcasting to the batch shape ``[...]``

@@ -12,6 +12,7 @@ from jaxloss._softmax import (
     loud, one_hot, per_example, shifted_logsumexp, smoothed, smoothed_targets, times_nonzero,
 )
 from jaxloss.gradients import hand_derivative, tangent_sum
+from jaxloss.types import Array, ArrayLike
 
 
 # ------------------------------------------------------------------ focal losses
@@ -109,7 +110,8 @@ def _sigmoid_focal_tangent(p, t, out, res):
 
 
 @hand_derivative(_sigmoid_focal_tangent, check=_check_sigmoid_focal)
-def sigmoid_focal_loss(logits, labels, *, alpha=None, gamma=2.0, where=None):
+def sigmoid_focal_loss(logits: Array, labels: Array, *, alpha: ArrayLike | None = None, gamma: ArrayLike = 2.0,
+                       where: Array | None = None) -> jax.Array:
     r"""Sigmoid focal loss, elementwise: a binary cross-entropy scaled down where it is small.
 
     With :math:`p = \sigma(x)`, :math:`p_t = p y + (1 - p)(1 - y)` and
@@ -139,8 +141,8 @@ def sigmoid_focal_loss(logits, labels, *, alpha=None, gamma=2.0, where=None):
     :math:`\alpha_t`-weighted BCE.
 
     Args:
-      logits: float array, any shape.
-      labels: targets broadcasting to ``logits``: integer/boolean hard labels (``> 0`` is
+      logits: float ``[...]``, any shape.
+      labels: ``[...]`` targets broadcasting to ``logits``: integer/boolean hard labels (``> 0`` is
         the positive class; no derivative) or float soft labels in [0, 1]
         (differentiated; not checked, values outside give NaN).
       alpha: weight of the positive class in [0, 1], a float or an array broadcasting to
@@ -265,8 +267,10 @@ def _softmax_focal_tangent(p, t, out, others):
 
 @hand_derivative(_softmax_focal_tangent, static=("ignore_index",), check=_check_softmax_focal, residuals=True,
                  class_axis=("logits", "labels"))
-def softmax_focal_loss(logits, labels, *, axis: int = -1, class_weights=None, gamma=2.0, label_smoothing=0.0,
-                       ignore_index=IGNORE_INDEX, where=None):
+def softmax_focal_loss(logits: Array, labels: Array, *, axis: int = -1, class_weights: ArrayLike | None = None,
+                       gamma: ArrayLike = 2.0, label_smoothing: ArrayLike = 0.0,
+                       ignore_index: int | None = IGNORE_INDEX,
+                       where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     r"""Multi-class (softmax) focal loss per example, with class ids or probability targets.
 
     With :math:`p = \operatorname{softmax}(x)` and the label class :math:`y`:
@@ -318,9 +322,9 @@ def softmax_focal_loss(logits, labels, *, axis: int = -1, class_weights=None, ga
     outside ``[0, C)`` gives NaN (ids are compared in int32).
 
     Args:
-      logits: float array ``[..., C]`` with C on ``axis``.
-      labels: integer class ids of the batch shape (``logits`` without ``axis``; no
-        derivative), or float probability targets of the shape of ``logits`` (differentiated).
+      logits: float ``[..., C]`` with C on ``axis``.
+      labels: integer class ids ``[...]``, the batch shape (``logits`` without ``axis``; no
+        derivative), or float probability targets ``[..., C]``, the shape of ``logits`` (differentiated).
       axis: static; the class axis of ``logits`` (default -1, the last), an int.
       class_weights: optional per-class weights ``[C]`` (or a scalar), >= 0, differentiated
         when traced; ``None`` weighs every class 1.  The α of Lin et al., under the name
@@ -365,7 +369,7 @@ def softmax_focal_loss(logits, labels, *, axis: int = -1, class_weights=None, ga
     ids, counted, invalid = class_ids(labels, logits.shape[-1], ignore_index)
     _, valid, d, others = _label_margin(logits, ids, counted)
     focal_sp, ce = softplus_pair(d)
-    focal = ce * jnp.exp(-gamma * focal_sp)
+    focal = ce * jnp.exp(-(gamma * focal_sp))
     if class_weights is not None:
         focal = times_nonzero(label_value(jnp.broadcast_to(class_weights, logits.shape), ids), focal)
     return loud(jnp.where(valid, focal, 0.0), invalid), others

@@ -19,6 +19,7 @@ import numpy as np
 
 from jaxloss import _checks
 from jaxloss.gradients import hand_derivative, tangent_sum
+from jaxloss.types import Array, ArrayLike, Axis
 
 
 def _masked(x, where, fill):
@@ -62,7 +63,8 @@ def _kl_tangent(p, t, out, res):
 @hand_derivative(_kl_tangent, check=_check_kl,
                  per_example=("mean", "log_variance", "prior_mean", "prior_log_variance"),
                  class_axis=("mean", "log_variance", "prior_mean", "prior_log_variance"), axis_tuples=True)
-def gaussian_kl_divergence(mean, log_variance, *, axis: int | tuple[int, ...] | None = -1, prior_mean=0.0, prior_log_variance=0.0, where=None):
+def gaussian_kl_divergence(mean: Array, log_variance: Array, *, axis: Axis = -1, prior_mean: ArrayLike = 0.0,
+                           prior_log_variance: ArrayLike = 0.0, where: Array | None = None) -> jax.Array:
     r"""KL divergence of a diagonal Gaussian from a diagonal Gaussian prior, per example.
 
     .. math::
@@ -91,7 +93,7 @@ def gaussian_kl_divergence(mean, log_variance, *, axis: int | tuple[int, ...] | 
 
     Args:
       mean: float array ``[..., D]``, the posterior means :math:`\mu`, D on ``axis``.
-      log_variance: float array broadcasting to ``mean``'s shape, :math:`\log\sigma^2`.
+      log_variance: float ``[..., D]`` broadcasting to ``mean``'s shape, :math:`\log\sigma^2`.
       axis: static; the latent axis of ``mean`` (the last by default): an int, a tuple of
         ints (summed together) or None (every axis).  The other arguments broadcast
         against ``mean`` as given (``[D]`` for ``axis=-1``, ``[D, 1, 1]`` for ``axis=1``
@@ -179,7 +181,8 @@ def _gaussian_nll_tangent(p, t, out, res):
 
 
 @hand_derivative(_gaussian_nll_tangent, static=("full",), check=_check_gaussian_nll)
-def gaussian_nll_loss(mean, target, variance, *, full=False, eps=1e-6, where=None):
+def gaussian_nll_loss(mean: Array, target: Array, variance: ArrayLike, *, full: bool = False, eps: ArrayLike = 1e-6,
+                      where: Array | None = None) -> jax.Array:
     r"""Gaussian negative log-likelihood, elementwise (PyTorch's ``GaussianNLLLoss``).
 
     .. math::
@@ -209,9 +212,9 @@ def gaussian_nll_loss(mean, target, variance, *, full=False, eps=1e-6, where=Non
     for any ``|r| > 0.066``) overflow to ±inf: use bfloat16 or a larger ``eps`` there.
 
     Args:
-      mean: float array, any shape: the predicted means :math:`\mu`.
-      target: array broadcasting to ``mean``'s shape: the observations :math:`y`.
-      variance: positive variances :math:`\sigma^2`, float array (shapes above) or float.
+      mean: float ``[...]``, any shape: the predicted means :math:`\mu`.
+      target: ``[...]`` broadcasting to ``mean``'s shape: the observations :math:`y`.
+      variance: positive variances :math:`\sigma^2`, float ``[...]`` (shapes above) or float.
       full: static; add the constant ``½ log 2π``.
       eps: the clamp, > 0; a float or an array broadcasting to ``mean`` (differentiated
         when traced).
@@ -284,7 +287,8 @@ def _poisson_tangent(p, t, out, res):
 
 
 @hand_derivative(_poisson_tangent, static=("log_input", "full"), check=_check_poisson)
-def poisson_nll_loss(log_rate_or_rate, target, *, log_input=True, full=False, eps=1e-8, where=None):
+def poisson_nll_loss(log_rate_or_rate: Array, target: Array, *, log_input: bool = True, full: bool = False,
+                     eps: ArrayLike = 1e-8, where: Array | None = None) -> jax.Array:
     r"""Poisson negative log-likelihood, elementwise (PyTorch's ``PoissonNLLLoss``).
 
     .. math::
@@ -321,8 +325,8 @@ def poisson_nll_loss(log_rate_or_rate, target, *, log_input=True, full=False, ep
     float16, overflows beyond ``x ≈ 11``).  Negative rates give NaN (as in torch).
 
     Args:
-      log_rate_or_rate: float array, any shape: log-rates (or rates, ``log_input=False``).
-      target: array broadcasting to its shape: observed counts (>= 0); float targets
+      log_rate_or_rate: float ``[...]``, any shape: log-rates (or rates, ``log_input=False``).
+      target: ``[...]`` broadcasting to its shape: observed counts (>= 0); float targets
         are differentiated.
       log_input: static; whether the input is the log of the rate.
       full: static; add the Stirling term ``s(t)``.
@@ -342,6 +346,6 @@ def poisson_nll_loss(log_rate_or_rate, target, *, log_input=True, full=False, ep
     References:
       ``torch.nn.PoissonNLLLoss`` / ``torch.nn.functional.poisson_nll_loss(reduction="none")``.
     """
-    x = log_rate_or_rate
+    x = jnp.asarray(log_rate_or_rate)
     loss = jnp.exp(x) - target * x if log_input else x - target * jnp.log(_zero_rate(x + eps, target)[0])
     return loss + _stirling(target)[0] if full else loss

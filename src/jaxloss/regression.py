@@ -20,6 +20,7 @@ import numpy as np
 from jaxloss import _checks, _math
 from jaxloss._math import log_2cosh_half
 from jaxloss.gradients import hand_derivative, tangent_sum
+from jaxloss.types import Array, ArrayLike, Axis
 
 
 def _check(predictions, targets, where=None, **options):
@@ -55,14 +56,14 @@ def _squared_error_tangent(p, t, out, res):
 
 
 @hand_derivative(_squared_error_tangent, check=_check_optional_targets)
-def squared_error(predictions, targets=None, *, where=None):
+def squared_error(predictions: Array, targets: Array | None = None, *, where: Array | None = None) -> jax.Array:
     r"""Squared error, elementwise.
 
     .. math:: \ell = (p - y)^2, \qquad \partial\ell/\partial p = 2(p - y) = -\partial\ell/\partial y.
 
     Args:
-      predictions: float array, any shape.
-      targets: array broadcasting to ``predictions``' shape; None (default) means zeros,
+      predictions: float ``[...]``, any shape.
+      targets: ``[...]`` broadcasting to ``predictions``' shape; None (default) means zeros,
         as in optax.
       where: optional boolean mask broadcasting to ``predictions``; masked entries
         give loss 0 and derivative 0.
@@ -78,7 +79,8 @@ def squared_error(predictions, targets=None, *, where=None):
 
     References:
       ``optax.losses.squared_error``; ``torch.nn.functional.mse_loss(reduction="none")``
-      (also exported as ``jaxloss.mse_loss``, the same function).  Unlike :func:`l2_loss` (``optax.losses.l2_loss``) there is no factor 1/2.
+      (also exported as ``jaxloss.mse_loss``, the same function).  Unlike :func:`l2_loss`
+      (``optax.losses.l2_loss``) there is no factor 1/2.
     """
     return jnp.square(_residual(predictions, targets))
 
@@ -94,14 +96,14 @@ def _l2_tangent(p, t, out, res):
 
 
 @hand_derivative(_l2_tangent, check=_check_optional_targets)
-def l2_loss(predictions, targets=None, *, where=None):
+def l2_loss(predictions: Array, targets: Array | None = None, *, where: Array | None = None) -> jax.Array:
     r"""Half the squared error, elementwise (optax's L2 loss).
 
     .. math:: \ell = \tfrac12 (p - y)^2, \qquad \partial\ell/\partial p = p - y = -\partial\ell/\partial y.
 
     Args:
-      predictions: float array, any shape.
-      targets: array broadcasting to ``predictions``' shape; None (default) means zeros.
+      predictions: float ``[...]``, any shape.
+      targets: ``[...]`` broadcasting to ``predictions``' shape; None (default) means zeros.
       where: optional boolean mask broadcasting to ``predictions``.
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
@@ -128,7 +130,7 @@ def _absolute_error_tangent(p, t, out, res):
 
 
 @hand_derivative(_absolute_error_tangent, check=_check)
-def absolute_error(predictions, targets, *, where=None):
+def absolute_error(predictions: Array, targets: Array, *, where: Array | None = None) -> jax.Array:
     r"""Absolute error (L1), elementwise.
 
     .. math:: \ell = |p - y|, \qquad \partial\ell/\partial p = \operatorname{sign}(p - y).
@@ -137,8 +139,8 @@ def absolute_error(predictions, targets, *, where=None):
     ``torch.nn.functional.l1_loss`` does; plain JAX autodiff of ``abs`` gives 1).
 
     Args:
-      predictions: float array, any shape.
-      targets: array broadcasting to ``predictions``' shape.
+      predictions: float ``[...]``, any shape.
+      targets: ``[...]`` broadcasting to ``predictions``' shape.
       where: optional boolean mask broadcasting to ``predictions``.
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
@@ -177,7 +179,8 @@ def _huber_tangent(p, t, out, res):
 
 
 @hand_derivative(_huber_tangent, check=_check_huber)
-def huber_loss(predictions, targets=None, *, delta=1.0, where=None):
+def huber_loss(predictions: Array, targets: Array | None = None, *, delta: ArrayLike = 1.0,
+               where: Array | None = None) -> jax.Array:
     r"""Huber loss, elementwise: quadratic near zero, linear beyond ``delta``.
 
     .. math::
@@ -190,8 +193,8 @@ def huber_loss(predictions, targets=None, *, delta=1.0, where=None):
     both sides give ``δ·sign(r)`` and ``∂ℓ/∂δ = 0`` there.
 
     Args:
-      predictions: float array, any shape.
-      targets: array broadcasting to ``predictions``' shape; None (default) means zeros.
+      predictions: float ``[...]``, any shape.
+      targets: ``[...]`` broadcasting to ``predictions``' shape; None (default) means zeros.
       delta: the switch point, > 0; a float or an array broadcasting to
         ``predictions`` (differentiated when traced).
       where: optional boolean mask broadcasting to ``predictions``.
@@ -233,7 +236,8 @@ def _smooth_l1_tangent(p, t, out, res):
 
 
 @hand_derivative(_smooth_l1_tangent, check=_check_smooth_l1)
-def smooth_l1_loss(predictions, targets, *, beta=1.0, where=None):
+def smooth_l1_loss(predictions: Array, targets: Array, *, beta: ArrayLike = 1.0,
+                   where: Array | None = None) -> jax.Array:
     r"""Smooth L1 loss, elementwise (``huber_loss / beta``, torch's definition).
 
     .. math::
@@ -247,8 +251,8 @@ def smooth_l1_loss(predictions, targets, *, beta=1.0, where=None):
     division by zero in the value or the derivative.
 
     Args:
-      predictions: float array, any shape.
-      targets: array broadcasting to ``predictions``' shape.
+      predictions: float ``[...]``, any shape.
+      targets: ``[...]`` broadcasting to ``predictions``' shape.
       beta: the switch point, >= 0; a float or an array broadcasting to ``predictions``.
       where: optional boolean mask broadcasting to ``predictions``.
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
@@ -279,7 +283,7 @@ def _log_cosh_tangent(p, t, out, res):
 
 
 @hand_derivative(_log_cosh_tangent, check=_check_optional_targets)
-def log_cosh(predictions, targets=None, *, where=None):
+def log_cosh(predictions: Array, targets: Array | None = None, *, where: Array | None = None) -> jax.Array:
     r"""Log-cosh loss, elementwise: ≈ r²/2 near zero and ≈ ``|r|`` − log 2 far away.
 
     .. math:: \ell = \log\cosh r = |r| + \log(1 + e^{-2|r|}) - \log 2,
@@ -289,8 +293,8 @@ def log_cosh(predictions, targets=None, *, where=None):
     finite values and derivatives.
 
     Args:
-      predictions: float array, any shape.
-      targets: array broadcasting to ``predictions``' shape; None (default) means zeros.
+      predictions: float ``[...]``, any shape.
+      targets: ``[...]`` broadcasting to ``predictions``' shape; None (default) means zeros.
       where: optional boolean mask broadcasting to ``predictions``.
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
@@ -350,7 +354,8 @@ def _quantile_tangent(p, t, out, res):
 
 
 @hand_derivative(_quantile_tangent, check=_check_quantile)
-def quantile_loss(predictions, targets, *, quantiles, where=None):
+def quantile_loss(predictions: Array, targets: Array, *, quantiles: ArrayLike,
+                  where: Array | None = None) -> jax.Array:
     r"""Quantile (pinball) loss of several quantile predictions, summed per example.
 
     .. math:: \ell = \sum_q \rho_{\tau_q}(y - \hat y_q), \qquad
@@ -451,7 +456,8 @@ def _cosine_similarity_tangent(p, t, out, res):
 
 
 @hand_derivative(_cosine_similarity_tangent, check=_check_cosine, class_axis=_FEATURE_ARGUMENTS, axis_tuples=True)
-def cosine_similarity(predictions, targets, *, axis: int | tuple[int, ...] | None = -1, epsilon=0.0, feature_mask=None, where=None):
+def cosine_similarity(predictions: Array, targets: Array, *, axis: Axis = -1, epsilon: ArrayLike = 0.0,
+                      feature_mask: Array | None = None, where: Array | None = None) -> jax.Array:
     r"""Cosine similarity per example, over the feature axis, as optax computes it.
 
     With each norm floored at :math:`\sqrt\varepsilon` (optax clips the squared norms at ε):
@@ -501,7 +507,8 @@ def _cosine_distance_tangent(p, t, out, res):
 
 
 @hand_derivative(_cosine_distance_tangent, check=_check_cosine, class_axis=_FEATURE_ARGUMENTS, axis_tuples=True)
-def cosine_distance(predictions, targets, *, axis: int | tuple[int, ...] | None = -1, epsilon=0.0, feature_mask=None, where=None):
+def cosine_distance(predictions: Array, targets: Array, *, axis: Axis = -1, epsilon: ArrayLike = 0.0,
+                    feature_mask: Array | None = None, where: Array | None = None) -> jax.Array:
     r"""Cosine distance per example: ``1 − cosine_similarity``, as optax computes it.
 
     .. math:: \ell = 1 - \langle \hat p, \hat y\rangle, \qquad \hat x = x / \max(\lVert x\rVert, \sqrt\varepsilon).
