@@ -302,7 +302,8 @@ def hand_derivative(
             return evaluate(dict(static_items), values)[0]
 
         reference.__doc__ = f"``{forward.__name__}`` differentiated by plain autodiff of its formula."
-        public.__signature__ = reference.__signature__ = signature
+        # The forward's parameters; the loss alone is returned (not the residuals).
+        public.__signature__ = reference.__signature__ = signature.replace(return_annotation="jax.Array")
         public.reference = reference
         public.class_axis, public.axis_tuples = tuple(class_axis), axis_tuples
         return public
