@@ -41,6 +41,7 @@ probabilities there; ``fn.reference`` is plain autodiff of the formula.
 from __future__ import annotations
 
 import warnings
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +49,7 @@ import jax.numpy as jnp
 from jaxloss import _checks
 from jaxloss.gradients import Args, hand_derivative, tangent_sum
 from jaxloss._softmax import IGNORE_INDEX, check_ignore_index, class_ids, loud, one_hot
+from jaxloss.types import Array, ArrayLike
 
 _ACTIVATIONS = (None, "softmax", "sigmoid")
 _STATIC = ("include_background", "from_logits", "ignore_index")
@@ -282,8 +284,10 @@ def _check_dice(predictions, targets, smooth, squared, class_weights, include_ba
 
 @hand_derivative(_per_class_tangent(_dice_terms, _dice_terms_tangent), static=("squared",) + _STATIC, check=_check_dice,
                  residuals=True, where_of="inputs", class_axis=("predictions", "targets"))
-def soft_dice_loss(predictions, targets, *, axis: int = -1, smooth=1.0, squared=False, class_weights=None,
-                   include_background=True, from_logits=None, ignore_index=IGNORE_INDEX, where=None):
+def soft_dice_loss(predictions: Array, targets: Array, *, axis: int = -1, smooth: ArrayLike = 1.0,
+                   squared: bool = False, class_weights: Array | None = None, include_background: bool = True,
+                   from_logits: Literal["softmax", "sigmoid"] | None = None, ignore_index: int | None = IGNORE_INDEX,
+                   where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
     r"""Soft Dice loss per example, per class over the spatial axes, weighted mean over classes.
 
     With probabilities ``p`` and targets ``g`` (one-hot for class ids), sums over the
@@ -362,8 +366,10 @@ def _check_jaccard(predictions, targets, smooth, class_weights, include_backgrou
 
 @hand_derivative(_per_class_tangent(_jaccard_terms, _jaccard_terms_tangent), static=_STATIC,
                  check=_check_jaccard, residuals=True, where_of="inputs", class_axis=("predictions", "targets"))
-def jaccard_loss(predictions, targets, *, axis: int = -1, smooth=1.0, class_weights=None, include_background=True,
-                 from_logits=None, ignore_index=IGNORE_INDEX, where=None):
+def jaccard_loss(predictions: Array, targets: Array, *, axis: int = -1, smooth: ArrayLike = 1.0,
+                 class_weights: Array | None = None, include_background: bool = True,
+                 from_logits: Literal["softmax", "sigmoid"] | None = None, ignore_index: int | None = IGNORE_INDEX,
+                 where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
     r"""Soft Jaccard (IoU) loss per example, per class, weighted mean over classes.
 
     .. math:: L_c = 1 - \frac{\sum p_c g_c + s}{\sum p_c + \sum g_c - \sum p_c g_c + s},
@@ -431,8 +437,10 @@ def _check_tversky(predictions, targets, smooth, alpha, beta, class_weights, inc
 
 @hand_derivative(_per_class_tangent(_tversky_terms, _tversky_terms_tangent), static=_STATIC,
                  check=_check_tversky, residuals=True, where_of="inputs", class_axis=("predictions", "targets"))
-def tversky_loss(predictions, targets, *, axis: int = -1, smooth=1.0, alpha=0.5, beta=0.5, class_weights=None,
-                 include_background=True, from_logits=None, ignore_index=IGNORE_INDEX, where=None):
+def tversky_loss(predictions: Array, targets: Array, *, axis: int = -1, smooth: ArrayLike = 1.0, alpha: ArrayLike = 0.5,
+                 beta: ArrayLike = 0.5, class_weights: Array | None = None, include_background: bool = True,
+                 from_logits: Literal["softmax", "sigmoid"] | None = None, ignore_index: int | None = IGNORE_INDEX,
+                 where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
     r"""Tversky loss per example, per class, weighted mean over classes.
 
     With ``I = Σ p_c g_c``, false positives ``Σ p_c (1 − g_c) = P − I`` and false negatives
@@ -531,8 +539,10 @@ def _check_generalized_dice(predictions, targets, smooth, include_background, fr
 
 @hand_derivative(_generalized_dice_tangent, static=_STATIC, check=_check_generalized_dice,
                  residuals=True, where_of="inputs", class_axis=("predictions", "targets"))
-def generalized_dice_loss(predictions, targets, *, axis: int = -1, smooth=1.0, include_background=True,
-                          from_logits=None, ignore_index=IGNORE_INDEX, where=None):
+def generalized_dice_loss(predictions: Array, targets: Array, *, axis: int = -1, smooth: ArrayLike = 1.0,
+                          include_background: bool = True, from_logits: Literal["softmax", "sigmoid"] | None = None,
+                          ignore_index: int | None = IGNORE_INDEX,
+                          where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
     r"""Generalized Dice loss per example (Sudre et al. 2017): one ratio of class-weighted sums.
 
     .. math:: \ell = 1 - \frac{2 \sum_c w_c \sum p_c g_c + s}{\sum_c w_c (\sum p_c + \sum g_c) + s},

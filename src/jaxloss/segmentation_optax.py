@@ -15,19 +15,35 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
+from typing import Any, Literal, ParamSpec
 
 import jax
 import jax.numpy as jnp
 
 from jaxloss import _checks, reduce
-from jaxloss.gradients import class_axes
+from jaxloss.gradients import Loss, class_axes, derived_loss
 from jaxloss.segmentation import tversky_loss
+from jaxloss.types import Array, ArrayLike, Axis
 
 _OPTAX_DICE = {"alpha": 0.5, "beta": 0.5}  # Tversky weights giving optax's Dice ratio
 _EPSILON = 1e-7  # optax's guard in the class weights 1/(f² + ε)
 
 
 _REDUCTIONS = ("mean", "sum", "none")
+
+P = ParamSpec("P")
+
+
+def _composed(helper: Callable[..., Any]) -> Callable[[Callable[P, jax.Array]], Loss[P]]:
+    """The public loss, ``helper`` over :func:`tversky_loss`, as a :class:`~jaxloss.gradients.Loss`
+    whose ``reference`` is ``helper`` over ``tversky_loss.reference``.  No ``class_axis``:
+    its ``axis`` is optax's summed axes."""
+
+    def decorate(fn: Callable[P, jax.Array]) -> Loss[P]:
+        return derived_loss(fn, functools.partial(helper, tversky_loss.reference))
+
+    return decorate
 
 
 def _dice_inputs(predictions, targets, class_weights, reduction, axis, where):
@@ -89,8 +105,11 @@ def _dice(tversky, predictions, targets, *, class_weights=None, smooth=1.0, alph
     return jnp.mean(losses, axis=-1) if reduction == "mean" else jnp.sum(losses, axis=-1)
 
 
-def dice_loss(predictions, targets, *, class_weights=None, smooth=1.0, alpha=0.5, beta=0.5, apply_softmax=True,
-              reduction="mean", ignore_background=False, axis=None, where=None) -> jax.Array:
+@_composed(_dice)
+def dice_loss(predictions: Array, targets: Array, *, class_weights: Array | None = None, smooth: ArrayLike = 1.0,
+              alpha: ArrayLike = 0.5, beta: ArrayLike = 0.5, apply_softmax: bool = True,
+              reduction: Literal["mean", "sum", "none"] = "mean", ignore_background: bool = False, axis: Axis = None,
+              where: Array | None = None) -> jax.Array:
     r"""optax's Dice loss: a Tversky ratio per class over the summed axes, reduced over classes.
 
     With probabilities ``p = softmax(x)`` over the class axis (the last; ``σ(x)`` for a
@@ -125,7 +144,7 @@ def dice_loss(predictions, targets, *, class_weights=None, smooth=1.0, alpha=0.5
     Args:
       predictions: float logits ``[..., C]`` (probabilities with ``apply_softmax=False``);
         ``[B, ..spatial.., C]`` for the default ``axis``.
-      targets: one-hot or soft targets of the same shape (float ones differentiated;
+      targets: ``[..., C]``, one-hot or soft targets of the same shape (float ones differentiated;
         integer or boolean ``{0, 1}`` values taken as values, as optax does).  Either side
         may lack a trailing class axis of size 1.
       class_weights: optional float ``[C]``, >= 0, multiplying the per-class losses
@@ -137,7 +156,7 @@ def dice_loss(predictions, targets, *, class_weights=None, smooth=1.0, alpha=0.5
       ignore_background: static; True leaves class 0 out (kept for a single class).
       axis: static; the axis or tuple of axes summed over (not the class axis).  Unlike
         the class axis ``axis=`` of :func:`jaxloss.soft_dice_loss`, this is optax's.
-      where: optional boolean pixel mask broadcasting to ``predictions.shape[:-1]``: masked
+      where: optional boolean pixel mask broadcasting to ``[...]`` (``predictions.shape[:-1]``): masked
         pixels leave every sum (derivative exactly 0, even for inf or NaN padding).
 
     Returns:
@@ -182,7 +201,9 @@ def _binary_dice(tversky, predictions, targets, *, smooth=1.0, apply_sigmoid=Tru
                    where=where, **_OPTAX_DICE)
 
 
-def binary_dice_loss(predictions, targets, *, smooth=1.0, apply_sigmoid=True, where=None) -> jax.Array:
+@_composed(_binary_dice)
+def binary_dice_loss(predictions: Array, targets: Array, *, smooth: ArrayLike = 1.0, apply_sigmoid: bool = True,
+                     where: Array | None = None) -> jax.Array:
     r"""optax's binary Dice loss per example: the Dice loss of one sigmoid channel.
 
     With ``p = σ(x)`` (or the probabilities ``x`` with ``apply_sigmoid=False``), targets
@@ -207,8 +228,8 @@ def binary_dice_loss(predictions, targets, *, smooth=1.0, apply_sigmoid=True, wh
     Args:
       predictions: float logits (probabilities with ``apply_sigmoid=False``),
         ``[B, ..spatial..]`` or ``[B, ..spatial.., 1]``.
-      targets: float ``{0, 1}`` or soft targets in ``[0, 1]`` of the same shape, with or
-        without the trailing 1 (differentiated).
+      targets: float ``[B, ..spatial..]`` or ``[B, ..spatial.., 1]``: ``{0, 1}`` or soft targets
+        in ``[0, 1]``: the predictions' shape, with or without the trailing 1 (differentiated).
       smooth: ``s >= 0``, a float scalar (differentiated when traced).
       apply_sigmoid: static; False when the predictions are probabilities.
       where: optional boolean pixel mask broadcasting to ``[B, ..spatial..]``: masked
@@ -256,8 +277,10 @@ def _generalized_dice(tversky, predictions, targets, *, smooth=1.0, apply_softma
     return reduce.mean(jnp.mean(kept) * losses, where=where)
 
 
-def multiclass_generalized_dice_loss(predictions, targets, *, smooth=1.0, apply_softmax=True, ignore_background=False,
-                                     where=None) -> jax.Array:
+@_composed(_generalized_dice)
+def multiclass_generalized_dice_loss(predictions: Array, targets: Array, *, smooth: ArrayLike = 1.0,
+                                     apply_softmax: bool = True, ignore_background: bool = False,
+                                     where: Array | None = None) -> jax.Array:
     r"""optax's generalized Dice loss: one number for the batch, class weights from the batch.
 
     With probabilities ``p = softmax(x)`` (sigmoid for a single class; ``x`` itself with
@@ -285,7 +308,7 @@ def multiclass_generalized_dice_loss(predictions, targets, *, smooth=1.0, apply_
     Args:
       predictions: float logits ``[B, ..spatial.., C]`` (probabilities with
         ``apply_softmax=False``).
-      targets: float one-hot or soft targets of the same shape (differentiated).
+      targets: float ``[B, ..spatial.., C]``: one-hot or soft targets (differentiated).
       smooth: ``s >= 0``, a float scalar (differentiated when traced).
       apply_softmax: static; False when the predictions are probabilities.
       ignore_background: static; True leaves class 0 out of the class mean.
@@ -307,8 +330,3 @@ def multiclass_generalized_dice_loss(predictions, targets, *, smooth=1.0, apply_
     """
     return _generalized_dice(tversky_loss, predictions, targets, smooth=smooth, apply_softmax=apply_softmax,
                              ignore_background=ignore_background, where=where)
-
-
-dice_loss.reference = functools.partial(_dice, tversky_loss.reference)
-binary_dice_loss.reference = functools.partial(_binary_dice, tversky_loss.reference)
-multiclass_generalized_dice_loss.reference = functools.partial(_generalized_dice, tversky_loss.reference)

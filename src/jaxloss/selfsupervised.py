@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from jaxloss import _checks, _math
 from jaxloss.gradients import hand_derivative, tangent_sum
+from jaxloss.types import Array, ArrayLike, Axis, AxisName
 
 __all__ = ["barlow_twins_loss", "dino_center_update", "dino_loss", "negative_cosine_similarity", "vicreg_loss"]
 
@@ -96,7 +97,8 @@ def _barlow_parts(z1, z2, eps, where, axis_name):
 
 def _barlow_tangent(p, t, out, res):
     keep, n = _examples(p.z1, p.where, p.axis_name)
-    zs, dzs = (_math.masked_rows(p.z1, p.where), _math.masked_rows(p.z2, p.where)), (_math.masked_rows(t.z1, p.where), _math.masked_rows(t.z2, p.where))
+    zs = (_math.masked_rows(p.z1, p.where), _math.masked_rows(p.z2, p.where))
+    dzs = (_math.masked_rows(t.z1, p.where), _math.masked_rows(t.z2, p.where))
     parts = []
     for z, dz in zip(zs, dzs):
         z_hat, x, sigma = _standardised(z, keep, n, p.eps, p.axis_name)
@@ -114,8 +116,10 @@ def _barlow_tangent(p, t, out, res):
     return None if dloss is None else jnp.where(n > 0, dloss, 0.0)
 
 
-@hand_derivative(_barlow_tangent, check=_check_barlow, static=("axis_name",), where_of="inputs", class_axis=("z1", "z2"))
-def barlow_twins_loss(z1, z2, *, axis: int = -1, lambda_=5e-3, eps=1e-5, where=None, axis_name=None):
+@hand_derivative(_barlow_tangent, check=_check_barlow, static=("axis_name",), where_of="inputs",
+                 class_axis=("z1", "z2"))
+def barlow_twins_loss(z1: Array, z2: Array, *, axis: int = -1, lambda_: ArrayLike = 5e-3, eps: ArrayLike = 1e-5,
+                      where: Array | None = None, axis_name: AxisName | None = None) -> jax.Array:
     r"""Barlow Twins loss of a batch: the cross-correlation of two views driven to the identity.
 
     Defined on the whole batch: it returns one number (a scalar), not per-example losses.
@@ -227,8 +231,11 @@ def _vicreg_tangent(p, t, out, res):
     return None if dloss is None else jnp.where(n > 0, dloss, 0.0)
 
 
-@hand_derivative(_vicreg_tangent, check=_check_vicreg, static=("axis_name",), where_of="inputs", class_axis=("z1", "z2"))
-def vicreg_loss(z1, z2, *, axis: int = -1, sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, eps=1e-4, where=None, axis_name=None):
+@hand_derivative(_vicreg_tangent, check=_check_vicreg, static=("axis_name",), where_of="inputs",
+                 class_axis=("z1", "z2"))
+def vicreg_loss(z1: Array, z2: Array, *, axis: int = -1, sim_coeff: ArrayLike = 25.0, std_coeff: ArrayLike = 25.0,
+                cov_coeff: ArrayLike = 1.0, eps: ArrayLike = 1e-4, where: Array | None = None,
+                axis_name: AxisName | None = None) -> jax.Array:
     r"""VICReg loss of a batch: invariance, variance and covariance terms.
 
     Defined on the whole batch: it returns one number (a scalar), not per-example losses.
@@ -308,7 +315,8 @@ def _cosine_tangent(p, t, out, res):
 
 
 @hand_derivative(_cosine_tangent, check=_check_cosine, class_axis=("predictions", "targets"), axis_tuples=True)
-def negative_cosine_similarity(predictions, targets, *, axis: int | tuple[int, ...] | None = -1, where=None):
+def negative_cosine_similarity(predictions: Array, targets: Array, *, axis: Axis = -1,
+                               where: Array | None = None) -> jax.Array:
     r"""Negative cosine similarity per example: the BYOL / SimSiam objective.
 
     With ``â = a/max(‖a‖, ε)`` (``F.normalize``, ε = 1e-12) over the feature axis:
@@ -420,8 +428,9 @@ def _dino_tangent(p, t, out, res):
 
 @hand_derivative(_dino_tangent, check=_check_dino, per_example=("student_logits", "teacher_logits"),
                  class_axis=("student_logits", "teacher_logits"))
-def dino_loss(student_logits, teacher_logits, center, *, axis: int = -1, student_temperature=0.1, teacher_temperature=0.04,
-              where=None):
+def dino_loss(student_logits: Array, teacher_logits: Array, center: Array, *, axis: int = -1,
+              student_temperature: ArrayLike = 0.1, teacher_temperature: ArrayLike = 0.04,
+              where: Array | None = None) -> jax.Array:
     r"""DINO loss per example: cross-entropy of the centred, sharpened teacher against the student,
     averaged over the pairs of different views.
 
@@ -476,7 +485,8 @@ def dino_loss(student_logits, teacher_logits, center, *, axis: int = -1, student
     return -jnp.sum(_paired_sum(pairs, q) * log_p, axis=(-2, -1)) / jnp.sum(pairs)
 
 
-def dino_center_update(center, teacher_logits, *, momentum=0.9, where=None, axis_name=None):
+def dino_center_update(center: Array, teacher_logits: Array, *, momentum: ArrayLike = 0.9, where: Array | None = None,
+                       axis_name: AxisName | None = None) -> jax.Array:
     r"""DINO's teacher centre, one EMA step: ``c ← m·c + (1 − m)·mean(teacher_logits)``.
 
     The mean is over every teacher view of every (unmasked) example, and over the devices

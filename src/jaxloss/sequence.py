@@ -12,6 +12,7 @@ from jaxloss import _checks
 from jaxloss._math import compute_dtype
 from jaxloss._softmax import loud, shifted_logsumexp
 from jaxloss.gradients import Args, as_float_option, as_ids, hand_derivative
+from jaxloss.types import Array, ArrayLike
 
 __all__ = ["ctc_loss", "ctc_loss_with_forward_probs"]
 
@@ -179,7 +180,9 @@ def _ctc_tangent(p, t, out, res):
 
 
 @hand_derivative(_ctc_tangent, static=("blank_id", "zero_infinity"), check=_check_ctc, residuals=True)
-def ctc_loss(logits, logit_paddings, labels, label_paddings, *, blank_id=0, zero_infinity=False, where=None):
+def ctc_loss(logits: Array, logit_paddings: Array, labels: Array, label_paddings: Array, *, blank_id: int = 0,
+             zero_infinity: bool = False,
+             where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array, jax.Array]]:
     r"""Connectionist temporal classification loss per sequence.
 
     With :math:`y = \operatorname{softmax}(x_t)` per frame and :math:`\mathcal{B}^{-1}(l)`
@@ -228,7 +231,7 @@ def ctc_loss(logits, logit_paddings, labels, label_paddings, *, blank_id=0, zero
       label_paddings: ``[..., N]``, 1.0 on padded labels, which must be right-padded.
       blank_id: the class id of the blank (static).
       zero_infinity: give impossible alignments loss 0 and gradient 0 (static).
-      where: optional boolean mask broadcasting to the batch shape ``logits.shape[:-2]``.
+      where: optional boolean mask broadcasting to the batch shape ``[...]`` of logits.
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
@@ -264,8 +267,9 @@ def ctc_loss(logits, logit_paddings, labels, label_paddings, *, blank_id=0, zero
 # ------------------------------------------------------------------ ctc_loss_with_forward_probs
 
 
-def ctc_loss_with_forward_probs(logits, logit_paddings, labels, label_paddings, *, blank_id=0, log_epsilon=-1e5,
-                                zero_infinity=False, where=None) -> tuple[jax.Array, jax.Array, jax.Array]:
+def ctc_loss_with_forward_probs(logits: Array, logit_paddings: Array, labels: Array, label_paddings: Array, *,
+                                blank_id: int = 0, log_epsilon: ArrayLike = -1e5, zero_infinity: bool = False,
+                                where: Array | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
     r"""CTC loss per sequence, with the forward probabilities of its lattice (optax's layout).
 
     With :math:`y_t = \operatorname{softmax}(x_t)`, the extended labels
@@ -323,7 +327,7 @@ def ctc_loss_with_forward_probs(logits, logit_paddings, labels, label_paddings, 
       log_epsilon: the stand-in for log 0 in the tables (a float, traced is fine;
         ``-jnp.inf`` for exact zeros).
       zero_infinity: give impossible alignments loss 0 and derivative 0 (static).
-      where: optional boolean mask broadcasting to the batch shape ``logits.shape[:-2]``.
+      where: optional boolean mask broadcasting to the batch shape ``[...]`` of logits.
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
