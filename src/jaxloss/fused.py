@@ -24,6 +24,7 @@ choice when a training step needs only the mean
 
 from __future__ import annotations
 
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +34,7 @@ from jaxloss.gradients import hand_derivative, tangent_sum
 from jaxloss._softmax import (IGNORE_INDEX, check_ignore_index, class_ids, label_value, loud, one_hot,
                               shifted_logsumexp, smoothing, z_loss_tangent)
 from jaxloss._softmax import z_loss as z_loss_term
+from jaxloss.types import Array, ArrayLike, AxisName
 
 _LAYOUTS = ("hv", "vh")
 # Logits per block when block_size is None: 4M (16 MiB in float32) over the tokens.
@@ -239,9 +241,12 @@ def _linear_cross_entropy_tangent(p, t, out, res):
                  static=("ignore_index", "block_size", "vocab_axis_name", "weight_layout", "precision"),
                  check=_check_linear, residuals=True, per_example=("hidden", "labels"),
                  own_precision=("hidden", "weight", "bias"))
-def linear_softmax_cross_entropy(hidden, weight, labels, *, bias=None, label_smoothing=0.0, z_loss=0.0,
-                                 ignore_index=IGNORE_INDEX, where=None, block_size=None, vocab_axis_name=None,
-                                 weight_layout="hv", precision=None):
+def linear_softmax_cross_entropy(hidden: Array, weight: Array, labels: Array, *, bias: Array | None = None,
+                                 label_smoothing: ArrayLike = 0.0, z_loss: ArrayLike = 0.0,
+                                 ignore_index: int | None = IGNORE_INDEX, where: Array | None = None,
+                                 block_size: int | None = None, vocab_axis_name: AxisName | None = None,
+                                 weight_layout: Literal["hv", "vh"] = "hv", precision: jax.lax.Precision | None = None,
+                                 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array | None]]:
     r"""Softmax cross-entropy of the logits ``z = hidden @ weight + bias``, per token,
     without materialising the logits.
 
@@ -290,13 +295,13 @@ def linear_softmax_cross_entropy(hidden, weight, labels, *, bias=None, label_smo
       weight: float array ``[H, V]`` (``weight_layout="hv"``: a ``flax`` ``Dense`` kernel)
         or ``[V, H]`` (``weight_layout="vh"``: a tied embedding table such as
         ``nnx.Embed.embedding``, used as it is, without a transposed copy).
-      labels: integer class ids of hidden's batch shape ``hidden.shape[:-1]``.
+      labels: int ``[...]`` class ids of hidden's batch shape ``hidden.shape[:-1]``.
       bias: optional float array ``[V]``.
       label_smoothing: ε in [0, 1]; a float or an array of the batch shape.
       z_loss: λ >= 0 (PaLM uses 1e-4); a float or an array of the batch shape.
       ignore_index: static; the label of the tokens to ignore, an int (−100 by default, as
         in PyTorch) or ``None`` (every label outside ``[0, V)`` is invalid).
-      where: optional boolean mask broadcasting to the batch shape: masked tokens (padding)
+      where: optional bool ``[...]`` mask broadcasting to the batch shape: masked tokens (padding)
         give loss 0 and contribute nothing to any gradient.
       block_size: classes per block (static).  ``None`` picks ``4M / tokens`` rounded down
         to a multiple of 128 (16 MiB of float32 logits per block), at least 128; the last
@@ -469,9 +474,13 @@ def _mean_tangent(p, t, out, res):
 
 @hand_derivative(_mean_tangent, static=("ignore_index", "block_size", "axis_name", "weight_layout", "precision"),
                  check=_check_mean, residuals=True, where_of="inputs", own_precision=("hidden", "weight", "bias"))
-def linear_softmax_cross_entropy_mean(hidden, weight, labels, *, bias=None, label_smoothing=0.0, z_loss=0.0,
-                                      ignore_index=IGNORE_INDEX, where=None, normalizer=None, block_size=None,
-                                      axis_name=None, weight_layout="hv", precision=None):
+def linear_softmax_cross_entropy_mean(hidden: Array, weight: Array, labels: Array, *, bias: Array | None = None,
+                                      label_smoothing: ArrayLike = 0.0, z_loss: ArrayLike = 0.0,
+                                      ignore_index: int | None = IGNORE_INDEX, where: Array | None = None,
+                                      normalizer: ArrayLike | None = None, block_size: int | None = None,
+                                      axis_name: AxisName | None = None, weight_layout: Literal["hv", "vh"] = "hv",
+                                      precision: jax.lax.Precision | None = None,
+                                      ) -> tuple[jax.Array, tuple[jax.Array, ...]]:
     r"""The mean over the (unmasked) tokens of :func:`linear_softmax_cross_entropy`, with
     its gradient computed in the forward pass: one matmul fewer for value and gradient.
 
@@ -512,7 +521,7 @@ def linear_softmax_cross_entropy_mean(hidden, weight, labels, *, bias=None, labe
         :func:`linear_softmax_cross_entropy`.
       label_smoothing: ε in [0, 1], a float or a scalar array.
       z_loss: λ >= 0, a float or a scalar array.
-      where: optional boolean mask of hidden's batch shape: the tokens the mean is over.
+      where: optional bool ``[...]`` mask of hidden's batch shape: the tokens the mean is over.
       normalizer: None (divide by the counted tokens ``n``, across ``axis_name`` too), or
         a positive scalar to divide the summed losses by instead (gradient accumulation:
         with the total token count of all micro-batches, the micro-batches' values and

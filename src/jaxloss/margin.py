@@ -8,6 +8,8 @@ autodiff of the formula.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import jax
 import jax.numpy as jnp
 
@@ -17,6 +19,7 @@ from jaxloss._softmax import (
     IGNORE_INDEX, check_classes, class_ids, class_sum, gather_class, label_value, loud, one_hot,
 )
 from jaxloss.gradients import hand_derivative, tangent_sum
+from jaxloss.types import Array, ArrayLike
 
 
 def _tied_share(s, top):
@@ -83,8 +86,10 @@ def _multiclass_hinge_tangent(p, t, out, res):
 
 @hand_derivative(_multiclass_hinge_tangent, static=("kind", "p", "ignore_index"), check=_check_multiclass_hinge,
                  residuals=True, class_axis=("scores", "labels"))
-def multiclass_hinge_loss(scores, labels, *, axis: int = -1, margin=1.0, kind="crammer_singer", p=1, class_weights=None,
-                          ignore_index=IGNORE_INDEX, where=None):
+def multiclass_hinge_loss(scores: Array, labels: Array, *, axis: int = -1, margin: ArrayLike = 1.0,
+                          kind: Literal["crammer_singer", "weston_watkins"] = "crammer_singer", p: Literal[1, 2] = 1,
+                          class_weights: Array | None = None, ignore_index: int | None = IGNORE_INDEX,
+                          where: Array | None = None) -> tuple[jax.Array, jax.Array | tuple[()]]:
     r"""Multi-class hinge loss on scores ``[..., C]``: Crammer–Singer or Weston–Watkins.
 
     With :math:`y` the label class, margin :math:`m` and class weight :math:`w_y`
@@ -122,7 +127,7 @@ def multiclass_hinge_loss(scores, labels, *, axis: int = -1, margin=1.0, kind="c
 
     Args:
       scores: float array ``[..., C]`` of class scores (logits), with ``C`` on ``axis``.
-      labels: integer class ids with the batch shape (``scores``' shape without ``axis``); no
+      labels: int ``[...]`` class ids with the batch shape (``scores``' shape without ``axis``); no
         derivative.
       axis: static; the class axis of ``scores`` (default -1, the last), an int.
       margin: float >= 0, or a float array broadcasting to the batch shape
@@ -134,7 +139,7 @@ def multiclass_hinge_loss(scores, labels, *, axis: int = -1, margin=1.0, kind="c
         traced).
       ignore_index: static; the class id of the examples to ignore, an int (−100 by
         default, as in PyTorch) or ``None``.
-      where: optional boolean mask broadcasting to the batch shape.
+      where: optional bool ``[...]`` mask broadcasting to the batch shape.
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
@@ -159,10 +164,11 @@ def multiclass_hinge_loss(scores, labels, *, axis: int = -1, margin=1.0, kind="c
       raising.
     """
     ids, counted, invalid = class_ids(labels, scores.shape[-1], ignore_index)
-    runner_up = ()
+    runner_up: jax.Array | tuple[()] = ()
     if kind == "crammer_singer":
         runner_up = jnp.max(jnp.where(one_hot(ids, scores.shape[-1]), -jnp.inf, scores), axis=-1, initial=-jnp.inf)
-    loss = _unweighted_hinge(*_hinge_arguments(scores, ids, counted, margin, kind, runner_up), kind, p)
+    z, keep = _hinge_arguments(scores, ids, counted, margin, kind, runner_up)
+    loss = _unweighted_hinge(z, keep, kind, p)
     if class_weights is not None:
         loss = gather_class(class_weights, ids, scores.shape) * loss
     return loud(loss, invalid), runner_up
@@ -186,7 +192,8 @@ def _multiclass_perceptron_tangent(p, t, out, res):
 
 @hand_derivative(_multiclass_perceptron_tangent, static=("ignore_index",), check=_check_multiclass_perceptron,
                  residuals=True, class_axis=("scores", "labels"))
-def multiclass_perceptron_loss(scores, labels, *, axis: int = -1, ignore_index=IGNORE_INDEX, where=None):
+def multiclass_perceptron_loss(scores: Array, labels: Array, *, axis: int = -1, ignore_index: int | None = IGNORE_INDEX,
+                               where: Array | None = None) -> tuple[jax.Array, jax.Array]:
     r"""Multi-class perceptron loss on scores ``[..., C]``: the best score's lead over the label's.
 
     .. math:: \ell = \max_c s_c - s_y \;\ge 0.
@@ -206,12 +213,12 @@ def multiclass_perceptron_loss(scores, labels, *, axis: int = -1, ignore_index=I
 
     Args:
       scores: float array ``[..., C]`` of class scores, with ``C`` on ``axis``.
-      labels: integer class ids with the batch shape (``scores``' shape without ``axis``); no
+      labels: int ``[...]`` class ids with the batch shape (``scores``' shape without ``axis``); no
         derivative.
       axis: static; the class axis of ``scores`` (default -1, the last), an int.
       ignore_index: static; the class id of the examples to ignore, an int (−100 by
         default, as in PyTorch) or ``None``.
-      where: optional boolean mask broadcasting to the batch shape.
+      where: optional bool ``[...]`` mask broadcasting to the batch shape.
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
@@ -283,7 +290,7 @@ def _multilabel_margin_tangent(p, t, out, res):
 
 
 @hand_derivative(_multilabel_margin_tangent, check=_check_multilabel_margin, class_axis=("scores", "labels"))
-def multilabel_margin_loss(scores, labels, *, axis: int = -1, where=None):
+def multilabel_margin_loss(scores: Array, labels: Array, *, axis: int = -1, where: Array | None = None) -> jax.Array:
     r"""Multi-label hinge loss on scores ``[..., C]``: every target class above every other by a margin of 1.
 
     ``labels`` lists the target class ids of each example, ended by the first ``-1``
@@ -306,10 +313,10 @@ def multilabel_margin_loss(scores, labels, *, axis: int = -1, where=None):
 
     Args:
       scores: float array ``[..., C]``, with ``C`` on ``axis``.
-      labels: integer array of the shape of ``scores``: target class ids along ``axis``, the
+      labels: int ``[..., C]``, of the shape of ``scores``: target class ids along ``axis``, the
         list ending at the first ``-1``; no derivative.
       axis: static; the class axis of ``scores`` and ``labels`` (default -1, the last), an int.
-      where: optional boolean mask broadcasting to the batch shape (``scores``' shape without
+      where: optional bool ``[...]`` mask broadcasting to the batch shape (``scores``' shape without
         ``axis``).
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
@@ -352,7 +359,8 @@ def _multilabel_soft_margin_tangent(p, t, out, res):
 
 
 @hand_derivative(_multilabel_soft_margin_tangent, check=_check_multilabel_soft_margin, class_axis=("logits", "labels"))
-def multilabel_soft_margin_loss(logits, labels, *, axis: int = -1, class_weights=None, where=None):
+def multilabel_soft_margin_loss(logits: Array, labels: Array, *, axis: int = -1, class_weights: Array | None = None,
+                                where: Array | None = None) -> jax.Array:
     r"""Multi-label logistic loss on logits ``[..., C]``: the class-mean of weighted binary cross-entropies.
 
     With class weights :math:`w_c` (1 without ``class_weights``):
@@ -368,12 +376,12 @@ def multilabel_soft_margin_loss(logits, labels, *, axis: int = -1, class_weights
 
     Args:
       logits: float array ``[..., C]``, with ``C`` on ``axis``.
-      labels: targets in [0, 1] of the shape of ``logits``: integer/boolean hard labels
+      labels: ``[..., C]`` targets in [0, 1] of the shape of ``logits``: integer/boolean hard labels
         (no derivative) or float soft labels (differentiated).
       axis: static; the class axis of ``logits`` and ``labels`` (default -1, the last), an int.
       class_weights: optional float weights ``[C]``, >= 0 (PyTorch's ``weight``;
         differentiated when traced).
-      where: optional boolean mask broadcasting to the batch shape (``logits``' shape without
+      where: optional bool ``[...]`` mask broadcasting to the batch shape (``logits``' shape without
         ``axis``).
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 

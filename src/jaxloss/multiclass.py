@@ -18,6 +18,8 @@ recomputes the softmax there; ``fn.reference`` is plain autodiff of the formula.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any, ParamSpec
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +33,10 @@ from jaxloss._softmax import (
     z_loss_tangent,
 )
 from jaxloss._softmax import z_loss as z_loss_term
-from jaxloss.gradients import hand_derivative, tangent_sum
+from jaxloss.gradients import Loss, derived_loss, hand_derivative, tangent_sum
+from jaxloss.types import Array, ArrayLike, Axis
+
+P = ParamSpec("P")
 
 
 # ------------------------------------------------------------------ softmax_cross_entropy
@@ -128,8 +133,10 @@ def _softmax_cross_entropy_tangent(p, t, out, res):
 @hand_derivative(_softmax_cross_entropy_tangent, static=("ignore_index",), check=_check_cross_entropy,
                  residuals=True, own_precision=("logits",), class_axis=("logits", "labels", "class_mask"),
                  axis_tuples=True)
-def softmax_cross_entropy(logits, labels, *, axis: int | tuple[int, ...] | None = -1, label_smoothing=0.0, z_loss=0.0, class_weights=None, class_mask=None,
-                          ignore_index=IGNORE_INDEX, where=None):
+def softmax_cross_entropy(logits: Array, labels: Array, *, axis: Axis = -1, label_smoothing: ArrayLike = 0.0,
+                          z_loss: ArrayLike = 0.0, class_weights: Array | None = None, class_mask: Array | None = None,
+                          ignore_index: int | None = IGNORE_INDEX,
+                          where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     r"""Softmax cross-entropy per example, with class ids or probability targets.
 
     With smoothed targets :math:`\tilde y = (1 - \varepsilon) y + \varepsilon / C` (``y``
@@ -185,8 +192,8 @@ def softmax_cross_entropy(logits, labels, *, axis: int | tuple[int, ...] | None 
 
     Args:
       logits: float array ``[..., C]`` with C on ``axis``.
-      labels: integer class ids of the batch shape (``logits`` without ``axis``; no
-        derivative), or float probability targets of the shape of ``logits`` (differentiated).
+      labels: int ``[...]`` class ids of the batch shape (``logits`` without ``axis``; no
+        derivative), or float ``[..., C]`` probability targets of the shape of ``logits`` (differentiated).
       axis: static; the class axis of ``logits`` (default -1, the last): an int, or a tuple
         of ints (as optax), moved last in the order given and flattened into one class axis,
         which class ids and ``class_weights`` then index.
@@ -194,12 +201,12 @@ def softmax_cross_entropy(logits, labels, *, axis: int | tuple[int, ...] | None 
       z_loss: λ >= 0, the weight of ``lse(x)²`` (PaLM uses 1e-4); a float or an array of
         the batch shape.  The class weights do not scale it.
       class_weights: optional float weights ``[C]``, >= 0 (differentiated when traced).
-      class_mask: optional boolean mask broadcasting to ``logits``: the classes to keep
+      class_mask: optional bool ``[..., C]`` mask broadcasting to ``logits``: the classes to keep
         (optax's ``where``); None keeps them all.
       ignore_index: static; the class id that marks an example to ignore, an int (−100 by
         default, as in PyTorch) or ``None`` (every id outside ``[0, C)`` is invalid).
         Unused with probability targets.
-      where: optional boolean mask broadcasting to the batch shape.
+      where: optional bool ``[...]`` mask broadcasting to the batch shape.
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
@@ -269,7 +276,8 @@ def _nll_tangent(p, t, out, res):
 
 
 @hand_derivative(_nll_tangent, static=("ignore_index",), check=_check_nll, class_axis=("log_probs", "labels"))
-def nll_loss(log_probs, labels, *, axis: int = -1, class_weights=None, ignore_index=IGNORE_INDEX, where=None):
+def nll_loss(log_probs: Array, labels: Array, *, axis: int = -1, class_weights: Array | None = None,
+             ignore_index: int | None = IGNORE_INDEX, where: Array | None = None) -> jax.Array:
     r"""Negative log-likelihood of the label class, per example: :math:`\ell = -w_y \log p_y`.
 
     Derivatives (hand rule): ``∂ℓ/∂(log p)_c = −w_y·[c = y]`` and
@@ -283,13 +291,13 @@ def nll_loss(log_probs, labels, *, axis: int = -1, class_weights=None, ignore_in
     Args:
       log_probs: float array ``[..., C]`` of log-probabilities (e.g. ``jax.nn.log_softmax``),
         C on ``axis``.
-      labels: integer class ids of the batch shape (``log_probs`` without ``axis``); no derivative.
+      labels: int ``[...]`` class ids of the batch shape (``log_probs`` without ``axis``); no derivative.
       axis: static; the class axis of ``log_probs`` (default -1, the last), an int: ``axis=1``
         takes PyTorch's ``[N, C, d1, ...]`` layout.
       class_weights: optional float weights ``[C]``, >= 0 (differentiated when traced).
       ignore_index: static; the class id of the examples to ignore, an int (−100 by
         default, as in PyTorch) or ``None``.
-      where: optional boolean mask broadcasting to the batch shape.
+      where: optional bool ``[...]`` mask broadcasting to the batch shape.
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
@@ -357,8 +365,10 @@ def _poly1_tangent(p, t, out, res):
 
 @hand_derivative(_poly1_tangent, static=("ignore_index",), check=_check_poly1, residuals=True,
                  class_axis=("logits", "labels", "class_mask"), axis_tuples=True)
-def poly1_cross_entropy(logits, labels, *, axis: int | tuple[int, ...] | None = -1, epsilon=1.0, label_smoothing=0.0, class_mask=None,
-                        ignore_index=IGNORE_INDEX, where=None):
+def poly1_cross_entropy(logits: Array, labels: Array, *, axis: Axis = -1, epsilon: ArrayLike = 1.0,
+                        label_smoothing: ArrayLike = 0.0, class_mask: Array | None = None,
+                        ignore_index: int | None = IGNORE_INDEX,
+                        where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     r"""Poly-1 cross-entropy (PolyLoss) per example: cross-entropy plus ε·(1 − p_t).
 
     With targets :math:`y` (one-hot for class ids) and :math:`p = \operatorname{softmax}(x)`:
@@ -397,19 +407,19 @@ def poly1_cross_entropy(logits, labels, *, axis: int | tuple[int, ...] | None = 
 
     Args:
       logits: float array ``[..., C]`` with C on ``axis``.
-      labels: integer class ids of the batch shape (``logits`` without ``axis``; no
-        derivative), or float probability targets of the shape of ``logits`` (differentiated).
+      labels: int ``[...]`` class ids of the batch shape (``logits`` without ``axis``; no
+        derivative), or float ``[..., C]`` probability targets of the shape of ``logits`` (differentiated).
       axis: static; the class axis of ``logits`` (default -1, the last): an int, or a tuple
         of ints (as optax), moved last in the order given and flattened into one class axis,
         which class ids then index.
       epsilon: ε, a float or an array of the batch shape (differentiated when traced);
         may be negative.
       label_smoothing: s in [0, 1]; a float or an array of the batch shape.
-      class_mask: optional boolean mask broadcasting to ``logits``: the classes to keep
+      class_mask: optional bool ``[..., C]`` mask broadcasting to ``logits``: the classes to keep
         (optax's ``where``); None keeps them all.
       ignore_index: static; the class id of the examples to ignore, an int (−100 by
         default, as in PyTorch) or ``None``.  Unused with probability targets.
-      where: optional boolean mask broadcasting to the batch shape.
+      where: optional bool ``[...]`` mask broadcasting to the batch shape.
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
@@ -443,8 +453,20 @@ def poly1_cross_entropy(logits, labels, *, axis: int | tuple[int, ...] | None = 
     return (loss if invalid is None else loud(loss, invalid)), PerClass(shift, lse)
 
 
-def poly_loss_cross_entropy(logits, labels, *, axis=-1, epsilon=2.0, label_smoothing=0.0, class_mask=None,
-                            ignore_index=IGNORE_INDEX, where=None) -> jax.Array:
+def _preset(loss: Loss[...], **defaults: Any) -> Callable[[Callable[P, jax.Array]], Loss[P]]:
+    """Make a ``def`` that calls ``loss`` with other ``defaults`` (optax's name for it) a loss
+    of its own, whose ``.reference`` is ``loss.reference`` with those defaults."""
+
+    def decorate(fn: Callable[P, jax.Array]) -> Loss[P]:
+        return derived_loss(fn, functools.partial(loss.reference, **defaults), like=loss)
+
+    return decorate
+
+
+@_preset(poly1_cross_entropy, epsilon=2.0)
+def poly_loss_cross_entropy(logits: Array, labels: Array, *, axis: Axis = -1, epsilon: ArrayLike = 2.0,
+                            label_smoothing: ArrayLike = 0.0, class_mask: Array | None = None,
+                            ignore_index: int | None = IGNORE_INDEX, where: Array | None = None) -> jax.Array:
     """:func:`poly1_cross_entropy` with optax's default ``epsilon=2.0`` (optax's name).
 
     The same loss, derivative rule and options: ``poly1_cross_entropy(..., epsilon=2.0)``.
@@ -463,17 +485,12 @@ def poly_loss_cross_entropy(logits, labels, *, axis=-1, epsilon=2.0, label_smoot
     return poly1_cross_entropy(logits, labels, axis=axis, epsilon=epsilon, label_smoothing=label_smoothing,
                                class_mask=class_mask, ignore_index=ignore_index, where=where)
 
-
-poly_loss_cross_entropy.reference = functools.partial(poly1_cross_entropy.reference, epsilon=2.0)
-poly_loss_cross_entropy.class_axis = poly1_cross_entropy.class_axis
-poly_loss_cross_entropy.axis_tuples = poly1_cross_entropy.axis_tuples
-poly_loss_cross_entropy.class_axis = poly1_cross_entropy.class_axis
-poly_loss_cross_entropy.axis_tuples = poly1_cross_entropy.axis_tuples
 softmax_cross_entropy_with_integer_labels = softmax_cross_entropy
 safe_softmax_cross_entropy = softmax_cross_entropy
 
 
-def smooth_labels(labels, alpha, *, axis=-1, class_mask=None) -> jax.Array:
+def smooth_labels(labels: Array, alpha: ArrayLike, *, axis: int | tuple[int, ...] = -1,
+                  class_mask: Array | None = None) -> jax.Array:
     r"""Label smoothing: :math:`(1 - \alpha)\,y + \alpha / K` (optax's ``smooth_labels``).
 
     ``K`` is the number of classes along ``axis`` (an int or a tuple of ints), or, with
@@ -484,10 +501,10 @@ def smooth_labels(labels, alpha, *, axis=-1, class_mask=None) -> jax.Array:
     ``∂/∂y = 1 − α``, ``∂/∂α = 1/K − y``.  The losses take ``label_smoothing=`` directly.
 
     Args:
-      labels: float targets (one-hot or probabilities), the classes along ``axis``.
+      labels: float ``[..., C]`` targets (one-hot or probabilities), the classes along ``axis``.
       alpha: the smoothing factor, a float or an array broadcasting to ``labels``.
       axis: static; the class axis or axes.
-      class_mask: optional boolean mask broadcasting to ``labels``: the classes to count.
+      class_mask: optional bool ``[..., C]`` mask broadcasting to ``labels``: the classes to count.
 
     Returns:
       The smoothed targets, of the shape of ``labels``.

@@ -15,6 +15,7 @@ forward-over-reverse Hessian-vector products through its hand-derived rule;
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +25,8 @@ from jaxloss import _checks
 from jaxloss._softmax import (
     IGNORE_INDEX, check_classes, class_ids, class_sum, cofactor, label_value, loud, one_hot, times_nonzero,
 )
-from jaxloss.gradients import hand_derivative, tangent_sum
+from jaxloss.gradients import Loss, derived_loss, hand_derivative, tangent_sum
+from jaxloss.types import Array
 
 # ------------------------------------------------------------------ sparsemax_loss
 
@@ -46,7 +48,7 @@ def _sparsemax_tangent(p, t, out, res):
 
 @hand_derivative(_sparsemax_tangent, check=lambda logits, labels, where: _checks.scores(
     logits, labels, where, name="logits"))
-def sparsemax_loss(logits, labels, *, where=None):
+def sparsemax_loss(logits: Array, labels: Array, *, where: Array | None = None) -> jax.Array:
     r"""Binary sparsemax loss, elementwise: the sparse counterpart of the logistic loss.
 
     With :math:`y = \pm 1` (the positive class for a label ``> 0``) and :math:`z = -y x`,
@@ -68,10 +70,10 @@ def sparsemax_loss(logits, labels, *, where=None):
     (optax reads any non-zero label as positive); on {0, 1} labels the two agree.
 
     Args:
-      logits: float array of scores, any shape.
-      labels: labels in {0, 1} or {-1, 1} (``> 0`` is positive), broadcasting to
+      logits: float ``[...]`` scores, any shape.
+      labels: ``[...]`` labels in {0, 1} or {-1, 1} (``> 0`` is positive), broadcasting to
         ``logits``; no derivative.
-      where: optional boolean mask broadcasting to ``logits``.
+      where: optional bool ``[...]`` mask broadcasting to ``logits``.
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
@@ -137,7 +139,8 @@ def _multiclass_sparsemax_tangent(p, t, out, res):
 
 @hand_derivative(_multiclass_sparsemax_tangent, static=("ignore_index",), check=_check_multiclass_sparsemax,
                  residuals=True, class_axis=("scores", "labels"))
-def multiclass_sparsemax_loss(scores, labels, *, axis: int = -1, ignore_index=IGNORE_INDEX, where=None):
+def multiclass_sparsemax_loss(scores: Array, labels: Array, *, axis: int = -1, ignore_index: int | None = IGNORE_INDEX,
+                              where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
     r"""Multi-class sparsemax loss on scores ``[..., C]`` and class ids.
 
     With :math:`p = \operatorname{sparsemax}(s)`, the Euclidean projection of the scores
@@ -178,12 +181,12 @@ def multiclass_sparsemax_loss(scores, labels, *, axis: int = -1, ignore_index=IG
 
     Args:
       scores: float array ``[..., C]`` of class scores (C on ``axis``).
-      labels: integer class ids with the batch shape (``scores``' shape without ``axis``);
+      labels: int ``[...]`` class ids with the batch shape (``scores``' shape without ``axis``);
         no derivative.
       axis: static; the class axis of ``scores`` (default −1, the last), an int.
       ignore_index: static; the class id of the examples to ignore, an int (−100 by
         default) or ``None``.
-      where: optional boolean mask broadcasting to the batch shape.
+      where: optional bool ``[...]`` mask broadcasting to the batch shape.
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
@@ -274,7 +277,7 @@ def _fenchel_young_loss(scores, targets, *, max_fun, params=None, structure=None
     return _max_values(max_fun, scores, params, structure) - jnp.sum(times_nonzero(targets, scores), axis=-1)
 
 
-def make_fenchel_young_loss(max_fun: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
+def make_fenchel_young_loss(max_fun: Callable[..., jax.Array]) -> Loss[...]:
     r"""A Fenchel–Young loss built from a max function.
 
     Given :math:`\Omega^*` = ``max_fun``, a convex function of one example's scores
@@ -323,15 +326,15 @@ def make_fenchel_young_loss(max_fun: Callable[..., jax.Array]) -> Callable[..., 
     if not callable(max_fun):
         raise TypeError(f"max_fun must be callable, got {type(max_fun).__name__}.")
 
-    def call(fn):
-        def fenchel_young_loss(scores, targets, *args, where=None, **kwargs):
+    def call(fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
+        def fenchel_young_loss(scores: Array, targets: Array, *args: Any, where: Array | None = None,
+                               **kwargs: Any) -> jax.Array:
             params, structure = _split_options(args, kwargs)
             return fn(scores, targets, max_fun=max_fun, params=params, structure=structure, where=where)
 
         fenchel_young_loss.__doc__ = make_fenchel_young_loss.__doc__
         return fenchel_young_loss
 
-    loss = call(_fenchel_young_loss)
-    loss.reference = call(_fenchel_young_loss.reference)
-    loss.reference.__doc__ = "``fenchel_young_loss`` differentiated by plain autodiff of its formula."
-    return loss
+    reference = call(_fenchel_young_loss.reference)
+    reference.__doc__ = "``fenchel_young_loss`` differentiated by plain autodiff of its formula."
+    return derived_loss(call(_fenchel_young_loss), reference)
