@@ -10,9 +10,9 @@ calling jaxloss instead.  Adapted only where jaxloss differs by design:
   by each anchor's number of positives;
 * options are keyword-only (optax's positional ``axis``);
 * optax's ``binary_dice_loss`` and ``multiclass_generalized_dice_loss`` map onto ``J.tversky_loss``
-  (``_peer``); ``dice_loss`` is called under its own name.
-
-``ranking_softmax_loss`` belongs to a later issue: its cases are skipped with that reason.
+  (``_peer``); ``dice_loss`` is called under its own name;
+* ``ranking_softmax_loss`` returns one loss per list: optax's ``reduce_fn`` (``jnp.mean``, ``jnp.sum``)
+  is ``jaxloss.reduce.mean`` / ``sum`` over the lists with a valid item (``_ranking_softmax``).
 """
 
 from __future__ import annotations
@@ -974,12 +974,122 @@ def test_generalized_dice_loss_ignore_background():
 # ===================================================================== _ranking_test.py
 
 
-# _ranking_test.py RankingLossesTest (every method)
-@pytest.mark.parametrize("method", [
-    "test_computes_loss_value", "test_computes_loss_with_extreme_inputs", "test_computes_loss_for_zero_labels",
-    "test_computes_weighted_loss_value", "test_computes_loss_value_with_vmap", "test_computes_reduced_loss",
-    "test_computes_unreduced_loss", "test_computes_loss_value_with_where", "test_computes_loss_value_with_all_masked",
-    "test_computes_loss_with_arbitrary_batch_dimensions", "test_grad_does_not_return_nan_for_zero_labels",
-    "test_grad_does_not_return_nan_with_all_masked", "test_ignores_lists_containing_only_invalid_items"])
-def test_ranking_softmax_loss(method):
-    pytest.skip("ranking_softmax_loss belongs to a later issue (not asked for by issue 17)")
+def _ranking_softmax(scores, labels, *, where=None, weights=None, reduce_fn=jnp.mean):
+    """``optax.losses.ranking_softmax_loss(..., reduce_fn=...)``: jaxloss's per-list losses, reduced
+    over the lists with a valid item (optax's mean and sum leave all-masked lists out)."""
+    losses = J.ranking_softmax_loss(jnp.asarray(scores), jnp.asarray(labels), where=where, weights=weights)
+    if reduce_fn is None:
+        return losses
+    lists = None if where is None else jnp.any(where, axis=-1)
+    return {jnp.mean: jaxloss.reduce.mean, jnp.sum: jaxloss.reduce.sum}[reduce_fn](losses, where=lists)
+
+
+_exp, _log = np.exp, np.log
+
+
+# _ranking_test.py RankingLossesTest.test_computes_loss_value
+def test_ranking_softmax_loss_value():
+    expected = -(_log(_exp(2.0) / (_exp(0.0) + _exp(3.0) + _exp(1.0) + _exp(2.0)))
+                 + _log(_exp(1.0) / (_exp(0.0) + _exp(3.0) + _exp(1.0) + _exp(2.0))))
+    loss = _ranking_softmax(jnp.asarray([0.0, 3.0, 1.0, 2.0]), jnp.asarray([0.0, 0.0, 1.0, 1.0]), reduce_fn=jnp.sum)
+    close(loss, expected, rtol=1e-3)
+
+
+# _ranking_test.py RankingLossesTest.test_computes_loss_with_extreme_inputs
+def test_ranking_softmax_loss_with_extreme_inputs():
+    expected = -((-2.1e26 - (0.0 + -2.1e26 + 3.4e37 + 42.0)) + (3.4e37 - (0.0 + -2.1e26 + 3.4e37 + 42.0)))
+    loss = _ranking_softmax(jnp.asarray([0.0, -2.1e26, 3.4e37, 42.0]), jnp.asarray([0.0, 1.0, 1.0, 0.0]),
+                            reduce_fn=jnp.sum)
+    close(loss, expected, rtol=1e-3)
+
+
+# _ranking_test.py RankingLossesTest.test_computes_loss_for_zero_labels
+def test_ranking_softmax_loss_for_zero_labels():
+    loss = _ranking_softmax(jnp.asarray([0.0, 3.0, 1.0, 2.0]), jnp.zeros(4), reduce_fn=jnp.sum)
+    close(loss, 0.0, rtol=1e-3)
+
+
+# _ranking_test.py RankingLossesTest.test_computes_weighted_loss_value
+def test_ranking_softmax_loss_weighted_value():
+    expected = -(2.0 * _log(_exp(2.0) / (_exp(0.0) + _exp(3.0) + _exp(1.0) + _exp(2.0)))
+                 + _log(_exp(1.0) / (_exp(0.0) + _exp(3.0) + _exp(1.0) + _exp(2.0))))
+    loss = _ranking_softmax(jnp.asarray([0.0, 3.0, 2.0, 1.0]), jnp.asarray([0.0, 0.0, 1.0, 1.0]),
+                            weights=jnp.asarray([1.0, 1.0, 2.0, 1.0]), reduce_fn=jnp.sum)
+    close(loss, expected, rtol=1e-3)
+
+
+# _ranking_test.py RankingLossesTest.test_computes_loss_value_with_vmap
+def test_ranking_softmax_loss_value_with_vmap():
+    expected = [-(_log(_exp(2.0) / (_exp(0.0) + _exp(3.0) + _exp(1.0) + _exp(2.0)))
+                  + _log(_exp(1.0) / (_exp(0.0) + _exp(3.0) + _exp(1.0) + _exp(2.0)))),
+                -(2.0 * _log(_exp(3.0) / (_exp(3.0) + _exp(1.0) + _exp(4.0) + _exp(2.0)))
+                  + _log(_exp(4.0) / (_exp(3.0) + _exp(1.0) + _exp(4.0) + _exp(2.0))))]
+    scores = jnp.asarray([[0.0, 3.0, 1.0, 2.0], [3.0, 1.0, 4.0, 2.0]])
+    labels = jnp.asarray([[0.0, 0.0, 1.0, 1.0], [2.0, 0.0, 1.0, 0.0]])
+    loss = jax.vmap(functools.partial(_ranking_softmax, reduce_fn=jnp.sum))(scores, labels)
+    close(loss, expected, rtol=1e-3)
+
+
+RANKING_SCORES = jnp.array([[2.0, 1.0, 3.0], [1.0, 0.5, 1.5]])
+RANKING_LABELS = jnp.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+# _ranking_test.py RankingLossesTest.test_computes_reduced_loss
+def test_ranking_softmax_loss_reduced():
+    expected = np.array([-_log(_exp(2.0) / (_exp(2.0) + _exp(1.0) + _exp(3.0))),
+                         -_log(_exp(1.5) / (_exp(1.0) + _exp(0.5) + _exp(1.5)))])
+    close(_ranking_softmax(RANKING_SCORES, RANKING_LABELS, reduce_fn=jnp.mean), np.sum(expected) / 2.0, rtol=1e-3)
+    close(_ranking_softmax(RANKING_SCORES, RANKING_LABELS, reduce_fn=jnp.sum), np.sum(expected), rtol=1e-3)
+
+
+# _ranking_test.py RankingLossesTest.test_computes_unreduced_loss
+def test_ranking_softmax_loss_unreduced():
+    none_loss = _ranking_softmax(RANKING_SCORES, RANKING_LABELS, reduce_fn=None)
+    sum_loss = _ranking_softmax(RANKING_SCORES, RANKING_LABELS, reduce_fn=jnp.sum)
+    assert none_loss.shape == (2,)
+    assert jnp.sum(none_loss) == sum_loss
+
+
+# _ranking_test.py RankingLossesTest.test_computes_loss_value_with_where
+def test_ranking_softmax_loss_value_with_where():
+    loss = _ranking_softmax(jnp.asarray([0.0, 3.0, 1.0, 2.0]), jnp.asarray([0.0, 0.0, 2.0, 1.0]),
+                            where=jnp.asarray([True, True, True, False]))
+    expected = _ranking_softmax(jnp.asarray([0.0, 3.0, 1.0]), jnp.asarray([0.0, 0.0, 2.0]))
+    close(loss, expected, rtol=1e-3)
+
+
+# _ranking_test.py RankingLossesTest.test_computes_loss_value_with_all_masked
+def test_ranking_softmax_loss_value_with_all_masked():
+    loss = _ranking_softmax(jnp.asarray([0.0, 3.0, 1.0, 2.0]), jnp.asarray([0.0, 0.0, 1.0, 1.0]),
+                            where=jnp.zeros(4, bool))
+    close(loss, 0.0, rtol=1e-3)
+
+
+# _ranking_test.py RankingLossesTest.test_computes_loss_with_arbitrary_batch_dimensions
+def test_ranking_softmax_loss_with_arbitrary_batch_dimensions():
+    original = _ranking_softmax(jnp.asarray([2.0, 3.0, 1.0]), jnp.asarray([0.0, 0.0, 1.0]),
+                                where=jnp.asarray([False, True, True]))
+    batched = _ranking_softmax(jnp.asarray([[[[2.0, 3.0, 1.0]]]]), jnp.asarray([[[[0.0, 0.0, 1.0]]]]),
+                               where=jnp.asarray([[[[False, True, True]]]]))
+    close(original, batched, rtol=1e-3)
+
+
+# _ranking_test.py RankingLossesTest.test_grad_does_not_return_nan_for_zero_labels
+def test_ranking_softmax_loss_grad_is_not_nan_for_zero_labels():
+    grads = jax.grad(_ranking_softmax)(jnp.asarray([0.0, 3.0, 1.0, 2.0]), jnp.zeros(4), reduce_fn=jnp.mean)
+    assert not jnp.any(jnp.isnan(grads))
+
+
+# _ranking_test.py RankingLossesTest.test_grad_does_not_return_nan_with_all_masked
+def test_ranking_softmax_loss_grad_is_not_nan_with_all_masked():
+    grads = jax.grad(_ranking_softmax)(jnp.asarray([0.0, 3.0, 1.0, 2.0]), jnp.asarray([0.0, 0.0, 1.0, 1.0]),
+                                       where=jnp.zeros(4, bool), reduce_fn=jnp.mean)
+    assert not jnp.any(jnp.isnan(grads))
+
+
+# _ranking_test.py RankingLossesTest.test_ignores_lists_containing_only_invalid_items
+def test_ranking_softmax_loss_ignores_lists_containing_only_invalid_items():
+    scores = jnp.asarray([[0.0, 3.0, 1.0, 2.0], [3.0, 1.0, 4.0, 2.0]])
+    labels = jnp.asarray([[0.0, 0.0, 1.0, 1.0], [2.0, 0.0, 1.0, 0.0]])
+    mask = jnp.asarray([[1, 1, 1, 1], [0, 0, 0, 0]], dtype=jnp.bool_)
+    close(_ranking_softmax(scores, labels, where=mask), _ranking_softmax(scores[0], labels[0]), rtol=1e-3)
