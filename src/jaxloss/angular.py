@@ -14,6 +14,8 @@ from __future__ import annotations
 import functools
 import inspect
 import numbers
+from collections.abc import Callable
+from typing import Any, ParamSpec
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +24,8 @@ import numpy as np
 from jaxloss import _checks, _math
 from jaxloss._softmax import IGNORE_INDEX, check_ignore_index, class_ids, label_value, loud, one_hot, shifted_logsumexp
 from jaxloss._streaming import check_precision, matmul_precision
-from jaxloss.gradients import Args, hand_derivative, tangent_sum
+from jaxloss.gradients import Args, Loss, hand_derivative, tangent_sum
+from jaxloss.types import Array, ArrayLike, Precision
 
 # ------------------------------------------------------------------ angular margins (ArcFace family)
 
@@ -176,8 +179,11 @@ def _angular_margin_tangent(p, t, out, res):
 
 @hand_derivative(_angular_margin_tangent, static=("m1", "straight_through", "ignore_index", "precision"),
                  check=_check_angular, residuals=True, per_example=("embeddings", "labels"), class_axis=("embeddings",))
-def angular_margin_loss(embeddings, class_centers, labels, *, axis: int = -1, scale=64.0, m1=1, m2=0.5, m3=0.0,
-                        straight_through=False, ignore_index=IGNORE_INDEX, precision=None, where=None):
+def angular_margin_loss(embeddings: Array, class_centers: Array, labels: Array, *, axis: int = -1,
+                        scale: ArrayLike = 64.0, m1: int = 1, m2: ArrayLike = 0.5, m3: ArrayLike = 0.0,
+                        straight_through: bool = False, ignore_index: int | None = IGNORE_INDEX,
+                        precision: Precision = None,
+                        where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     r"""Softmax cross-entropy over scaled cosines to class centres with the combined angular margin.
 
     The embeddings and the class centres are L2-normalised inside (``jaxloss._math.normalize``,
@@ -252,7 +258,7 @@ def angular_margin_loss(embeddings, class_centers, labels, *, axis: int = -1, sc
       axis: static; the feature axis D of ``embeddings``, an int (-1, the last, by default);
         ``class_centers`` stay ``[C, D]``.
       class_centers: float array ``[C, D]`` (pytorch-metric-learning's ``W.T``), differentiated.
-      labels: integer class ids of the batch shape ``embeddings.shape[:-1]``.
+      labels: integer class ids ``[...]``, the batch shape of ``embeddings``.
       scale: ``s > 0``, a float or an array of the batch shape; differentiated.
       m1: SphereFace's multiplicative angular margin, a positive Python integer (static).
       m2: ArcFace's additive angular margin in radians, in ``[0, π)``; differentiated.
@@ -265,7 +271,7 @@ def angular_margin_loss(embeddings, class_centers, labels, *, axis: int = -1, sc
         ``jax.lax.Precision`` or its name.  None (default) is ``HIGHEST``: the matmuls run in
         float32 (lower-precision inputs are upcast first), which GPUs may otherwise run in TF32,
         outside float32 tolerances; ``"default"`` trades that accuracy for speed.
-      where: optional boolean mask broadcasting to the batch shape.
+      where: optional boolean mask broadcasting to the batch shape ``[...]``.
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
@@ -291,12 +297,15 @@ def angular_margin_loss(embeddings, class_centers, labels, *, axis: int = -1, sc
     return loud(jnp.where(counted, lse - (q.scale * q.target - shift), 0.0), invalid), (shift, lse)
 
 
-def _special_case(margins):
+_P = ParamSpec("_P")
+
+
+def _special_case(margins: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[Callable[_P, jax.Array]], Loss[_P]]:
     """Make a public loss of a signature stub: :func:`angular_margin_loss` with the margins
     ``margins(arguments)`` (the stub's bound arguments), under the stub's name, signature and
-    docstring, with its ``.reference``."""
+    docstring, with its ``.reference``.  The stub's body never runs (it raises)."""
 
-    def decorate(stub):
+    def decorate(stub: Callable[_P, jax.Array]) -> Loss[_P]:
         signature = inspect.signature(stub)
 
         def build(loss):
@@ -321,8 +330,9 @@ def _special_case(margins):
 
 
 @_special_case(lambda a: {"m2": a["margin"], "straight_through": a["straight_through"]})
-def arcface_loss(embeddings, class_centers, labels, *, axis=-1, scale=64.0, margin=0.5, straight_through=False,
-                 ignore_index=IGNORE_INDEX, precision=None, where=None):
+def arcface_loss(embeddings: Array, class_centers: Array, labels: Array, *, axis: int = -1, scale: ArrayLike = 64.0,
+                 margin: ArrayLike = 0.5, straight_through: bool = False, ignore_index: int | None = IGNORE_INDEX,
+                 precision: Precision = None, where: Array | None = None) -> jax.Array:
     r"""ArcFace (additive angular margin) per example: :func:`angular_margin_loss` with ``m2 = margin``.
 
     :math:`\ell = -\log\frac{e^{s\cos(\theta_y + m)}}{e^{s\cos(\theta_y + m)} + \sum_{c\ne y}
@@ -354,11 +364,13 @@ def arcface_loss(embeddings, class_centers, labels, *, axis=-1, scale=64.0, marg
       Face Recognition", CVPR 2019 (arXiv:1801.07698); pytorch-metric-learning ``ArcFaceLoss``;
       InsightFace ``CombinedMarginLoss`` (``recognition/arcface_torch/losses.py``).
     """
+    raise NotImplementedError
 
 
 @_special_case(lambda a: {"m2": 0.0, "m3": a["margin"]})
-def cosface_loss(embeddings, class_centers, labels, *, axis=-1, scale=64.0, margin=0.35, ignore_index=IGNORE_INDEX,
-                 precision=None, where=None):
+def cosface_loss(embeddings: Array, class_centers: Array, labels: Array, *, axis: int = -1, scale: ArrayLike = 64.0,
+                 margin: ArrayLike = 0.35, ignore_index: int | None = IGNORE_INDEX, precision: Precision = None,
+                 where: Array | None = None) -> jax.Array:
     r"""CosFace (large margin cosine loss) per example: :func:`angular_margin_loss` with ``m3 = margin``.
 
     :math:`\ell = -\log\frac{e^{s(\cos\theta_y - m)}}{e^{s(\cos\theta_y - m)} + \sum_{c\ne y}
@@ -382,11 +394,13 @@ def cosface_loss(embeddings, class_centers, labels, *, axis=-1, scale=64.0, marg
       Cosine Loss for Deep Face Recognition", CVPR 2018 (arXiv:1801.09414);
       pytorch-metric-learning ``CosFaceLoss``.
     """
+    raise NotImplementedError
 
 
 @_special_case(lambda a: {"m1": a["margin"], "m2": 0.0})
-def sphereface_loss(embeddings, class_centers, labels, *, axis=-1, scale=1.0, margin=4, ignore_index=IGNORE_INDEX,
-                    precision=None, where=None):
+def sphereface_loss(embeddings: Array, class_centers: Array, labels: Array, *, axis: int = -1, scale: ArrayLike = 1.0,
+                    margin: int = 4, ignore_index: int | None = IGNORE_INDEX, precision: Precision = None,
+                    where: Array | None = None) -> jax.Array:
     r"""SphereFace (A-Softmax, multiplicative angular margin) per example:
     :func:`angular_margin_loss` with ``m1 = margin``.
 
@@ -417,3 +431,4 @@ def sphereface_loss(embeddings, class_centers, labels, *, axis=-1, scale=1.0, ma
       W. Liu, Y. Wen, Z. Yu, M. Li, B. Raj, L. Song, "SphereFace: Deep Hypersphere Embedding for
       Face Recognition", CVPR 2017 (arXiv:1704.08063); pytorch-metric-learning ``SphereFaceLoss``.
     """
+    raise NotImplementedError

@@ -41,6 +41,7 @@ from jaxloss._streaming import (
     row_cross_entropy, row_cross_entropy_tangent, row_logsumexp, row_sums, stream_tangent,
 )
 from jaxloss.gradients import hand_derivative, tangent_sum
+from jaxloss.types import Array, ArrayLike, AxisName, Precision
 
 # ------------------------------------------------------------------ info_nce_loss
 
@@ -81,8 +82,10 @@ def _info_nce_tangent(p, t, out, res):
 @hand_derivative(_info_nce_tangent, check=_check_info_nce, residuals=True,
                  static=("ignore_index", "block_size", "axis_name", "precision"), per_example=("queries",),
                  class_axis=("queries", "keys"))
-def info_nce_loss(queries, keys, *, axis: int = -1, temperature=0.07, labels=None, ignore_index=IGNORE_INDEX, block_size=None,
-                  axis_name=None, precision=None, where=None):
+def info_nce_loss(queries: Array, keys: Array, *, axis: int = -1, temperature: ArrayLike = 0.07,
+                  labels: Array | None = None, ignore_index: int | None = IGNORE_INDEX, block_size: int | None = None,
+                  axis_name: AxisName | None = None, precision: Precision = None,
+                  where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     r"""InfoNCE per query: cross-entropy of the query's positive key among all keys.
 
     With logits :math:`s_{ij} = \langle q_i, k_j\rangle / T` and positive key
@@ -202,8 +205,11 @@ def _mnrl_tangent(p, t, out, res):
 
 @hand_derivative(_mnrl_tangent, check=_check_mnrl, residuals=True,
                  static=("symmetric", "block_size", "axis_name", "precision"), class_axis=("anchors", "positives"))
-def multiple_negatives_ranking_loss(anchors, positives, *, axis: int = -1, scale=20.0, symmetric=False, block_size=None,
-                                    axis_name=None, precision=None, where=None):
+def multiple_negatives_ranking_loss(anchors: Array, positives: Array, *, axis: int = -1, scale: ArrayLike = 20.0,
+                                    symmetric: bool = False, block_size: int | None = None,
+                                    axis_name: AxisName | None = None, precision: Precision = None,
+                                    where: Array | None = None
+                                    ) -> tuple[jax.Array, tuple[tuple[jax.Array, jax.Array], ...]]:
     r"""Multiple-negatives ranking loss per anchor: its positive against every other
     example's positive (in-batch negatives), on scaled cosine similarities.
 
@@ -282,8 +288,9 @@ def _clip_tangent(p, t, out, res):
 
 @hand_derivative(_clip_tangent, check=_check_clip, residuals=True, static=("block_size", "axis_name", "precision"),
                  class_axis=("image_embeddings", "text_embeddings"))
-def clip_loss(image_embeddings, text_embeddings, *, axis: int = -1, logit_scale, block_size=None, axis_name=None, precision=None,
-              where=None):
+def clip_loss(image_embeddings: Array, text_embeddings: Array, *, axis: int = -1, logit_scale: ArrayLike,
+              block_size: int | None = None, axis_name: AxisName | None = None, precision: Precision = None,
+              where: Array | None = None) -> tuple[jax.Array, tuple[tuple[jax.Array, jax.Array], ...]]:
     r"""CLIP's symmetric InfoNCE per image–text pair, with a learnable log-scale.
 
     With :math:`s_{ij} = e^{\text{logit\_scale}}\,\langle x_i, y_j\rangle`,
@@ -399,7 +406,9 @@ def _ntxent_tangent(p, t, out, res):
 
 @hand_derivative(_ntxent_tangent, check=_check_ntxent, residuals=True, static=("block_size", "axis_name", "precision"),
                  class_axis=("embeddings",))
-def ntxent_loss(embeddings, labels, *, axis: int = -1, temperature=0.07, block_size=None, axis_name=None, precision=None, where=None):
+def ntxent_loss(embeddings: Array, labels: Array, *, axis: int = -1, temperature: ArrayLike = 0.07,
+                block_size: int | None = None, axis_name: AxisName | None = None, precision: Precision = None,
+                where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
     r"""NT-Xent (SimCLR) per anchor, with positives defined by labels (also exported as ``ntxent``).
 
     With :math:`s_{ij} = \cos(x_i, x_j)/T`, positives :math:`P_i = \{j \ne i : y_j = y_i\}`,
@@ -509,8 +518,9 @@ def _siglip_tangent(p, t, out, res):
 
 @hand_derivative(_siglip_tangent, check=_check_siglip, static=("block_size", "axis_name", "precision"),
                  class_axis=("image_embeddings", "text_embeddings"))
-def sigmoid_contrastive_loss(image_embeddings, text_embeddings, *, axis: int = -1, temperature, bias, block_size=None,
-                             axis_name=None, precision=None, where=None):
+def sigmoid_contrastive_loss(image_embeddings: Array, text_embeddings: Array, *, axis: int = -1, temperature: ArrayLike,
+                             bias: ArrayLike, block_size: int | None = None, axis_name: AxisName | None = None,
+                             precision: Precision = None, where: Array | None = None) -> jax.Array:
     r"""SigLIP's pairwise sigmoid loss per image: every image–text pair is a binary
     classification, positive for the image's own text and negative for all others.
 

@@ -11,6 +11,8 @@ forward and reverse mode, ``jax.hessian`` and forward-over-reverse Hessian-vecto
 
 from __future__ import annotations
 
+from typing import Literal
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,6 +21,7 @@ from jaxloss import _checks
 from jaxloss import _math
 from jaxloss._streaming import check_precision, matmul_precision
 from jaxloss.gradients import hand_derivative, tangent_sum
+from jaxloss.types import Array, ArrayLike, Axis, Precision
 
 # ------------------------------------------------------------------ pair and triplet losses
 
@@ -119,7 +122,8 @@ def _contrastive_tangent(p, t, out, res):
 
 
 @hand_derivative(_contrastive_tangent, check=_check_contrastive, class_axis=("x1", "x2"), axis_tuples=True)
-def contrastive_loss(x1, x2, is_similar, *, axis: int | tuple[int, ...] | None = -1, margin=1.0, where=None):
+def contrastive_loss(x1: Array, x2: Array, is_similar: Array, *, axis: Axis = -1, margin: ArrayLike = 1.0,
+                     where: Array | None = None) -> jax.Array:
     r"""Contrastive loss of a pair of embeddings (Hadsell, Chopra & LeCun), per pair.
 
     With the Euclidean distance :math:`d = \lVert x_1 - x_2 \rVert_2` over the feature axis and
@@ -206,7 +210,9 @@ def _triplet_tangent(p, t, out, res):
 
 @hand_derivative(_triplet_tangent, check=_check_triplet, static=("p", "swap"),
                  class_axis=("anchor", "positive", "negative"), axis_tuples=True)
-def triplet_margin_loss(anchor, positive, negative, *, axis: int | tuple[int, ...] | None = -1, margin=1.0, p=2.0, eps=1e-6, swap=False, where=None):
+def triplet_margin_loss(anchor: Array, positive: Array, negative: Array, *, axis: Axis = -1, margin: ArrayLike = 1.0,
+                        p: float = 2.0, eps: ArrayLike = 1e-6, swap: bool = False,
+                        where: Array | None = None) -> jax.Array:
     r"""Triplet margin loss, per triplet, as ``torch.nn.functional.triplet_margin_loss``.
 
     With :math:`d(u, v) = \lVert u - v + \epsilon \rVert_p` over the feature axis (ε added to every
@@ -297,7 +303,8 @@ def _cosine_embedding_tangent(p, t, out, res):
 
 @hand_derivative(_cosine_embedding_tangent, check=_check_cosine_embedding, class_axis=("x1", "x2"),
                  axis_tuples=True)
-def cosine_embedding_loss(x1, x2, y, *, axis: int | tuple[int, ...] | None = -1, margin=0.0, where=None):
+def cosine_embedding_loss(x1: Array, x2: Array, y: Array, *, axis: Axis = -1, margin: ArrayLike = 0.0,
+                          where: Array | None = None) -> jax.Array:
     r"""Cosine embedding loss, per pair, as ``torch.nn.functional.cosine_embedding_loss``.
 
     With PyTorch's cosine :math:`c = \langle x_1, x_2\rangle / \sqrt{(\lVert x_1\rVert^2 + \epsilon)
@@ -311,8 +318,8 @@ def cosine_embedding_loss(x1, x2, y, *, axis: int | tuple[int, ...] | None = -1,
     ``∂ℓ/∂x = −∂c/∂x`` for ``y = 1`` and ``[c > m]·∂c/∂x`` for ``y = −1``;
     ``∂ℓ/∂m = −[c > m]`` for ``y = −1``.  ε makes the cosine smooth everywhere, so values and
     gradients are finite at zero vectors (``c = 0``; the gradient ``x2/√(s₁s₂)`` is large,
-    about ``10⁶·x2/‖x2‖``, as in PyTorch) and at ``c = ±1`` (no ``arccos``).  At the hinge corner ``c = m`` the rule returns the
-    subgradient 0.
+    about ``10⁶·x2/‖x2‖``, as in PyTorch) and at ``c = ±1`` (no ``arccos``).  At the hinge
+    corner ``c = m`` the rule returns the subgradient 0.
 
     Args:
       x1, x2: float arrays ``[..., D]`` of the same shape.
@@ -471,8 +478,10 @@ def _batch_triplet_tangent(p, t, out, res):
 
 @hand_derivative(_batch_triplet_tangent, static=("mining", "distance", "precision"), check=_check_batch_triplet,
                  residuals=True, per_example=("embeddings", "labels"), class_axis=("embeddings",))
-def batch_triplet_loss(embeddings, labels, *, axis: int = -1, margin=1.0, mining="all", distance="euclidean", precision=None,
-                       where=None):
+def batch_triplet_loss(embeddings: Array, labels: Array, *, axis: int = -1, margin: ArrayLike = 1.0,
+                       mining: Literal["all", "hard", "semihard"] = "all",
+                       distance: Literal["euclidean", "squared", "cosine"] = "euclidean", precision: Precision = None,
+                       where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, ...]]:
     r"""Triplet loss over the triplets mined in a batch, one loss per anchor.
 
     Distances :math:`d_{ij}` between the embeddings of a batch: ``"euclidean"``
@@ -583,7 +592,7 @@ def batch_triplet_loss(embeddings, labels, *, axis: int = -1, margin=1.0, mining
     return loss.reshape(labels.shape), jax.tree.map(lambda r: r.reshape(lead + r.shape[1:]), res)
 
 
-def valid_triplet_anchors(labels, *, where=None):
+def valid_triplet_anchors(labels: Array, *, where: Array | None = None) -> jax.Array:
     """The anchors with at least one positive and one negative among the unmasked examples.
 
     Args:

@@ -10,6 +10,8 @@ forward and reverse mode, ``jax.hessian`` and forward-over-reverse Hessian-vecto
 
 from __future__ import annotations
 
+from typing import Literal
+
 import jax
 import jax.numpy as jnp
 
@@ -17,6 +19,7 @@ from jaxloss import _checks, _math
 from jaxloss._softmax import shifted_logsumexp as _shifted_logsumexp
 from jaxloss._streaming import check_precision, matmul_precision
 from jaxloss.gradients import Args, hand_derivative, tangent_sum
+from jaxloss.types import Array, ArrayLike, Precision
 
 # ------------------------------------------------------------------ ge2e_loss
 
@@ -140,7 +143,9 @@ def _ge2e_tangent(p, t, out, res):
 
 @hand_derivative(_ge2e_tangent, static=("kind", "precision"), check=_check_ge2e, residuals=True,
                  class_axis=("embeddings",))
-def ge2e_loss(embeddings, *, axis: int = -1, w, b, kind="softmax", precision=None, where=None):
+def ge2e_loss(embeddings: Array, *, axis: int = -1, w: ArrayLike, b: ArrayLike,
+              kind: Literal["softmax", "contrast"] = "softmax", precision: Precision = None,
+              where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, ...]]:
     r"""Generalized end-to-end (GE2E) loss per utterance, against the speaker centroids of the batch.
 
     The embeddings of ``S`` speakers with ``U`` utterances each are L2-normalised inside
@@ -227,6 +232,7 @@ def ge2e_loss(embeddings, *, axis: int = -1, w, b, kind="softmax", precision=Non
     """
     q = _ge2e_parts(embeddings, where, precision)
     w_eff = _ge2e_scale(w)
+    res: tuple[jax.Array, ...]
     if kind == "softmax":
         # b cancels: −(w·cos_j + b) + log Σ_k exp(w·cos_k + b) = lse_k(w·cos_k) − w·cos_j.
         # The own speaker always stays in the row, so a masked row is finite too.
