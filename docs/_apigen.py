@@ -22,6 +22,7 @@ HELPERS = {
     "smooth_labels": "helpers",
     "make_fenchel_young_loss": "helpers",
     "dino_center_update": "helpers",
+    "center_update": "helpers",
     "ctc_loss_with_forward_probs": "helpers",
     "valid_triplet_anchors": "helpers",
 }

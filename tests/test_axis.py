@@ -93,7 +93,8 @@ def _stacked(entry):
 FIXED_RANK = {"info_nce_loss", "multiple_negatives_ranking_loss", "ntxent_loss", "clip_loss",
               "sigmoid_contrastive_loss", "barlow_twins_loss", "vicreg_loss",
               "angular_margin_loss", "arcface_loss", "cosface_loss", "sphereface_loss", "subcenter_arcface_loss",
-              "center_loss", "proxy_nca_loss", "proxy_anchor_loss"}
+              "center_loss", "proxy_nca_loss", "proxy_anchor_loss", "supervised_contrastive_loss",
+              "multi_similarity_loss", "circle_loss", "lifted_structure_loss", "npair_loss"}
 
 
 @pytest.mark.parametrize("entry", AXIS_ENTRIES, ids=lambda e: e.name)

@@ -48,9 +48,26 @@ from jaxloss.multiclass import safe_softmax_cross_entropy as safe_softmax_cross_
 from jaxloss.multiclass import smooth_labels as smooth_labels
 from jaxloss.multiclass import softmax_cross_entropy as softmax_cross_entropy
 from jaxloss.multiclass import softmax_cross_entropy_with_integer_labels as softmax_cross_entropy_with_integer_labels
+from jaxloss.pairs import circle_loss as circle_loss
+from jaxloss.pairs import lifted_structure_loss as lifted_structure_loss
+from jaxloss.pairs import multi_similarity_loss as multi_similarity_loss
+from jaxloss.pairs import npair_loss as npair_loss
+from jaxloss.pairs import supervised_contrastive_loss as supervised_contrastive_loss
 from jaxloss.probabilistic import gaussian_kl_divergence as gaussian_kl_divergence
 from jaxloss.probabilistic import gaussian_nll_loss as gaussian_nll_loss
 from jaxloss.probabilistic import poisson_nll_loss as poisson_nll_loss
+from jaxloss.proxies import center_loss as center_loss
+from jaxloss.proxies import center_update as center_update
+from jaxloss.proxies import proxy_anchor_loss as proxy_anchor_loss
+from jaxloss.proxies import proxy_nca_loss as proxy_nca_loss
+from jaxloss.proxies import subcenter_arcface_loss as subcenter_arcface_loss
+from jaxloss.ranking import listmle_loss as listmle_loss
+from jaxloss.ranking import pairwise_hinge_loss as pairwise_hinge_loss
+from jaxloss.ranking import pairwise_logistic_loss as pairwise_logistic_loss
+from jaxloss.ranking import pairwise_soft_zero_one_loss as pairwise_soft_zero_one_loss
+from jaxloss.ranking import pointwise_mse_loss as pointwise_mse_loss
+from jaxloss.ranking import pointwise_sigmoid_loss as pointwise_sigmoid_loss
+from jaxloss.ranking import ranking_softmax_loss as ranking_softmax_loss
 from jaxloss.regression import absolute_error as absolute_error
 from jaxloss.regression import cosine_distance as cosine_distance
 from jaxloss.regression import cosine_similarity as cosine_similarity
@@ -83,22 +100,26 @@ from jaxloss.speaker import ge2e_loss as ge2e_loss
 
 __all__ = [
     "absolute_error", "angular_margin_loss", "arcface_loss", "barlow_twins_loss", "batch_triplet_loss",
-    "binary_cross_entropy", "binary_dice_loss", "check_gradients", "checks", "clip_loss", "contrastive_loss",
-    "convex_kl_divergence", "cosface_loss", "cosine_distance", "cosine_embedding_loss", "cosine_similarity",
-    "ctc_loss", "ctc_loss_with_forward_probs", "dice_loss", "dino_center_update", "dino_loss", "distillation_loss",
-    "gaussian_kl_divergence", "gaussian_nll_loss", "ge2e_loss", "generalized_dice_loss", "generalized_kl_divergence",
-    "hinge_embedding_loss", "hinge_loss", "huber_loss", "info_nce_loss", "jaccard_loss", "kl_divergence",
-    "kl_divergence_with_log_targets", "l1_loss", "l2_loss", "linear_softmax_cross_entropy",
-    "linear_softmax_cross_entropy_mean", "log_cosh", "logistic_loss", "make_fenchel_young_loss",
-    "margin_ranking_loss", "mse_loss", "multiclass_generalized_dice_loss", "multiclass_hinge_loss",
+    "binary_cross_entropy", "binary_dice_loss", "center_loss", "center_update", "check_gradients", "checks",
+    "circle_loss", "clip_loss", "contrastive_loss", "convex_kl_divergence", "cosface_loss", "cosine_distance",
+    "cosine_embedding_loss", "cosine_similarity", "ctc_loss", "ctc_loss_with_forward_probs", "dice_loss",
+    "dino_center_update", "dino_loss", "distillation_loss", "gaussian_kl_divergence", "gaussian_nll_loss",
+    "ge2e_loss", "generalized_dice_loss", "generalized_kl_divergence", "hinge_embedding_loss", "hinge_loss",
+    "huber_loss", "info_nce_loss", "jaccard_loss", "kl_divergence", "kl_divergence_with_log_targets", "l1_loss",
+    "l2_loss", "lifted_structure_loss", "linear_softmax_cross_entropy", "linear_softmax_cross_entropy_mean",
+    "listmle_loss", "log_cosh", "logistic_loss", "make_fenchel_young_loss", "margin_ranking_loss", "mse_loss",
+    "multi_similarity_loss", "multiclass_generalized_dice_loss", "multiclass_hinge_loss",
     "multiclass_perceptron_loss", "multiclass_sparsemax_loss", "multilabel_margin_loss",
     "multilabel_soft_margin_loss", "multiple_negatives_ranking_loss", "negative_cosine_similarity", "nll_loss",
-    "ntxent", "ntxent_loss", "perceptron_loss", "poisson_nll_loss", "poly1_cross_entropy", "poly_loss_cross_entropy",
-    "quantile_loss", "reduce", "safe_softmax_cross_entropy", "sigmoid_binary_cross_entropy",
+    "npair_loss", "ntxent", "ntxent_loss", "pairwise_hinge_loss", "pairwise_logistic_loss",
+    "pairwise_soft_zero_one_loss", "perceptron_loss", "pointwise_mse_loss", "pointwise_sigmoid_loss",
+    "poisson_nll_loss", "poly1_cross_entropy", "poly_loss_cross_entropy", "proxy_anchor_loss", "proxy_nca_loss",
+    "quantile_loss", "ranking_softmax_loss", "reduce", "safe_softmax_cross_entropy", "sigmoid_binary_cross_entropy",
     "sigmoid_contrastive_loss", "sigmoid_focal_loss", "smooth_l1_loss", "smooth_labels", "soft_dice_loss",
     "soft_margin_loss", "softmax_cross_entropy", "softmax_cross_entropy_with_integer_labels", "softmax_focal_loss",
-    "sparsemax_loss", "sphereface_loss", "square_loss", "squared_error", "squared_hinge_loss", "triplet_margin_loss",
-    "tversky_loss", "valid_triplet_anchors", "vicreg_loss",
+    "sparsemax_loss", "sphereface_loss", "square_loss", "squared_error", "squared_hinge_loss",
+    "subcenter_arcface_loss", "supervised_contrastive_loss", "triplet_margin_loss", "tversky_loss",
+    "valid_triplet_anchors", "vicreg_loss",
 ]
 
 __version__ = "0.1.0"

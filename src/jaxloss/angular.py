@@ -24,7 +24,7 @@ import numpy as np
 from jaxloss import _checks, _math
 from jaxloss._softmax import IGNORE_INDEX, check_ignore_index, class_ids, label_value, loud, one_hot, shifted_logsumexp
 from jaxloss._streaming import check_precision, matmul_precision
-from jaxloss.gradients import Args, Loss, hand_derivative, tangent_sum
+from jaxloss.gradients import Args, Loss, derived_loss, hand_derivative, tangent_sum
 from jaxloss.types import Array, ArrayLike, Precision
 
 # ------------------------------------------------------------------ angular margins (ArcFace family)
@@ -320,11 +320,9 @@ def _special_case(margins: Callable[[dict[str, Any]], dict[str, Any]]) -> Callab
 
             return fn
 
-        public = build(angular_margin_loss)
-        public.reference = build(angular_margin_loss.reference)
-        public.reference.__doc__ = f"``{stub.__name__}`` differentiated by plain autodiff of its formula."
-        public.class_axis, public.axis_tuples = angular_margin_loss.class_axis, angular_margin_loss.axis_tuples
-        return public
+        reference = build(angular_margin_loss.reference)
+        reference.__doc__ = f"``{stub.__name__}`` differentiated by plain autodiff of its formula."
+        return derived_loss(build(angular_margin_loss), reference, like=angular_margin_loss)
 
     return decorate
 
