@@ -462,3 +462,20 @@ def test_bad_mean_and_precision_options_raise(call, match):
     h, w, y, _ = _inputs()
     with pytest.raises(ValueError, match=match):
         call(h, w, y)
+
+
+def test_float16_mean_keeps_the_gradient_blocks_float32_range():
+    """float16 inputs whose G (z-loss at logits ~1e8) overflows float16: the mean's gradient blocks
+    and its JVP are those of the same values in float32, never NaN (G was cast to float16)."""
+    rng = np.random.default_rng(3)
+    h, w = (jnp.float16(1e4 * rng.uniform(-1, 1, s)) for s in ((4, 3), (3, 6)))
+    labels = jnp.int32(rng.integers(0, 6, 4))
+
+    def mean(h, w):
+        return jaxloss.linear_softmax_cross_entropy_mean(h, w, labels, z_loss=1e-4)
+
+    tangents = (jnp.ones_like(h), jnp.ones_like(w))
+    low = jax.jvp(mean, (h, w), tangents)[1]
+    wide = jax.jvp(mean, (h.astype(jnp.float32), w.astype(jnp.float32)),
+                    tuple(t.astype(jnp.float32) for t in tangents))[1]
+    np.testing.assert_allclose(np.float64(low), np.float64(wide), rtol=1e-5, equal_nan=False)

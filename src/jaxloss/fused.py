@@ -412,10 +412,15 @@ def _mean_pass(h, w, labels, b, eps, lam, keep, invalid, scale, size, layout, sm
     blocks = [pad(x).reshape((count, size) + x.shape[1:]) for x in (h, labels, keep, invalid)]
     dtype = _math.compute_dtype(jnp.promote_types(h.dtype, w.dtype))
     dense, keep_label = _smoothing_of(eps if smoothing else None, vocab)
+    # G runs into the gradient matmuls in the inputs' dtype, unless that dtype has a smaller range
+    # than float32 (float16: G overflows where float32 holds it, e.g. with a z-loss at large logits).
+    low = w.dtype if jnp.finfo(w.dtype).maxexp >= jnp.finfo(dtype).maxexp else dtype
+    w_low = w.astype(low)
 
     def body(carry, block):
         total, dw, db, d_eps, d_lam = carry
         h_b, y_b, keep_b, invalid_b = block
+        h_low = h_b.astype(low)
         z = _block_logits(h_b, w, b, 0, vocab, layout, precision)
         top, lse = shifted_logsumexp(z)
         log_z, z_y = top + lse, label_value(z, y_b)
@@ -426,13 +431,13 @@ def _mean_pass(h, w, labels, b, eps, lam, keep, invalid, scale, size, layout, sm
         prob = jnp.exp(jnp.minimum(z - log_z[:, None], 0.0))
         g = (weight * (1 + 2 * lam * log_z))[:, None] * prob - (weight * dense)[:, None]
         g = jnp.where(one_hot(y_b, vocab), g - (weight * keep_label)[:, None], g)
-        g_low = g.astype(w.dtype)
-        dh_b = jax.lax.dot_general(g_low, w, (((1,), (1 if layout == "hv" else 0,)), ((), ())),
+        g_low = g.astype(low)
+        dh_b = jax.lax.dot_general(g_low, w_low, (((1,), (1 if layout == "hv" else 0,)), ((), ())),
                                    precision=precision, preferred_element_type=dtype)
         contract = (((0,), (0,)), ((), ()))
-        dw_b = (jax.lax.dot_general(h_b, g_low, contract, precision=precision, preferred_element_type=dtype)
+        dw_b = (jax.lax.dot_general(h_low, g_low, contract, precision=precision, preferred_element_type=dtype)
                 if layout == "hv" else
-                jax.lax.dot_general(g_low, h_b, contract, precision=precision, preferred_element_type=dtype))
+                jax.lax.dot_general(g_low, h_low, contract, precision=precision, preferred_element_type=dtype))
         carry = (total + jnp.sum(loud(weight * _token_loss(log_z, z_y, mean_z, eps, lam), invalid_b)), dw + dw_b,
                  db + jnp.sum(g, axis=0), d_eps + (jnp.sum(weight * (z_y - mean_z)) if smoothing else 0.0),
                  d_lam + jnp.sum(weight * jnp.square(log_z)))
