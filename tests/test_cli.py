@@ -44,6 +44,7 @@ def test_bench_runs_a_benchmark_script_with_its_arguments(capsys):
             "jaxloss", "optax", "autodiff"]
 
 
+@pytest.mark.full  # the benchmark scripts, not the library: full tier
 @pytest.mark.parametrize("name, args, rows", [
     ("cross_entropy", ["--shape", "8", "16", "--repeats", "1"], ["| jaxloss |", "| optax |", "| autodiff |"]),
     ("embedding", ["--repeats", "1", "--angular", "8", "4", "16", "--batch-triplet", "8", "4", "--triplet", "8", "4"],

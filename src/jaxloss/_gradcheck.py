@@ -442,14 +442,21 @@ class _Study:
     def __post_init__(self):
         guard = _clear_dtype_errors(self.dtype)
         jit = self.call.jit
-        self.vjp = guard(jit(lambda f, xs, w, k: jax.vjp(lambda x: f(_put(xs, k, x)), xs[k])[1](w)[0],
-                             static_argnums=(0, 3)))
+        # Every leaf's cotangent from one VJP (each is the transposed rule's own component).
+        self.vjp = guard(jit(lambda f, xs, w: jax.vjp(f, xs)[1](w)[0], static_argnums=0))
         self.jvp = guard(jit(lambda f, xs, v, k: jax.jvp(lambda x: f(_put(xs, k, x)), (xs[k],), (v,))[1],
                              static_argnums=(0, 3)))
         self.value = jit(lambda f, xs: f(xs), static_argnums=0)
         self.f = self.call.of(self.fn)
         self.g = None if self.reference is None else self.call.of(self.reference)
         self.grad = jit(self._gradient(self.f))  # compiled once: the HVP rows difference it
+        self._cotangents: dict[int, list] = {}
+
+    def _cotangent(self, f, k):
+        """``Jᵀw`` of ``f`` (``self.f`` or ``self.g``) w.r.t. leaf ``k``, all leaves computed once."""
+        if id(f) not in self._cotangents:
+            self._cotangents[id(f)] = self.vjp(f, self.xs, self.ws)
+        return self._cotangents[id(f)][k]
 
     def _fd(self, k):
         h, v = self.hs[k], self.vs[k]
@@ -459,8 +466,8 @@ class _Study:
 
     def first_order(self, name, k):
         fd = self._fd(k)
-        ct = self.vjp(self.f, self.xs, self.ws, k)
-        ref = None if self.g is None else _compare(ct, self.vjp(self.g, self.xs, self.ws, k), self.floor)
+        ct = self._cotangent(self.f, k)
+        ref = None if self.g is None else _compare(ct, self._cotangent(self.g, k), self.floor)
         fd_dir = _vdot(self.ws, fd)
         rows = [_judge(name, "reverse", ref, _compare(jnp.vdot(ct, self.vs[k]), fd_dir, self.floor),
                        self.rtol_autodiff, self.rtol_fd)]
