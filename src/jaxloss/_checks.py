@@ -104,3 +104,25 @@ def scores(scores, labels, where=None, *, name="scores", labels_name="labels", *
     broadcasts_to("where", where, shape, name)
     for option, value in options.items():
         float_option(option, value, shape, name)
+
+
+def class_vectors(embeddings, vectors, labels, name: str, batch_rank: int | None = None,
+                  vector_rank: int = 2) -> tuple[int, ...]:
+    """Embeddings ``[..., D]`` (rank ``batch_rank + 1`` if given), class vectors ``[C, ..., D]``
+    of rank ``vector_rank`` (angular, centre and proxy losses), integer labels of the batch shape;
+    returns the batch shape."""
+    float_array("embeddings", embeddings)
+    float_array(name, vectors)
+    shape, vshape = tuple(jnp.shape(embeddings)), tuple(jnp.shape(vectors))
+    if len(shape) < 1 or (batch_rank is not None and len(shape) != batch_rank + 1):
+        want = "[..., features]" if batch_rank is None else "[examples, features]"
+        raise ValueError(f"embeddings must be {want}, got shape {shape}.")
+    if len(vshape) != vector_rank or min(vshape) < 1 or vshape[-1] != shape[-1]:
+        raise ValueError(f"{name} must have rank {vector_rank}, at least one class and the features of embeddings "
+                         f"({shape[-1]}) last, got shape {vshape} (embeddings: shape {shape}).")
+    if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
+        raise TypeError(f"labels must be integer class ids, got {_describe(labels)}.")
+    if tuple(jnp.shape(labels)) != shape[:-1]:
+        raise ValueError(f"labels must have the batch shape of embeddings, {shape[:-1]}, "
+                         f"got shape {tuple(jnp.shape(labels))}.")
+    return shape[:-1]

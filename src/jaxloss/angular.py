@@ -34,23 +34,11 @@ _NORM_EPS = 1e-12  # the norm floor of the L2 normalisations (torch.nn.functiona
 
 def _check_angular(embeddings, class_centers, labels, scale, m1, m2, m3, straight_through, ignore_index, precision,
                    where):
-    _checks.float_array("embeddings", embeddings)
-    _checks.float_array("class_centers", class_centers)
-    shape, centers = tuple(jnp.shape(embeddings)), tuple(jnp.shape(class_centers))
-    if len(shape) < 1:
-        raise ValueError(f"embeddings must be [..., features] (rank >= 1), got shape {shape}.")
-    if len(centers) != 2 or centers[0] < 1 or centers[1] != shape[-1]:
-        raise ValueError(f"class_centers must be [classes >= 1, features] with the features of embeddings "
-                         f"({shape[-1]}), got shape {centers} (embeddings: shape {shape}).")
-    if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
-        raise TypeError(f"labels must be integer class ids, got {_checks._describe(labels)}.")
-    if tuple(jnp.shape(labels)) != shape[:-1]:
-        raise ValueError(f"labels must have the batch shape of embeddings, {shape[:-1]}, "
-                         f"got shape {tuple(jnp.shape(labels))}.")
+    examples = _checks.class_vectors(embeddings, class_centers, labels, "class_centers")
     batch = "the batch shape of embeddings"
-    _checks.broadcasts_to("where", where, shape[:-1], batch)
+    _checks.broadcasts_to("where", where, examples, batch)
     for name, value in (("scale", scale), ("m2", m2), ("m3", m3)):
-        _checks.float_option(name, value, shape[:-1], batch)
+        _checks.float_option(name, value, examples, batch)
     _checks.positive("scale", scale)
     if isinstance(m1, bool) or not isinstance(m1, numbers.Integral) or m1 < 1:
         raise ValueError("m1 (the multiplicative margin, sphereface_loss's margin) must be a positive "

@@ -27,26 +27,6 @@ from jaxloss.types import Array, ArrayLike, AxisName, Precision
 __all__ = ["center_loss", "center_update", "proxy_anchor_loss", "proxy_nca_loss", "subcenter_arcface_loss"]
 
 
-def _check_vectors(embeddings, vectors, labels, name, batch_rank=None, vector_rank=2):
-    """Embeddings ``[..., D]`` (rank ``batch_rank + 1`` if given), class vectors ``[C, ..., D]``
-    of rank ``vector_rank``, integer labels of the batch shape; returns the batch shape."""
-    _checks.float_array("embeddings", embeddings)
-    _checks.float_array(name, vectors)
-    shape, vshape = tuple(jnp.shape(embeddings)), tuple(jnp.shape(vectors))
-    if len(shape) < 1 or (batch_rank is not None and len(shape) != batch_rank + 1):
-        want = "[..., features]" if batch_rank is None else "[examples, features]"
-        raise ValueError(f"embeddings must be {want}, got shape {shape}.")
-    if len(vshape) != vector_rank or min(vshape) < 1 or vshape[-1] != shape[-1]:
-        raise ValueError(f"{name} must have rank {vector_rank}, at least one class and the features of embeddings "
-                         f"({shape[-1]}) last, got shape {vshape} (embeddings: shape {shape}).")
-    if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
-        raise TypeError(f"labels must be integer class ids, got {_checks._describe(labels)}.")
-    if tuple(jnp.shape(labels)) != shape[:-1]:
-        raise ValueError(f"labels must have the batch shape of embeddings, {shape[:-1]}, "
-                         f"got shape {tuple(jnp.shape(labels))}.")
-    return shape[:-1]
-
-
 def _cosines(e_hat, v_hat, precision):
     """``⟨ê, v̂⟩`` over the last axis for every class vector: ``[..., C(, K)]``."""
     spec = "...d,cd->...c" if v_hat.ndim == 2 else "...d,ckd->...ck"
@@ -67,7 +47,7 @@ def _cosine_tangent(e_hat, e_norm, v_hat, v_norm, de, dv, precision):
 
 
 def _check_center(embeddings, centers, labels, ignore_index, where):
-    batch = _check_vectors(embeddings, centers, labels, "centers")
+    batch = _checks.class_vectors(embeddings, centers, labels, "centers")
     _checks.broadcasts_to("where", where, batch, "the batch shape of embeddings")
     check_ignore_index(ignore_index)
 
@@ -166,7 +146,7 @@ def center_update(centers: Array, embeddings: Array, labels: Array, *, alpha: Ar
     References:
       Y. Wen et al., ECCV 2016, Eq. 4 and Algorithm 1.
     """
-    batch = _check_vectors(embeddings, centers, labels, "centers")
+    batch = _checks.class_vectors(embeddings, centers, labels, "centers")
     _checks.mask("where", where)
     _checks.broadcasts_to("where", where, batch, "the batch shape of embeddings")
     _checks.in_unit_interval("alpha", alpha)
@@ -189,7 +169,7 @@ def center_update(centers: Array, embeddings: Array, labels: Array, *, alpha: Ar
 
 
 def _check_proxy_nca(embeddings, proxies, labels, softmax_scale, ignore_index, precision, where):
-    batch = _check_vectors(embeddings, proxies, labels, "proxies")
+    batch = _checks.class_vectors(embeddings, proxies, labels, "proxies")
     _checks.broadcasts_to("where", where, batch, "the batch shape of embeddings")
     _checks.float_option("softmax_scale", softmax_scale, batch, "the batch shape of embeddings")
     _checks.positive("softmax_scale", softmax_scale)
@@ -284,7 +264,7 @@ def proxy_nca_loss(embeddings: Array, proxies: Array, labels: Array, *, axis: in
 
 
 def _check_proxy_anchor(embeddings, proxies, labels, margin, alpha, ignore_index, precision, where):
-    batch = _check_vectors(embeddings, proxies, labels, "proxies", batch_rank=1)
+    batch = _checks.class_vectors(embeddings, proxies, labels, "proxies", batch_rank=1)
     _checks.broadcasts_to("where", where, batch, "the examples of embeddings")
     _checks.float_option("margin", margin, (), "a scalar")
     _checks.positive("margin", margin, allow_zero=True)
@@ -397,7 +377,7 @@ def proxy_anchor_loss(embeddings: Array, proxies: Array, labels: Array, *, axis:
 
 
 def _check_subcenter(embeddings, class_centers, labels, scale, margin, ignore_index, precision, where):
-    batch = _check_vectors(embeddings, class_centers, labels, "class_centers", vector_rank=3)
+    batch = _checks.class_vectors(embeddings, class_centers, labels, "class_centers", vector_rank=3)
     _checks.broadcasts_to("where", where, batch, "the batch shape of embeddings")
     for name, value in (("scale", scale), ("margin", margin)):
         _checks.float_option(name, value, batch, "the batch shape of embeddings")
