@@ -345,17 +345,17 @@ def test_finite_values_and_gradients_at_cos_plus_minus_one(sign, m1, m2, m3, dty
 def test_target_derivative_at_cos_one_is_the_chosen_subgradient(x64):
     """At cos θ = 1 the ArcFace target's slope in cos θ is taken as cos m2 (the sin θ term's
     derivative set to 0): the derivative with respect to a scale of the label cosine."""
-    from jaxloss.angular import _margin_target
+    from jaxloss._margins import margin_target
 
     m2 = jnp.full(3, 0.5)
     c = jnp.array([1.0, -1.0, 0.3])
-    _, d_cos, d_m2 = _margin_target(c, 1, m2)
+    _, d_cos, d_m2 = margin_target(c, 1, m2)
     np.testing.assert_allclose(d_cos[0], np.cos(0.5))
     np.testing.assert_allclose(d_cos[1], 1.0)  # cos θ = −1 lies in the fallback region
     np.testing.assert_allclose(d_cos[2], np.sin(np.arccos(0.3) + 0.5) / np.sin(np.arccos(0.3)))
     np.testing.assert_allclose(d_m2[0], -np.sin(0.5))
     np.testing.assert_allclose(d_m2[2], -np.sin(np.arccos(0.3) + 0.5))
-    _, d_cos4, _ = _margin_target(jnp.array([1.0, -1.0]), 4, jnp.zeros(2))
+    _, d_cos4, _ = margin_target(jnp.array([1.0, -1.0]), 4, jnp.zeros(2))
     np.testing.assert_allclose(d_cos4, [16.0, -16.0])  # T_4'(±1) = ±16, smooth polynomial
 
 

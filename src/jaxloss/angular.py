@@ -22,14 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import _checks, _math
+from jaxloss._margins import NORM_EPS, cosine_tangent, cosines, margin_target
 from jaxloss._softmax import IGNORE_INDEX, check_ignore_index, class_ids, label_value, loud, one_hot, shifted_logsumexp
-from jaxloss._streaming import check_precision, matmul_precision
+from jaxloss._streaming import check_precision
 from jaxloss.gradients import Args, Loss, derived_loss, hand_derivative, tangent_sum
 from jaxloss.types import Array, ArrayLike, Precision
 
 # ------------------------------------------------------------------ angular margins (ArcFace family)
-
-_NORM_EPS = 1e-12  # the norm floor of the L2 normalisations (torch.nn.functional.normalize's)
 
 
 def _check_angular(embeddings, class_centers, labels, scale, m1, m2, m3, straight_through, ignore_index, precision,
@@ -53,65 +52,6 @@ def _check_angular(embeddings, class_centers, labels, scale, m1, m2, m3, straigh
     check_precision(precision)
 
 
-def _sine(c):
-    """``sin θ = √((1 − cos θ)(1 + cos θ))`` and ``1/sin θ``, both 0 where ``|cos θ| >= 1``.
-
-    The double ``where`` keeps ``sqrt``'s infinite slope at 0 out of autodiff: there the
-    derivative of ``sin θ`` in ``cos θ`` is taken as 0 (see :func:`angular_margin_loss`).
-    """
-    sq = (1 - c) * (1 + c)
-    positive = sq > 0
-    root = jnp.sqrt(jnp.where(positive, sq, 1.0))
-    return jnp.where(positive, root, 0.0), jnp.where(positive, 1 / root, 0.0)
-
-
-def _chebyshev(c, m1):
-    """``(T_m1(c), U_{m1−1}(c))``, so that ``cos(m1·θ) = T_m1(cos θ)`` and
-    ``sin(m1·θ) = sin θ·U_{m1−1}(cos θ)``: the three-term recurrence, ``m1`` static."""
-    t_prev, t = jnp.ones_like(c), c
-    u_prev, u = jnp.zeros_like(c), jnp.ones_like(c)
-    for _ in range(m1 - 1):
-        t_prev, t = t, 2 * c * t - t_prev
-        u_prev, u = u, 2 * c * u - u_prev
-    return t, u
-
-
-def _margin_target(c, m1, m2, monotone=True):
-    """``ψ``, the label class's cosine with the margins ``m1`` and ``m2`` (``m3`` is
-    subtracted by the caller), and its partials ``∂ψ/∂cos θ`` and ``∂ψ/∂m2``, from ``c = cos θ``.
-
-    ``cos(m1θ + m2) = T·cos m2 − sin θ·U·sin m2``; its derivative in ``c`` is
-    ``m1·sin(m1θ + m2)/sin θ = m1·(U·cos m2 + T·sin m2/sin θ)``, with ``1/sin θ`` taken as 0
-    at ``sin θ = 0``; its derivative in ``m2`` is ``−sin(m1θ + m2)``.  ``monotone``: past
-    ``m1θ + m2 = π``, ArcFace's fallback or SphereFace's extension; otherwise ``cos(m1θ + m2)``
-    throughout.
-    """
-    sin, inv_sin = _sine(c)
-    cheb_t, cheb_u = _chebyshev(c, m1)
-    cos_m2, sin_m2 = jnp.cos(m2), jnp.sin(m2)
-    cos_margin = cheb_t * cos_m2 - sin * cheb_u * sin_m2  # cos(m1θ + m2)
-    d_cos = m1 * (cheb_u * cos_m2 + cheb_t * sin_m2 * inv_sin)
-    d_m2 = -(sin * cheb_u * cos_m2 + cheb_t * sin_m2)  # −sin(m1θ + m2)
-    if not monotone:
-        return cos_margin, d_cos, d_m2
-    if m1 == 1:  # ArcFace: past θ + m2 = π, cos θ − m2·sin m2 (InsightFace's th / mm)
-        past = c <= -cos_m2  # cos θ <= cos(π − m2)
-        return (jnp.where(past, c - m2 * sin_m2, cos_margin), jnp.where(past, 1.0, d_cos),
-                jnp.where(past, -(sin_m2 + m2 * cos_m2), d_m2))
-    # SphereFace's extension (−1)^k cos θ' − 2k on θ' = m1θ + m2 ∈ [kπ, (k+1)π]: k counts the
-    # edges θ' >= jπ, i.e. cos θ <= cos((jπ − m2)/m1), compared without an acos.
-    j = jnp.arange(1, m1 + 1, dtype=c.dtype)
-    edges = jnp.cos(jnp.clip((j * jnp.pi - m2[..., None]) / m1, 0.0, jnp.pi))
-    k = jnp.sum(c[..., None] <= jax.lax.stop_gradient(edges), axis=-1).astype(c.dtype)
-    sign = 1 - 2 * jnp.mod(k, 2)
-    return sign * cos_margin - 2 * k, sign * d_cos, sign * d_m2
-
-
-def _cosines(e_hat, c_hat, precision):
-    """``⟨ê, ĉ_c⟩`` ``[..., C]`` at :func:`jaxloss._streaming.matmul_precision` of ``precision``."""
-    return jnp.einsum("...d,cd->...c", e_hat, c_hat, precision=matmul_precision(precision, e_hat, c_hat))
-
-
 def _margin_parts(embeddings, class_centers, labels, scale, m1, m2, m3, straight_through, precision):
     """The normalised vectors, the cosines ``[..., C]``, the label class's margin target and
     its partials, and the logits: what the forward and the tangent rule share.
@@ -119,18 +59,18 @@ def _margin_parts(embeddings, class_centers, labels, scale, m1, m2, m3, straight
     ``straight_through``: ``ψ`` is computed from a stopped ``cos θ_y`` and ``cos θ_y − stop(cos θ_y)``
     (0) is added, so its value and its ``m2`` derivative are the margin's and its ``cos θ_y``
     derivative is 1, for the rule (``∂ψ/∂cos θ = 1``) and for autodiff of the formula alike."""
-    e_hat, e_norm = _math.normalize(embeddings, _NORM_EPS)
-    c_hat, c_norm = _math.normalize(class_centers, _NORM_EPS)
-    cos = _cosines(e_hat, c_hat, precision)
+    e_hat, e_norm = _math.normalize(embeddings, NORM_EPS)
+    c_hat, c_norm = _math.normalize(class_centers, NORM_EPS)
+    cos = cosines(e_hat, c_hat, precision)
     onehot = one_hot(labels, cos.shape[-1])
     c_y = label_value(cos, labels)  # 0 for an id outside [0, C)
     m2 = jnp.broadcast_to(jnp.asarray(m2, c_y.dtype), c_y.shape)
     if straight_through:
         stopped = jax.lax.stop_gradient(c_y)
-        psi, _, d_m2 = _margin_target(stopped, m1, m2, monotone=False)
+        psi, _, d_m2 = margin_target(stopped, m1, m2, monotone=False)
         psi, d_cos = psi + (c_y - stopped), jnp.ones_like(c_y)
     else:
-        psi, d_cos, d_m2 = _margin_target(c_y, m1, m2)
+        psi, d_cos, d_m2 = margin_target(c_y, m1, m2)
     target = psi - m3
     scale = jnp.asarray(scale, cos.dtype)
     modified = jnp.where(onehot, target[..., None], cos)  # the cosines with the margin on the label
@@ -146,14 +86,7 @@ def _angular_margin_tangent(p, t, out, res):
     prob = jnp.exp((q.logits - shift[..., None]) - lse[..., None])  # softmax, recomputed
     miss = label_value(prob, p.labels) - 1  # ∂ℓ/∂(s·target)
     weight = jnp.where(q.onehot, (miss * q.d_cos)[..., None], prob)  # ∂ℓ/∂(s·cos_c)
-    dcos = None
-    if t.embeddings is not None:
-        de_hat = _math.normalize_tangent(q.e_hat, q.e_norm, t.embeddings, _NORM_EPS)
-        dcos = _cosines(de_hat, q.c_hat, p.precision)
-    if t.class_centers is not None:
-        dc_hat = _math.normalize_tangent(q.c_hat, q.c_norm, t.class_centers, _NORM_EPS)
-        term = _cosines(q.e_hat, dc_hat, p.precision)
-        dcos = term if dcos is None else dcos + term
+    dcos = cosine_tangent(q.e_hat, q.e_norm, q.c_hat, q.c_norm, t.embeddings, t.class_centers, p.precision)
     expected = jnp.sum(prob * q.modified, axis=-1) - q.target
     d = tangent_sum(
         (q.scale, None if dcos is None else jnp.sum(weight * dcos, axis=-1)),

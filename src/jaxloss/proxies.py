@@ -18,29 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import _checks, _math
+from jaxloss._margins import NORM_EPS, cosine_tangent, cosines, margin_target
 from jaxloss._softmax import IGNORE_INDEX, check_ignore_index, class_ids, label_value, loud, one_hot, shifted_logsumexp
-from jaxloss._streaming import check_precision, matmul_precision
-from jaxloss.angular import _NORM_EPS, _margin_target
+from jaxloss._streaming import check_precision
 from jaxloss.gradients import hand_derivative, tangent_sum
 from jaxloss.types import Array, ArrayLike, AxisName, Precision
 
 __all__ = ["center_loss", "center_update", "proxy_anchor_loss", "proxy_nca_loss", "subcenter_arcface_loss"]
-
-
-def _cosines(e_hat, v_hat, precision):
-    """``⟨ê, v̂⟩`` over the last axis for every class vector: ``[..., C(, K)]``."""
-    spec = "...d,cd->...c" if v_hat.ndim == 2 else "...d,ckd->...ck"
-    return jnp.einsum(spec, e_hat, v_hat, precision=matmul_precision(precision, e_hat, v_hat))
-
-
-def _cosine_tangent(e_hat, e_norm, v_hat, v_norm, de, dv, precision):
-    """The tangent of :func:`_cosines` of the normalised ``e`` and ``v`` (None if both tangents are)."""
-    terms = []
-    if de is not None:
-        terms.append(_cosines(_math.normalize_tangent(e_hat, e_norm, de, _NORM_EPS), v_hat, precision))
-    if dv is not None:
-        terms.append(_cosines(e_hat, _math.normalize_tangent(v_hat, v_norm, dv, _NORM_EPS), precision))
-    return sum(terms[1:], terms[0]) if terms else None
 
 
 # ------------------------------------------------------------------ center loss
@@ -179,9 +163,9 @@ def _check_proxy_nca(embeddings, proxies, labels, softmax_scale, ignore_index, p
 
 def _nca_parts(embeddings, proxies, softmax_scale, precision):
     """``(ê, ‖e‖, p̂, ‖p‖, cos [..., C], s, logits = 2s·cos)``."""
-    e_hat, e_norm = _math.normalize(embeddings, _NORM_EPS)
-    p_hat, p_norm = _math.normalize(proxies, _NORM_EPS)
-    cos = _cosines(e_hat, p_hat, precision)
+    e_hat, e_norm = _math.normalize(embeddings, NORM_EPS)
+    p_hat, p_norm = _math.normalize(proxies, NORM_EPS)
+    cos = cosines(e_hat, p_hat, precision)
     scale = jnp.asarray(softmax_scale, cos.dtype)
     return e_hat, e_norm, p_hat, p_norm, cos, scale, 2 * scale[..., None] * cos
 
@@ -191,7 +175,7 @@ def _proxy_nca_tangent(p, t, out, res):
     e_hat, e_norm, p_hat, p_norm, cos, scale, logits = _nca_parts(p.embeddings, p.proxies, p.softmax_scale,
                                                                   p.precision)
     g = jnp.exp((logits - shift[..., None]) - lse[..., None]) - one_hot(p.labels, cos.shape[-1])  # ∂ℓ/∂z
-    dcos = _cosine_tangent(e_hat, e_norm, p_hat, p_norm, t.embeddings, t.proxies, p.precision)
+    dcos = cosine_tangent(e_hat, e_norm, p_hat, p_norm, t.embeddings, t.proxies, p.precision)
     d = tangent_sum((2 * scale, None if dcos is None else jnp.sum(g * dcos, axis=-1)),
                     (2 * jnp.sum(g * cos, axis=-1), t.softmax_scale))
     counted = class_ids(p.labels, p.proxies.shape[0], p.ignore_index)[1]
@@ -286,9 +270,9 @@ def _log1p_sum(a, keep):
 def _anchor_parts(embeddings, proxies, labels, margin, alpha, ignore_index, precision, where):
     """The cosines ``[N, C]``, the positive and negative arguments' masks and log-sums, and the
     divisors: the proxies with a positive in the batch (at least 1) and C."""
-    e_hat, e_norm = _math.normalize(_math.masked_rows(embeddings, where), _NORM_EPS)
-    p_hat, p_norm = _math.normalize(proxies, _NORM_EPS)
-    cos = _cosines(e_hat, p_hat, precision)
+    e_hat, e_norm = _math.normalize(_math.masked_rows(embeddings, where), NORM_EPS)
+    p_hat, p_norm = _math.normalize(proxies, NORM_EPS)
+    cos = cosines(e_hat, p_hat, precision)
     _, counted, invalid = class_ids(labels, proxies.shape[0], ignore_index)
     if where is not None:
         counted, invalid = counted & where, invalid & where
@@ -304,7 +288,7 @@ def _anchor_parts(embeddings, proxies, labels, margin, alpha, ignore_index, prec
 def _proxy_anchor_tangent(p, t, out, res):
     q = _anchor_parts(p.embeddings, p.proxies, p.labels, p.margin, p.alpha, p.ignore_index, p.precision, p.where)
     g_pos, g_neg = q["pos_w"] / q["n_pos"], q["neg_w"] / p.proxies.shape[0]  # ∂ℓ/∂(α(δ − cos)), ∂ℓ/∂(α(cos + δ))
-    dcos = _cosine_tangent(q["e_hat"], q["e_norm"], q["p_hat"], q["p_norm"],
+    dcos = cosine_tangent(q["e_hat"], q["e_norm"], q["p_hat"], q["p_norm"],
                            _math.masked_rows(t.embeddings, p.where), t.proxies, p.precision)
     cos = q["cos"]
     return tangent_sum(
@@ -392,13 +376,13 @@ def _subcenter_parts(embeddings, class_centers, labels, scale, margin, precision
     """The normalised vectors, the sub-centre cosines ``[..., C, K]``, the chosen sub-centre
     (one-hot over K), the class cosines (their max), ArcFace's label target and its partials
     (:func:`jaxloss.angular_margin_loss`'s, ``m1 = 1``), and the logits."""
-    e_hat, e_norm = _math.normalize(embeddings, _NORM_EPS)
-    c_hat, c_norm = _math.normalize(class_centers, _NORM_EPS)
-    cos_k = _cosines(e_hat, c_hat, precision)
+    e_hat, e_norm = _math.normalize(embeddings, NORM_EPS)
+    c_hat, c_norm = _math.normalize(class_centers, NORM_EPS)
+    cos_k = cosines(e_hat, c_hat, precision)
     cos = jnp.max(cos_k, axis=-1)
     chosen = jax.nn.one_hot(jnp.argmax(cos_k, axis=-1), cos_k.shape[-1], dtype=cos_k.dtype)
     c_y = label_value(cos, labels)
-    target, d_cos, d_margin = _margin_target(c_y, 1, jnp.broadcast_to(jnp.asarray(margin, c_y.dtype), c_y.shape))
+    target, d_cos, d_margin = margin_target(c_y, 1, jnp.broadcast_to(jnp.asarray(margin, c_y.dtype), c_y.shape))
     onehot = one_hot(labels, cos.shape[-1])
     modified = jnp.where(onehot, target[..., None], cos)
     scale = jnp.asarray(scale, cos.dtype)
@@ -413,7 +397,7 @@ def _subcenter_tangent(p, t, out, res):
     prob = jnp.exp((q["logits"] - shift[..., None]) - lse[..., None])
     miss = label_value(prob, p.labels) - 1  # ∂ℓ/∂(s·target)
     weight = jnp.where(q["onehot"], (miss * q["d_cos"])[..., None], prob)  # ∂ℓ/∂(s·cos_c)
-    dcos_k = _cosine_tangent(q["e_hat"], q["e_norm"], q["c_hat"], q["c_norm"], t.embeddings, t.class_centers,
+    dcos_k = cosine_tangent(q["e_hat"], q["e_norm"], q["c_hat"], q["c_norm"], t.embeddings, t.class_centers,
                              p.precision)
     dcos = None if dcos_k is None else jnp.sum(q["chosen"] * dcos_k, axis=-1)  # the max's: its sub-centre's
     d = tangent_sum(
