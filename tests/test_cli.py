@@ -18,6 +18,20 @@ def test_verify_prints_a_row_per_loss_and_exits_0(capsys):
     assert "2 of 2 losses ok" in out
 
 
+@pytest.mark.full
+def test_verify_jobs_prints_the_same_rows_in_catalogue_order(capsys):
+    names = ["hinge_loss", "huber_loss", "l2_loss"]
+    argv = ["verify"] + [a for n in names for a in ("--loss", n)]
+    assert cli.main(argv) == 0
+    serial = capsys.readouterr().out
+    assert cli.main(argv + ["--jobs", "2"]) == 0
+    parallel = capsys.readouterr().out
+    rows = lambda out: [line for line in out.splitlines() if line.startswith("| ")]  # noqa: E731
+    assert [r.split("|")[1].strip() for r in rows(parallel)[1:]] == names  # below the header
+    assert rows(parallel) == rows(serial)  # the same numbers: each row is computed the same way
+    assert "3 of 3 losses ok" in parallel
+
+
 @hand_derivative(lambda p, t, out, res: tangent_sum((3 * p.x, t.x)))  # d(x²)/dx is 2x, not 3x
 def _wrong_square(x, y, *, where=None):
     return jnp.square(x) + 0 * y

@@ -1,10 +1,11 @@
-"""Command line: ``python -m jaxloss verify [--loss NAME] [--inputs]``, ``catalogue`` and ``bench NAME``.
+"""Command line: ``python -m jaxloss verify [--loss NAME] [--inputs] [--jobs N]``, ``catalogue`` and ``bench NAME``.
 
 ``verify`` runs every catalogue entry through the gradient checker (reverse and forward
 mode against autodiff of the formula and float64 finite differences) and the
 low-precision check (float32 and bfloat16 inputs against float64), prints each loss's row
 as it finishes (with a progress line on a terminal), a legend of the tolerances, and exits
-with status 1 if any entry fails.  ``verify --inputs`` instead tries each entry's bad inputs
+with status 1 if any entry fails; ``--jobs N`` checks N losses at a time in worker processes
+(the rows are the same, printed in the same order).  ``verify --inputs`` instead tries each entry's bad inputs
 (:mod:`jaxloss._inputs`: wrong ranks and shapes, integer logits, float class ids,
 non-boolean masks, negative options), prints a table of the cases, and exits with status 1
 if any is not rejected at trace time with an error naming the argument.  ``catalogue``
@@ -16,7 +17,12 @@ prints the README's table of losses, generated from ``src/jaxloss/catalogue/``. 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import contextlib
 import importlib.util
+import itertools
+import multiprocessing
+import os
 import pathlib
 import sys
 
@@ -40,6 +46,19 @@ def _progress(i: int, total: int, name: str) -> None:
         sys.stderr.flush()
 
 
+@contextlib.contextmanager
+def _row_maker(jobs: int):
+    """``rows(names, seed)``: each loss's verify row and verdict, in order, computed here
+    (``jobs == 1``) or by ``jobs`` spawned worker processes (JAX does not survive a fork)."""
+    jobs = jobs or os.cpu_count() or 1
+    if jobs == 1:
+        yield lambda names, seed: (_verify.verify_row(n, seed) for n in names)
+        return
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        yield lambda names, seed: pool.map(_verify.verify_row, names, itertools.repeat(seed))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jaxloss", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -51,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"only this loss (repeatable), one of: {', '.join(names)}")
     verify.add_argument("--seed", type=int, default=0)
     verify.add_argument("--inputs", action="store_true", help="try bad inputs instead: each must raise")
+    verify.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="check N losses at a time in worker processes (0: one per CPU core); rows print in "
+                             "catalogue order")
     commands.add_parser("catalogue", help="print the README's table of losses")
     bench = commands.add_parser("bench", help="run a benchmark script of a source checkout's benchmarks/",
                                 add_help=False)  # NAME --help is the script's
@@ -91,15 +113,17 @@ def main(argv: list[str] | None = None) -> int:
               + (f"; not rejected: {', '.join(f'{o.case.loss} ({o.case.name})' for o in accepted)}" if accepted else ""))
         return 1 if accepted else 0
     print(_verify.TABLE_HEAD, _verify.TABLE_RULE, sep="\n", flush=True)
-    verdicts = []
-    for i, e in enumerate(entries):
-        _progress(i, len(entries), e.name)
-        verdicts.append(_verify.verify(e, args.seed))
-        print(_verify.table_row(verdicts[-1]), flush=True)
-    _progress(len(entries), len(entries), "done")
-    failed = [v.entry.name for v in verdicts if not v.ok]
+    names = [e.name for e in entries]
+    failed = []
+    _progress(0, len(names), names[0])
+    with _row_maker(args.jobs) as rows:
+        for i, (name, (row, ok)) in enumerate(zip(names, rows(names, args.seed)), 1):
+            print(row, flush=True)
+            _progress(i, len(names), names[i] if i < len(names) else "done")
+            failed += [] if ok else [name]
     print("\n" + _verify.legend())
-    print(f"\n{len(verdicts) - len(failed)} of {len(verdicts)} losses ok" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    print(f"\n{len(names) - len(failed)} of {len(names)} losses ok"
+          + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 
 

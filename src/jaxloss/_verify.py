@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import _inputs, _math, _textbook
-from jaxloss.catalogue import Entry
+from jaxloss.catalogue import BY_NAME, Entry
 from jaxloss._gradcheck import TOLERANCES
 from jaxloss.gradients import GradientCheck, check_gradients
 
@@ -232,6 +232,13 @@ def verify(entry: Entry, seed: int = 0) -> Verdict:
     precision = {d.__name__: precision_error(entry, d, seed) for d in (jnp.float32, jnp.bfloat16)}
     rows = tuple(row_precision(entry, a, k) for a, k in precision_cases(entry, seed))
     return Verdict(entry, gradients, precision, form_errors(entry, seed), rows)
+
+
+def verify_row(name: str, seed: int = 0) -> tuple[str, bool]:
+    """:func:`verify` of the catalogue entry ``name``: its table row and whether it is ok
+    (what a ``verify --jobs`` worker process sends back)."""
+    v = verify(BY_NAME[name], seed)
+    return table_row(v), v.ok
 
 
 TABLE_HEAD = ("| loss | family | backend | dtype | reverse vs autodiff | reverse vs FD | forward vs autodiff | "
