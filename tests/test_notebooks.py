@@ -19,7 +19,7 @@ CELL_TIMEOUT_S = 120
 def test_the_notebooks_are_found():
     names = {p.name for p in PATHS}
     assert {"training_with_optax_and_flax.ipynb", "checking_gradient_formulas.ipynb",
-            "large_batch_contrastive.ipynb"} <= names, names
+            "large_batch_contrastive.ipynb", "learning_to_rank.ipynb"} <= names, names
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
