@@ -1,5 +1,5 @@
 """Overlap losses for segmentation: soft Dice (MONAI's form), Jaccard (soft IoU), Tversky,
-generalized Dice.  optax's ``dice_loss`` (its defaults and arguments) is
+focal Tversky, generalized Dice.  optax's ``dice_loss`` (its defaults and arguments) is
 :func:`jaxloss.dice_loss`, built on :func:`tversky_loss` in :mod:`jaxloss.segmentation_optax`.
 
 Layout is channels-last: predictions ``[B, ..spatial.., C]`` (one batch axis, any number
@@ -16,7 +16,7 @@ Predictions are probabilities, or logits turned into probabilities with
 
 Each loss is a ratio of the same per-class sums over the spatial axes of each example,
 ``I_c = Σ p·g``, ``P_c = Σ p`` and ``G_c = Σ g`` (``Σ p²``, ``Σ g²`` with ``squared=True``);
-:func:`_overlap` computes them and their hand-derived tangents once for all four losses.
+:mod:`jaxloss._overlap` computes them and their hand-derived tangents once for every loss.
 The per-class losses ``L_c = 1 − N_c/D_c`` are reduced over classes by the weighted mean
 ``Σ_c w_c L_c / Σ_c w_c`` (``w_c = 1`` without ``class_weights``; class 0 gets weight 0 with
 ``include_background=False``; weights summing to 0 give loss 0).  With a single class
@@ -25,7 +25,13 @@ trace time, and the loss is that class's: optax's ``ignore_background`` and MONA
 ``include_background`` (which warns too) do the same.  A class absent from an
 example's targets and predictions (an empty mask) gives a finite loss and gradient:
 ``smooth`` makes its ratio 1 (loss 0); with ``smooth=0`` the ratio 0/0 is defined as 1,
-loss 0, with gradient 0 there.
+loss 0, with gradient 0 there.  ``smooth_nr`` and ``smooth_dr`` (MONAI's names) set the
+numerator's and the denominator's smoothing apart; each is ``smooth`` where unset.
+
+``batch=True`` sums over the batch axis too before the ratios (nnU-Net's "batch Dice",
+MONAI's ``batch=True``): the loss is then one number for the whole batch (a scalar), and
+with ``axis_name`` the sums run over every device's pieces of a sharded batch, so that each
+device gets the loss of the whole batch.
 
 ``where`` masks pixels (``[B, ..spatial..]``, broadcasting): masked pixels contribute
 nothing to any sum, and get a derivative of exactly 0 even when they hold inf or NaN
@@ -40,254 +46,40 @@ probabilities there; ``fn.reference`` is plain autodiff of the formula.
 
 from __future__ import annotations
 
-import warnings
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
 
-from jaxloss import _checks
+from jaxloss._overlap import (STATIC, background, check_options, make_loud, overlap, per_class_forward,
+                              per_class_tangent, quiet, ratio, ratio_tangent, smooths)
+from jaxloss._softmax import IGNORE_INDEX
 from jaxloss.gradients import Args, hand_derivative, tangent_sum
-from jaxloss._softmax import IGNORE_INDEX, check_ignore_index, class_ids, loud, one_hot
-from jaxloss.types import Array, ArrayLike
-
-_ACTIVATIONS = (None, "softmax", "sigmoid")
-_STATIC = ("include_background", "from_logits", "ignore_index")
-
-
-# ------------------------------------------------------------------ shared helpers
-
-
-def _check_overlap(predictions, targets, *, where, from_logits, ignore_index, class_weights=None,
-                   squared=False, include_background=True, **scalars):
-    """Predictions ``[B, ..spatial.., C]``; integer targets of the pixel shape or float
-    targets of the predictions' shape; ``where`` over the pixels; scalar options >= 0."""
-    _checks.float_array("predictions", predictions)
-    shape = tuple(jnp.shape(predictions))
-    if len(shape) < 2:
-        raise ValueError(f"predictions must be [batch, ..spatial.., classes] (rank >= 2), got shape {shape}.")
-    dtype = jnp.result_type(targets)
-    if jnp.issubdtype(dtype, jnp.integer):
-        if tuple(jnp.shape(targets)) != shape[:-1]:
-            raise ValueError(f"integer targets (class ids) must have the pixel shape of predictions, "
-                             f"{shape[:-1]}, got shape {tuple(jnp.shape(targets))}.")
-    elif jnp.issubdtype(dtype, jnp.floating):
-        if tuple(jnp.shape(targets)) != shape:
-            raise ValueError(f"float targets (probabilities or one-hot) must have the shape of predictions, "
-                             f"{shape}, got shape {tuple(jnp.shape(targets))}; pass class ids as integers.")
-    else:
-        raise TypeError(f"targets must be integer class ids or float probabilities, got {_checks._describe(targets)}.")
-    check_ignore_index(ignore_index)
-    if from_logits not in _ACTIVATIONS:
-        raise ValueError(f'from_logits must be None, "softmax" or "sigmoid", got {from_logits!r}.')
-    _checks.broadcasts_to("where", where, shape[:-1], "the pixel shape of predictions")
-    if not include_background and shape[-1] == 1:
-        warnings.warn("include_background=False is ignored for a single class (predictions with a class "
-                      "axis of size 1): the loss is computed over that one class.",
-                      UserWarning, stacklevel=5)  # the caller of the loss
-    _checks.float_option("class_weights", class_weights, shape[-1:], "the class axis of predictions")
-    _checks.positive("class_weights", class_weights, allow_zero=True)
-    for name, value in scalars.items():
-        _checks.float_option(name, value, (), "a scalar")
-        _checks.positive(name, value, allow_zero=True)
-
-
-def _ids(p):
-    """``(counted, invalid)`` of :func:`jaxloss._softmax.class_ids` per pixel for class-id
-    targets, or None for float targets."""
-    if not jnp.issubdtype(p["targets"].dtype, jnp.integer):
-        return None
-    return class_ids(p["targets"], p["predictions"].shape[-1], p["ignore_index"])[1:]
-
-
-def _keep(p):
-    """The pixels that enter the sums ``[B, ..spatial..]``: those ``where`` leaves and, for
-    class ids, whose id is a class (not ``ignore_index``; an invalid id makes the loss NaN
-    anyway); None for all."""
-    keep = None if p["where"] is None else jnp.broadcast_to(p["where"], p["predictions"].shape[:-1])
-    ids = _ids(p)
-    return keep if ids is None else ids[0] if keep is None else keep & ids[0]
-
-
-def _invalid(p):
-    """``[B]``: whether an example has an unmasked pixel whose id is neither a class nor
-    ``ignore_index``; None for float targets."""
-    ids = _ids(p)
-    if ids is None:
-        return None
-    invalid = ids[1] if p["where"] is None else ids[1] & p["where"]
-    return jnp.any(invalid.reshape(invalid.shape[0], -1), axis=-1)
-
-
-def _loud(p, loss):
-    """The losses, NaN for an example with an invalid class id (:func:`_invalid`)."""
-    invalid = _invalid(p)
-    return loss if invalid is None else loud(loss, invalid)
-
-
-def _quiet(p, dloss):
-    """A loss tangent, 0 for an example with an invalid class id (:func:`_invalid`)."""
-    invalid = _invalid(p)
-    return dloss if invalid is None or dloss is None else jnp.where(invalid, 0.0, dloss)
-
-
-def _masked(x, keep):
-    """``x`` with the masked pixels set to 0 (``jnp.where``: their derivative is exactly 0)."""
-    return x if keep is None or x is None else jnp.where(keep[..., None], x, 0)
-
-
-def _probabilities(p, keep):
-    """The masked probabilities ``[B, ..spatial.., C]`` from predictions or logits."""
-    x = _masked(p["predictions"], keep)
-    if p["from_logits"] == "softmax":
-        x = jax.nn.softmax(x, axis=-1)
-    elif p["from_logits"] == "sigmoid":
-        x = jax.nn.sigmoid(x)
-    return _masked(x, keep)
-
-
-def _probability_tangent(p, prob, dx, keep):
-    """The tangent of :func:`_probabilities`: ``p(dx − Σ_c p dx)`` (softmax), ``p(1 − p) dx``
-    (sigmoid), ``dx`` (probabilities); 0 at masked pixels (``prob`` is 0 there)."""
-    if dx is None:
-        return None
-    dx = _masked(dx.astype(prob.dtype), keep)  # one cast: reverse mode then sums the softmax's terms in float32
-    if p["from_logits"] == "softmax":
-        return prob * (dx - jnp.sum(prob * dx, axis=-1, keepdims=True))
-    if p["from_logits"] == "sigmoid":
-        return prob * (1 - prob) * dx
-    return dx
-
-
-def _overlap(p, t=None):
-    """The per-class sums ``(I, P, G)`` over the spatial axes, each ``[B, C]``:
-    ``Σ p·g``, ``Σ p`` (``Σ p²`` when squared) and ``Σ g`` (``Σ g²``), over unmasked pixels.
-
-    With tangents ``t`` it returns their tangents instead (hand-derived:
-    ``dI = Σ(g dp + p dg)``, ``dP = Σ dp`` or ``Σ 2p dp``, ``dG = Σ dg`` or ``Σ 2g dg``),
-    ``None`` for a sum whose tangent is zero.
-    """
-    keep = _keep(p)
-    prob = _probabilities(p, keep)
-    targets = p["targets"]
-    if jnp.issubdtype(targets.dtype, jnp.integer):
-        g = one_hot(targets, prob.shape[-1]).astype(prob.dtype)
-    else:
-        g = targets
-    g = _masked(g, keep)
-    squared = p.get("squared", False)
-    axes = tuple(range(1, prob.ndim - 1))
-
-    def total(x):
-        return None if x is None else jnp.sum(jnp.broadcast_to(x, prob.shape), axis=axes)
-
-    if t is None:
-        return total(prob * g), total(prob * prob if squared else prob), total(g * g if squared else g)
-    dp = _probability_tangent(p, prob, t["predictions"], keep)
-    dg = _masked(t["targets"], keep)
-    return (total(tangent_sum((g, dp), (prob, dg))),
-            total(tangent_sum((2 * prob if squared else 1.0, dp))),
-            total(tangent_sum((2 * g if squared else 1.0, dg))))
-
-
-def _ratio(n, d):
-    """``n/d``, and 1 where ``d = 0`` (0/0: an empty class with smooth = 0), with
-    autodiff-safe double ``where``."""
-    nonzero = d != 0
-    return jnp.where(nonzero, n / jnp.where(nonzero, d, 1), 1.0)
-
-
-def _ratio_tangent(r, d, dn, dd):
-    """The tangent of ``n/d``: ``(dn − r·dd)/d``, and 0 where ``d = 0``."""
-    total = tangent_sum((1.0, dn), (-r, dd))
-    if total is None:
-        return None
-    nonzero = d != 0
-    return jnp.where(nonzero, total / jnp.where(nonzero, d, 1), 0.0)
-
-
-def _background(p, classes):
-    """Whether class 0 is left out: ``include_background=False`` with more than one class
-    (a single class is kept, as optax and MONAI do; :func:`_check_overlap` warns)."""
-    return not p["include_background"] and classes > 1
-
-
-def _class_weights(p, classes, dtype):
-    """``w_c``: the class weights (1 without), 0 for class 0 when it is left out."""
-    w = jnp.ones(classes, dtype) if p.get("class_weights") is None else p["class_weights"]
-    if _background(p, classes):
-        w = jnp.where(jnp.arange(classes) == 0, 0, w)
-    return w
-
-
-def _class_mean(losses, w):
-    """``Σ_c w_c L_c / Σ_c w_c``, 0 where the weights sum to 0."""
-    total = jnp.sum(w, axis=-1)
-    nonzero = total != 0
-    return jnp.where(nonzero, jnp.sum(w * losses, axis=-1) / jnp.where(nonzero, total, 1), 0.0)
-
-
-def _per_class_forward(p, terms):
-    """The weighted class mean of ``1 − N_c/D_c`` with ``(N, D) = terms(I, P, G, p)``;
-    the sums are the residuals."""
-    sums = _overlap(p)
-    n, d = terms(*sums, p)
-    w = _class_weights(p, n.shape[-1], n.dtype)
-    return _loud(p, _class_mean(1 - _ratio(n, d), w)), sums
-
-
-def _per_class_tangent(terms, terms_tangent):
-    """The rule of :func:`_per_class_forward`: ``dL_c = −(dN_c − r_c dD_c)/D_c`` and
-    ``dℓ = (Σ_c dw_c L_c + w_c dL_c − ℓ Σ_c dw_c) / Σ_c w_c``."""
-
-    def rule(p, t, out, res):
-        n, d = terms(*res, p)
-        dn, dd = terms_tangent(res, _overlap(p, t), p, t)
-        r = _ratio(n, d)
-        w = _class_weights(p, n.shape[-1], n.dtype)
-        total = jnp.sum(w, axis=-1)
-        dw = t.get("class_weights")
-        if dw is not None and _background(p, n.shape[-1]):
-            dw = jnp.where(jnp.arange(n.shape[-1]) == 0, 0, dw)
-        dlosses = _ratio_tangent(r, d, dn, dd)
-        numer = tangent_sum((-w, dlosses), (1 - r, dw))
-        if numer is None:
-            return None
-        numer = jnp.sum(numer, axis=-1)
-        if dw is not None:
-            numer = numer - out * jnp.sum(dw, axis=-1)
-        nonzero = total != 0
-        return _quiet(p, jnp.where(nonzero, numer / jnp.where(nonzero, total, 1), 0.0))
-
-    return rule
-
+from jaxloss.types import Array, ArrayLike, AxisName
 
 
 # ------------------------------------------------------------------ soft_dice_loss
 
 
 def _dice_terms(i, ps, gs, p):
-    return 2 * i + p["smooth"], ps + gs + p["smooth"]
+    nr, dr = smooths(p)
+    return 2 * i + nr, ps + gs + dr
 
 
 def _dice_terms_tangent(sums, dsums, p, t):
     di, dps, dgs = dsums
-    ds = t.get("smooth")
-    return tangent_sum((2.0, di), (1.0, ds)), tangent_sum((1.0, dps), (1.0, dgs), (1.0, ds))
+    dnr, ddr = smooths(p, t)
+    return tangent_sum((2.0, di), (1.0, dnr)), tangent_sum((1.0, dps), (1.0, dgs), (1.0, ddr))
 
 
-def _check_dice(predictions, targets, smooth, squared, class_weights, include_background, from_logits, ignore_index,
-                where):
-    _check_overlap(predictions, targets, where=where, from_logits=from_logits, ignore_index=ignore_index,
-                   class_weights=class_weights, include_background=include_background, smooth=smooth)
-
-
-@hand_derivative(_per_class_tangent(_dice_terms, _dice_terms_tangent), static=("squared",) + _STATIC, check=_check_dice,
+@hand_derivative(per_class_tangent(_dice_terms, _dice_terms_tangent), static=("squared",) + STATIC, check=check_options,
                  residuals=True, where_of="inputs", class_axis=("predictions", "targets"))
 def soft_dice_loss(predictions: Array, targets: Array, *, axis: int = -1, smooth: ArrayLike = 1.0,
+                   smooth_nr: ArrayLike | None = None, smooth_dr: ArrayLike | None = None,
                    squared: bool = False, class_weights: Array | None = None, include_background: bool = True,
                    from_logits: Literal["softmax", "sigmoid"] | None = None, ignore_index: int | None = IGNORE_INDEX,
-                   where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
+                   where: Array | None = None, batch: bool = False,
+                   axis_name: AxisName | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
     r"""Soft Dice loss per example, per class over the spatial axes, weighted mean over classes.
 
     With probabilities ``p`` and targets ``g`` (one-hot for class ids), sums over the
@@ -320,6 +112,8 @@ def soft_dice_loss(predictions: Array, targets: Array, *, axis: int = -1, smooth
       axis: static; the class axis C of ``predictions`` (and of float ``targets``): -1 (the
         last, default) or e.g. ``axis=1`` for channel-first ``[B, C, H, W]`` (PyTorch, MONAI).
       smooth: ``s >= 0``, a float scalar (differentiated when traced).
+      smooth_nr, smooth_dr: optional ``>= 0``: the smoothing of the numerator and of the
+        denominator apart (MONAI's names); each is ``smooth`` where None.
       squared: static; squares in the denominator.
       class_weights: optional float ``[C]``, >= 0 (differentiated).
       include_background: static; False gives class 0 weight 0 (ignored, with a warning, for
@@ -330,9 +124,14 @@ def soft_dice_loss(predictions: Array, targets: Array, *, axis: int = -1, smooth
         gives NaN).  segmentation_models_pytorch's ``DiceLoss`` (``ignore_index=None`` by
         default there) leaves them out the same way.  Unused with float targets.
       where: optional boolean pixel mask broadcasting to ``[B, ..spatial..]``.
+      batch: static; sum over the batch too before the ratios (nnU-Net's batch Dice, MONAI's
+        ``batch=True``): one loss for the whole batch, a scalar.
+      axis_name: static; with ``batch``, a ``shard_map``/``pmap`` axis over which the batch is
+        split: the sums run over every device's pixels, so each device returns the loss of
+        the whole batch (gradients flow back to each device's own pixels).
 
     Returns:
-      Losses ``[B]``, float32 for lower-precision inputs.
+      Losses ``[B]`` (a scalar with ``batch=True``), float32 for lower-precision inputs.
 
     Example:
       >>> import jax.numpy as jnp, jaxloss
@@ -343,33 +142,31 @@ def soft_dice_loss(predictions: Array, targets: Array, *, axis: int = -1, smooth
     References:
       Milletari et al., "V-Net", 2016; Sudre et al., 2017; MONAI ``DiceLoss``.
     """
-    return _per_class_forward(Args(locals()), _dice_terms)
+    return per_class_forward(Args(locals()), _dice_terms)
 
 
 # ------------------------------------------------------------------ jaccard_loss
 
 
 def _jaccard_terms(i, ps, gs, p):
-    return i + p["smooth"], ps + gs - i + p["smooth"]
+    nr, dr = smooths(p)
+    return i + nr, ps + gs - i + dr
 
 
 def _jaccard_terms_tangent(sums, dsums, p, t):
     di, dps, dgs = dsums
-    ds = t.get("smooth")
-    return tangent_sum((1.0, di), (1.0, ds)), tangent_sum((1.0, dps), (1.0, dgs), (-1.0, di), (1.0, ds))
+    dnr, ddr = smooths(p, t)
+    return tangent_sum((1.0, di), (1.0, dnr)), tangent_sum((1.0, dps), (1.0, dgs), (-1.0, di), (1.0, ddr))
 
 
-def _check_jaccard(predictions, targets, smooth, class_weights, include_background, from_logits, ignore_index, where):
-    _check_overlap(predictions, targets, where=where, from_logits=from_logits, ignore_index=ignore_index,
-                   class_weights=class_weights, include_background=include_background, smooth=smooth)
-
-
-@hand_derivative(_per_class_tangent(_jaccard_terms, _jaccard_terms_tangent), static=_STATIC,
-                 check=_check_jaccard, residuals=True, where_of="inputs", class_axis=("predictions", "targets"))
+@hand_derivative(per_class_tangent(_jaccard_terms, _jaccard_terms_tangent), static=STATIC,
+                 check=check_options, residuals=True, where_of="inputs", class_axis=("predictions", "targets"))
 def jaccard_loss(predictions: Array, targets: Array, *, axis: int = -1, smooth: ArrayLike = 1.0,
+                 smooth_nr: ArrayLike | None = None, smooth_dr: ArrayLike | None = None,
                  class_weights: Array | None = None, include_background: bool = True,
                  from_logits: Literal["softmax", "sigmoid"] | None = None, ignore_index: int | None = IGNORE_INDEX,
-                 where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
+                 where: Array | None = None, batch: bool = False,
+                 axis_name: AxisName | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
     r"""Soft Jaccard (IoU) loss per example, per class, weighted mean over classes.
 
     .. math:: L_c = 1 - \frac{\sum p_c g_c + s}{\sum p_c + \sum g_c - \sum p_c g_c + s},
@@ -388,15 +185,22 @@ def jaccard_loss(predictions: Array, targets: Array, *, axis: int = -1, smooth: 
       axis: static; the class axis C of ``predictions`` (and of float ``targets``): -1 (the
         last, default) or e.g. ``axis=1`` for channel-first ``[B, C, H, W]`` (PyTorch, MONAI).
       smooth: ``s >= 0`` (differentiated when traced).
+      smooth_nr, smooth_dr: optional ``>= 0``: the smoothing of the numerator and of the
+        denominator apart (MONAI's names); each is ``smooth`` where None.
       class_weights: optional float ``[C]``, >= 0.
       include_background: static; False gives class 0 weight 0 (ignored, with a warning, for
         a single class).
       from_logits: static; None, ``"softmax"`` or ``"sigmoid"``.
       ignore_index: static; the class id of unlabelled pixels, as in :func:`soft_dice_loss`.
       where: optional boolean pixel mask broadcasting to ``[B, ..spatial..]``.
+      batch: static; sum over the batch too before the ratios (nnU-Net's batch Dice, MONAI's
+        ``batch=True``): one loss for the whole batch, a scalar.
+      axis_name: static; with ``batch``, a ``shard_map``/``pmap`` axis over which the batch is
+        split: the sums run over every device's pixels, so each device returns the loss of
+        the whole batch (gradients flow back to each device's own pixels).
 
     Returns:
-      Losses ``[B]``.
+      Losses ``[B]`` (a scalar with ``batch=True``).
 
     Example:
       >>> import jax.numpy as jnp, jaxloss
@@ -408,7 +212,7 @@ def jaccard_loss(predictions: Array, targets: Array, *, axis: int = -1, smooth: 
       Rahman & Wang, "Optimizing Intersection-Over-Union in Deep Neural Networks", 2016;
       ``optax.losses.dice_loss(alpha=1, beta=1)``; MONAI ``DiceLoss(jaccard=True)``.
     """
-    return _per_class_forward(Args(locals()), _jaccard_terms)
+    return per_class_forward(Args(locals()), _jaccard_terms)
 
 
 # ------------------------------------------------------------------ tversky_loss
@@ -416,31 +220,28 @@ def jaccard_loss(predictions: Array, targets: Array, *, axis: int = -1, smooth: 
 
 def _tversky_terms(i, ps, gs, p):
     a, b = p["alpha"], p["beta"]
-    return i + p["smooth"], i + a * (ps - i) + b * (gs - i) + p["smooth"]
+    nr, dr = smooths(p)
+    return i + nr, i + a * (ps - i) + b * (gs - i) + dr
 
 
 def _tversky_terms_tangent(sums, dsums, p, t):
     i, ps, gs = sums
     di, dps, dgs = dsums
-    a, b, ds = p["alpha"], p["beta"], t.get("smooth")
+    a, b = p["alpha"], p["beta"]
+    dnr, ddr = smooths(p, t)
     dd = tangent_sum((1 - a - b, di), (a, dps), (b, dgs), (ps - i, t.get("alpha")),
-                     (gs - i, t.get("beta")), (1.0, ds))
-    return tangent_sum((1.0, di), (1.0, ds)), dd
+                     (gs - i, t.get("beta")), (1.0, ddr))
+    return tangent_sum((1.0, di), (1.0, dnr)), dd
 
 
-def _check_tversky(predictions, targets, smooth, alpha, beta, class_weights, include_background,
-                   from_logits, ignore_index, where):
-    _check_overlap(predictions, targets, where=where, from_logits=from_logits, ignore_index=ignore_index,
-                   class_weights=class_weights, include_background=include_background, smooth=smooth, alpha=alpha,
-                   beta=beta)
-
-
-@hand_derivative(_per_class_tangent(_tversky_terms, _tversky_terms_tangent), static=_STATIC,
-                 check=_check_tversky, residuals=True, where_of="inputs", class_axis=("predictions", "targets"))
-def tversky_loss(predictions: Array, targets: Array, *, axis: int = -1, smooth: ArrayLike = 1.0, alpha: ArrayLike = 0.5,
+@hand_derivative(per_class_tangent(_tversky_terms, _tversky_terms_tangent), static=STATIC,
+                 check=check_options, residuals=True, where_of="inputs", class_axis=("predictions", "targets"))
+def tversky_loss(predictions: Array, targets: Array, *, axis: int = -1, smooth: ArrayLike = 1.0,
+                 smooth_nr: ArrayLike | None = None, smooth_dr: ArrayLike | None = None, alpha: ArrayLike = 0.5,
                  beta: ArrayLike = 0.5, class_weights: Array | None = None, include_background: bool = True,
                  from_logits: Literal["softmax", "sigmoid"] | None = None, ignore_index: int | None = IGNORE_INDEX,
-                 where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
+                 where: Array | None = None, batch: bool = False,
+                 axis_name: AxisName | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
     r"""Tversky loss per example, per class, weighted mean over classes.
 
     With ``I = Σ p_c g_c``, false positives ``Σ p_c (1 − g_c) = P − I`` and false negatives
@@ -461,6 +262,8 @@ def tversky_loss(predictions: Array, targets: Array, *, axis: int = -1, smooth: 
       axis: static; the class axis C of ``predictions`` (and of float ``targets``): -1 (the
         last, default) or e.g. ``axis=1`` for channel-first ``[B, C, H, W]`` (PyTorch, MONAI).
       smooth: ``s >= 0``.
+      smooth_nr, smooth_dr: optional ``>= 0``: the smoothing of the numerator and of the
+        denominator apart (MONAI's names); each is ``smooth`` where None.
       alpha, beta: weights ``>= 0`` of false positives and false negatives (differentiated).
       class_weights: optional float ``[C]``, >= 0.
       include_background: static; False gives class 0 weight 0 (ignored, with a warning, for
@@ -468,9 +271,14 @@ def tversky_loss(predictions: Array, targets: Array, *, axis: int = -1, smooth: 
       from_logits: static; None, ``"softmax"`` or ``"sigmoid"``.
       ignore_index: static; the class id of unlabelled pixels, as in :func:`soft_dice_loss`.
       where: optional boolean pixel mask broadcasting to ``[B, ..spatial..]``.
+      batch: static; sum over the batch too before the ratios (nnU-Net's batch Dice, MONAI's
+        ``batch=True``): one loss for the whole batch, a scalar.
+      axis_name: static; with ``batch``, a ``shard_map``/``pmap`` axis over which the batch is
+        split: the sums run over every device's pixels, so each device returns the loss of
+        the whole batch (gradients flow back to each device's own pixels).
 
     Returns:
-      Losses ``[B]``.
+      Losses ``[B]`` (a scalar with ``batch=True``).
 
     Example:
       >>> import jax.numpy as jnp, jaxloss
@@ -482,7 +290,73 @@ def tversky_loss(predictions: Array, targets: Array, *, axis: int = -1, smooth: 
       Salehi et al., "Tversky loss function for image segmentation", 2017;
       ``optax.losses.dice_loss``; MONAI ``TverskyLoss``.
     """
-    return _per_class_forward(Args(locals()), _tversky_terms)
+    return per_class_forward(Args(locals()), _tversky_terms)
+
+
+# ------------------------------------------------------------------ focal_tversky_loss
+
+
+@hand_derivative(per_class_tangent(_tversky_terms, _tversky_terms_tangent), static=STATIC,
+                 check=check_options, residuals=True, where_of="inputs", class_axis=("predictions", "targets"))
+def focal_tversky_loss(predictions: Array, targets: Array, *, axis: int = -1, smooth: ArrayLike = 1.0,
+                       smooth_nr: ArrayLike | None = None, smooth_dr: ArrayLike | None = None,
+                       alpha: ArrayLike = 0.3, beta: ArrayLike = 0.7, gamma: ArrayLike = 4 / 3,
+                       class_weights: Array | None = None, include_background: bool = True,
+                       from_logits: Literal["softmax", "sigmoid"] | None = None,
+                       ignore_index: int | None = IGNORE_INDEX, where: Array | None = None, batch: bool = False,
+                       axis_name: AxisName | None = None
+                       ) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
+    r"""Focal Tversky loss per example (Abraham & Khan 2019): per-class Tversky losses to the power 1/γ.
+
+    With the Tversky loss ``T_c = 1 − (I + s)/(I + α (P − I) + β (G − I) + s)`` of
+    :func:`tversky_loss` (α weighs false positives, β false negatives):
+
+    .. math:: \ell = \frac{\sum_c w_c T_c^{1/\gamma}}{\sum_c w_c}
+
+    γ > 1 (the paper's range is [1, 3], its choice 4/3) raises small losses the most, so
+    that classes already well segmented keep a gradient; γ = 1 is :func:`tversky_loss`.
+    The defaults ``α = 0.3, β = 0.7`` are the paper's (it names them the other way round:
+    its α = 0.7 weighs the false negatives).
+    Derivatives (hand rule): ``dT_c^{1/γ} = (T_c^{1/γ}/(γ T_c)) dT_c − T_c^{1/γ} ln T_c dγ/γ²``
+    with ``dT_c`` as in :func:`tversky_loss`; at ``T_c = 0`` (a perfect overlap), where
+    ``d T^{1/γ}/dT`` is infinite for γ > 1, the rule returns the subgradient 0 (and so does
+    ``.reference``).
+
+    Differs from the paper, which sums over classes: this is the (weighted) mean, as
+    :func:`tversky_loss`; multiply by the number of classes for the sum.
+
+    Args:
+      predictions: float ``[B, ..spatial.., C]``: probabilities, or logits with ``from_logits``.
+      targets: integer class ids ``[B, ..spatial..]`` or float ``[B, ..spatial.., C]``.
+      axis: static; the class axis C of ``predictions`` (and of float ``targets``).
+      smooth: ``s >= 0``.
+      smooth_nr, smooth_dr: optional ``>= 0``: the smoothing of the numerator and of the
+        denominator apart (MONAI's names); each is ``smooth`` where None.
+      alpha, beta: weights ``>= 0`` of false positives and false negatives (differentiated).
+      gamma: ``γ > 0``, the focal exponent is ``1/γ`` (differentiated).
+      class_weights: optional float ``[C]``, >= 0.
+      include_background: static; False gives class 0 weight 0 (ignored, with a warning, for
+        a single class).
+      from_logits: static; None, ``"softmax"`` or ``"sigmoid"``.
+      ignore_index: static; the class id of unlabelled pixels, as in :func:`soft_dice_loss`.
+      where: optional boolean pixel mask broadcasting to ``[B, ..spatial..]``.
+      batch: static; sum over the batch too before the ratios: one loss, a scalar.
+      axis_name: static; with ``batch``, the ``shard_map``/``pmap`` axis the batch is split over.
+
+    Returns:
+      Losses ``[B]`` (a scalar with ``batch=True``).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> p = jnp.array([[[0.9, 0.1], [0.2, 0.8]]])
+      >>> jaxloss.focal_tversky_loss(p, jnp.array([[0, 1]]), smooth=0.0)
+      Array([0.24131058], dtype=float32)
+
+    References:
+      Abraham & Khan, "A Novel Focal Tversky loss function with improved Attention U-Net for
+      lesion segmentation", ISBI 2019.
+    """
+    return per_class_forward(Args(locals()), _tversky_terms)
 
 
 # ------------------------------------------------------------------ generalized_dice_loss
@@ -510,39 +384,41 @@ def _sudre_weights_tangent(gs, dgs, include):
 
 
 def _include(p, classes):
-    return (jnp.arange(classes) != 0) | (not _background(p, classes))
+    return (jnp.arange(classes) != 0) | (not background(p, classes))
+
+
+def _generalized_terms(w, sums, p):
+    i, ps, gs = sums
+    nr, dr = smooths(p)
+    return jnp.sum(w * 2 * i, axis=-1) + nr, jnp.sum(w * (ps + gs), axis=-1) + dr
 
 
 def _generalized_dice_tangent(p, t, out, res):
     i, ps, gs = res
     include = _include(p, i.shape[-1])
     w = _sudre_weights(gs, include)[0]
-    di, dps, dgs = _overlap(p, t)
+    di, dps, dgs = overlap(p, t)
     dw = _sudre_weights_tangent(gs, dgs, include)
-    n = jnp.sum(w * 2 * i, axis=-1) + p["smooth"]
-    d = jnp.sum(w * (ps + gs), axis=-1) + p["smooth"]
-    ds = t.get("smooth")
-    dn = tangent_sum((1.0, _sum_classes(tangent_sum((2 * w, di), (2 * i, dw)))), (1.0, ds))
-    dd = tangent_sum((1.0, _sum_classes(tangent_sum((w, dps), (w, dgs), (ps + gs, dw)))), (1.0, ds))
-    dr = _ratio_tangent(_ratio(n, d), d, dn, dd)
-    return None if dr is None else _quiet(p, -dr)
+    n, d = _generalized_terms(w, res, p)
+    dnr, ddr = smooths(p, t)
+    dn = tangent_sum((1.0, _sum_classes(tangent_sum((2 * w, di), (2 * i, dw)))), (1.0, dnr))
+    dd = tangent_sum((1.0, _sum_classes(tangent_sum((w, dps), (w, dgs), (ps + gs, dw)))), (1.0, ddr))
+    dr = ratio_tangent(ratio(n, d), d, dn, dd)
+    return None if dr is None else quiet(p, -dr)
 
 
 def _sum_classes(x):
     return None if x is None else jnp.sum(x, axis=-1)
 
 
-def _check_generalized_dice(predictions, targets, smooth, include_background, from_logits, ignore_index, where):
-    _check_overlap(predictions, targets, where=where, from_logits=from_logits, ignore_index=ignore_index,
-                   include_background=include_background, smooth=smooth)
-
-
-@hand_derivative(_generalized_dice_tangent, static=_STATIC, check=_check_generalized_dice,
+@hand_derivative(_generalized_dice_tangent, static=STATIC, check=check_options,
                  residuals=True, where_of="inputs", class_axis=("predictions", "targets"))
 def generalized_dice_loss(predictions: Array, targets: Array, *, axis: int = -1, smooth: ArrayLike = 1.0,
+                          smooth_nr: ArrayLike | None = None, smooth_dr: ArrayLike | None = None,
                           include_background: bool = True, from_logits: Literal["softmax", "sigmoid"] | None = None,
-                          ignore_index: int | None = IGNORE_INDEX,
-                          where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
+                          ignore_index: int | None = IGNORE_INDEX, where: Array | None = None, batch: bool = False,
+                          axis_name: AxisName | None = None
+                          ) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
     r"""Generalized Dice loss per example (Sudre et al. 2017): one ratio of class-weighted sums.
 
     .. math:: \ell = 1 - \frac{2 \sum_c w_c \sum p_c g_c + s}{\sum_c w_c (\sum p_c + \sum g_c) + s},
@@ -567,14 +443,21 @@ def generalized_dice_loss(predictions: Array, targets: Array, *, axis: int = -1,
       axis: static; the class axis C of ``predictions`` (and of float ``targets``): -1 (the
         last, default) or e.g. ``axis=1`` for channel-first ``[B, C, H, W]`` (PyTorch, MONAI).
       smooth: ``s >= 0``.
+      smooth_nr, smooth_dr: optional ``>= 0``: the smoothing of the numerator and of the
+        denominator apart (MONAI's names); each is ``smooth`` where None.
       include_background: static; False leaves class 0 out (ignored, with a warning, for a
         single class).
       from_logits: static; None, ``"softmax"`` or ``"sigmoid"``.
       ignore_index: static; the class id of unlabelled pixels, as in :func:`soft_dice_loss`.
       where: optional boolean pixel mask broadcasting to ``[B, ..spatial..]``.
+      batch: static; sum over the batch too before the ratios (nnU-Net's batch Dice, MONAI's
+        ``batch=True``): one loss for the whole batch, a scalar.
+      axis_name: static; with ``batch``, a ``shard_map``/``pmap`` axis over which the batch is
+        split: the sums run over every device's pixels, so each device returns the loss of
+        the whole batch (gradients flow back to each device's own pixels).
 
     Returns:
-      Losses ``[B]``.
+      Losses ``[B]`` (a scalar with ``batch=True``).
 
     Example:
       >>> import jax.numpy as jnp, jaxloss
@@ -587,8 +470,6 @@ def generalized_dice_loss(predictions: Array, targets: Array, *, axis: int = -1,
       unbalanced segmentations", 2017; MONAI ``GeneralizedDiceLoss``.
     """
     p = Args(locals())
-    i, ps, gs = sums = _overlap(p)
-    w = _sudre_weights(gs, _include(p, i.shape[-1]))[0]
-    n = jnp.sum(w * 2 * i, axis=-1) + smooth
-    d = jnp.sum(w * (ps + gs), axis=-1) + smooth
-    return _loud(p, 1 - _ratio(n, d)), sums
+    i, ps, gs = sums = overlap(p)
+    n, d = _generalized_terms(_sudre_weights(gs, _include(p, i.shape[-1]))[0], sums, p)
+    return make_loud(p, 1 - ratio(n, d)), sums
