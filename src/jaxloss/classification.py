@@ -22,14 +22,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import _checks
-from jaxloss._math import softplus_pair
+from jaxloss._math import opaque, signed_labels, softplus_pair
 from jaxloss.gradients import hand_derivative, tangent_sum
 from jaxloss.types import Array, ArrayLike
 
 
 def _signed(labels):
-    """{0, 1} or {-1, 1} labels as ±1.0: positive when the label is > 0."""
+    """{0, 1} or {-1, 1} labels as ±1.0 in a rule (the forwards use ``signed_labels``)."""
     return jnp.where(labels > 0, 1.0, -1.0)
+
+
+def _margin(labels, scores):
+    """``(y·s, 0, 1)`` for a margin forward, its constants opaque (see ``_math.opaque``)."""
+    return (signed_labels(labels, scores.dtype) * scores, *opaque(scores.dtype, 0.0, 1.0))
 
 
 def _margin_tangent(dphi):
@@ -105,11 +110,13 @@ def sigmoid_binary_cross_entropy(logits: Array, labels: Array, *, pos_weight: Ar
       ``torch.nn.functional.binary_cross_entropy_with_logits(reduction="none")``
       (same ``pos_weight``).
     """
-    pos_weight = 1.0 if pos_weight is None else pos_weight
-    y = labels * (1 - label_smoothing) + 0.5 * label_smoothing
+    # Constants opaque, so that XLA:CPU fuses this into the mean (see _math.opaque).
+    zero, half, one = opaque(logits.dtype, 0.0, 0.5, 1.0)
+    pos_weight = one if pos_weight is None else pos_weight
+    y = labels * (one - label_smoothing) + half * label_smoothing
     # softplus(±x) share one exp and log1p (two softplus passes do not fuse on XLA:CPU).
-    softplus, softplus_neg = softplus_pair(logits)
-    return pos_weight * y * softplus_neg + (1 - y) * softplus
+    softplus, softplus_neg = softplus_pair(logits, zero)
+    return pos_weight * y * softplus_neg + (one - y) * softplus
 
 
 # ------------------------------------------------------------------ binary_cross_entropy
@@ -220,7 +227,8 @@ def hinge_loss(scores: Array, labels: Array, *, where: Array | None = None) -> j
       Cortes & Vapnik, "Support-vector networks", 1995.  ``optax.losses.hinge_loss``
       (which takes ±1 targets only).
     """
-    return jax.nn.relu(1 - _signed(labels) * scores)
+    z, zero, one = _margin(labels, scores)
+    return jnp.maximum(one - z, zero)
 
 
 # ------------------------------------------------------------------ perceptron_loss
@@ -256,7 +264,8 @@ def perceptron_loss(scores: Array, labels: Array, *, where: Array | None = None)
       Rosenblatt, "The perceptron", 1958.  ``optax.losses.perceptron_loss``, which takes
       ±1 targets only (its formula gives 0 for a label 0, read as −1 here).
     """
-    return jax.nn.relu(-_signed(labels) * scores)
+    z, zero, _ = _margin(labels, scores)
+    return jnp.maximum(-z, zero)
 
 
 # ------------------------------------------------------------------ squared_hinge_loss
@@ -289,7 +298,8 @@ def squared_hinge_loss(scores: Array, labels: Array, *, where: Array | None = No
     References:
       The L2-SVM loss (e.g. Rennie & Srebro, 2005); ``sklearn.svm.LinearSVC`` default.
     """
-    return jnp.square(jax.nn.relu(1 - _signed(labels) * scores))
+    z, zero, one = _margin(labels, scores)
+    return jnp.square(jnp.maximum(one - z, zero))
 
 
 # ------------------------------------------------------------------ logistic_loss
@@ -340,7 +350,8 @@ def logistic_loss(scores: Array, labels: Array, *, base2: bool = False, where: A
       ``torch.nn.functional.soft_margin_loss(reduction="none")`` (natural log; also exported
       as ``jaxloss.soft_margin_loss``, the same function).
     """
-    loss = jax.nn.softplus(-_signed(labels) * scores)
+    z, zero, _ = _margin(labels, scores)
+    loss = jnp.maximum(-z, zero) + jnp.log1p(jnp.exp(jnp.minimum(z, -z)))
     return loss / jnp.log(2.0) if base2 else loss
 
 
@@ -377,7 +388,8 @@ def square_loss(scores: Array, labels: Array, *, where: Array | None = None) -> 
     References:
       Rosasco et al., "Are loss functions all the same?", 2004.
     """
-    return jnp.square(1 - _signed(labels) * scores)
+    z, _, one = _margin(labels, scores)
+    return jnp.square(one - z)
 
 
 # ------------------------------------------------------------------ margin_ranking_loss
@@ -426,7 +438,8 @@ def margin_ranking_loss(x1: Array, x2: Array, y: Array, *, margin: ArrayLike = 0
     References:
       ``torch.nn.functional.margin_ranking_loss(reduction="none")``.
     """
-    return jax.nn.relu(margin - _signed(y) * (x1 - x2))
+    z, zero, _ = _margin(y, x1 - x2)
+    return jnp.maximum(margin - z, zero)
 
 
 # ------------------------------------------------------------------ hinge_embedding_loss

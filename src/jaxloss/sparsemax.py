@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import _checks
+from jaxloss._math import opaque, signed_labels
 from jaxloss._softmax import (
     IGNORE_INDEX, check_classes, class_ids, class_sum, cofactor, label_value, loud, one_hot, times_nonzero,
 )
@@ -88,8 +89,10 @@ def sparsemax_loss(logits: Array, labels: Array, *, where: Array | None = None) 
       Blondel, Martins & Niculae, "Learning with Fenchel-Young losses", JMLR 2020, §4.4.
       ``optax.losses.sparsemax_loss``.
     """
-    z = -_signed(labels) * logits
-    return 0.25 * jnp.square(jnp.clip(z, -1.0, 1.0) + 1) + jax.nn.relu(z - 1)
+    # Constants opaque and labels signed without a select: XLA:CPU fuses this into the mean.
+    zero, quarter, one = opaque(logits.dtype, 0.0, 0.25, 1.0)
+    z = -signed_labels(labels, logits.dtype) * logits
+    return quarter * jnp.square(jnp.clip(z, -one, one) + one) + jnp.maximum(z - one, zero)
 
 
 # ------------------------------------------------------------------ multiclass_sparsemax_loss
