@@ -21,45 +21,16 @@ derivative there is 0.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import jax
 import jax.numpy as jnp
 
-from jaxloss import _checks, _math
+from jaxloss import _lists, _math
 from jaxloss.gradients import Args, hand_derivative, tangent_sum
 from jaxloss.types import Array
 
-
-def _check(scores, labels, weights=None, where=None, **_):
-    _checks.float_array("scores", scores)
-    if jnp.ndim(scores) < 1:
-        raise ValueError(f"scores must have a list axis [..., L], got shape {jnp.shape(scores)}.")
-    _checks.float_array("labels", labels)
-    _checks.broadcasts_to("labels", labels, jnp.shape(scores), "scores")
-    _checks.float_option("weights", weights, jnp.shape(scores), "scores")
-
-
-def _items(scores, where):
-    """The item mask ``[..., L]``: a ``where`` of the scores' rank masks items, a shorter one
-    (the mechanism has broadcast it to the lists' shape) whole lists."""
-    if where is None:
-        return jnp.ones(scores.shape, bool)
-    return jnp.broadcast_to(where if where.ndim == scores.ndim else where[..., None], scores.shape)
-
-
-def _masked(m, x):
-    """``x`` (an input or its tangent, broadcast to the mask) with the masked items set to 0,
-    by a select, so that inf/NaN padding cannot leak; None stays None."""
-    return None if x is None else jnp.where(m, x, 0)
-
-
-def _inputs(p):
-    """``(m, s, y, w)``: the item mask and the masked scores, labels and weights (w None when none)."""
-    m = _items(p.scores, p.where)
-    return m, _masked(m, p.scores), _masked(m, p.labels), _masked(m, p.get("weights"))
-
-
-def _weighted(x, w):
-    return x if w is None else x * w
+LambdaWeights = Literal["ndcg", "dcg", "label_diff"]
 
 
 def _mean(total, count):
@@ -80,18 +51,18 @@ def _shifted_logsumexp(x, valid, axis=-1):
 
 
 def _softmax_tangent(p, t, out, res):
-    m, s, y, w = _inputs(p)
+    m, s, y, w = _lists.inputs(p)
     top, log_s = res
-    gain = _weighted(y, w)
+    gain = _lists.weighted(y, w)
     minus_log_p = jnp.where(m, (top - s) + log_s, 0.0)
     prob = jnp.where(m, jnp.exp(s - top - log_s), 0.0)
-    ds, dy, dw = (_masked(m, t[n]) for n in ("scores", "labels", "weights"))
+    ds, dy, dw = (_lists.masked(m, t[n]) for n in ("scores", "labels", "weights"))
     dscore = prob * jnp.sum(gain, axis=-1, keepdims=True) - gain
-    terms = tangent_sum((dscore, ds), (_weighted(minus_log_p, w), dy), (y * minus_log_p, dw))
+    terms = tangent_sum((dscore, ds), (_lists.weighted(minus_log_p, w), dy), (y * minus_log_p, dw))
     return None if terms is None else jnp.sum(terms, axis=-1)
 
 
-@hand_derivative(_softmax_tangent, check=_check, residuals=True, where_of="inputs")
+@hand_derivative(_softmax_tangent, check=_lists.check, residuals=True, where_of="inputs")
 def ranking_softmax_loss(scores: Array, labels: Array, *, weights: Array | None = None,
                          where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     r"""Softmax (ListNet) ranking loss: the cross-entropy of the labels against the softmax of the scores.
@@ -125,23 +96,23 @@ def ranking_softmax_loss(scores: Array, labels: Array, *, weights: Array | None 
       ``rax.softmax_loss`` with ``reduce_fn=None``.  Differs from them: one loss per list;
       their default mean is ``jaxloss.reduce.mean(losses, where=jnp.any(where, -1))``.
     """
-    m, s, y, w = _inputs(Args(locals()))
+    m, s, y, w = _lists.inputs(Args(locals()))
     top, log_s = _shifted_logsumexp(s, m)
     minus_log_p = jnp.where(m, (top - s) + log_s, 0.0)
-    return jnp.sum(_weighted(y, w) * minus_log_p, axis=-1), (top, log_s)
+    return jnp.sum(_lists.weighted(y, w) * minus_log_p, axis=-1), (top, log_s)
 
 
 # ------------------------------------------------------------------ pairwise losses
 
 
 def _pairs(p):
-    """``(m, w, d, valid, count)``: the item mask and weights, the score differences
-    ``d_ij = s_i − s_j`` ``[..., L, L]``, the valid pairs (``y_i > y_j``, both items valid)
-    and their number per list."""
-    m, s, y, w = _inputs(p)
-    d = s[..., :, None] - s[..., None, :]
-    valid = (y[..., :, None] > y[..., None, :]) & m[..., :, None] & m[..., None, :]
-    return m, w, d, valid, jnp.sum(valid, axis=(-2, -1))
+    """``(m, w, d, valid, count, lam)``: the item mask and weights, the score differences
+    ``d_ij = s_i − s_j`` ``[..., L, L]``, the valid pairs (``y_i > y_j``, both items valid),
+    their number per list, and the lambda weights with their tangent (None without them)."""
+    m, s, y, w = _lists.inputs(p)
+    valid = (_lists.pairs(y) > 0) & m[..., :, None] & m[..., None, :]
+    lam = None if p.lambda_weights is None else _lists.lambda_weights(p.lambda_weights, p.topn, m, s, y, w)
+    return m, w, _lists.pairs(s), valid, jnp.sum(valid, axis=(-2, -1)), lam
 
 
 def _by_row(x, w):
@@ -150,21 +121,28 @@ def _by_row(x, w):
 
 
 def _pairwise_forward(p, pair_loss):
-    m, w, d, valid, count = _pairs(p)
-    return _mean(jnp.sum(jnp.where(valid, _by_row(pair_loss(d), w), 0.0), axis=(-2, -1)), count)
+    m, w, d, valid, count, lam = _pairs(p)
+    losses = _by_row(pair_loss(d), w) * (1.0 if lam is None else lam[0])
+    return _mean(jnp.sum(jnp.where(valid, losses, 0.0), axis=(-2, -1)), count)
 
 
 def _pairwise_tangent(pair_loss, slope):
-    """The rule of a pairwise loss ``(1/n) Σ_{valid ij} w_i f(s_i − s_j)``:
-    ``∂ℓ/∂s_k = (1/n)(Σ_j w_k f'(d_kj) − Σ_i w_i f'(d_ik))`` over valid pairs, ``∂ℓ/∂w_i = (1/n) Σ_j f(d_ij)``."""
+    """The rule of a pairwise loss ``(1/n) Σ_{valid ij} w_i λ_ij f(s_i − s_j)``:
+    ``∂ℓ/∂s_k = (1/n)(Σ_j w_k λ_kj f'(d_kj) − Σ_i w_i λ_ik f'(d_ik))`` over valid pairs,
+    ``∂ℓ/∂w_i = (1/n) Σ_j λ_ij f(d_ij)`` and the lambda weights' own tangent ``dλ``."""
 
     def tangent(p, t, out, res):
-        m, w, d, valid, count = _pairs(p)
+        m, w, d, valid, count, lam = _pairs(p)
         n = jnp.maximum(count, 1)[..., None]
-        g = jnp.where(valid, _by_row(slope(d), w), 0.0) / n[..., None]
+        weight = 1.0 if lam is None else lam[0]
+        g = jnp.where(valid, _by_row(slope(d), w) * weight, 0.0) / n[..., None]
         dscore = jnp.sum(g, axis=-1) - jnp.sum(g, axis=-2)
-        dweight = jnp.sum(jnp.where(valid, pair_loss(d), 0.0), axis=-1) / n
-        terms = tangent_sum((dscore, _masked(m, t.scores)), (dweight, _masked(m, t.weights)))
+        dweight = jnp.sum(jnp.where(valid, pair_loss(d) * weight, 0.0), axis=-1) / n
+        terms = tangent_sum((dscore, _lists.masked(m, t.scores)), (dweight, _lists.masked(m, t.weights)))
+        dlam = None if lam is None else lam[1](_lists.masked(m, t.labels), _lists.masked(m, t.weights))
+        if dlam is not None:
+            pair_terms = jnp.where(valid, _by_row(pair_loss(d), w) * dlam, 0.0) / n[..., None]
+            terms = jnp.sum(pair_terms, axis=-1) if terms is None else terms + jnp.sum(pair_terms, axis=-1)
         return None if terms is None else jnp.sum(terms, axis=-1)
 
     return tangent
@@ -197,9 +175,20 @@ def _soft_zero_one_slope(d):
 _PAIRWISE_ARGS = """Args:
       scores: float ``[..., L]``.
       labels: float ``[..., L]`` graded relevance (broadcasting to ``scores``); a pair ``(i, j)``
-        counts where ``y_i > y_j`` (no derivative: comparisons only).
+        counts where ``y_i > y_j`` (a comparison: derivative only through the lambda weights).
       weights: optional float ``[..., L]`` item weights (broadcasting to ``scores``): a pair's
         loss is multiplied by the weight of its more relevant item ``i``.
+      lambda_weights: static, None (default), ``"ndcg"``, ``"dcg"`` or ``"label_diff"``: each
+        pair's loss is multiplied by ``λ_ij`` (LambdaRank).  ``"dcg"``: ``λ_ij = L |G_i − G_j|
+        |D(r_i) − D(r_j)|`` with gains ``G = (2^y − 1) w``, discounts ``D(r) = 1/log2(1 + r)``
+        of the ranks ``r`` of the scores (``D = 0`` past ``topn``) and ``L`` the (padded) list
+        length; ``"ndcg"``: that over the list's ideal DCG (LambdaRank's ``|ΔNDCG|``, 1 where
+        the ideal DCG is 0); ``"label_diff"``: ``|y_i − y_j|``.  The ranks are piecewise
+        constant in the scores, so ``λ`` is a constant of the score derivative (as in
+        LambdaRank and rax); labels and weights get their true derivative through it (as
+        rax's autodiff does).  The mean over the pairs keeps its count ``n``.
+      topn: static int or None: with ``"ndcg"`` and ``"dcg"``, only ranks ``≤ topn`` are
+        discounted (the ideal DCG is cut there too).
       where: optional boolean mask: ``[..., L]`` masks items (and their pairs), ``[...]`` whole lists.
 
     Returns:
@@ -213,9 +202,11 @@ def _pairwise_doc(forward):
     return forward
 
 
-@hand_derivative(_pairwise_tangent(_logistic, _logistic_slope), check=_check, where_of="inputs")
+@hand_derivative(_pairwise_tangent(_logistic, _logistic_slope), check=_lists.check, where_of="inputs",
+                 static=("lambda_weights", "topn"))
 @_pairwise_doc
 def pairwise_logistic_loss(scores: Array, labels: Array, *, weights: Array | None = None,
+                           lambda_weights: LambdaWeights | None = None, topn: int | None = None,
                            where: Array | None = None) -> jax.Array:
     r"""Pairwise logistic (RankNet) loss: the mean over the list's pairs ``y_i > y_j`` of ``log(1 + e^{-(s_i - s_j)})``.
 
@@ -242,9 +233,11 @@ def pairwise_logistic_loss(scores: Array, labels: Array, *, weights: Array | Non
     return _pairwise_forward(Args(locals()), _logistic)
 
 
-@hand_derivative(_pairwise_tangent(_hinge, _hinge_slope), check=_check, where_of="inputs")
+@hand_derivative(_pairwise_tangent(_hinge, _hinge_slope), check=_lists.check, where_of="inputs",
+                 static=("lambda_weights", "topn"))
 @_pairwise_doc
 def pairwise_hinge_loss(scores: Array, labels: Array, *, weights: Array | None = None,
+                        lambda_weights: LambdaWeights | None = None, topn: int | None = None,
                         where: Array | None = None) -> jax.Array:
     r"""Pairwise hinge loss: the mean over the list's pairs ``y_i > y_j`` of ``max(0, 1 − (s_i − s_j))``.
 
@@ -268,9 +261,11 @@ def pairwise_hinge_loss(scores: Array, labels: Array, *, weights: Array | None =
     return _pairwise_forward(Args(locals()), _hinge)
 
 
-@hand_derivative(_pairwise_tangent(_soft_zero_one, _soft_zero_one_slope), check=_check, where_of="inputs")
+@hand_derivative(_pairwise_tangent(_soft_zero_one, _soft_zero_one_slope), check=_lists.check, where_of="inputs",
+                 static=("lambda_weights", "topn"))
 @_pairwise_doc
 def pairwise_soft_zero_one_loss(scores: Array, labels: Array, *, weights: Array | None = None,
+                                lambda_weights: LambdaWeights | None = None, topn: int | None = None,
                                 where: Array | None = None) -> jax.Array:
     r"""Pairwise soft 0-1 loss: the mean over the list's pairs ``y_i > y_j`` of ``σ(−(s_i − s_j))``.
 
@@ -299,8 +294,8 @@ def pairwise_soft_zero_one_loss(scores: Array, labels: Array, *, weights: Array 
 
 
 def _pointwise_forward(p, item_loss):
-    m, s, y, w = _inputs(p)
-    losses = jnp.where(m, _weighted(item_loss(s, y), w), 0.0)
+    m, s, y, w = _lists.inputs(p)
+    losses = jnp.where(m, _lists.weighted(item_loss(s, y), w), 0.0)
     return _mean(jnp.sum(losses, axis=-1), jnp.sum(m, axis=-1))
 
 
@@ -308,11 +303,12 @@ def _pointwise_tangent(item_loss, partials):
     """The rule of ``(1/n) Σ_{valid i} w_i g(s_i, y_i)`` given ``partials(s, y) = (∂g/∂s, ∂g/∂y)``."""
 
     def tangent(p, t, out, res):
-        m, s, y, w = _inputs(p)
+        m, s, y, w = _lists.inputs(p)
         n = jnp.maximum(jnp.sum(m, axis=-1, keepdims=True), 1)
         dg_ds, dg_dy = partials(s, y)
-        terms = tangent_sum((_weighted(dg_ds, w), _masked(m, t.scores)), (_weighted(dg_dy, w), _masked(m, t.labels)),
-                            (item_loss(s, y), _masked(m, t.weights)))
+        terms = tangent_sum((_lists.weighted(dg_ds, w), _lists.masked(m, t.scores)),
+                            (_lists.weighted(dg_dy, w), _lists.masked(m, t.labels)),
+                            (item_loss(s, y), _lists.masked(m, t.weights)))
         return None if terms is None else jnp.sum(jnp.where(m, terms, 0.0) / n, axis=-1)
 
     return tangent
@@ -329,7 +325,7 @@ def _sigmoid_partials(s, y):
     return jax.nn.sigmoid(s) - jnp.clip(y, 0.0, 1.0), jnp.where(inside, -s, 0.0)
 
 
-@hand_derivative(_pointwise_tangent(_sigmoid_item, _sigmoid_partials), check=_check, where_of="inputs")
+@hand_derivative(_pointwise_tangent(_sigmoid_item, _sigmoid_partials), check=_lists.check, where_of="inputs")
 def pointwise_sigmoid_loss(scores: Array, labels: Array, *, weights: Array | None = None,
                            where: Array | None = None) -> jax.Array:
     r"""Pointwise sigmoid cross-entropy: each item's score against its label clipped to [0, 1], averaged over the list.
@@ -374,7 +370,7 @@ def _squared_partials(s, y):
     return 2.0 * (s - y), -2.0 * (s - y)
 
 
-@hand_derivative(_pointwise_tangent(_squared_item, _squared_partials), check=_check, where_of="inputs")
+@hand_derivative(_pointwise_tangent(_squared_item, _squared_partials), check=_lists.check, where_of="inputs")
 def pointwise_mse_loss(scores: Array, labels: Array, *, weights: Array | None = None,
                        where: Array | None = None) -> jax.Array:
     r"""Pointwise squared error between each item's score and its label, averaged over the list.
@@ -412,7 +408,7 @@ def _plackett_luce(p):
     """``(m, order, valid, x, sorted_mask)``: the items in decreasing label order (valid items
     first, ties in list order), the pairs ``valid[k, j]`` of a position and the valid ones
     from it on, and the sorted scores ``x`` and mask."""
-    m, s, y, _ = _inputs(p)
+    m, s, y, _ = _lists.inputs(p)
     order = jnp.lexsort((-y, ~m), axis=-1)
     x, sorted_mask = jnp.take_along_axis(s, order, axis=-1), jnp.take_along_axis(m, order, axis=-1)
     later = jnp.triu(jnp.ones(s.shape[-1:] * 2, bool))
@@ -424,12 +420,12 @@ def _listmle_tangent(p, t, out, res):
     if t.scores is None:
         return None
     top, log_s = res
-    dx = jnp.take_along_axis(_masked(m, jnp.broadcast_to(t.scores, m.shape)), order, axis=-1)
+    dx = jnp.take_along_axis(_lists.masked(m, jnp.broadcast_to(t.scores, m.shape)), order, axis=-1)
     prob = jnp.where(valid, jnp.exp(x[..., None, :] - top - log_s), 0.0)
     return jnp.sum(jnp.where(sorted_mask, jnp.sum(prob * dx[..., None, :], axis=-1) - dx, 0.0), axis=-1)
 
 
-@hand_derivative(_listmle_tangent, check=_check, residuals=True, where_of="inputs")
+@hand_derivative(_listmle_tangent, check=_lists.check, residuals=True, where_of="inputs")
 def listmle_loss(scores: Array, labels: Array, *,
                  where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     r"""ListMLE: the negative log-likelihood of the labels' order under the Plackett-Luce model of the scores.
