@@ -11,12 +11,12 @@ tested by adding its entry to its family's module here.
 from __future__ import annotations
 
 from jaxloss.catalogue import (binary, contrastive, divergence, embedding, margin, multiclass, pairs, proxies, ranking,
-                               regression, segmentation, selfsupervised, sparsemax)
+                               regression, segmentation, selfsupervised, sequence, sparsemax)
 from jaxloss.catalogue._common import Entry as Entry
 from jaxloss.catalogue._common import Inputs as Inputs
 
 _FAMILIES = (regression, binary, multiclass, margin, sparsemax, divergence, ranking, embedding, pairs, proxies, contrastive,
-             segmentation, selfsupervised)
+             segmentation, sequence, selfsupervised)
 ENTRIES: tuple[Entry, ...] = tuple(entry for family in _FAMILIES for entry in family.ENTRIES)
 
 BY_NAME: dict[str, Entry] = {e.name: e for e in ENTRIES}
