@@ -205,3 +205,12 @@ def test_bad_input_raises_naming_the_argument(call, error, match):
     params, (x, _) = _params(jnp.float32), _views(jnp.float32)
     with pytest.raises(error, match=match):
         call(params, x)
+
+
+def test_the_benchmark_script_runs_on_a_small_problem(capsys):
+    from jaxloss import __main__ as cli
+
+    assert cli.main(["bench", "cached_contrastive", "--ns", "64", "128", "--chunk", "32", "--dim-in", "8",
+                     "--hidden", "16", "--dim", "4", "--block-size", "32", "--time-ns", "64", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| 64 |" in out and "| 128 |" in out, out
