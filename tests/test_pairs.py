@@ -1,4 +1,4 @@
-"""Pair-based metric-learning losses (jaxloss.pairs): float64 references written from the
+"""Pair-based metric-learning losses (jaxloss.pairs, jaxloss.supcon): float64 references written from the
 formulas, parity with pytorch-metric-learning (its reducers reproduced with jaxloss.reduce),
 masks, anchors without positives, and derivatives at duplicates."""
 
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import jaxloss
-from jaxloss import pairs
+from jaxloss import pairs, supcon
 
 pytestmark = pytest.mark.full
 
-LOSSES = (pairs.supervised_contrastive_loss, pairs.multi_similarity_loss, pairs.circle_loss,
+LOSSES = (supcon.supervised_contrastive_loss, pairs.multi_similarity_loss, pairs.circle_loss,
           pairs.lifted_structure_loss, pairs.npair_loss)
 DISTANCE = {pairs.circle_loss: ("cosine",)}
 
@@ -58,7 +58,7 @@ def _np_multi_similarity(x, labels, alpha, beta, base):
 def test_supervised_contrastive_matches_float64_formula():
     x, labels = _batch(1)
     labels[0] = 9  # an anchor without a positive: 0
-    got = pairs.supervised_contrastive_loss(jnp.array(x), jnp.array(labels), temperature=0.3)
+    got = supcon.supervised_contrastive_loss(jnp.array(x), jnp.array(labels), temperature=0.3)
     np.testing.assert_allclose(got, _np_supcon(x, labels, 0.3), rtol=2e-6, atol=1e-6)
     assert got[0] == 0
 
@@ -73,10 +73,10 @@ def test_supervised_contrastive_equals_ntxent_with_two_per_label():
     x, _ = _batch(3, n=10)
     labels = jnp.array([0, 1, 2, 3, 4, 4, 3, 2, 1, 0])
     for t in (0.07, 0.5):
-        np.testing.assert_allclose(pairs.supervised_contrastive_loss(jnp.array(x), labels, temperature=t),
+        np.testing.assert_allclose(supcon.supervised_contrastive_loss(jnp.array(x), labels, temperature=t),
                                    jaxloss.ntxent_loss(jnp.array(x), labels, temperature=t), rtol=1e-5, atol=1e-6)
         grads = [jax.grad(lambda x: f(x, labels, temperature=t).sum())(jnp.array(x))
-                 for f in (pairs.supervised_contrastive_loss, jaxloss.ntxent_loss)]
+                 for f in (supcon.supervised_contrastive_loss, jaxloss.ntxent_loss)]
         np.testing.assert_allclose(*grads, rtol=1e-4, atol=1e-6)
 
 
@@ -108,7 +108,7 @@ def test_pml_parity(distance, seed):
     nonzero = lambda losses: jaxloss.reduce.mean(losses, where=losses > 0)  # noqa: E731  AvgNonZeroReducer
     pairs_count = len(np.unique(labels))
     cases = [
-        (lambda x: nonzero(pairs.supervised_contrastive_loss(x, jl, distance=distance)),
+        (lambda x: nonzero(supcon.supervised_contrastive_loss(x, jl, distance=distance)),
          lambda: losses.SupConLoss(distance=pd)(tx, tl)),
         (lambda x: jaxloss.reduce.mean(pairs.multi_similarity_loss(x, jl, distance=distance)),
          lambda: losses.MultiSimilarityLoss(distance=pd)(tx, tl)),
@@ -210,9 +210,9 @@ def test_feature_axis_first():
 def test_bad_options_raise():
     x, labels = _batch(0)
     with pytest.raises(ValueError, match="distance"):
-        pairs.supervised_contrastive_loss(jnp.array(x), jnp.array(labels), distance="manhattan")
+        supcon.supervised_contrastive_loss(jnp.array(x), jnp.array(labels), distance="manhattan")
     with pytest.raises(ValueError, match="temperature"):
-        pairs.supervised_contrastive_loss(jnp.array(x), jnp.array(labels), temperature=0.0)
+        supcon.supervised_contrastive_loss(jnp.array(x), jnp.array(labels), temperature=0.0)
     with pytest.raises(ValueError, match="labels"):
         pairs.npair_loss(jnp.array(x), jnp.array(labels[:-1]))
     with pytest.raises(TypeError, match="mining"):

@@ -20,6 +20,9 @@ Reverse mode keeps the inputs and recomputes the matrix.  Every function support
 ``vmap``, forward and reverse mode, ``jax.hessian`` and forward-over-reverse Hessian-vector
 products; ``fn.reference`` is plain autodiff of the formula.
 
+The supervised contrastive loss, which also comes in blockwise and sharded forms, is in
+:mod:`jaxloss.supcon`.
+
 Reductions: pytorch-metric-learning (PML) reduces these per-anchor losses with a reducer;
 ``jaxloss.reduce.mean(losses)`` is its ``MeanReducer`` and
 ``jaxloss.reduce.mean(losses, where=losses > 0)`` its ``AvgNonZeroReducer``.
@@ -27,36 +30,20 @@ Reductions: pytorch-metric-learning (PML) reduces these per-anchor losses with a
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from jaxloss import _checks, _math
-from jaxloss._streaming import check_embeddings, check_ids, check_precision, matmul_precision, pairwise_dots
+from jaxloss._pairwise import Distance, check_labelled_batch, measure, through_measure
+from jaxloss._streaming import matmul_precision, pairwise_dots
 from jaxloss.gradients import hand_derivative, tangent_sum
 from jaxloss.types import Array, ArrayLike, Precision
 
-Distance = Literal["cosine", "euclidean"]
 _STATIC = ("distance", "precision")
 
 # ------------------------------------------------------------------ shared
-
-
-def _check_pairs(embeddings, labels, where, distance, precision, *, positive=(), **options):
-    """Embeddings ``[N, D]``, integer labels ``[N]``, ``where`` broadcasting to ``[N]``, scalar
-    float options (those named in ``positive`` > 0), a known ``distance``, a ``precision``."""
-    check_embeddings("embeddings", embeddings)
-    n = jnp.shape(embeddings)[0]
-    check_ids(labels, n, "class labels")
-    _checks.broadcasts_to("where", where, (n,), "the examples of embeddings")
-    for name, value in options.items():
-        _checks.float_option(name, value, (), "a scalar")
-    for name in positive:
-        _checks.positive(name, options[name])
-    if not isinstance(distance, str) or distance not in ("cosine", "euclidean"):
-        raise ValueError(f'distance must be "cosine" or "euclidean", got {distance!r}.')
-    check_precision(precision)
 
 
 class _Batch(NamedTuple):
@@ -82,13 +69,7 @@ class _Batch(NamedTuple):
 
 def _batch(embeddings, labels, where, distance, precision) -> _Batch:
     x_hat, norm = _math.normalize(embeddings)
-    s = pairwise_dots(x_hat, x_hat, precision)
-    if distance == "euclidean":
-        gap = 2 - 2 * s  # ‖x̂_i − x̂_j‖², ≤ 0 only by rounding at (near-)duplicates
-        above = gap > 0
-        m, sign = jnp.where(above, jnp.sqrt(jnp.where(above, gap, 1.0)), 0.0), -1.0
-    else:
-        m, sign = s, 1.0
+    m, sign = measure(pairwise_dots(x_hat, x_hat, precision), distance)
     n = labels.shape[0]
     keep = jnp.ones(n, bool) if where is None else where
     same = labels[:, None] == labels[None, :]
@@ -101,8 +82,7 @@ def _matrix_tangent(b: _Batch, dx, w, precision):
     weights ``w = ∂ℓ_a/∂m_aj`` ``[N, N]``; None when ``dx`` is."""
     if dx is None:
         return None
-    if b.sign < 0:  # ∂d/∂s = −1/d, and 0 at d = 0
-        w = jnp.where(b.m > 0, -w / jnp.where(b.m > 0, b.m, 1.0), 0.0)
+    w = through_measure(w, b.m, b.sign)
     dx_hat = _math.normalize_tangent(b.x_hat, b.norm, dx)
     precision = matmul_precision(precision, b.x_hat)
     return jnp.sum(dx_hat * jnp.matmul(w, b.x_hat, precision=precision)
@@ -121,95 +101,12 @@ def _softmax(z, keep, shift, log_sum):
     return jnp.where(keep, _math.softmax_weight((z - shift[:, None]) - log_sum[:, None]), 0.0)
 
 
-# ------------------------------------------------------------------ supervised_contrastive_loss
-
-
-def _check_supcon(embeddings, labels, temperature, distance, precision, where):
-    _check_pairs(embeddings, labels, where, distance, precision, positive=("temperature",), temperature=temperature)
-
-
-def _supcon_parts(b, temperature):
-    z = b.sign * b.m / temperature
-    others = b.pos | b.neg
-    shift, log_sum = _logsumexp(z, others)
-    count = jnp.sum(b.pos, axis=-1).astype(z.dtype)
-    mean_pos = jnp.sum(jnp.where(b.pos, z, 0.0), axis=-1) / jnp.maximum(count, 1)
-    return z, others, shift, log_sum, count, mean_pos, b.has_pos & b.has_neg
-
-
-def _supcon_tangent(p, t, out, res):
-    b = _batch(p.embeddings, p.labels, p.where, p.distance, p.precision)
-    z, others, shift, log_sum, count, _, valid = _supcon_parts(b, p.temperature)
-    g = _softmax(z, others, shift, log_sum) - jnp.where(b.pos, 1 / jnp.maximum(count, 1)[:, None], 0.0)
-    g = jnp.where(valid[:, None], g, 0.0)  # ∂ℓ_a/∂z_aj
-    dtemperature = None if t.temperature is None else -jnp.sum(g * z, axis=-1) / p.temperature
-    return tangent_sum((1.0, _matrix_tangent(b, t.embeddings, g * (b.sign / p.temperature), p.precision)),
-                       (dtemperature, t.temperature))
-
-
-@hand_derivative(_supcon_tangent, check=_check_supcon, static=_STATIC, class_axis=("embeddings",))
-def supervised_contrastive_loss(embeddings: Array, labels: Array, *, axis: int = -1, temperature: ArrayLike = 0.1,
-                                distance: Distance = "cosine", precision: Precision = None,
-                                where: Array | None = None) -> jax.Array:
-    r"""Supervised contrastive loss (SupCon, :math:`\mathcal L^{sup}_{out}`) per anchor, with
-    several positives per anchor.
-
-    With :math:`z_{aj} = s_{aj}/T` (``distance="euclidean"``: :math:`-d_{aj}/T`) and
-    :math:`A_a = P_a \cup N_a` (every other example),
-
-    .. math:: \ell_a = -\frac{1}{|P_a|}\sum_{p \in P_a} \log \frac{e^{z_{ap}}}{\sum_{j \in A_a} e^{z_{aj}}}
-              = \log\sum_{j \in A_a} e^{z_{aj}} - \frac{1}{|P_a|}\sum_{p \in P_a} z_{ap},
-
-    computed as ``(max_j z_aj − mean_p z_ap) + log Σ_j e^{z_aj − max}`` (two terms ≥ 0).  0 for
-    an anchor without a positive, and (as PML, which returns 0 for a batch with one label) for
-    one without a negative.  With exactly two examples per label this is
-    :func:`jaxloss.ntxent_loss`.
-
-    Derivatives (hand rule): with :math:`q_{aj}` the softmax of :math:`z_{a\cdot}` over
-    :math:`A_a`, ``∂ℓ_a/∂z_aj = q_aj − [j ∈ P_a]/|P_a|`` (the weights of a row sum to 0),
-    ``∂z_aj/∂T = −z_aj/T``, and through the matrix as in the module docstring.
-
-    A plain mean of the losses is PML's ``MeanReducer``; PML's default ``AvgNonZeroReducer`` is
-    ``jaxloss.reduce.mean(losses, where=losses > 0)`` (the anchors with a positive and a negative).
-
-    Args:
-      embeddings: float ``[N, D]`` (L2-normalised inside).
-      labels: integer ``[N]``; examples with equal labels are positives of each other.
-      axis: static; the feature axis D of ``embeddings``: -1 (default) or 0 for ``[D, N]``.
-      temperature: ``T > 0``, a float or scalar array (differentiated); PML's default 0.1.
-      distance: static; ``"cosine"`` (default, PML's ``CosineSimilarity``) or ``"euclidean"``
-        (PML's ``LpDistance()``, on the normalised embeddings).
-      precision: static; the precision of the matmuls (the similarities, and the rule's two): a
-        ``jax.lax.Precision`` or its name.  None (default) is ``HIGHEST`` in float32, which GPUs
-        would otherwise run in TF32, outside float32 tolerances.
-      where: optional boolean ``[N]``; masked examples leave the batch (loss 0, gradient 0).
-        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
-
-    Returns:
-      Losses ``[N]`` (float32 for lower-precision embeddings).
-
-    Example:
-      >>> import jax.numpy as jnp, jaxloss
-      >>> x = jnp.array([[1.0, 0.0], [1.0, 0.1], [0.9, 0.2], [0.0, 1.0]])
-      >>> jaxloss.supervised_contrastive_loss(x, jnp.array([0, 0, 0, 1]), temperature=1.0)
-      Array([0.8642812, 0.8791377, 0.9018604, 0.       ], dtype=float32)
-
-    References:
-      Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020 (Eq. 2, L_out).
-      pytorch-metric-learning ``losses.SupConLoss`` (the same per-anchor losses; its reducer as
-      above).  Differs from PML: one loss per anchor and ``where``; no ``ref_emb``.
-    """
-    b = _batch(embeddings, labels, where, distance, precision)
-    _, _, shift, log_sum, _, mean_pos, valid = _supcon_parts(b, temperature)
-    return jnp.where(valid, (shift - mean_pos) + log_sum, 0.0)
-
-
 # ------------------------------------------------------------------ multi_similarity_loss
 
 
 def _check_ms(embeddings, labels, alpha, beta, base, mining, epsilon, distance, precision, where):
-    _check_pairs(embeddings, labels, where, distance, precision, positive=("alpha", "beta"),
-                 alpha=alpha, beta=beta, base=base, epsilon=epsilon)
+    check_labelled_batch(embeddings, labels, where, distance, precision, positive=("alpha", "beta"),
+                         alpha=alpha, beta=beta, base=base, epsilon=epsilon)
     if not isinstance(mining, bool):
         raise TypeError(f"mining must be a Python bool, got {type(mining).__name__}.")
 
@@ -316,7 +213,8 @@ def multi_similarity_loss(embeddings: Array, labels: Array, *, axis: int = -1, a
 
 
 def _check_circle(embeddings, labels, margin, gamma, detach_weights, precision, where):
-    _check_pairs(embeddings, labels, where, "cosine", precision, positive=("gamma",), margin=margin, gamma=gamma)
+    check_labelled_batch(embeddings, labels, where, "cosine", precision, positive=("gamma",), margin=margin,
+                         gamma=gamma)
     _checks.positive("margin", margin, allow_zero=True)
     if not isinstance(detach_weights, bool):
         raise TypeError(f"detach_weights must be a Python bool, got {type(detach_weights).__name__}.")
@@ -421,7 +319,7 @@ def circle_loss(embeddings: Array, labels: Array, *, axis: int = -1, margin: Arr
 
 
 def _check_lifted(embeddings, labels, neg_margin, pos_margin, distance, precision, where):
-    _check_pairs(embeddings, labels, where, distance, precision, neg_margin=neg_margin, pos_margin=pos_margin)
+    check_labelled_batch(embeddings, labels, where, distance, precision, neg_margin=neg_margin, pos_margin=pos_margin)
 
 
 def _lifted_parts(b, neg_margin, pos_margin):
@@ -507,7 +405,7 @@ def lifted_structure_loss(embeddings: Array, labels: Array, *, axis: int = -1, n
 
 
 def _check_npair(embeddings, labels, distance, precision, where):
-    _check_pairs(embeddings, labels, where, distance, precision)
+    check_labelled_batch(embeddings, labels, where, distance, precision)
 
 
 def _npair_parts(b):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss import pairs
+from jaxloss import pairs, supcon
 from jaxloss.catalogue._common import Entry
 
 _LABELS = np.array([0, 1, 2, 0, 1, 0, 1, 3])  # anchors 2 and 7 have no positive
@@ -83,9 +83,10 @@ def _extremes(**options):
 
 
 ENTRIES: tuple[Entry, ...] = (
-    Entry(pairs.supervised_contrastive_loss, "metric-learning",
+    Entry(supcon.supervised_contrastive_loss, "metric-learning",
           "pytorch_metric_learning SupConLoss",
-          _batch(temperature=0.5), _extremes(temperature=0.1, distance="cosine"), coupled=True),
+          _batch(temperature=0.5), _extremes(temperature=0.1, distance="cosine"), coupled=True, blockwise=True,
+          sharded=True),
     Entry(pairs.multi_similarity_loss, "metric-learning",
           "pytorch_metric_learning MultiSimilarityLoss (+ MultiSimilarityMiner: mining=True)",
           _batch(_mining_away(0.1), alpha=2.0, beta=5.0, base=0.5, mining=True, epsilon=0.1),
