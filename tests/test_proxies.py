@@ -194,6 +194,34 @@ def test_proxy_anchor_stays_finite_at_large_alpha_and_huge_values():
     assert np.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads)
 
 
+def test_proxy_anchor_sharded_over_8_devices_equals_one_device(mesh):
+    """Under shard_map over the batch (proxies replicated) every device returns the whole
+    batch's loss; the gradients of the embeddings, proxies, margin and alpha, the JVP and a
+    forward-over-reverse HVP equal one device's, with a mask and an ignored id on some shards."""
+    from jax.sharding import PartitionSpec as P
+
+    e, p, labels = _inputs(16, n=32, classes=6)
+    labels[[3, 17]] = -100
+    keep = np.arange(32) % 5 != 2
+    args = (jnp.float32(e), jnp.float32(p), jnp.float32(0.2), jnp.float32(8.0))
+
+    def whole(e, p, margin, alpha):
+        return proxy_anchor_loss(e, p, labels, margin=margin, alpha=alpha, where=keep)
+
+    local = lambda e, p, margin, alpha, y, m: proxy_anchor_loss(  # noqa: E731
+        e, p, y, margin=margin, alpha=alpha, where=m, axis_name="x")
+    sharded = jax.shard_map(local, mesh=mesh, in_specs=(P("x"), P(), P(), P(), P("x"), P("x")), out_specs=P())
+    run = lambda *a: sharded(*a, jnp.asarray(labels), jnp.asarray(keep))  # noqa: E731
+    np.testing.assert_allclose(jax.jit(run)(*args), whole(*args), rtol=1e-6, equal_nan=False)
+    argnums = (0, 1, 2, 3)
+    tangents = tuple(jnp.float32(t) for t in (np.cos(e), np.sin(p), 0.3, -0.5))
+    for derivative in (lambda f: jax.grad(f, argnums)(*args), lambda f: jax.jvp(f, args, tangents)[1],
+                       lambda f: jax.jvp(jax.grad(f, argnums), args, tangents)[1]):
+        ours, theirs = jax.jit(lambda: derivative(run))(), derivative(whole)
+        for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max(), equal_nan=False)
+
+
 @pytest.mark.parametrize("degrees,scale,sub", [(28.6, 64.0, 3), (10.0, 16.0, 2), (57.0, 8.0, 4)])
 def test_subcenter_arcface_matches_pytorch_metric_learning_with_its_mean_reducer(degrees, scale, sub, x64):
     e, w, labels = _inputs(15, n=16, sub=sub)

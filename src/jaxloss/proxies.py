@@ -247,7 +247,7 @@ def proxy_nca_loss(embeddings: Array, proxies: Array, labels: Array, *, axis: in
 # ------------------------------------------------------------------ Proxy-Anchor
 
 
-def _check_proxy_anchor(embeddings, proxies, labels, margin, alpha, ignore_index, precision, where):
+def _check_proxy_anchor(embeddings, proxies, labels, margin, alpha, ignore_index, axis_name, precision, where):
     batch = _checks.class_vectors(embeddings, proxies, labels, "proxies", batch_rank=1)
     _checks.broadcasts_to("where", where, batch, "the examples of embeddings")
     _checks.float_option("margin", margin, (), "a scalar")
@@ -255,21 +255,26 @@ def _check_proxy_anchor(embeddings, proxies, labels, margin, alpha, ignore_index
     _checks.float_option("alpha", alpha, (), "a scalar")
     _checks.positive("alpha", alpha)
     check_ignore_index(ignore_index)
+    _checks.hashable("axis_name", axis_name)
     check_precision(precision)
 
 
-def _log1p_sum(a, keep):
+def _log1p_sum(a, keep, axis_name):
     r"""``log(1 + Σ_{n: keep} exp(a[n, c]))`` per column ``c`` (``−inf`` never reaches the sum),
-    and the softmax weights ``exp(a − that)`` (0 off ``keep``): the derivative in ``a``."""
+    the sum over every device's rows under ``axis_name`` (a ``pmax`` of the shift, a ``psum`` of
+    the sum), and the softmax weights ``exp(a − that)`` of the local rows (0 off ``keep``): the
+    derivative in ``a``."""
     a = jnp.where(keep, a, -jnp.inf)
-    top = jax.lax.stop_gradient(jnp.maximum(jnp.max(a, axis=0), 0.0))
-    total = jnp.log(jnp.exp(-top) + jnp.sum(jnp.exp(a - top), axis=0)) + top
+    top = jnp.maximum(jnp.max(jax.lax.stop_gradient(a), axis=0), 0.0)
+    top = top if axis_name is None else jax.lax.pmax(top, axis_name)
+    total = jnp.log(jnp.exp(-top) + _math.psum(jnp.sum(jnp.exp(a - top), axis=0), axis_name)) + top
     return total, jnp.exp(a - total)
 
 
-def _anchor_parts(embeddings, proxies, labels, margin, alpha, ignore_index, precision, where):
+def _anchor_parts(embeddings, proxies, labels, margin, alpha, ignore_index, axis_name, precision, where):
     """The cosines ``[N, C]``, the positive and negative arguments' masks and log-sums, and the
-    divisors: the proxies with a positive in the batch (at least 1) and C."""
+    divisors: the proxies with a positive in the batch (at least 1) and C; under ``axis_name``
+    the log-sums, the divisor and whether an id is invalid are those of the whole batch."""
     e_hat, e_norm = _math.normalize(_math.masked_rows(embeddings, where), NORM_EPS)
     p_hat, p_norm = _math.normalize(proxies, NORM_EPS)
     cos = cosines(e_hat, p_hat, precision)
@@ -278,31 +283,34 @@ def _anchor_parts(embeddings, proxies, labels, margin, alpha, ignore_index, prec
         counted, invalid = counted & where, invalid & where
     label = one_hot(labels, cos.shape[-1])
     pos, neg = label & counted[:, None], ~label & counted[:, None]
-    pos_sum, pos_w = _log1p_sum(alpha * (margin - cos), pos)
-    neg_sum, neg_w = _log1p_sum(alpha * (cos + margin), neg)
-    n_pos = jnp.maximum(jnp.sum(jnp.any(pos, axis=0)), 1).astype(cos.dtype)
+    pos_sum, pos_w = _log1p_sum(alpha * (margin - cos), pos, axis_name)
+    neg_sum, neg_w = _log1p_sum(alpha * (cos + margin), neg, axis_name)
+    n_pos = jnp.maximum(jnp.sum(_math.psum(jnp.sum(pos, axis=0), axis_name) > 0), 1).astype(cos.dtype)
+    invalid = _math.psum(jnp.sum(invalid), axis_name) > 0
     return dict(e_hat=e_hat, e_norm=e_norm, p_hat=p_hat, p_norm=p_norm, cos=cos, pos_sum=pos_sum, pos_w=pos_w,
-                neg_sum=neg_sum, neg_w=neg_w, n_pos=n_pos, invalid=jnp.any(invalid))
+                neg_sum=neg_sum, neg_w=neg_w, n_pos=n_pos, invalid=invalid)
 
 
 def _proxy_anchor_tangent(p, t, out, res):
-    q = _anchor_parts(p.embeddings, p.proxies, p.labels, p.margin, p.alpha, p.ignore_index, p.precision, p.where)
+    q = _anchor_parts(p.embeddings, p.proxies, p.labels, p.margin, p.alpha, p.ignore_index, p.axis_name, p.precision,
+                      p.where)
     g_pos, g_neg = q["pos_w"] / q["n_pos"], q["neg_w"] / p.proxies.shape[0]  # ∂ℓ/∂(α(δ − cos)), ∂ℓ/∂(α(cos + δ))
     dcos = cosine_tangent(q["e_hat"], q["e_norm"], q["p_hat"], q["p_norm"],
                            _math.masked_rows(t.embeddings, p.where), t.proxies, p.precision)
     cos = q["cos"]
-    return tangent_sum(
+    return _math.psum(tangent_sum(  # this device's examples' part; under axis_name summed over the devices
         (p.alpha, None if dcos is None else jnp.sum((g_neg - g_pos) * dcos)),
         (p.alpha * jnp.sum(g_pos + g_neg), t.margin),
         (jnp.sum(g_pos * (p.margin - cos) + g_neg * (cos + p.margin)), t.alpha),
-    )
+    ), p.axis_name)
 
 
-@hand_derivative(_proxy_anchor_tangent, static=("ignore_index", "precision"), check=_check_proxy_anchor,
+@hand_derivative(_proxy_anchor_tangent, static=("ignore_index", "axis_name", "precision"), check=_check_proxy_anchor,
                  where_of="inputs", class_axis=("embeddings",))
 def proxy_anchor_loss(embeddings: Array, proxies: Array, labels: Array, *, axis: int = -1,
                       margin: ArrayLike = 0.1, alpha: ArrayLike = 32.0, ignore_index: int | None = IGNORE_INDEX,
-                      precision: Precision = None, where: Array | None = None) -> jax.Array:
+                      axis_name: AxisName | None = None, precision: Precision = None,
+                      where: Array | None = None) -> jax.Array:
     r"""Proxy-Anchor loss of a batch (one number): each proxy is an anchor for the batch's
     embeddings of its class (pulled within the margin) and of the other classes (pushed out).
 
@@ -333,11 +341,17 @@ def proxy_anchor_loss(embeddings: Array, proxies: Array, labels: Array, *, axis:
       margin: δ >= 0, a scalar (0.1 by default, the paper's); differentiated.
       alpha: α > 0, a scalar (32 by default, the paper's); differentiated.
       ignore_index: static; the id of examples to ignore (−100 by default) or None.
+      axis_name: static; None, or a ``shard_map``/``pmap``/``vmap`` axis the batch (embeddings,
+        labels, ``where``) is sharded over, the proxies replicated: the per-proxy sums and counts
+        are summed over the devices, so every device gets the loss of the whole batch (and its
+        derivatives: the proxies' gradient is that of the whole batch once JAX sums the
+        replicas' contributions, as it does for a replicated input of ``shard_map``).
       precision: static; the matmuls' precision (None: ``HIGHEST`` for float32).
       where: optional boolean mask ``[N]``: masked examples are left out of the batch.
 
     Returns:
-      A scalar, float32 for lower-precision inputs.
+      A scalar, float32 for lower-precision inputs (under ``axis_name``, the whole batch's on
+      every device).
 
     Example:
       >>> import jax.numpy as jnp, jaxloss
@@ -352,7 +366,7 @@ def proxy_anchor_loss(embeddings: Array, proxies: Array, labels: Array, *, axis:
       ``DivisorReducer`` (the sum of its ``pos_loss`` and ``neg_loss``), except that it raises for
       ids outside ``[0, C)`` (−100 included).
     """
-    q = _anchor_parts(embeddings, proxies, labels, margin, alpha, ignore_index, precision, where)
+    q = _anchor_parts(embeddings, proxies, labels, margin, alpha, ignore_index, axis_name, precision, where)
     loss = jnp.sum(q["pos_sum"]) / q["n_pos"] + jnp.sum(q["neg_sum"]) / proxies.shape[0]
     return jnp.where(q["invalid"], jnp.nan, loss)
 

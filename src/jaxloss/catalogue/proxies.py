@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -41,6 +42,15 @@ def _extremes(**options):
                 (args, {**options, "where": jnp.zeros(4, bool)})]
 
     return extremes
+
+
+def _shard_batch(args, kwargs, shards, axis_name):
+    """Proxy-Anchor's sharded form: embeddings, labels and ``where`` split in ``shards``, the
+    proxies on every shard; each shard returns the loss of the whole batch (their mean is it)."""
+    (embeddings, vectors, labels), rest = args, {k: v for k, v in kwargs.items() if k != "where"}
+    split = lambda x: None if x is None else x.reshape((shards, -1) + x.shape[1:])  # noqa: E731
+    local = lambda e, y, m: proxies.proxy_anchor_loss(e, vectors, y, where=m, axis_name=axis_name, **rest)  # noqa: E731
+    return jnp.mean(jax.vmap(local, axis_name=axis_name)(split(embeddings), split(labels), split(kwargs["where"])))
 
 
 _SUB = (4, 3, 2, 3)  # examples, classes, sub-centres, features
@@ -85,7 +95,7 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(proxies.proxy_anchor_loss, "metric-learning",
           "pytorch_metric_learning ProxyAnchorLoss (DivisorReducer; one number per batch)",
           _vectors("proxies", margin=jnp.float32(0.1), alpha=jnp.float32(4.0)), _extremes(), class_ids=_IDS,
-          per_batch=True),
+          per_batch=True, sharded=True, shard=_shard_batch),
     Entry(proxies.subcenter_arcface_loss, "metric-learning",
           "pytorch_metric_learning SubCenterArcFaceLoss (margin in degrees)",
           _subcenters, _extreme_subcenters, class_ids=(("labels", "class_centers", 0),)),
