@@ -21,7 +21,7 @@ def log_2cosh_half(x):
     return 0.5 * abs_x + jnp.log1p(jnp.exp(-abs_x))
 
 
-def softplus_pair(x):
+def softplus_pair(x, zero=0.0):
     r"""``(softplus(x), softplus(−x))`` from one ``exp`` and one ``log1p``, each to full
     relative precision, ±inf included: ``max(±x, 0) + log1p(exp(−|x|))``.
     (``log_2cosh_half(x) ± x/2`` would lose the small one's digits: at x = 17 in float32
@@ -30,10 +30,30 @@ def softplus_pair(x):
     select is computed into a full-size temporary first.  ``−|x|`` is ``min(x, −x)``, whose
     autodiff derivative at 0 is 0 (JAX splits a tie evenly), so plain autodiff gives
     ``softplus′(0) = ½`` exactly; the second derivative of this form at exactly ``x = 0`` is 0
-    (the hand rules use ``σ(x)`` and are exact there).
+    (the hand rules use ``σ(x)`` and are exact there).  ``zero``: the 0 to use, an
+    :func:`opaque` one in a forward whose rule also uses 0.
     """
     tail = jnp.log1p(jnp.exp(jnp.minimum(x, -x)))
-    return jnp.maximum(x, 0.0) + tail, jnp.maximum(-x, 0.0) + tail
+    return jnp.maximum(x, zero) + tail, jnp.maximum(-x, zero) + tail
+
+
+def opaque(dtype, *values):
+    """Scalar constants of ``dtype`` that XLA can neither fold nor share between computations.
+
+    XLA merges equal constants, and a broadcast constant that a loss's forward and its rule
+    both use becomes one value with two users; XLA:CPU then computes it into a full-size
+    array instead of fusing it into the reduction of the losses (a mean).  A loss whose
+    forward and rule share constants takes them from here in one of the two.
+    """
+    return jax.lax.optimization_barrier(tuple(jnp.asarray(v, dtype) for v in values))
+
+
+def signed_labels(labels, dtype):
+    """{0, 1} or {-1, 1} labels (any label ``> 0`` is positive) as ±1 of ``dtype``, for a
+    forward formula: ``2·sign(max(y, 0)) − 1`` with :func:`opaque` constants, no compare or
+    select, so that XLA:CPU fuses it into the reduction that follows the losses (a mean)."""
+    zero, one, two = opaque(dtype, 0.0, 1.0, 2.0)
+    return two * jnp.sign(jnp.maximum(labels.astype(dtype), zero)) - one
 
 
 def safe_norm(v, axis=-1):
