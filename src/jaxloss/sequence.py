@@ -125,7 +125,7 @@ def _flatten(p):
 # ------------------------------------------------------------------ ctc_loss
 
 
-def _check_ctc(logits, logit_paddings, labels, label_paddings, blank_id, zero_infinity, where):
+def _check_ctc(logits, logit_paddings, labels, label_paddings, blank_id, zero_infinity, normalize_by_length, where):
     _checks.float_array("logits", logits)
     if np.ndim(logits) < 2:
         raise ValueError(f"logits must have shape [..., T, K], got shape {np.shape(logits)}.")
@@ -147,8 +147,9 @@ def _check_ctc(logits, logit_paddings, labels, label_paddings, blank_id, zero_in
     if not isinstance(blank_id, numbers.Integral) or isinstance(blank_id, bool) or not 0 <= blank_id < classes:
         raise ValueError(f"blank_id must be an integer in [0, {classes}) for logits {np.shape(logits)}, "
                          f"got {blank_id!r}.")
-    if not isinstance(zero_infinity, bool):
-        raise TypeError(f"zero_infinity must be a bool, got {zero_infinity!r}.")
+    for name, value in (("zero_infinity", zero_infinity), ("normalize_by_length", normalize_by_length)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be a bool, got {value!r}.")
     _checks.broadcasts_to("where", where, np.shape(logits)[:-2], "the batch shape of logits")
 
 
@@ -172,16 +173,27 @@ def _ctc_tangent(p, t, out, res):
     log_joint = jnp.where(keep.T[..., None], alphas + betas, 0.0)  # [T, B, S]
     log_occ = log_joint - jax.nn.logsumexp(log_joint, axis=-1, keepdims=True)
     occ = jnp.where(keep.T[..., None], jnp.exp(log_occ), 0.0)
-    softmax = jnp.where(keep[..., None], jnp.exp(x - (shift + lse)[..., None]), 0.0)
+    # The softmax as exp(x − m)/Σ exp(x − m), recomputing the sum: exp(x − (m + lse)) carries
+    # the rounding of m + lse and of lse itself (2–3× optax's error at a one-to-one alignment).
+    e = jnp.exp(x - shift[..., None])
+    softmax = jnp.where(keep[..., None], e / jnp.sum(e, axis=-1, keepdims=True), 0.0)
     d_softmax = jnp.sum(softmax * dx, axis=(-2, -1))
     d_occ = jnp.einsum("tbs,bts->b", occ, jnp.take_along_axis(dx, ext[:, None, :], axis=-1))
     invalid = _invalid(labels, label_paddings, p.blank_id, x.shape[-1])
-    return jnp.where(invalid, 0.0, d_softmax - d_occ).reshape(batch)
+    dloss = (d_softmax - d_occ) / _per_label(label_paddings, p.normalize_by_length)
+    return jnp.where(invalid, 0.0, dloss).reshape(batch)
 
 
-@hand_derivative(_ctc_tangent, static=("blank_id", "zero_infinity"), check=_check_ctc, residuals=True)
+def _per_label(label_paddings, normalize_by_length):
+    """What each sequence's loss is divided by: its number of labels (at least 1) with
+    ``normalize_by_length``, else 1."""
+    return jnp.maximum(jnp.sum(label_paddings < 0.5, axis=-1), 1) if normalize_by_length else 1
+
+
+@hand_derivative(_ctc_tangent, static=("blank_id", "zero_infinity", "normalize_by_length"), check=_check_ctc,
+                 residuals=True)
 def ctc_loss(logits: Array, logit_paddings: Array, labels: Array, label_paddings: Array, *, blank_id: int = 0,
-             zero_infinity: bool = False,
+             zero_infinity: bool = False, normalize_by_length: bool = False,
              where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array, jax.Array]]:
     r"""Connectionist temporal classification loss per sequence.
 
@@ -231,12 +243,16 @@ def ctc_loss(logits: Array, logit_paddings: Array, labels: Array, label_paddings
       label_paddings: ``[..., N]``, 1.0 on padded labels, which must be right-padded.
       blank_id: the class id of the blank (static).
       zero_infinity: give impossible alignments loss 0 and gradient 0 (static).
+      normalize_by_length: static; divide each sequence's loss (and its derivative) by its
+        number of unpadded labels (at least 1), so that ``jaxloss.reduce.mean`` of the losses
+        is ``torch.nn.functional.ctc_loss(reduction="mean")`` (the default there, whose
+        ``target_lengths`` are clamped to 1 the same way).
       where: optional boolean mask broadcasting to the batch shape ``[...]`` of logits.
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
-      Negative log-likelihoods of the batch shape ``logits.shape[:-2]``, float32 for
-      lower-precision logits.
+      Negative log-likelihoods (per label with ``normalize_by_length``) of the batch shape
+      ``logits.shape[:-2]``, float32 for lower-precision logits.
 
     Example:
       >>> import jax.numpy as jnp, jaxloss
@@ -260,7 +276,8 @@ def ctc_loss(logits: Array, logit_paddings: Array, labels: Array, label_paddings
     loss = -log_z
     if zero_infinity:
         loss = jnp.where(jnp.isfinite(log_z), loss, 0.0)
-    loss = loud(loss, _invalid(labels, label_paddings, blank_id, x.shape[-1]))
+    loss = loud(loss / _per_label(label_paddings, normalize_by_length),
+                _invalid(labels, label_paddings, blank_id, x.shape[-1]))
     return loss.reshape(batch), (shift, lse, log_z, alphas)
 
 
