@@ -25,6 +25,7 @@ HELPERS = {
     "center_update": "helpers",
     "ctc_loss_with_forward_probs": "helpers",
     "valid_triplet_anchors": "helpers",
+    "cached_contrastive": "helpers",
 }
 
 TITLES = {"regression": "Regression", "probabilistic": "Probabilistic", "binary": "Binary classification",

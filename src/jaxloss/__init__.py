@@ -6,6 +6,7 @@ from jaxloss.angular import angular_margin_loss as angular_margin_loss
 from jaxloss.angular import arcface_loss as arcface_loss
 from jaxloss.angular import cosface_loss as cosface_loss
 from jaxloss.angular import sphereface_loss as sphereface_loss
+from jaxloss.cached import cached_contrastive as cached_contrastive
 from jaxloss.classification import binary_cross_entropy as binary_cross_entropy
 from jaxloss.classification import hinge_embedding_loss as hinge_embedding_loss
 from jaxloss.classification import hinge_loss as hinge_loss
@@ -52,7 +53,6 @@ from jaxloss.pairs import circle_loss as circle_loss
 from jaxloss.pairs import lifted_structure_loss as lifted_structure_loss
 from jaxloss.pairs import multi_similarity_loss as multi_similarity_loss
 from jaxloss.pairs import npair_loss as npair_loss
-from jaxloss.pairs import supervised_contrastive_loss as supervised_contrastive_loss
 from jaxloss.probabilistic import gaussian_kl_divergence as gaussian_kl_divergence
 from jaxloss.probabilistic import gaussian_nll_loss as gaussian_nll_loss
 from jaxloss.probabilistic import poisson_nll_loss as poisson_nll_loss
@@ -68,6 +68,8 @@ from jaxloss.ranking import pairwise_soft_zero_one_loss as pairwise_soft_zero_on
 from jaxloss.ranking import pointwise_mse_loss as pointwise_mse_loss
 from jaxloss.ranking import pointwise_sigmoid_loss as pointwise_sigmoid_loss
 from jaxloss.ranking import ranking_softmax_loss as ranking_softmax_loss
+from jaxloss.ranking_metrics import approx_mrr_loss as approx_mrr_loss
+from jaxloss.ranking_metrics import approx_ndcg_loss as approx_ndcg_loss
 from jaxloss.regression import absolute_error as absolute_error
 from jaxloss.regression import cosine_distance as cosine_distance
 from jaxloss.regression import cosine_similarity as cosine_similarity
@@ -79,6 +81,7 @@ from jaxloss.regression import mse_loss as mse_loss
 from jaxloss.regression import quantile_loss as quantile_loss
 from jaxloss.regression import smooth_l1_loss as smooth_l1_loss
 from jaxloss.regression import squared_error as squared_error
+from jaxloss.segmentation import focal_tversky_loss as focal_tversky_loss
 from jaxloss.segmentation import generalized_dice_loss as generalized_dice_loss
 from jaxloss.segmentation import jaccard_loss as jaccard_loss
 from jaxloss.segmentation import soft_dice_loss as soft_dice_loss
@@ -97,29 +100,31 @@ from jaxloss.sparsemax import make_fenchel_young_loss as make_fenchel_young_loss
 from jaxloss.sparsemax import multiclass_sparsemax_loss as multiclass_sparsemax_loss
 from jaxloss.sparsemax import sparsemax_loss as sparsemax_loss
 from jaxloss.speaker import ge2e_loss as ge2e_loss
+from jaxloss.supcon import supervised_contrastive_loss as supervised_contrastive_loss
 
 __all__ = [
-    "absolute_error", "angular_margin_loss", "arcface_loss", "barlow_twins_loss", "batch_triplet_loss",
-    "binary_cross_entropy", "binary_dice_loss", "center_loss", "center_update", "check_gradients", "checks",
-    "circle_loss", "clip_loss", "contrastive_loss", "convex_kl_divergence", "cosface_loss", "cosine_distance",
-    "cosine_embedding_loss", "cosine_similarity", "ctc_loss", "ctc_loss_with_forward_probs", "dice_loss",
-    "dino_center_update", "dino_loss", "distillation_loss", "gaussian_kl_divergence", "gaussian_nll_loss",
-    "ge2e_loss", "generalized_dice_loss", "generalized_kl_divergence", "hinge_embedding_loss", "hinge_loss",
-    "huber_loss", "info_nce_loss", "jaccard_loss", "kl_divergence", "kl_divergence_with_log_targets", "l1_loss",
-    "l2_loss", "lifted_structure_loss", "linear_softmax_cross_entropy", "linear_softmax_cross_entropy_mean",
-    "listmle_loss", "log_cosh", "logistic_loss", "make_fenchel_young_loss", "margin_ranking_loss", "mse_loss",
-    "multi_similarity_loss", "multiclass_generalized_dice_loss", "multiclass_hinge_loss",
-    "multiclass_perceptron_loss", "multiclass_sparsemax_loss", "multilabel_margin_loss",
-    "multilabel_soft_margin_loss", "multiple_negatives_ranking_loss", "negative_cosine_similarity", "nll_loss",
-    "npair_loss", "ntxent", "ntxent_loss", "pairwise_hinge_loss", "pairwise_logistic_loss",
-    "pairwise_soft_zero_one_loss", "perceptron_loss", "pointwise_mse_loss", "pointwise_sigmoid_loss",
-    "poisson_nll_loss", "poly1_cross_entropy", "poly_loss_cross_entropy", "proxy_anchor_loss", "proxy_nca_loss",
-    "quantile_loss", "ranking_softmax_loss", "reduce", "safe_softmax_cross_entropy", "sigmoid_binary_cross_entropy",
-    "sigmoid_contrastive_loss", "sigmoid_focal_loss", "smooth_l1_loss", "smooth_labels", "soft_dice_loss",
-    "soft_margin_loss", "softmax_cross_entropy", "softmax_cross_entropy_with_integer_labels", "softmax_focal_loss",
-    "sparsemax_loss", "sphereface_loss", "square_loss", "squared_error", "squared_hinge_loss",
-    "subcenter_arcface_loss", "supervised_contrastive_loss", "triplet_margin_loss", "tversky_loss",
-    "valid_triplet_anchors", "vicreg_loss",
+    "absolute_error", "angular_margin_loss", "approx_mrr_loss", "approx_ndcg_loss", "arcface_loss",
+    "barlow_twins_loss", "batch_triplet_loss", "binary_cross_entropy", "binary_dice_loss", "cached_contrastive",
+    "center_loss", "center_update", "check_gradients", "checks", "circle_loss", "clip_loss", "contrastive_loss",
+    "convex_kl_divergence", "cosface_loss", "cosine_distance", "cosine_embedding_loss", "cosine_similarity",
+    "ctc_loss", "ctc_loss_with_forward_probs", "dice_loss", "dino_center_update", "dino_loss", "distillation_loss",
+    "focal_tversky_loss", "gaussian_kl_divergence", "gaussian_nll_loss", "ge2e_loss", "generalized_dice_loss",
+    "generalized_kl_divergence", "hinge_embedding_loss", "hinge_loss", "huber_loss", "info_nce_loss", "jaccard_loss",
+    "kl_divergence", "kl_divergence_with_log_targets", "l1_loss", "l2_loss", "lifted_structure_loss",
+    "linear_softmax_cross_entropy", "linear_softmax_cross_entropy_mean", "listmle_loss", "log_cosh", "logistic_loss",
+    "make_fenchel_young_loss", "margin_ranking_loss", "mse_loss", "multi_similarity_loss",
+    "multiclass_generalized_dice_loss", "multiclass_hinge_loss", "multiclass_perceptron_loss",
+    "multiclass_sparsemax_loss", "multilabel_margin_loss", "multilabel_soft_margin_loss",
+    "multiple_negatives_ranking_loss", "negative_cosine_similarity", "nll_loss", "npair_loss", "ntxent", "ntxent_loss",
+    "pairwise_hinge_loss", "pairwise_logistic_loss", "pairwise_soft_zero_one_loss", "perceptron_loss",
+    "pointwise_mse_loss", "pointwise_sigmoid_loss", "poisson_nll_loss", "poly1_cross_entropy",
+    "poly_loss_cross_entropy", "proxy_anchor_loss", "proxy_nca_loss", "quantile_loss", "ranking_softmax_loss",
+    "reduce", "safe_softmax_cross_entropy", "sigmoid_binary_cross_entropy", "sigmoid_contrastive_loss",
+    "sigmoid_focal_loss", "smooth_l1_loss", "smooth_labels", "soft_dice_loss", "soft_margin_loss",
+    "softmax_cross_entropy", "softmax_cross_entropy_with_integer_labels", "softmax_focal_loss", "sparsemax_loss",
+    "sphereface_loss", "square_loss", "squared_error", "squared_hinge_loss", "subcenter_arcface_loss",
+    "supervised_contrastive_loss", "triplet_margin_loss", "tversky_loss", "valid_triplet_anchors", "vicreg_loss",
 ]
 
 __version__ = "0.1.0"
+
