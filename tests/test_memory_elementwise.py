@@ -1,7 +1,8 @@
 """Compiled footprint of ``value_and_grad(mean(loss))`` for elementwise losses, against autodiff of
 the simplest stable one-line formula a user would write (deterministic: ``memory_analysis()`` of the
 compiled program, temporaries + outputs).  Labels are arguments (a batch), float32 and bfloat16.
-The margin losses get {0, 1} float labels (the one-liners sign them as ``2y − 1``)."""
+The margin losses get {0, 1} float labels (the one-liners sign them as ``2y − 1``).  Gradients
+with respect to the first argument (and the variance of ``gaussian_nll_loss``)."""
 
 import jax
 import jax.numpy as jnp
@@ -10,10 +11,15 @@ import pytest
 import jaxloss
 
 SHAPE = (256, 1024)
+QUANTILES = jnp.linspace(0.1, 0.9, 8)
 
 
 def _relu(z):
     return jnp.maximum(z, 0.0)
+
+
+def _cos(a, b):
+    return jnp.sum(a * b, -1) / jnp.sqrt(jnp.sum(a * a, -1) * jnp.sum(b * b, -1))
 
 
 # loss: (jaxloss loss, one-line formula, kind of second argument)
@@ -39,24 +45,36 @@ AT_GOAL = {
     "square_loss": (jaxloss.square_loss, lambda s, y: (1 - (2 * y - 1) * s) ** 2, "binary"),
     "sparsemax_loss": (jaxloss.sparsemax_loss, lambda x, y: (lambda z: jnp.where(
         z <= -1, 0, jnp.where(z >= 1, z, (z + 1) ** 2 / 4)))((1 - 2 * y) * x), "binary"),
+    "cosine_similarity": (jaxloss.cosine_similarity, _cos, "normal"),
+    "cosine_distance": (jaxloss.cosine_distance, lambda p, y: 1 - _cos(p, y), "normal"),
+    "quantile_loss": (lambda p, y: jaxloss.quantile_loss(p, y, quantiles=QUANTILES), lambda p, y: jnp.sum(
+        jnp.maximum(QUANTILES * (y[:, None] - p), (QUANTILES - 1) * (y[:, None] - p)), -1), "quantiles"),
+    "gaussian_nll_loss": (jaxloss.gaussian_nll_loss, lambda m, y, v: 0.5 * (
+        jnp.log(jnp.maximum(v, 1e-6)) + (m - y) ** 2 / jnp.maximum(v, 1e-6)), "gaussian"),
 }
 
 
 def _inputs(kind, dtype):
-    kx, ky = jax.random.split(jax.random.key(0))
+    """(arguments, argnums of the gradient)."""
+    kx, ky, kv = jax.random.split(jax.random.key(0), 3)
     x = jax.random.normal(kx, SHAPE, dtype)
+    if kind == "quantiles":  # [N, Q] predictions for 8 quantiles, [N] targets
+        n = SHAPE[0] * SHAPE[1] // len(QUANTILES)
+        return (jax.random.normal(kx, (n, len(QUANTILES)), dtype), jax.random.normal(ky, (n,), dtype)), (0,)
+    if kind == "gaussian":  # mean, target, variance; gradients of the mean and the variance
+        return (x, jax.random.normal(ky, SHAPE, dtype), jax.random.uniform(kv, SHAPE, dtype, 0.5, 2.0)), (0, 2)
     second = {
         "normal": lambda: jax.random.normal(ky, SHAPE, dtype),
         "binary": lambda: jax.random.bernoulli(ky, 0.5, SHAPE).astype(dtype),
         "counts": lambda: jnp.floor(3 * jax.random.uniform(ky, SHAPE)).astype(dtype),
         "probability": lambda: jax.random.uniform(ky, SHAPE, dtype),
     }[kind]()
-    return (jax.nn.sigmoid(x) if kind == "probability" else x), second
+    return ((jax.nn.sigmoid(x) if kind == "probability" else x), second), (0,)
 
 
-def _footprint(loss, x, y):
-    objective = jax.value_and_grad(lambda x, y: jnp.mean(loss(x, y).astype(jnp.float32)))
-    memory = jax.jit(objective).lower(x, y).compile().memory_analysis()
+def _footprint(loss, args, argnums):
+    objective = jax.value_and_grad(lambda *a: jnp.mean(loss(*a).astype(jnp.float32)), argnums=argnums)
+    memory = jax.jit(objective).lower(*args).compile().memory_analysis()
     return memory.temp_size_in_bytes + memory.output_size_in_bytes
 
 
@@ -64,6 +82,6 @@ def _footprint(loss, x, y):
 @pytest.mark.parametrize("name", sorted(AT_GOAL))
 def test_footprint_at_most_the_one_line_formula(name, dtype):
     loss, one_line, kind = AT_GOAL[name]
-    x, y = _inputs(kind, dtype)
+    args, argnums = _inputs(kind, dtype)
     # 64 bytes: a few scalar constants (the loss's opaque ones) may be kept as temporaries.
-    assert _footprint(loss, x, y) <= _footprint(one_line, x, y) + 64
+    assert _footprint(loss, args, argnums) <= _footprint(one_line, args, argnums) + 64

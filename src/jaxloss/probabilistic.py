@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import _checks
+from jaxloss._math import opaque
 from jaxloss.gradients import hand_derivative, tangent_sum
 from jaxloss.types import Array, ArrayLike, Axis
 
@@ -157,27 +158,30 @@ def _check_gaussian_nll(mean, target, variance, full, eps, where):
     _checks.broadcasts_to("where", where, shape, "mean")
 
 
-def _clamped_variance(variance, eps, where, shape):
-    """``(max(σ², eps), σ² < eps)`` on ``mean``'s shape, masked entries set to 1.
+def _variance(variance, where, shape):
+    """``σ²`` on ``mean``'s shape, masked entries set to 1."""
+    return _masked(jnp.broadcast_to(jnp.reshape(variance, _variance_shape(jnp.shape(variance), shape)), shape),
+                   where, 1.0)
 
-    The clamp is torch's: its derivative with respect to ``σ²`` is 1 everywhere (the
-    clamped value passes the gradient straight through, ``eps + (σ² − stop_gradient(σ²))``),
-    and with respect to ``eps`` 1 where it clamps."""
-    variance = jnp.reshape(variance, _variance_shape(jnp.shape(variance), shape))
-    variance = _masked(jnp.broadcast_to(variance, shape), where, 1.0)
-    below = variance < eps
-    return jnp.where(below, eps + (variance - jax.lax.stop_gradient(variance)), variance), below
+
+def _clamped(variance, eps, zero=0.0):
+    """``max(σ², eps)`` as torch clamps it: the derivative with respect to ``σ²`` is 1
+    everywhere (the clamped value passes the gradient straight through), and with respect
+    to ``eps`` 1 where it clamps.  Written ``σ² + max(eps − sg(σ²), 0)``, no compare or
+    select, so that XLA:CPU fuses it into what follows (``zero``: an opaque 0 in a forward)."""
+    return variance + jnp.maximum(eps - jax.lax.stop_gradient(variance), zero)
 
 
 def _gaussian_nll_tangent(p, t, out, res):
     shape = jnp.shape(p.mean)
-    variance, below = _clamped_variance(p.variance, p.eps, p.where, shape)
+    unclamped = _variance(p.variance, p.where, shape)
+    variance = _clamped(unclamped, p.eps)
     dmean = (p.mean - p.target) / variance  # r/σ²
     dvariance = 0.5 * (1 - (p.mean - p.target) * dmean) / variance  # ½(1/σ² − r²/σ⁴)
     tv = None if t.variance is None else _masked(
         jnp.reshape(t.variance, _variance_shape(jnp.shape(t.variance), shape)), p.where, 0.0)
     return tangent_sum((dmean, t.mean), (-dmean, t.target), (dvariance, tv),
-                       (jnp.where(below, dvariance, 0.0), t.eps))
+                       (jnp.where(unclamped < p.eps, dvariance, 0.0), t.eps))
 
 
 @hand_derivative(_gaussian_nll_tangent, static=("full",), check=_check_gaussian_nll)
@@ -235,8 +239,10 @@ def gaussian_nll_loss(mean: Array, target: Array, variance: ArrayLike, *, full: 
       distribution", 1994.  ``torch.nn.GaussianNLLLoss`` /
       ``torch.nn.functional.gaussian_nll_loss(reduction="none")``.
     """
-    variance, _ = _clamped_variance(variance, eps, where, jnp.shape(mean))
-    loss = 0.5 * (jnp.log(variance) + jnp.square(mean - target) / variance)
+    # ½ and 0 opaque: XLA:CPU fuses this into the mean (see _math.opaque).
+    zero, half = opaque(mean.dtype, 0.0, 0.5)
+    variance = _clamped(_variance(variance, where, jnp.shape(mean)), eps, zero)
+    loss = half * (jnp.log(variance) + jnp.square(mean - target) / variance)
     return loss + 0.5 * math.log(2 * math.pi) if full else loss
 
 

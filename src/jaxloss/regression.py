@@ -370,7 +370,8 @@ def quantile_loss(predictions: Array, targets: Array, *, quantiles: ArrayLike,
     ``∂ℓ/∂y = Σ_q ρ′(r)`` and ``∂ℓ/∂τ_q = r``, where ``ρ′(r) = τ`` for ``r > 0`` and
     ``τ − 1`` for ``r < 0``.  At ``r = 0`` the rule returns the subgradient 0 (in
     ``[τ − 1, τ]``, the one of least norm, as :func:`absolute_error` does; plain autodiff
-    of the formula gives ``τ``, and of torch's ``max`` form ``τ − ½``).
+    of ``r·(τ − [r < 0])`` gives ``τ``, and of the form computed here, ``τr + max(−r, 0)``,
+    and torch's ``max`` form ``τ − ½``).
 
     Args:
       predictions: float array ``[..., Q]``: one prediction per quantile.
@@ -400,8 +401,11 @@ def quantile_loss(predictions: Array, targets: Array, *, quantiles: ArrayLike,
       series forecasting", 2021.  ``pytorch_forecasting.metrics.QuantileLoss`` (halved,
       summed over quantiles).
     """
+    # ρ(r) = τr + max(−r, 0): no compare or select, and an opaque 0, so that XLA:CPU fuses this into the
+    # mean (see _math.opaque).
+    zero, = _math.opaque(predictions.dtype, 0.0)
     r = _quantile_targets(targets, predictions) - predictions
-    return jnp.sum(r * (quantiles - (r < 0)), axis=-1)
+    return jnp.sum(quantiles * r + jnp.maximum(-r, zero), axis=-1)
 
 
 # ------------------------------------------------------------------ cosine_similarity, cosine_distance
@@ -439,7 +443,7 @@ def _norm_floor(epsilon):
 
 def _cosine(predictions, targets, epsilon, feature_mask):
     a, b = (_masked_features(x, feature_mask) for x in (predictions, targets))
-    return _math.cosine_similarity(a, b, _norm_floor(epsilon))
+    return _math.floored_cosine(a, b, _norm_floor(epsilon))
 
 
 def _cosine_tangent(p, t):
@@ -448,7 +452,7 @@ def _cosine_tangent(p, t):
     dfloor = None if t.epsilon is None else jnp.where(floor > 0, t.epsilon / (2 * jnp.where(floor > 0, floor, 1.0)),
                                                      0.0)
     a, b, da, db = (_masked_features(x, p.feature_mask) for x in (p.predictions, p.targets, t.predictions, t.targets))
-    return _math.cosine_similarity_tangent(a, b, floor, da, db, dfloor)
+    return _math.floored_cosine_tangent(a, b, floor, da, db, dfloor)
 
 
 def _cosine_similarity_tangent(p, t, out, res):
