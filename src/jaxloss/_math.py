@@ -137,6 +137,49 @@ def cosine_similarity_tangent(a, b, floor, da, db, dfloor=None, axis=-1):
     return jnp.sum(sum(terms[1:], terms[0]), axis=axis) if terms else None
 
 
+def _floored_cosine_parts(a, b, floor):
+    """Per-row pieces of :func:`floored_cosine`: the cosine, ``1/(s_a s_b)`` (0 where a
+    scale is 0), and for each vector its norm, scale ``s = max(‖x‖, floor)`` and
+    whether the norm is above the floor."""
+    a_norm, b_norm = safe_norm(a), safe_norm(b)
+    a_scale, b_scale = jnp.maximum(a_norm, floor), jnp.maximum(b_norm, floor)
+    scales = a_scale * b_scale
+    inverse = jnp.where(scales > 0, 1 / jnp.where(scales > 0, scales, 1.0), 0.0)
+    return jnp.sum(a * b, axis=-1) * inverse, inverse, (a_norm, a_scale), (b_norm, b_scale)
+
+
+def floored_cosine(a, b, floor):
+    r""":func:`cosine_similarity` over the last axis, as ``⟨a, b⟩/(s_a s_b)`` with
+    ``s = max(‖x‖, floor)``: three sums of products of the inputs and per-row scalars, no
+    unit vector, so that XLA fuses the products into the sums (the unit vectors would be
+    computed into full-size arrays).  0 where a scale is 0.  The tangent is
+    :func:`floored_cosine_tangent`."""
+    return _floored_cosine_parts(a, b, floor)[0]
+
+
+def floored_cosine_tangent(a, b, floor, da, db, dfloor=None):
+    r"""The tangent of :func:`floored_cosine`, ``c = ⟨a, b⟩/(s_a s_b)``:
+    ``dc = ⟨da, b/(s_a s_b) − a·c/‖a‖²⟩ + ⟨db, a/(s_a s_b) − b·c/‖b‖²⟩`` where the norms are
+    above the floor (``ds = ⟨x, dx⟩/‖x‖``), and ``−c·dfloor/s`` in place of a vector's
+    radial term where its floor is active (``ds = dfloor``).  Each term is a per-row
+    scalar times an input, so the transpose is one elementwise pass.  0 where a scale is
+    0.  ``da``, ``db`` or ``dfloor`` may be None (zero); returns None if all are."""
+    if da is None and db is None and dfloor is None:
+        return None
+    cos, inverse, *vectors = _floored_cosine_parts(a, b, floor)
+    radial, floored = [], 0.0
+    for norm, scale in vectors:
+        above = norm > floor
+        radial.append(jnp.where(above, cos / jnp.where(above, scale * norm, 1.0), 0.0))
+        active = ~above & (scale > 0)
+        floored = floored + jnp.where(active, cos / jnp.where(active, scale, 1.0), 0.0)
+    terms = [jnp.sum(dx * (inverse[..., None] * other - k[..., None] * x), axis=-1)
+             for x, other, dx, k in ((a, b, da, radial[0]), (b, a, db, radial[1])) if dx is not None]
+    if dfloor is not None:
+        terms.append(-floored * dfloor)
+    return sum(terms[1:], terms[0])
+
+
 def logsumexp_step(carry, s):
     r"""One step of a streamed log-sum-exp over the last axis (the online softmax):
     ``carry = (top, total)`` holds the running maximum and ``Σ exp(s − top)`` of the
