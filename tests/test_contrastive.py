@@ -10,6 +10,7 @@ from jax.sharding import PartitionSpec as P
 
 import jaxloss
 from jaxloss import contrastive as C
+from jaxloss import paired_contrastive as PC
 
 pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
 
@@ -73,11 +74,11 @@ CASES = {
                  lambda x, y: _np_info_nce(x, y, 0.3)),
     "info_nce_labels": (lambda x, y, **kw: C.info_nce_loss(x, y[:9], temperature=0.3, labels=jnp.arange(N) % 9, **kw),
                         lambda x, y: _np_info_nce(x, y[:9], 0.3, np.arange(N) % 9)),
-    "mnrl": (lambda x, y, **kw: C.multiple_negatives_ranking_loss(x, y, scale=7.0, **kw),
+    "mnrl": (lambda x, y, **kw: PC.multiple_negatives_ranking_loss(x, y, scale=7.0, **kw),
              lambda x, y: _np_info_nce(_unit(x), _unit(y), 1 / 7.0)),
-    "mnrl_symmetric": (lambda x, y, **kw: C.multiple_negatives_ranking_loss(x, y, scale=7.0, symmetric=True, **kw),
+    "mnrl_symmetric": (lambda x, y, **kw: PC.multiple_negatives_ranking_loss(x, y, scale=7.0, symmetric=True, **kw),
                        lambda x, y: _np_symmetric(_unit(x), _unit(y), 7.0)),
-    "clip": (lambda x, y, **kw: C.clip_loss(x, y, logit_scale=0.9, **kw),
+    "clip": (lambda x, y, **kw: PC.clip_loss(x, y, logit_scale=0.9, **kw),
              lambda x, y: _np_symmetric(x, y, np.exp(0.9))),
     "ntxent": (lambda x, y, **kw: C.ntxent_loss(x, jnp.asarray(LABELS), temperature=0.4, **kw),
                lambda x, y: _np_ntxent(x, LABELS, 0.4)),
@@ -172,10 +173,10 @@ FORMS = {
     "info_nce": lambda x, y, s, b, m, ids, **kw: C.info_nce_loss(x, y, temperature=s, where=m, **kw),
     "info_nce_labels": lambda x, y, s, b, m, ids, **kw: C.info_nce_loss(x, y, temperature=s, labels=ids, where=m,
                                                                         **kw),
-    "mnrl": lambda x, y, s, b, m, ids, **kw: C.multiple_negatives_ranking_loss(x, y, scale=10 * s, where=m, **kw),
-    "mnrl_symmetric": lambda x, y, s, b, m, ids, **kw: C.multiple_negatives_ranking_loss(
+    "mnrl": lambda x, y, s, b, m, ids, **kw: PC.multiple_negatives_ranking_loss(x, y, scale=10 * s, where=m, **kw),
+    "mnrl_symmetric": lambda x, y, s, b, m, ids, **kw: PC.multiple_negatives_ranking_loss(
         x, y, scale=10 * s, symmetric=True, where=m, **kw),
-    "clip": lambda x, y, s, b, m, ids, **kw: C.clip_loss(x, y, logit_scale=s, where=m, **kw),
+    "clip": lambda x, y, s, b, m, ids, **kw: PC.clip_loss(x, y, logit_scale=s, where=m, **kw),
     "siglip": lambda x, y, s, b, m, ids, **kw: C.sigmoid_contrastive_loss(x, y, temperature=s, bias=b, where=m, **kw),
     "ntxent": lambda x, y, s, b, m, ids, **kw: C.ntxent_loss(x, ids % 5, temperature=s, where=m, **kw),
 }
@@ -278,10 +279,10 @@ def _clip_logits(u, v, logit_scale):
 PRECISION = {
     "info_nce": (lambda u, v, t: C.info_nce_loss(u, v, temperature=t),
                  lambda u, v, t: ([u @ v.T / t], jnp.arange(len(u))), 0.01),
-    "mnrl": (lambda u, v, s: C.multiple_negatives_ranking_loss(u, v, scale=s),
+    "mnrl": (lambda u, v, s: PC.multiple_negatives_ranking_loss(u, v, scale=s),
              lambda u, v, s: ([s * _jnp_unit(u) @ _jnp_unit(v).T], jnp.arange(len(u))), 100.0),
-    "clip": (lambda u, v, ls: C.clip_loss(u, v, logit_scale=ls), _clip_logits, np.log(100)),
-    "clip_blocks": (lambda u, v, ls: C.clip_loss(u, v, logit_scale=ls, block_size=48), _clip_logits, np.log(100)),
+    "clip": (lambda u, v, ls: PC.clip_loss(u, v, logit_scale=ls), _clip_logits, np.log(100)),
+    "clip_blocks": (lambda u, v, ls: PC.clip_loss(u, v, logit_scale=ls, block_size=48), _clip_logits, np.log(100)),
     "ntxent": (lambda u, v, t: C.ntxent_loss(jnp.concatenate([u, v]), jnp.arange(2 * len(u)) % len(u),
                                              temperature=t, block_size=48),
                lambda u, v, t: _ntxent_logits(jnp.concatenate([u, v]), 1 / t), 0.01),
@@ -346,9 +347,9 @@ def test_float32_per_row_error_is_at_most_that_of_textbook_autodiff(name, dim):
 
 SHARDED = {
     "info_nce": lambda x, y, s, b, m, **kw: C.info_nce_loss(x, y, temperature=s, where=m, **kw),
-    "mnrl_symmetric": lambda x, y, s, b, m, **kw: C.multiple_negatives_ranking_loss(x, y, scale=s, symmetric=True,
+    "mnrl_symmetric": lambda x, y, s, b, m, **kw: PC.multiple_negatives_ranking_loss(x, y, scale=s, symmetric=True,
                                                                                     where=m, **kw),
-    "clip": lambda x, y, s, b, m, **kw: C.clip_loss(x, y, logit_scale=s, where=m, **kw),
+    "clip": lambda x, y, s, b, m, **kw: PC.clip_loss(x, y, logit_scale=s, where=m, **kw),
     "siglip": lambda x, y, s, b, m, **kw: C.sigmoid_contrastive_loss(x, y, temperature=s, bias=b, where=m, **kw),
     "ntxent": lambda x, y, s, b, m, **kw: C.ntxent_loss(x, jnp.asarray(np.arange(4 * N) % 5), temperature=s,
                                                        where=m, **kw),
@@ -407,8 +408,8 @@ def test_blockwise_footprint_grows_linearly_and_holds_no_n_by_n_matrix():
     (lambda: C.info_nce_loss(jnp.ones((4, 3)), jnp.ones((5, 2)), labels=jnp.zeros(4, int)), ValueError,
      "same feature size"),
     (lambda: C.info_nce_loss(jnp.ones((4, 3)), jnp.ones((4, 3)), labels=jnp.zeros(3, int)), ValueError, "labels"),
-    (lambda: C.clip_loss(jnp.ones((4,)), jnp.ones((4,)), logit_scale=1.0), ValueError, r"image_embeddings must be"),
-    (lambda: C.clip_loss(jnp.ones((4, 3), int), jnp.ones((4, 3)), logit_scale=1.0), TypeError, "image_embeddings"),
+    (lambda: PC.clip_loss(jnp.ones((4,)), jnp.ones((4,)), logit_scale=1.0), ValueError, r"image_embeddings must be"),
+    (lambda: PC.clip_loss(jnp.ones((4, 3), int), jnp.ones((4, 3)), logit_scale=1.0), TypeError, "image_embeddings"),
     (lambda: C.ntxent_loss(jnp.ones((4, 3)), jnp.ones(4)), ValueError, "labels must be integer"),
     (lambda: C.info_nce_loss(jnp.ones((4, 3)), jnp.ones((4, 3)), block_size=0), ValueError, "block_size"),
     (lambda: C.info_nce_loss(jnp.ones((4, 3)), jnp.ones((4, 3)), temperature=-1.0), ValueError, "temperature"),
@@ -424,7 +425,7 @@ def test_bad_input_raises_naming_the_argument(call, error, match):
 
 
 @pytest.mark.parametrize("call, bad, good", [
-    (lambda x, v: C.clip_loss(x, x, logit_scale=v), 1 / 0.07, np.log(1 / 0.07)),
+    (lambda x, v: PC.clip_loss(x, x, logit_scale=v), 1 / 0.07, np.log(1 / 0.07)),
     (lambda x, v: C.sigmoid_contrastive_loss(x, x, temperature=v, bias=-10.0), 0.07, 10.0),
 ], ids=["clip_logit_scale_is_a_log", "siglip_temperature_multiplies"])
 def test_an_implausible_concrete_scale_warns_at_trace_time(call, bad, good):

@@ -79,14 +79,16 @@ def _scan_columns(body, init, v, extras, block_size, *, checkpoint=False):
     return jax.lax.scan(step, init, (index, split(v), *map(split, extras)))[0]
 
 
-def row_logsumexp(u, v, scale, allowed, extras, block_size, precision, targets=None):
+def row_logsumexp(u, v, scale, allowed, extras, block_size, precision, targets=None, own=None):
     """``log Σ_j exp(s_ij)`` over the columns ``allowed(j_b, valid_b, *extras_b)`` lets in,
     ``s = scale·u vᵀ``, with a running maximum (the online softmax): at most ``N × B``
     logits exist at once.  Returns ``(shift, log Σ, picked)``: the log-sum-exp in the two
     parts of :func:`_math.logsumexp_parts` (log Σ = −inf for a row with no allowed column)
     and ``s_{i,targets_i}``, picked out of the same blocks of the same matmul as the rest
-    of the row (0 for a target outside ``[0, M)``, and without ``targets``).  The matmuls
-    run at :func:`matmul_precision` of ``precision``, as in every function below."""
+    of the row (0 for a target outside ``[0, M)``, and without ``targets``).  ``own``: optional
+    ``[N, K]`` logits of columns that belong to one row each (−inf for none), which start the
+    running statistics.  The matmuls run at :func:`matmul_precision` of ``precision``, as in
+    every function below."""
 
     # The scale goes into the rows before the matmul, so that the logits are the matmul's own
     # output: a product taken after it could be contracted into a fused multiply-add in one
@@ -103,7 +105,9 @@ def row_logsumexp(u, v, scale, allowed, extras, block_size, precision, targets=N
         return stats, picked
 
     zeros = jnp.zeros_like(u[:, 0])  # (like the rows: varying over a shard_map axis)
-    (top, total), picked = _scan_columns(body, ((zeros - jnp.inf, zeros), zeros), v, extras, block_size)
+    stats = (zeros - jnp.inf, zeros)
+    stats = stats if own is None else _math.logsumexp_step(stats, own)
+    (top, total), picked = _scan_columns(body, (stats, zeros), v, extras, block_size)
     return *_math.logsumexp_parts(top, total), picked
 
 
@@ -167,43 +171,96 @@ def _in_mask(j, valid, mask):
     return valid & mask
 
 
-def row_cross_entropy(u, v, targets, scale, where, block_size, axis_name, precision):
+def row_cross_entropy(u, v, targets, scale, where, block_size, axis_name, precision, negatives=None,
+                      negatives_mask=None):
     """``lse_j(s_ij) − s_i,targets_i`` per row, with the columns all-gathered over
     ``axis_name`` and (when ``where`` is given) the masked columns left out, computed as
     ``(shift_i − s_i,targets_i) + log Σ_j exp(s_ij − shift_i)``: the target's logit comes
     from the same matmul as the maximum, so both terms are ≥ 0 and nothing cancels at the
-    maximum's ulp.  The residuals are the two parts, ``(shift, log Σ)``."""
-    v_all, mask_all = gather(v, axis_name), gather(column_mask(v, where), axis_name)
-    shift, log_sum, positive = row_logsumexp(u, v_all, scale, _in_mask, (mask_all,), block_size, precision, targets)
+    maximum's ulp.  The residuals are the two parts, ``(shift, log Σ)``.
+
+    ``negatives``: optional columns that are no row's target, taken as given (gather them
+    first if they are sharded): ``[Q, D]`` shared by every row (after the ``M`` gathered
+    columns, in the same blocks) or ``[N, K, D]``, row ``i``'s own ``K``; ``negatives_mask``
+    (boolean, their leading shape, or None) leaves some out."""
+    v_all, mask_all, _ = _columns(v, where, axis_name, negatives, negatives_mask)
+    own = _own_logits(u, negatives, negatives_mask, scale, precision)
+    shift, log_sum, positive = row_logsumexp(u, v_all, scale, _in_mask, (mask_all,), block_size, precision, targets,
+                                             own)
     return (shift - positive) + log_sum, (shift, log_sum)
 
 
-def row_cross_entropy_tangent(u, v, du, dv, targets, scale, dscale, where, res, block_size, axis_name, precision):
+def _shared(negatives):
+    return negatives is not None and negatives.ndim == 2
+
+
+def _columns(v, where, axis_name, negatives, negatives_mask, dv=None, dnegatives=None):
+    """The columns every row sees (``v`` gathered, then the shared ``negatives``), their
+    mask and (when either tangent is given) their tangents."""
+    v_all, mask_all, dv_all = gather(v, axis_name), gather(column_mask(v, where), axis_name), gather(dv, axis_name)
+    if not _shared(negatives):
+        return v_all, mask_all, dv_all
+    mask = column_mask(negatives, negatives_mask)
+    if dv_all is not None or dnegatives is not None:
+        dv_all = jnp.concatenate([jnp.zeros_like(v_all) if dv_all is None else dv_all,
+                                  jnp.zeros_like(negatives) if dnegatives is None else dnegatives])
+    return jnp.concatenate([v_all, negatives]), jnp.concatenate([mask_all, mask]), dv_all
+
+
+def _own_logits(u, negatives, negatives_mask, scale, precision):
+    """``scale·⟨u_i, w_ik⟩ [N, K]`` of each row's own negatives ``w [N, K, D]`` (−inf where
+    masked), or None."""
+    if negatives is None or _shared(negatives):
+        return None
+    dots = jnp.einsum("nd,nkd->nk", scale * u, negatives, precision=matmul_precision(precision, u, negatives))
+    return dots if negatives_mask is None else jnp.where(negatives_mask, dots, -jnp.inf)
+
+
+def row_cross_entropy_tangent(u, v, du, dv, targets, scale, dscale, where, res, block_size, axis_name, precision,
+                              negatives=None, negatives_mask=None, dnegatives=None):
     """The tangent of :func:`row_cross_entropy`: ``Σ_j (p_ij − [j = t_i]) ds_ij`` with
     ``p_ij = exp((s_ij − shift_i) − log Σ_i)``, summed as ``Σ_{j≠t_i} p_ij (ds_ij − ds_it)``
     (``Σ_j p_ij = 1``): the target's weight ``p_it − 1 = −Σ_{j≠t_i} p_ij`` comes out of the
     same recomputed ``p`` as the others, so it neither cancels (``p_it`` near 1) nor
     disagrees with them where the recomputed logits round differently from the forward's,
     and one pass over the blocks serves forward and reverse mode alike.  ``ds_it`` is formed
-    once per row from the target's column (0 for a target outside ``[0, M)``)."""
+    once per row from the target's column (0 for a target outside ``[0, M)``).  The
+    ``negatives`` (and their tangent ``dnegatives``) as in :func:`row_cross_entropy`."""
     shift, log_sum = res
-    v_all, dv_all = gather(v, axis_name), gather(dv, axis_name)
-    mask_all = gather(column_mask(v, where), axis_name)
+    v_all, mask_all, dv_all = _columns(v, where, axis_name, negatives, negatives_mask, dv, dnegatives)
     take = lambda x: None if x is None else _take_rows(x, targets)  # noqa: E731
     ds_target = tangent_sum(
         (scale, None if du is None else jnp.sum(du * take(v_all), axis=-1)),
-        (scale, None if dv is None else jnp.sum(u * take(dv_all), axis=-1)),
+        (scale, None if dv_all is None else jnp.sum(u * take(dv_all), axis=-1)),
         (jnp.sum(u * take(v_all), axis=-1), dscale),
     )
+    own = None if _shared(negatives) else _own_tangent(u, du, scale, dscale, shift, log_sum, ds_target, negatives,
+                                                       negatives_mask, dnegatives, precision)
     if ds_target is None:
-        return None
+        return own
 
     def terms(dots, ds, j, valid, mask):
         z = (scale * dots - shift[:, None]) - log_sum[:, None]
         p = jnp.where(valid & mask & ~_is_target(j, valid, targets), _math.softmax_weight(z), 0.0)
         return p * (ds - ds_target[:, None])
 
-    return stream_tangent(u, v_all, du, dv_all, scale, dscale, None, terms, (mask_all,), block_size, precision)
+    rows = stream_tangent(u, v_all, du, dv_all, scale, dscale, None, terms, (mask_all,), block_size, precision)
+    return tangent_sum((1.0, rows), (1.0, own))
+
+
+def _own_tangent(u, du, scale, dscale, shift, log_sum, ds_target, w, w_mask, dw, precision):
+    """``Σ_k p_ik (ds_ik − ds_it)`` over row ``i``'s own negatives ``w [N, K, D]``: the part of
+    :func:`row_cross_entropy_tangent` the streamed columns leave out (None without them)."""
+    dots = lambda a, b: jnp.einsum("nd,nkd->nk", a, b, precision=matmul_precision(precision, a, b))  # noqa: E731
+    uw = None if w is None else dots(u, w)
+    ds = None if w is None else tangent_sum((scale, None if du is None else dots(du, w)),
+                                            (scale, None if dw is None else dots(u, dw)), (uw, dscale),
+                                            (-1.0, None if ds_target is None else ds_target[:, None]))
+    if ds is None:
+        return None
+    z = (scale * uw - shift[:, None]) - log_sum[:, None]
+    p = _math.softmax_weight(z) if w_mask is None else jnp.where(w_mask, _math.softmax_weight(z), 0.0)
+    return jnp.sum(p * ds, axis=-1)
 
 
 def _take_rows(x, targets):
@@ -249,3 +306,41 @@ def check_blocks(block_size, axis_name, precision):
     if block_size is not None and (not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 1):
         raise ValueError(f"block_size must be a positive int or None, got {block_size!r}.")
     _checks.hashable("axis_name", axis_name)
+
+
+def check_negatives(rows, negatives, negatives_mask, names=("negatives", "negatives_where"), *, own=True):
+    """Extra negatives of ``rows [N, D]``: None, float ``[Q, D]`` or (with ``own``) ``[N, K, D]``,
+    and their optional boolean mask of their leading shape (``[Q]`` or ``[N, K]``)."""
+    if negatives is None:
+        if negatives_mask is not None:
+            raise ValueError(f"{names[1]} is given without {names[0]}.")
+        return
+    _checks.float_array(names[0], negatives)
+    (n, d), shape = jnp.shape(rows), jnp.shape(negatives)
+    if not ((len(shape) == 2 and shape[1] == d) or (own and len(shape) == 3 and shape[::2] == (n, d))):
+        forms = f"[Q, {d}]" + (f" or [{n}, K, {d}]" if own else "")
+        raise ValueError(f"{names[0]} must be {forms} (the features of the rows, shape {(n, d)}), got shape {shape}.")
+    _checks.mask(names[1], negatives_mask)
+    if negatives_mask is not None and jnp.shape(negatives_mask) != shape[:-1]:
+        raise ValueError(f"{names[1]} must have the shape {shape[:-1]} of the {names[0]} it masks, got "
+                         f"{jnp.shape(negatives_mask)}.")
+
+
+def negative_columns(negatives, mask, where, axis_name, *, dnegatives=None, unit=False):
+    """``(w, mask, dw)``: extra negatives as :func:`row_cross_entropy` takes them: with
+    ``unit`` L2-normalised (``dw`` the tangent of that), shared ``[Q, D]`` ones gathered with
+    their mask over ``axis_name`` (None: taken as they are), own ``[N, K, D]`` ones of the
+    rows ``where`` masks set to 0 (their inf/NaN padding reaches nothing).  All None without
+    negatives."""
+    if negatives is None:
+        return None, None, None
+    if negatives.ndim == 3 and where is not None:
+        keep = where[:, None, None]
+        negatives = jnp.where(keep, negatives, 0.0)
+        dnegatives = None if dnegatives is None else jnp.where(keep, dnegatives, 0.0)
+    if unit:
+        negatives, norm = _math.normalize(negatives)
+        dnegatives = None if dnegatives is None else _math.normalize_tangent(negatives, norm, dnegatives)
+    if negatives.ndim == 3:
+        return negatives, mask, dnegatives
+    return gather(negatives, axis_name), gather(mask, axis_name), gather(dnegatives, axis_name)

@@ -1,4 +1,5 @@
-"""Contrastive losses over in-batch similarities: InfoNCE, multiple-negatives ranking, CLIP.
+"""Contrastive losses over in-batch similarities: InfoNCE, NT-Xent, SigLIP (multiple-negatives
+ranking and CLIP are in :mod:`jaxloss.paired_contrastive`).
 
 Each compares every row embedding ``u_i`` with every column embedding ``v_j`` through the
 logits ``s_ij = scale·⟨u_i, v_j⟩`` and returns one loss per row (per example).  The ``N × M``
@@ -29,25 +30,26 @@ formula (with the same blocks).
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 
 from jaxloss import _checks, _math
 from jaxloss._softmax import IGNORE_INDEX, check_ignore_index, class_ids, loud
 from jaxloss._streaming import (
-    check_blocks, check_embeddings, check_ids, check_sides, check_temperature, column_mask, gather, own_columns,
-    row_cross_entropy, row_cross_entropy_tangent, row_logsumexp, row_sums, stream_tangent,
+    check_blocks, check_embeddings, check_ids, check_negatives, check_sides, check_temperature, column_mask, gather,
+    negative_columns, own_columns, row_cross_entropy, row_cross_entropy_tangent, row_logsumexp, row_sums,
+    stream_tangent,
 )
-from jaxloss.gradients import hand_derivative, tangent_sum
+from jaxloss.gradients import hand_derivative
 from jaxloss.types import Array, ArrayLike, AxisName, Precision
 
 # ------------------------------------------------------------------ info_nce_loss
 
 
-def _check_info_nce(queries, keys, temperature, labels, ignore_index, block_size, axis_name, precision, where):
+def _check_info_nce(queries, keys, temperature, labels, ignore_index, negatives, negatives_where, block_size, axis_name,
+                    precision, where):
     check_sides(queries, keys, where, ("queries", "keys"), paired=labels is None)
+    check_negatives(queries, negatives, negatives_where)
     check_temperature(temperature)
     if labels is not None:
         check_ids(labels, jnp.shape(queries)[0], "ids of the positive keys")
@@ -71,8 +73,9 @@ def _info_nce_tangent(p, t, out, res):
     keys, dkeys = _math.masked_rows(p["keys"], where), _math.masked_rows(t["keys"], where)  # p.keys is dict.keys
     dscale = None if t.temperature is None else -t.temperature / p.temperature**2
     targets = _info_nce_targets(p.queries, p.labels, p.axis_name)
+    negatives = negative_columns(p.negatives, p.negatives_where, p.where, None, dnegatives=t.negatives)
     d = row_cross_entropy_tangent(p.queries, keys, t.queries, dkeys, targets, 1 / p.temperature, dscale, where, res,
-                                  p.block_size, p.axis_name, p.precision)
+                                  p.block_size, p.axis_name, p.precision, *negatives)
     if paired or d is None:
         return d
     counted, _ = _counted_positives(p["keys"], p.labels, p.ignore_index, p.axis_name)
@@ -81,9 +84,10 @@ def _info_nce_tangent(p, t, out, res):
 
 @hand_derivative(_info_nce_tangent, check=_check_info_nce, residuals=True,
                  static=("ignore_index", "block_size", "axis_name", "precision"), per_example=("queries",),
-                 class_axis=("queries", "keys"))
+                 class_axis=("queries", "keys", "negatives"))
 def info_nce_loss(queries: Array, keys: Array, *, axis: int = -1, temperature: ArrayLike = 0.07,
-                  labels: Array | None = None, ignore_index: int | None = IGNORE_INDEX, block_size: int | None = None,
+                  labels: Array | None = None, ignore_index: int | None = IGNORE_INDEX, negatives: Array | None = None,
+                  negatives_where: Array | None = None, block_size: int | None = None,
                   axis_name: AxisName | None = None, precision: Precision = None,
                   where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     r"""InfoNCE per query: cross-entropy of the query's positive key among all keys.
@@ -91,15 +95,25 @@ def info_nce_loss(queries: Array, keys: Array, *, axis: int = -1, temperature: A
     With logits :math:`s_{ij} = \langle q_i, k_j\rangle / T` and positive key
     :math:`t_i` (``labels[i]``, or ``i`` when ``labels`` is None: the pairs of the batch),
 
-    .. math:: \ell_i = \log \sum_j e^{s_{ij}} - s_{i t_i}.
+    .. math:: \ell_i = \log \sum_j e^{s_{ij}} - s_{i t_i},
+
+    where ``j`` runs over the keys and the extra ``negatives`` (a queue or memory bank:
+    columns that are no query's positive).
 
     Derivatives (hand rule), with :math:`p_{ij} = \operatorname{softmax}_j(s_{ij})` and
     :math:`g_{ij} = p_{ij} - [j = t_i]`: ``∂ℓ_i/∂q_i = Σ_j g_ij k_j / T``,
-    ``∂ℓ_i/∂k_j = g_ij q_i / T``, ``∂ℓ_i/∂T = −Σ_j g_ij s_ij / T``, with
-    ``g_{i t_i} = −Σ_{j≠t_i} p_ij``.  Reverse mode keeps the inputs and ``lse_i`` (as its
-    maximum and the log-sum-exp below it) and recomputes ``p`` block by block.
+    ``∂ℓ_i/∂k_j = g_ij q_i / T`` (the same for a negative ``n_j``, with ``g = p``),
+    ``∂ℓ_i/∂T = −Σ_j g_ij s_ij / T``, with ``g_{i t_i} = −Σ_{j≠t_i} p_ij``.  Reverse mode
+    keeps the inputs and ``lse_i`` (as its maximum and the log-sum-exp below it) and
+    recomputes ``p`` block by block.
 
     The queries and keys are used as given (normalise them first for cosine similarities).
+    The ``negatives`` get their true derivative, like every float input; a queue from
+    :func:`jaxloss.queue.queue_push` holds its keys under ``stop_gradient`` (MoCo's keys
+    come from the momentum encoder), so nothing flows into it.  With a queue this is the
+    loss of cross-batch memory (Wang et al. 2020: in-batch keys and the queue).  Differs
+    from MoCo v1/v2: they score each query against its own key and the queue only, without
+    the other in-batch keys.
 
     Args:
       queries: float ``[N, D]``.
@@ -116,7 +130,16 @@ def info_nce_loss(queries: Array, keys: Array, *, axis: int = -1, temperature: A
       ignore_index: static; the positive-key index that marks a query to ignore, an int
         (−100 by default, PyTorch's ``cross_entropy(q @ k.T / T, labels)`` convention) or
         ``None`` (every index outside ``[0, M)`` is invalid).  Unused without ``labels``.
-      block_size: None (dense) or the number of keys per block (static).
+      negatives: optional float extra keys that are nobody's positive (differentiated):
+        ``[Q, D]`` seen by every query (with ``axis=0``: ``[D, Q]``), or ``[N, K, D]``,
+        each query's own (features last whatever ``axis``).  Under ``axis_name`` a
+        ``[Q, D]`` queue is the same on every device (:func:`jaxloss.queue.queue_push` with
+        ``axis_name`` keeps it so) and is not gathered; its gradient is each device's part.
+      negatives_where: optional boolean mask of the negatives' leading shape (``[Q]`` or
+        ``[N, K]``): masked ones are left out (a queue's empty slots,
+        :func:`jaxloss.queue.queue_read`).
+      block_size: None (dense) or the number of keys per block (static); a ``[Q, D]``
+        queue streams in the same blocks as the keys.
       axis_name: None, or a ``shard_map``/``pmap`` axis over which queries and keys are
         sharded (static); each device gets the losses of its own queries.
       precision: static; the precision of every matmul, in the value and the derivatives: a
@@ -142,206 +165,16 @@ def info_nce_loss(queries: Array, keys: Array, *, axis: int = -1, temperature: A
       Scaling for Contrastive Loss" (Inf-CL), 2024.
     """
     paired = labels is None
+    negatives, negatives_where, _ = negative_columns(negatives, negatives_where, where, None)
     where = where if paired else None
     targets = _info_nce_targets(queries, labels, axis_name)
     # The queries divided by T (not times 1/T, which rounds): the logits of ⟨q, k⟩/T.
     losses, res = row_cross_entropy(queries / temperature, _math.masked_rows(keys, where), targets, 1.0, where,
-                                    block_size, axis_name, precision)
+                                    block_size, axis_name, precision, negatives, negatives_where)
     if paired:
         return losses, res
     counted, invalid = _counted_positives(keys, labels, ignore_index, axis_name)
     return loud(jnp.where(counted, losses, 0.0), invalid), res
-
-
-# ------------------------------------------------------------------ paired losses: both directions
-
-
-def _paired_cross_entropy(u, v, scale, symmetric, where, block_size, axis_name, precision):
-    """Row ``i``'s positive is column ``i``; with ``symmetric`` also the columns' losses
-    (``v`` against all ``u``), averaged: ``(ℓ_i(u→v) + ℓ_i(v→u))/2``.  Residuals: those of
-    :func:`row_cross_entropy` for each direction."""
-    targets = own_columns(u, axis_name)
-    rows, res = row_cross_entropy(u, v, targets, scale, where, block_size, axis_name, precision)
-    if not symmetric:
-        return rows, (res,)
-    columns, res_t = row_cross_entropy(v, u, targets, scale, where, block_size, axis_name, precision)
-    return (rows + columns) / 2, (res, res_t)
-
-
-def _paired_cross_entropy_tangent(u, v, du, dv, scale, dscale, symmetric, where, res, block_size, axis_name,
-                                  precision):
-    targets = own_columns(u, axis_name)
-    rows = row_cross_entropy_tangent(u, v, du, dv, targets, scale, dscale, where, res[0], block_size, axis_name,
-                                     precision)
-    if not symmetric:
-        return rows
-    columns = row_cross_entropy_tangent(v, u, dv, du, targets, scale, dscale, where, res[1], block_size, axis_name,
-                                        precision)
-    return tangent_sum((0.5, rows), (0.5, columns))
-
-
-def _check_paired(first, second, scale, block_size, axis_name, precision, where, *, names, scale_name):
-    check_sides(first, second, where, names)
-    _checks.float_option(scale_name, scale, (), "a scalar")
-    check_blocks(block_size, axis_name, precision)
-
-
-# ------------------------------------------------------------------ multiple_negatives_ranking_loss
-
-
-def _check_mnrl(anchors, positives, scale, symmetric, block_size, axis_name, precision, where):
-    _check_paired(anchors, positives, scale, block_size, axis_name, precision, where,
-                  names=("anchors", "positives"), scale_name="scale")
-    _checks.positive("scale", scale)
-
-
-def _mnrl_tangent(p, t, out, res):
-    (a, a_norm), (b, b_norm) = _math.normalize(p.anchors), _math.normalize(p.positives)
-    da = None if t.anchors is None else _math.normalize_tangent(a, a_norm, t.anchors)
-    db = None if t.positives is None else _math.normalize_tangent(b, b_norm, t.positives)
-    return _paired_cross_entropy_tangent(a, b, da, db, p.scale, t.scale, p.symmetric, p.where, res,
-                                         p.block_size, p.axis_name, p.precision)
-
-
-@hand_derivative(_mnrl_tangent, check=_check_mnrl, residuals=True,
-                 static=("symmetric", "block_size", "axis_name", "precision"), class_axis=("anchors", "positives"))
-def multiple_negatives_ranking_loss(anchors: Array, positives: Array, *, axis: int = -1, scale: ArrayLike = 20.0,
-                                    symmetric: bool = False, block_size: int | None = None,
-                                    axis_name: AxisName | None = None, precision: Precision = None,
-                                    where: Array | None = None
-                                    ) -> tuple[jax.Array, tuple[tuple[jax.Array, jax.Array], ...]]:
-    r"""Multiple-negatives ranking loss per anchor: its positive against every other
-    example's positive (in-batch negatives), on scaled cosine similarities.
-
-    With :math:`s_{ij} = \text{scale}\cdot\cos(a_i, b_j)` (the inputs L2-normalised inside,
-    as ``F.normalize``),
-
-    .. math:: \ell_i = \log \sum_j e^{s_{ij}} - s_{ii},
-
-    and with ``symmetric=True`` the mean of that and the same loss with the roles swapped,
-    :math:`\tfrac12(\ell_i + \log\sum_j e^{s_{ji}} - s_{ii})`.
-
-    Derivatives (hand rule): with :math:`g_{ij} = \operatorname{softmax}_j(s_{ij}) - [i = j]`,
-    ``∂ℓ_i/∂â_i = scale·Σ_j g_ij b̂_j``, ``∂ℓ_i/∂b̂_j = scale·g_ij â_i``,
-    ``∂ℓ_i/∂scale = Σ_j g_ij s_ij/scale``, and through the normalisation
-    ``∂â/∂a = (I − â âᵀ)/‖a‖``.  Reverse mode keeps the inputs and the per-row
-    log-sum-exp (as two numbers, the maximum and the log-sum-exp below it).
-
-    sentence-transformers' ``MultipleNegativesRankingLoss`` (and, with ``symmetric``,
-    ``MultipleNegativesSymmetricRankingLoss``) with the default cosine similarity gives
-    the mean of these losses; its extra hard-negative columns are not supported here.
-
-    Args:
-      anchors: float ``[N, D]``.
-      positives: float ``[N, D]``; ``positives[i]`` is the positive of ``anchors[i]``.
-      axis: static; the feature axis D of the embeddings, an int: -1 (the last, default) or 0
-        for ``[D, N]`` embeddings (every form: dense, blockwise, sharded).
-      scale: the inverse temperature (float or scalar array; differentiated).
-      symmetric: also rank the anchors for each positive (static).
-      block_size: None (dense) or the number of columns per block (static).
-      axis_name: None, or a ``shard_map``/``pmap`` axis the batch is sharded over (static).
-      precision: static; the precision of every matmul, in the value and the derivatives: a
-        ``jax.lax.Precision`` or its name.  None (default) is ``HIGHEST``: the matmuls run in
-        float32 (lower-precision inputs are upcast first), which GPUs may otherwise run in TF32,
-        outside float32 tolerances; ``"default"`` trades that accuracy for speed.
-      where: optional boolean ``[N]``; masked pairs give loss 0 and gradient 0 and are no
-        one's negatives.
-        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
-
-    Returns:
-      Losses ``[N]``.
-
-    Example:
-      >>> import jax.numpy as jnp, jaxloss
-      >>> a = jnp.array([[1.0, 0.0], [0.0, 2.0]])
-      >>> jaxloss.multiple_negatives_ranking_loss(a, a, scale=1.0)
-      Array([0.31326163, 0.31326163], dtype=float32)
-
-    References:
-      Henderson et al., "Efficient Natural Language Response Suggestion for Smart Reply",
-      2017; sentence-transformers ``MultipleNegativesRankingLoss``.
-    """
-    (a, _), (b, _) = _math.normalize(anchors), _math.normalize(positives)
-    return _paired_cross_entropy(a, b, scale, symmetric, where, block_size, axis_name, precision)
-
-
-# ------------------------------------------------------------------ clip_loss
-
-
-def _check_clip(image_embeddings, text_embeddings, logit_scale, block_size, axis_name, precision, where):
-    _check_paired(image_embeddings, text_embeddings, logit_scale, block_size, axis_name, precision, where,
-                  names=("image_embeddings", "text_embeddings"), scale_name="logit_scale")
-    _checks.warn_if_implausible(
-        "logit_scale", logit_scale, lambda v: v <= math.log(1000.0),
-        "clip_loss's logit_scale is the LOG of the scale (OpenCLIP's parameter, initialised to log(1/0.07) = 2.66 "
-        "and clamped at log(100)); it multiplies the similarities by exp(logit_scale) > 1000. For a scale s, "
-        "pass logit_scale=jnp.log(s).")
-
-
-def _clip_tangent(p, t, out, res):
-    scale = jnp.exp(p.logit_scale)
-    dscale = None if t.logit_scale is None else scale * t.logit_scale
-    return _paired_cross_entropy_tangent(p.image_embeddings, p.text_embeddings, t.image_embeddings,
-                                         t.text_embeddings, scale, dscale, True, p.where, res,
-                                         p.block_size, p.axis_name, p.precision)
-
-
-@hand_derivative(_clip_tangent, check=_check_clip, residuals=True, static=("block_size", "axis_name", "precision"),
-                 class_axis=("image_embeddings", "text_embeddings"))
-def clip_loss(image_embeddings: Array, text_embeddings: Array, *, axis: int = -1, logit_scale: ArrayLike,
-              block_size: int | None = None, axis_name: AxisName | None = None, precision: Precision = None,
-              where: Array | None = None) -> tuple[jax.Array, tuple[tuple[jax.Array, jax.Array], ...]]:
-    r"""CLIP's symmetric InfoNCE per image–text pair, with a learnable log-scale.
-
-    With :math:`s_{ij} = e^{\text{logit\_scale}}\,\langle x_i, y_j\rangle`,
-
-    .. math:: \ell_i = \tfrac12\Big(\log\sum_j e^{s_{ij}} - s_{ii}
-              + \log\sum_j e^{s_{ji}} - s_{ii}\Big).
-
-    Derivatives (hand rule): with row and column softmaxes :math:`p, q` and
-    :math:`g = \tfrac12(p + q) - I`, ``∂L/∂x_i = e^{logit_scale} Σ_j g_ij y_j`` (summed over
-    the examples' losses), ``∂L/∂y_j = e^{logit_scale} Σ_i g_ij x_i`` and
-    ``∂L/∂logit_scale = Σ_ij g_ij s_ij``.  Reverse mode keeps the inputs and two
-    log-sum-exps per example (each as its maximum and the log-sum-exp below it).
-
-    OpenCLIP semantics: ``logit_scale`` is the log of the scale (OpenCLIP's model
-    parameter, initialised to log(1/0.07), before ``.exp()``), and the embeddings are used
-    as given — OpenCLIP's model L2-normalises them before its ``ClipLoss``; do the same.
-    The mean of these losses is ``ClipLoss``'s value.
-
-    Args:
-      image_embeddings: float ``[N, D]``.
-      text_embeddings: float ``[N, D]``; pair ``i`` is ``(image_embeddings[i], text_embeddings[i])``.
-      axis: static; the feature axis D of the embeddings, an int: -1 (the last, default) or 0
-        for ``[D, N]`` embeddings (every form: dense, blockwise, sharded).
-      logit_scale: the LOG of the logit scale (float or scalar array; differentiated): the
-        similarities are multiplied by ``exp(logit_scale)``.  A concrete value above
-        log(1000) warns at trace time (it is likely the scale itself: pass ``jnp.log(s)``).
-      block_size: None (dense) or the number of columns per block (static).
-      axis_name: None, or a ``shard_map``/``pmap`` axis the batch is sharded over (static).
-      precision: static; the precision of every matmul, in the value and the derivatives: a
-        ``jax.lax.Precision`` or its name.  None (default) is ``HIGHEST``: the matmuls run in
-        float32 (lower-precision inputs are upcast first), which GPUs may otherwise run in TF32,
-        outside float32 tolerances; ``"default"`` trades that accuracy for speed.
-      where: optional boolean ``[N]``; masked pairs give loss 0 and gradient 0 and are no
-        one's negatives.
-        Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
-
-    Returns:
-      Losses ``[N]``.
-
-    Example:
-      >>> import jax.numpy as jnp, jaxloss
-      >>> x = jnp.array([[1.0, 0.0], [0.0, 1.0]])
-      >>> jaxloss.clip_loss(x, x, logit_scale=0.0)
-      Array([0.31326163, 0.31326163], dtype=float32)
-
-    References:
-      Radford et al., "Learning Transferable Visual Models From Natural Language
-      Supervision", 2021; OpenCLIP ``open_clip.loss.ClipLoss``.
-    """
-    return _paired_cross_entropy(image_embeddings, text_embeddings, jnp.exp(logit_scale), True, where,
-                                 block_size, axis_name, precision)
 
 
 # ------------------------------------------------------------------ ntxent_loss

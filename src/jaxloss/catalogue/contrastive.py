@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
-from jaxloss import contrastive
+from jaxloss import contrastive, paired_contrastive
 from jaxloss.catalogue._common import Entry
 
 _PAIRS = (6, 3)  # examples (even: the sharded check splits them in two), features
@@ -21,6 +22,37 @@ def _two_sides(**options):
         return (jnp.float32(x), jnp.float32(y + 0.5 * x)), kwargs
 
     return sample
+
+
+def _with_negatives(sample, count=4):
+    """``sample`` with ``count`` extra negatives ``[count, 3]`` (the last one masked out by
+    ``negatives_where``), drawn after the sides."""
+
+    def sampled(rng):
+        args, kwargs = sample(rng)
+        negatives = jnp.float32(rng.standard_normal((count, _PAIRS[1])) - 0.3)
+        return args, {**kwargs, "negatives": negatives, "negatives_where": jnp.arange(count) < count - 1}
+
+    return sampled
+
+
+def _shard_with_negatives(fn, sharded_negatives):
+    """The sharded form of a loss with extra negatives: the batch split into ``shards``, and
+    the negatives too where they are sharded as the batch is (multiple-negatives ranking),
+    or the same on every shard (a queue: InfoNCE, CLIP)."""
+
+    def shard(args, kwargs, shards, axis_name):
+        split = lambda a: None if a is None else a.reshape((shards, -1) + a.shape[1:])  # noqa: E731
+        names = ("where", "negatives", "negatives_where") if sharded_negatives else ("where",)
+        local_kwargs = {k: split(kwargs[k]) for k in names if k in kwargs}
+        rest = {k: v for k, v in kwargs.items() if k not in local_kwargs}
+
+        def local(args, local_kwargs):
+            return fn(*args, axis_name=axis_name, **local_kwargs, **rest)
+
+        return jax.vmap(local, axis_name=axis_name)(tuple(map(split, args)), local_kwargs).reshape(-1)
+
+    return shard
 
 
 def _grouped(rng):
@@ -41,12 +73,27 @@ def _extreme_two_sides(**options):
     return extremes
 
 
+def _extreme_negatives(**options):
+    """The extremes of the pairs, with extra negatives: huge ones, per-row ones, masked ones."""
+
+    def extremes():
+        own = jnp.stack([_HUGE[::-1], -_HUGE], axis=1)  # [4, 2, 3]
+        return _extreme_two_sides(**options)() + [
+            ((_HUGE, _HUGE), {**options, "negatives": _HUGE[1:]}),
+            ((_HUGE, _HUGE), {**options, "negatives": own, "block_size": 3}),
+            ((_HUGE, _HUGE), {**options, "negatives": own, "negatives_where": jnp.zeros((4, 2), bool)}),
+            ((_HUGE, _HUGE), {**options, "negatives": -_HUGE, "negatives_where": jnp.zeros(4, bool),
+                              "where": jnp.zeros(4, bool)})]
+
+    return extremes
+
+
 def _extreme_info_nce(**options):
     """The extremes of the pairs, and positive keys given by labels, one of them ignored."""
 
     def extremes():
         labels = {**options, "labels": jnp.int32([2, -100, 0, 1])}
-        return _extreme_two_sides(**options)() + [((_HUGE, _HUGE[:3]), labels),
+        return _extreme_negatives(**options)() + [((_HUGE, _HUGE[:3]), labels),
                                                   ((_HUGE, -_HUGE[1:]), {**labels, "block_size": 2})]
 
     return extremes
@@ -65,17 +112,20 @@ def _extreme_grouped():
 ENTRIES: tuple[Entry, ...] = (
     Entry(contrastive.info_nce_loss, "contrastive",
           "",
-          _two_sides(temperature=1.0), _extreme_info_nce(temperature=0.07),
-          blockwise=True, sharded=True, coupled=True, class_ids=(("labels", "keys", 0),)),
-    Entry(contrastive.multiple_negatives_ranking_loss, "contrastive",
-          "sentence-transformers MultipleNegatives(Symmetric)RankingLoss",
-          _two_sides(scale=2.0, symmetric=True), _extreme_two_sides(),
-          blockwise=True, sharded=True, coupled=True),
+          _with_negatives(_two_sides(temperature=1.0)), _extreme_info_nce(temperature=0.07),
+          blockwise=True, sharded=True, coupled=True, class_ids=(("labels", "keys", 0),),
+          shard=_shard_with_negatives(contrastive.info_nce_loss, False)),
+    Entry(paired_contrastive.multiple_negatives_ranking_loss, "contrastive",
+          "sentence-transformers MultipleNegatives(Symmetric)RankingLoss (hard negatives: (anchor, positive, "
+          "negative) triplets)",
+          _with_negatives(_two_sides(scale=2.0, symmetric=True)), _extreme_negatives(),
+          blockwise=True, sharded=True, coupled=True,
+          shard=_shard_with_negatives(paired_contrastive.multiple_negatives_ranking_loss, True)),
     Entry(contrastive.ntxent_loss, "contrastive",
           "optax.losses.ntxent (mean over positive pairs)",
           _grouped, _extreme_grouped,
           blockwise=True, sharded=True, coupled=True),
-    Entry(contrastive.clip_loss, "contrastive",
+    Entry(paired_contrastive.clip_loss, "contrastive",
           "open_clip ClipLoss",
           _two_sides(logit_scale=0.7), _extreme_two_sides(logit_scale=4.6),
           blockwise=True, sharded=True, coupled=True),
