@@ -236,3 +236,105 @@ def test_rax_sum_is_the_count_weighted_sum(name):
     losses = getattr(jaxloss, name)(s, y, weights=w, where=items)
     close(jaxloss.reduce.sum(losses * counts), getattr(rax, name)(s, y, weights=w, where=items, reduce_fn=jnp.sum),
           rtol=2e-6)
+
+
+# ---------------------------------------------------------------- lambda weights on the softmax loss (TF-Ranking)
+
+SOFTMAX_LAMBDAS = [("ndcg", None), ("ndcg", 2), ("dcg", None)]
+
+
+def _tf_individual_weights(kind, topn, s, y, m):
+    """TF-Ranking's ``DCGLambdaWeight.individual_weights`` (gains ``2^y − 1``, discounts
+    ``1/log2(1 + r)``; NDCG: times the inverse ideal DCG@topn of the labels, 0 where that DCG is
+    0), with the labels masked to 0 and the ranks of the scores, masked items last, ties in
+    list order."""
+    y = np.where(m, y, 0.0)
+    ranks = np.empty(s.size)
+    ranks[np.lexsort((np.arange(s.size), -np.where(m, s, -np.inf)))] = np.arange(1, s.size + 1)
+    gain = 2.0 ** y - 1.0
+    if kind == "ndcg":
+        ideal = np.sort(gain)[::-1][:topn]
+        z = float(np.sum(ideal / np.log2(np.arange(2, ideal.size + 2))))
+        gain = gain * (1.0 / z if z > 0 else 0.0)
+    return np.where(m, gain / np.log2(1.0 + ranks), 0.0)
+
+
+def _tf_softmax_list(kind, topn, s, y, w, m):
+    """TF-Ranking's ``SoftmaxLoss(lambda_weight=...)`` on one list, from its formula: each label
+    replaced by its individual weight times the item weight; the softmax cross-entropy of those
+    labels normalised to sum 1, times their sum (TF-Ranking's list weight).  TF-Ranking's
+    masked logit log(1e-10) is left out (the masked item exactly)."""
+    labels = (_tf_individual_weights(kind, topn, s, y, m) * w)[m]
+    total = labels.sum()
+    if total <= 0:
+        return 0.0
+    log_p = s[m] - np.logaddexp.reduce(s[m])
+    return float(-np.sum(labels / total * log_p) * total)
+
+
+def _tf_softmax(kind, topn, s, y, w, m):
+    s, y, w = (np.asarray(a, np.float64) for a in (s, y, w))
+    m = np.asarray(m)
+    out = [_tf_softmax_list(kind, topn, *a) for a in zip(s.reshape(-1, s.shape[-1]), y.reshape(-1, s.shape[-1]),
+                                                          w.reshape(-1, s.shape[-1]), m.reshape(-1, s.shape[-1]))]
+    return np.reshape(out, s.shape[:-1])
+
+
+@pytest.mark.parametrize("kind, topn", SOFTMAX_LAMBDAS)
+@pytest.mark.parametrize("scale", [2.0, 1e4])
+def test_lambda_weighted_softmax_matches_tf_ranking_formula(kind, topn, scale):
+    s, y, w, items = _lists(7, scale=scale)
+    s = s.at[3, :3].set(s[3, 0])  # tied scores: ranked in list order
+    out = jaxloss.ranking_softmax_loss(s, y, weights=w, where=items, lambda_weights=kind, topn=topn)
+    close(out, _tf_softmax(kind, topn, s, y, w, items), rtol=2e-5, atol=1e-5 * max(1.0, scale))
+    assert out[1] == 0 and out[2] == 0  # no relevant item; every item masked
+
+
+@pytest.mark.parametrize("kind, topn", SOFTMAX_LAMBDAS)
+def test_lambda_weighted_softmax_derivatives(kind, topn):
+    """Scores: λ a constant (ranks); labels and weights: their true derivative through λ; order 2."""
+    rng = np.random.default_rng(8)
+    items = jnp.asarray(rng.random((3, 5)) < 0.8)
+    s = jnp.float32(np.argsort(rng.random(items.shape), -1) * 0.45)
+    y = jnp.float32(np.argsort(rng.random(items.shape), -1) * 0.37 + 0.1)  # no ties
+    w = jnp.float32(rng.uniform(0.5, 2.0, items.shape))
+
+    def call(f):
+        return lambda s, y, w: f(s, y, weights=w, where=items, lambda_weights=kind, topn=topn)
+
+    result = jaxloss.check_gradients(call(jaxloss.ranking_softmax_loss), s, y, w,
+                                     reference=call(jaxloss.ranking_softmax_loss.reference), order=2)
+    assert result.ok, result
+    # the score gradient is TF-Ranking's: p Σ g − g with g = w λ held fixed
+    g = jax.grad(lambda x: jnp.sum(call(jaxloss.ranking_softmax_loss)(x, y, w)))(s)
+    s64, y64, w64, m = np.float64(s), np.float64(y), np.float64(w), np.asarray(items)
+    for i in range(3):
+        gain = _tf_individual_weights(kind, topn, s64[i], y64[i], m[i]) * w64[i]
+        p = np.where(m[i], np.exp(s64[i] - np.logaddexp.reduce(s64[i][m[i]])), 0.0)
+        close(g[i], p * gain.sum() - gain, rtol=1e-5, atol=1e-6)
+
+
+def test_lambda_weighted_softmax_masks_and_empty_lists():
+    fn = jaxloss.ranking_softmax_loss
+    s = jnp.array([[0.0, 3.0, 1.0, 2.0], [1e4, -1e4, 0.0, 0.0], [jnp.nan, jnp.inf, 1.0, 2.0]])
+    y = jnp.array([[0.0, 0.0, 0.0, 0.0], [1.0, 2.0, 0.0, 1.0], [jnp.nan, 1.0, 2.0, 0.0]])
+    where = jnp.array([[True] * 4, [False] * 4, [False, False, True, True]])
+    f = lambda s, y: jnp.sum(fn(s, y, where=where, lambda_weights="ndcg", topn=2))  # noqa: E731
+    out, (gs, gy) = jax.value_and_grad(f, argnums=(0, 1))(s, y)
+    assert jnp.isfinite(out) and jnp.all(jnp.isfinite(gs)) and jnp.all(jnp.isfinite(gy))
+    assert jnp.all(gs[~where] == 0) and jnp.all(gy[~where] == 0) and jnp.all(gs[0] == 0)
+    close(fn(s, y, where=where, lambda_weights="ndcg", topn=2)[2],
+          _tf_softmax_list("ndcg", 2, np.array([0.0, 0.0, 1.0, 2.0]), np.array([0.0, 0.0, 2.0, 0.0]), np.ones(4),
+                           np.asarray(where[2])))
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"lambda_weights": "label_diff"}, "pairwise-only"),
+    ({"lambda_weights": "dcg", "topn": 2}, "topn cuts the ideal DCG"),
+    ({"topn": 2}, "topn cuts the ideal DCG"),
+    ({"lambda_weights": "ndcg", "topn": 0}, "topn must be a positive int"),
+    ({"lambda_weights": "ncdg"}, "lambda_weights must be one of"),
+])
+def test_bad_softmax_lambda_options_raise(options, match):
+    with pytest.raises(ValueError, match=match):
+        jaxloss.ranking_softmax_loss(jnp.zeros((2, 3)), jnp.zeros((2, 3)), **options)

@@ -1,5 +1,6 @@
 """What the learning-to-rank losses share: their checks, item masks, ranks, gains and
-discounts, the ideal DCG and the lambda weights of the pairwise losses."""
+discounts, the ideal DCG, the lambda weights of the pairwise losses and the per-item
+lambda weights of the softmax loss."""
 
 from __future__ import annotations
 
@@ -23,13 +24,17 @@ def check(scores, labels, weights=None, where=None, lambda_weights=None, topn=No
     if lambda_weights is not None and lambda_weights not in LAMBDA_WEIGHTS:
         raise ValueError(f"lambda_weights must be one of {LAMBDA_WEIGHTS} or None, got {lambda_weights!r}.")
     if topn is not None:
-        if isinstance(topn, bool) or not isinstance(topn, numbers.Integral) or topn < 1:
-            raise ValueError(f"topn must be a positive int or None, got {topn!r}.")
+        check_topn(topn)
         if lambda_weights not in ("ndcg", "dcg"):
             raise ValueError(f'topn cuts the "ndcg" and "dcg" lambda weights, got lambda_weights={lambda_weights!r}.')
     if temperature is not None:
         _checks.float_option("temperature", temperature, (), "a scalar")
         _checks.positive("temperature", temperature)
+
+
+def check_topn(topn):
+    if topn is not None and (isinstance(topn, bool) or not isinstance(topn, numbers.Integral) or topn < 1):
+        raise ValueError(f"topn must be a positive int or None, got {topn!r}.")
 
 
 def items(scores, where):
@@ -120,6 +125,28 @@ def lambda_weights(kind, topn, m, s, y, w):
         return scale * dlam
 
     return lam, tangent
+
+
+def item_weights(kind, topn, m, s, y):
+    """TF-Ranking's per-item ("individual") lambda weights ``λ_i = G_i D(r_i)`` ``[..., L]`` of
+    ``DCGLambdaWeight`` (``"dcg"``) and ``NDCGLambdaWeight`` (``"ndcg"``: over the ideal DCG of
+    the labels, cut at ``topn``; 1 where it is 0), with gains ``G = 2^y − 1`` of the labels
+    alone, discounts ``D`` of the ranks ``r`` of the scores (never cut), 0 for masked items; and
+    their tangent ``dλ(dy)`` (None when ``dy`` is None).  The ranks are piecewise constant in the
+    scores: no derivative there."""
+    g, dg_dy, _ = gains(y, None)
+    d = cut_discounts(ranks(s, m), m, None, g.dtype)
+    if kind == "dcg":
+        return g * d, lambda dy: None if dy is None else d * dg_dy * dy
+    z, dz_dg = ideal_dcg(g, m, topn)
+
+    def tangent(dy):
+        if dy is None:
+            return None
+        dg = dg_dy * dy
+        return d * (dg - g * jnp.sum(dz_dg * dg, axis=-1, keepdims=True) / z) / z
+
+    return g * d / z, tangent
 
 
 def pair_mask(m):

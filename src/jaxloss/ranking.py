@@ -50,20 +50,40 @@ def _shifted_logsumexp(x, valid, axis=-1):
 # ------------------------------------------------------------------ ranking_softmax_loss
 
 
+def _softmax_check(scores, labels, lambda_weights=None, topn=None, **options):
+    if lambda_weights == "label_diff":
+        raise ValueError('lambda_weights="label_diff" is pairwise-only (it weighs pairs of items and has no '
+                         'per-item form): ranking_softmax_loss takes "ndcg", "dcg" or None.')
+    if topn is not None and lambda_weights != "ndcg":
+        raise ValueError('topn cuts the ideal DCG of lambda_weights="ndcg" in ranking_softmax_loss, got '
+                         f'lambda_weights={lambda_weights!r}.')
+    _lists.check(scores, labels, lambda_weights=lambda_weights, topn=topn, **options)
+
+
+def _softmax_gains(p, m, s, y):
+    """``(u, du)``: the labels, or their per-item lambda weights, and the tangent map ``dy ↦ du``."""
+    if p.lambda_weights is None:
+        return y, lambda dy: dy
+    return _lists.item_weights(p.lambda_weights, p.topn, m, s, y)
+
+
 def _softmax_tangent(p, t, out, res):
     m, s, y, w = _lists.inputs(p)
     top, log_s = res
-    gain = _lists.weighted(y, w)
+    u, du = _softmax_gains(p, m, s, y)
+    gain = _lists.weighted(u, w)
     minus_log_p = jnp.where(m, (top - s) + log_s, 0.0)
     prob = jnp.where(m, jnp.exp(s - top - log_s), 0.0)
     ds, dy, dw = (_lists.masked(m, t[n]) for n in ("scores", "labels", "weights"))
     dscore = prob * jnp.sum(gain, axis=-1, keepdims=True) - gain
-    terms = tangent_sum((dscore, ds), (_lists.weighted(minus_log_p, w), dy), (y * minus_log_p, dw))
+    terms = tangent_sum((dscore, ds), (_lists.weighted(minus_log_p, w), du(dy)), (u * minus_log_p, dw))
     return None if terms is None else jnp.sum(terms, axis=-1)
 
 
-@hand_derivative(_softmax_tangent, check=_lists.check, residuals=True, where_of="inputs")
+@hand_derivative(_softmax_tangent, check=_softmax_check, residuals=True, where_of="inputs",
+                 static=("lambda_weights", "topn"))
 def ranking_softmax_loss(scores: Array, labels: Array, *, weights: Array | None = None,
+                         lambda_weights: Literal["ndcg", "dcg"] | None = None, topn: int | None = None,
                          where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
     r"""Softmax (ListNet) ranking loss: the cross-entropy of the labels against the softmax of the scores.
 
@@ -75,10 +95,30 @@ def ranking_softmax_loss(scores: Array, labels: Array, *, weights: Array | None 
     ``∂ℓ/∂s_i = p_i Σ_j g_j − g_i``, ``∂ℓ/∂y_i = −w_i log p_i``, ``∂ℓ/∂w_i = −y_i log p_i``.
     A list without relevant items has loss 0 and gradient 0.
 
+    With ``lambda_weights`` (TF-Ranking's ``SoftmaxLoss(lambda_weight=...)``) each label is
+    replaced by its per-item lambda weight, ``g_i = w_i λ_i`` with ``λ_i = (2^{y_i} − 1) D(r_i)``
+    (``"dcg"``) or ``λ_i = (2^{y_i} − 1) D(r_i) / Z`` (``"ndcg"``), ``D(r) = 1/log2(1 + r)`` the
+    discount of the rank ``r_i`` of ``s_i`` in the list (ties in list order) and ``Z`` the ideal
+    DCG of the labels, ``Σ_k (2^{y_(k)} − 1) D(k)`` over the labels sorted in decreasing order
+    (``k ≤ topn``; 1 where it is 0).  The ranks are piecewise constant in the scores, so ``λ`` is
+    a constant of the score derivative (``∂ℓ/∂s_i = p_i Σ_j g_j − g_i`` still); the labels and
+    weights get their true derivative through it: ``∂ℓ/∂y_i = ln 2 · 2^{y_i} (−w_i D(r_i) log p_i
+    − ℓ D(ρ_i)) / Z`` with ``ρ_i`` the ideal rank of item ``i`` (``D(ρ_i) = 0`` past ``topn``,
+    ``Z = 1`` and no ``ℓ`` term for ``"dcg"``), ``∂ℓ/∂w_i = −λ_i log p_i``.
+
     Args:
       scores: float ``[..., L]``.
-      labels: float ``[..., L]`` graded relevance (broadcasting to ``scores``), differentiated.
-      weights: optional float ``[..., L]`` item weights (broadcasting to ``scores``), multiplying the labels.
+      labels: float ``[..., L]`` graded relevance (broadcasting to ``scores``), differentiated;
+        non-negative with ``lambda_weights``.
+      weights: optional float ``[..., L]`` item weights (broadcasting to ``scores``), multiplying the
+        labels (or their lambda weights; the ideal DCG is the labels' alone, as in TF-Ranking).
+      lambda_weights: static, None (default), ``"ndcg"`` (TF-Ranking's ``NDCGLambdaWeight``) or
+        ``"dcg"`` (its ``DCGLambdaWeight`` with the gains ``2^y − 1`` and discounts
+        ``1/log2(1 + r)`` of ``"ndcg"``).  ``"label_diff"`` weighs pairs and has no per-item
+        form: it is pairwise-only and raises a ValueError here.
+      topn: static int or None, with ``"ndcg"`` only: the ideal DCG is cut at ``topn`` (NDCG@topn's
+        normaliser); the items' own discounts are not cut (an item ranked past ``topn`` keeps
+        its weight, so a relevant item there is still pulled up), as in TF-Ranking.
       where: optional boolean mask: ``[..., L]`` masks items, ``[...]`` whole lists.
 
     Returns:
@@ -88,18 +128,27 @@ def ranking_softmax_loss(scores: Array, labels: Array, *, weights: Array | None 
       >>> import jax.numpy as jnp, jaxloss
       >>> jaxloss.ranking_softmax_loss(jnp.array([0.0, 3.0, 1.0, 2.0]), jnp.array([0.0, 0.0, 1.0, 1.0]))
       Array(3.8803797, dtype=float32)
+      >>> jaxloss.ranking_softmax_loss(jnp.array([0.0, 3.0, 1.0, 2.0]), jnp.array([0.0, 0.0, 1.0, 1.0]),
+      ...                              lambda_weights="ndcg")
+      Array(1.3052392, dtype=float32)
 
     References:
       Cao et al., "Learning to Rank: From Pairwise Approach to Listwise Approach" (ListNet),
       ICML 2007; Bruch et al., "An Analysis of the Softmax Cross Entropy Loss for
-      Learning-to-Rank", SIGIR 2019.  ``optax.losses.ranking_softmax_loss`` and
-      ``rax.softmax_loss`` with ``reduce_fn=None``.  Differs from them: one loss per list;
-      their default mean is ``jaxloss.reduce.mean(losses, where=jnp.any(where, -1))``.
+      Learning-to-Rank", SIGIR 2019; Wang et al., "The LambdaLoss Framework for Ranking Metric
+      Optimization", CIKM 2018 (the lambda weights).  ``optax.losses.ranking_softmax_loss`` and
+      ``rax.softmax_loss`` with ``reduce_fn=None``; with ``lambda_weights``, TF-Ranking's
+      ``SoftmaxLoss`` (rax's has none).  Differs from them: one loss per list; optax's and rax's
+      default mean is ``jaxloss.reduce.mean(losses, where=jnp.any(where, -1))``; TF-Ranking
+      returns ``ℓ / Σ_i g_i`` with list weight ``Σ_i g_i`` (the product is ``ℓ``) and stops
+      every gradient but the scores'.
     """
-    m, s, y, w = _lists.inputs(Args(locals()))
+    p = Args(locals())
+    m, s, y, w = _lists.inputs(p)
+    u, _ = _softmax_gains(p, m, s, y)
     top, log_s = _shifted_logsumexp(s, m)
     minus_log_p = jnp.where(m, (top - s) + log_s, 0.0)
-    return jnp.sum(_lists.weighted(y, w) * minus_log_p, axis=-1), (top, log_s)
+    return jnp.sum(_lists.weighted(u, w) * minus_log_p, axis=-1), (top, log_s)
 
 
 # ------------------------------------------------------------------ pairwise losses

@@ -49,7 +49,7 @@ def _rank_tangent(p, t, m, slope, x):
 _ARGS = """scores: float ``[..., L]``.
       labels: float ``[..., L]`` graded relevance (broadcasting to ``scores``).{weights}
       temperature: ``T > 0`` of the sigmoid (float or scalar array; differentiated), rax's
-        default 1.
+        default 1.{topn}
       where: optional boolean mask: ``[..., L]`` masks items, ``[...]`` whole lists.
 
     Returns:
@@ -57,9 +57,9 @@ _ARGS = """scores: float ``[..., L]``.
       for lower-precision inputs."""
 
 
-def _doc(weights=""):
+def _doc(weights="", topn=""):
     def decorate(forward):
-        forward.__doc__ = forward.__doc__.replace("{args}", _ARGS.replace("{weights}", weights))
+        forward.__doc__ = forward.__doc__.replace("{args}", _ARGS.replace("{weights}", weights).replace("{topn}", topn))
         return forward
 
     return decorate
@@ -68,47 +68,90 @@ def _doc(weights=""):
 # ------------------------------------------------------------------ approx_ndcg_loss
 
 
+def _cutoff(p, m, r):
+    """rax's ``approx_cutoff`` over the valid items: ``(κ, κ', u, pick)`` with ``κ_i = σ(u_i)``,
+    ``u_i = (c − r_i)/T``, ``c`` the midpoint of the ``topn``-th and ``(topn+1)``-th smallest
+    approximate ranks, ``pick [..., L]`` the weights ``½`` of the two items it is taken from
+    (``c = Σ pick·r``), and ``κ' = σ(u)σ(−u)``; ``κ = 1``, ``κ' = 0`` in a list of at most
+    ``topn`` valid items.  None without ``topn`` or where no list can be cut."""
+    n, size = p.topn, r.shape[-1]
+    if n is None or n >= size:
+        return None
+    order = jnp.argsort(jnp.where(m, r, jnp.inf), axis=-1)
+    pick = 0.5 * jnp.sum(jax.nn.one_hot(order[..., n - 1:n + 1], size, dtype=r.dtype), axis=-2)
+    u = (jnp.sum(pick * r, axis=-1, keepdims=True) - r) / p.temperature
+    cut = jnp.sum(m, axis=-1, keepdims=True) > n
+    step = jax.nn.sigmoid(u)
+    return jnp.where(cut, step, 1.0), jnp.where(cut, step * jax.nn.sigmoid(-u), 0.0), u, pick
+
+
 def _ndcg_parts(p):
     m, s, y, w, r, slope, x = _approx_ranks(p)
     g, dg_dy, dg_dw = _lists.gains(y, w)
-    z, dz_dg = _lists.ideal_dcg(g, m)
+    z, dz_dg = _lists.ideal_dcg(g, m, p.topn)
     discount, ddiscount = _lists.discount(r)
-    return m, g, (dg_dy, dg_dw), z[..., 0], dz_dg, discount, ddiscount, slope, x
+    return Args(m=m, g=g, dg_dy=dg_dy, dg_dw=dg_dw, z=z[..., 0], dz_dg=dz_dg, discount=discount,
+                ddiscount=ddiscount, slope=slope, x=x, cutoff=_cutoff(p, m, r))
 
 
 def _approx_ndcg_tangent(p, t, out, res):
-    m, g, (dg_dy, dg_dw), z, dz_dg, discount, ddiscount, slope, x = _ndcg_parts(p)
-    dr = _rank_tangent(p, t, m, slope, x)
-    dg = tangent_sum((dg_dy, _lists.masked(m, t.labels)), (dg_dw, _lists.masked(m, t.weights)))
-    dout = None
+    q = _ndcg_parts(p)
+    m, g, z = q.m, q.g, q.z
+    dr = _rank_tangent(p, t, m, q.slope, q.x)
+    dg = tangent_sum((q.dg_dy, _lists.masked(m, t.labels)), (q.dg_dw, _lists.masked(m, t.weights)))
+    kappa, coef, dout = 1.0, g * q.ddiscount, None
+    if q.cutoff is not None:
+        kappa, dkappa, u, pick = q.cutoff
+        h = jnp.where(m, g * q.discount * dkappa / p.temperature, 0.0)
+        coef = coef * kappa - h + pick * jnp.sum(h, axis=-1, keepdims=True)
+        if t.temperature is not None:
+            dout = jnp.sum(h * u, axis=-1) / z * t.temperature
     if dr is not None:
-        dout = -jnp.sum(jnp.where(m, g * ddiscount * dr, 0.0), axis=-1) / z
+        drank = -jnp.sum(jnp.where(m, coef * dr, 0.0), axis=-1) / z
+        dout = drank if dout is None else dout + drank
     if dg is not None:
-        dgain = (jnp.sum(jnp.where(m, -discount * dg, 0.0), axis=-1) - out * jnp.sum(dz_dg * dg, axis=-1)) / z
+        dgain = (jnp.sum(jnp.where(m, -kappa * q.discount * dg, 0.0), axis=-1)
+                 - out * jnp.sum(q.dz_dg * dg, axis=-1)) / z
         dout = dgain if dout is None else dout + dgain
     return dout
 
 
-@hand_derivative(_approx_ndcg_tangent, check=_lists.check, where_of="inputs")
+def _ndcg_check(topn=None, **arguments):
+    _lists.check_topn(topn)
+    _lists.check(**arguments)
+
+
+@hand_derivative(_approx_ndcg_tangent, check=_ndcg_check, where_of="inputs", static=("topn",))
 @_doc("""
       weights: optional float ``[..., L]`` item weights (broadcasting to ``scores``),
-        multiplying the gains (differentiated).""")
+        multiplying the gains (differentiated).""", """
+      topn: static int or None: NDCG@topn, with rax's smooth cutoff ``κ_i`` (above) and the
+        ideal DCG cut at ``topn``.""")
 def approx_ndcg_loss(scores: Array, labels: Array, *, weights: Array | None = None, temperature: ArrayLike = 1.0,
-                     where: Array | None = None) -> jax.Array:
+                     topn: int | None = None, where: Array | None = None) -> jax.Array:
     r"""Approximate NDCG loss: minus the NDCG of the list with the sigmoid-smoothed ranks ``r`` (Qin et al.).
 
     With gains ``G_i = (2^{y_i} − 1) w_i``, discounts ``D(r) = 1/log2(1 + r)`` and ``Z`` the
     ideal DCG (the gains sorted in decreasing order, 1 where it is 0):
 
-    .. math:: \ell = -\frac1Z \sum_i G_i\, D(r_i), \qquad
+    .. math:: \ell = -\frac1Z \sum_i G_i\, κ_i\, D(r_i), \qquad
        r_i = 1 + \sum_{j \ne i} \sigma\bigl((s_j - s_i)/T\bigr)
 
-    Derivatives (hand rule): with ``a_i = G_i D'(r_i)/Z``, ``D'(r) = −ln 2/((1 + r) ln²(1 + r))``
-    and ``σ'_ij = σ(x_ij)σ(−x_ij)`` at ``x_ij = (s_j − s_i)/T``:
-    ``∂ℓ/∂s_k = (1/T) Σ_j σ'_kj (a_k − a_j)``, ``∂ℓ/∂T = (1/T) Σ_ij a_i σ'_ij x_ij``,
-    ``∂ℓ/∂G_i = (−D(r_i) − ℓ D(ρ_i))/Z`` with ``ρ`` the ideal ranks (the ideal DCG is
-    piecewise linear in the gains), so ``∂ℓ/∂y_i = ln 2 · 2^{y_i} w_i ∂ℓ/∂G_i`` and
-    ``∂ℓ/∂w_i = (2^{y_i} − 1) ∂ℓ/∂G_i``.  A list without relevant items has loss 0.
+    ``κ_i = 1`` without ``topn``.  With ``topn = n`` (rax's ``approx_cutoff``), ``κ_i = σ(u_i)``,
+    ``u_i = (c − r_i)/T``, where ``c`` is the midpoint of the list's ``n``-th and ``(n+1)``-th
+    smallest approximate ranks (``κ = 1`` in a list of at most ``n`` valid items), and the
+    ideal DCG counts the top ``n`` gains.
+
+    Derivatives (hand rule): with ``a_i = G_i κ_i D'(r_i)/Z``, ``D'(r) = −ln 2/((1 + r) ln²(1 + r))``
+    and ``σ'_ij = σ(x_ij)σ(−x_ij)`` at ``x_ij = (s_j − s_i)/T``, without ``topn``:
+    ``∂ℓ/∂s_k = (1/T) Σ_j σ'_kj (a_k − a_j)``, ``∂ℓ/∂T = (1/T) Σ_ij a_i σ'_ij x_ij``.  With
+    ``topn``, ``∂ℓ/∂r_i = −a_i + h_i − π_i Σ_j h_j`` in place of ``−a_i`` (``h_i = G_i D(r_i)
+    σ'(u_i)/(T Z)``, ``π_i = ½`` for the two items that set ``c``, else 0: the cutoff point's
+    true derivative, where rax stops its gradient) and ``∂ℓ/∂T`` gains ``Σ_i h_i u_i``.
+    ``∂ℓ/∂G_i = (−κ_i D(r_i) − ℓ D(ρ_i))/Z`` with ``ρ`` the ideal ranks (``D(ρ_i) = 0`` past
+    ``topn``; the ideal DCG is piecewise linear in the gains), so ``∂ℓ/∂y_i = ln 2 · 2^{y_i}
+    w_i ∂ℓ/∂G_i`` and ``∂ℓ/∂w_i = (2^{y_i} − 1) ∂ℓ/∂G_i``.  A list without relevant items has
+    loss 0.
 
     Args:
       {args}
@@ -121,13 +164,17 @@ def approx_ndcg_loss(scores: Array, labels: Array, *, weights: Array | None = No
     References:
       Qin, Liu and Li, "A general approximation framework for direct optimization of
       information retrieval measures", Information Retrieval 13, 2010.
-      ``rax.approx_t12n(rax.ndcg_metric, temperature)`` with ``reduce_fn=None``.  Differs from
-      it: one loss per list (rax's default mean is ``jaxloss.reduce.mean(losses,
-      where=jnp.any(where, -1))``); no ``topn`` cut; a valid item scored −inf is ranked last
-      rather than left out (mask it instead).
+      ``rax.approx_t12n(rax.ndcg_metric, temperature)`` with ``reduce_fn=None`` (and ``topn``).
+      Differs from it: one loss per list (rax's default mean is ``jaxloss.reduce.mean(losses,
+      where=jnp.any(where, -1))``); a valid item scored −inf is ranked last rather than left
+      out (mask it instead); with ``topn``, the cutoff point's true derivative (rax stops its
+      gradient), and the cutoff placed among the valid items only (rax's approximate rank of
+      a masked item is 1, which takes a place among its top ``n``; without masked items the
+      values are the same).
     """
-    m, g, _, z, _, discount, _, _, _ = _ndcg_parts(Args(locals()))
-    return -jnp.sum(jnp.where(m, g * discount, 0.0), axis=-1) / z
+    q = _ndcg_parts(Args(locals()))
+    kappa = 1.0 if q.cutoff is None else q.cutoff[0]
+    return -jnp.sum(jnp.where(q.m, q.g * kappa * q.discount, 0.0), axis=-1) / q.z
 
 
 # ------------------------------------------------------------------ approx_mrr_loss

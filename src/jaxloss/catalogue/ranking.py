@@ -58,8 +58,9 @@ def _extremes(weighted=True, **options):
 
 ENTRIES: tuple[Entry, ...] = (
     Entry(ranking.ranking_softmax_loss, "ranking",
-          "optax.losses.ranking_softmax_loss, rax.softmax_loss (reduce_fn=None)",
-          _lists(), _extremes()),
+          "optax.losses.ranking_softmax_loss, rax.softmax_loss (reduce_fn=None); sampled with "
+          "lambda_weights=\"ndcg\", topn=3: TF-Ranking's SoftmaxLoss(lambda_weight=NDCGLambdaWeight(topn=3))",
+          _lists(lambda_weights="ndcg", topn=3), _extremes(lambda_weights="ndcg", topn=3)),
     Entry(ranking.pairwise_logistic_loss, "ranking",
           "rax.pairwise_logistic_loss (RankNet; mean over each list's pairs); sampled with "
           "lambda_weights=\"ndcg\", topn=3: rax.dcg_lambdaweight(normalize=True, topn=3)",
@@ -81,8 +82,8 @@ ENTRIES: tuple[Entry, ...] = (
           "rax.listmle_loss (reduce_fn=None, key=None)",
           _lists(weighted=False), _extremes(weighted=False)),
     Entry(ranking_metrics.approx_ndcg_loss, "ranking",
-          "rax.approx_t12n(rax.ndcg_metric) (reduce_fn=None)",
-          _lists(spread=0.1, temperature=jnp.float32(0.8)), _extremes()),
+          "rax.approx_t12n(rax.ndcg_metric) (reduce_fn=None); sampled with topn=3: rax's approx_cutoff",
+          _lists(spread=0.1, temperature=jnp.float32(0.8), topn=3), _extremes(topn=3)),
     Entry(ranking_metrics.approx_mrr_loss, "ranking",
           "rax.approx_t12n(rax.mrr_metric) (reduce_fn=None)",
           _lists(weighted=False, label_step=0.5, temperature=jnp.float32(0.8)), _extremes(weighted=False)),
