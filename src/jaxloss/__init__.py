@@ -17,9 +17,7 @@ from jaxloss.classification import sigmoid_binary_cross_entropy as sigmoid_binar
 from jaxloss.classification import soft_margin_loss as soft_margin_loss
 from jaxloss.classification import square_loss as square_loss
 from jaxloss.classification import squared_hinge_loss as squared_hinge_loss
-from jaxloss.contrastive import clip_loss as clip_loss
 from jaxloss.contrastive import info_nce_loss as info_nce_loss
-from jaxloss.contrastive import multiple_negatives_ranking_loss as multiple_negatives_ranking_loss
 from jaxloss.contrastive import ntxent as ntxent
 from jaxloss.contrastive import ntxent_loss as ntxent_loss
 from jaxloss.contrastive import sigmoid_contrastive_loss as sigmoid_contrastive_loss
@@ -49,6 +47,8 @@ from jaxloss.multiclass import safe_softmax_cross_entropy as safe_softmax_cross_
 from jaxloss.multiclass import smooth_labels as smooth_labels
 from jaxloss.multiclass import softmax_cross_entropy as softmax_cross_entropy
 from jaxloss.multiclass import softmax_cross_entropy_with_integer_labels as softmax_cross_entropy_with_integer_labels
+from jaxloss.paired_contrastive import clip_loss as clip_loss
+from jaxloss.paired_contrastive import multiple_negatives_ranking_loss as multiple_negatives_ranking_loss
 from jaxloss.pairs import circle_loss as circle_loss
 from jaxloss.pairs import lifted_structure_loss as lifted_structure_loss
 from jaxloss.pairs import multi_similarity_loss as multi_similarity_loss
@@ -101,6 +101,8 @@ from jaxloss.sparsemax import multiclass_sparsemax_loss as multiclass_sparsemax_
 from jaxloss.sparsemax import sparsemax_loss as sparsemax_loss
 from jaxloss.speaker import ge2e_loss as ge2e_loss
 from jaxloss.supcon import supervised_contrastive_loss as supervised_contrastive_loss
+from jaxloss.transducer import rnnt_loss as rnnt_loss
+from jaxloss.transducer import rnnt_loss_from_joiner as rnnt_loss_from_joiner
 
 __all__ = [
     "absolute_error", "angular_margin_loss", "approx_mrr_loss", "approx_ndcg_loss", "arcface_loss",
@@ -119,11 +121,12 @@ __all__ = [
     "pairwise_hinge_loss", "pairwise_logistic_loss", "pairwise_soft_zero_one_loss", "perceptron_loss",
     "pointwise_mse_loss", "pointwise_sigmoid_loss", "poisson_nll_loss", "poly1_cross_entropy",
     "poly_loss_cross_entropy", "proxy_anchor_loss", "proxy_nca_loss", "quantile_loss", "ranking_softmax_loss",
-    "reduce", "safe_softmax_cross_entropy", "sigmoid_binary_cross_entropy", "sigmoid_contrastive_loss",
-    "sigmoid_focal_loss", "smooth_l1_loss", "smooth_labels", "soft_dice_loss", "soft_margin_loss",
-    "softmax_cross_entropy", "softmax_cross_entropy_with_integer_labels", "softmax_focal_loss", "sparsemax_loss",
-    "sphereface_loss", "square_loss", "squared_error", "squared_hinge_loss", "subcenter_arcface_loss",
-    "supervised_contrastive_loss", "triplet_margin_loss", "tversky_loss", "valid_triplet_anchors", "vicreg_loss",
+    "reduce", "rnnt_loss", "rnnt_loss_from_joiner", "safe_softmax_cross_entropy", "sigmoid_binary_cross_entropy",
+    "sigmoid_contrastive_loss", "sigmoid_focal_loss", "smooth_l1_loss", "smooth_labels", "soft_dice_loss",
+    "soft_margin_loss", "softmax_cross_entropy", "softmax_cross_entropy_with_integer_labels", "softmax_focal_loss",
+    "sparsemax_loss", "sphereface_loss", "square_loss", "squared_error", "squared_hinge_loss",
+    "subcenter_arcface_loss", "supervised_contrastive_loss", "triplet_margin_loss", "tversky_loss",
+    "valid_triplet_anchors", "vicreg_loss",
 ]
 
 __version__ = "0.1.0"
