@@ -24,34 +24,36 @@ STATIC = ("include_background", "from_logits", "ignore_index", "batch", "axis_na
 
 
 def check(predictions, targets, *, where, from_logits, ignore_index, class_weights=None, include_background=True,
-          batch=False, axis_name=None, **scalars):
+          batch=False, axis_name=None, names=("predictions", "targets"), **scalars):
     """Predictions ``[B, ..spatial.., C]``; integer targets of the pixel shape or float
     targets of the predictions' shape; ``where`` over the pixels; scalar options >= 0
-    (None allowed: an unset ``smooth_nr``/``smooth_dr``); ``axis_name`` only with ``batch``."""
-    _checks.float_array("predictions", predictions)
+    (None allowed: an unset ``smooth_nr``/``smooth_dr``); ``axis_name`` only with ``batch``.
+    Errors call the two arrays ``names`` (the compound losses' ``logits`` and ``labels``)."""
+    x, y = names
+    _checks.float_array(x, predictions)
     shape = tuple(jnp.shape(predictions))
     if len(shape) < 2:
-        raise ValueError(f"predictions must be [batch, ..spatial.., classes] (rank >= 2), got shape {shape}.")
+        raise ValueError(f"{x} must be [batch, ..spatial.., classes] (rank >= 2), got shape {shape}.")
     dtype = jnp.result_type(targets)
     if jnp.issubdtype(dtype, jnp.integer):
         if tuple(jnp.shape(targets)) != shape[:-1]:
-            raise ValueError(f"integer targets (class ids) must have the pixel shape of predictions, "
+            raise ValueError(f"integer {y} (class ids) must have the pixel shape of {x}, "
                              f"{shape[:-1]}, got shape {tuple(jnp.shape(targets))}.")
     elif jnp.issubdtype(dtype, jnp.floating):
         if tuple(jnp.shape(targets)) != shape:
-            raise ValueError(f"float targets (probabilities or one-hot) must have the shape of predictions, "
+            raise ValueError(f"float {y} (probabilities or one-hot) must have the shape of {x}, "
                              f"{shape}, got shape {tuple(jnp.shape(targets))}; pass class ids as integers.")
     else:
-        raise TypeError(f"targets must be integer class ids or float probabilities, got {_checks._describe(targets)}.")
+        raise TypeError(f"{y} must be integer class ids or float probabilities, got {_checks._describe(targets)}.")
     check_ignore_index(ignore_index)
     if from_logits not in ACTIVATIONS:
         raise ValueError(f'from_logits must be None, "softmax" or "sigmoid", got {from_logits!r}.')
-    _checks.broadcasts_to("where", where, shape[:-1], "the pixel shape of predictions")
+    _checks.broadcasts_to("where", where, shape[:-1], f"the pixel shape of {x}")
     if not include_background and shape[-1] == 1:
-        warnings.warn("include_background=False is ignored for a single class (predictions with a class "
+        warnings.warn(f"include_background=False is ignored for a single class ({x} with a class "
                       "axis of size 1): the loss is computed over that one class.",
                       UserWarning, stacklevel=6)  # the caller of the loss
-    _checks.float_option("class_weights", class_weights, shape[-1:], "the class axis of predictions")
+    _checks.float_option("class_weights", class_weights, shape[-1:], f"the class axis of {x}")
     _checks.positive("class_weights", class_weights, allow_zero=True)
     if not isinstance(batch, bool):
         raise TypeError(f"batch must be a bool (static), got {batch!r}.")

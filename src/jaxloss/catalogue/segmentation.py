@@ -1,4 +1,4 @@
-"""Catalogue entries: segmentation overlap losses and sequence (CTC) losses."""
+"""Catalogue entries: segmentation overlap and compound losses, and sequence (CTC) losses."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss import segmentation, segmentation_optax, sequence
-from jaxloss.catalogue._common import Entry
+from jaxloss import compound, lovasz, segmentation, segmentation_optax, sequence
+from jaxloss.catalogue._common import Entry, away_from_kinks
 
 _SEGMENTATION_SHAPE = (2, 3, 3, 3)  # [B, H, W, C]
 
@@ -134,6 +134,46 @@ def _extreme_generalized():
                           (nan, {"where": jnp.zeros(2, bool)}))]
 
 
+def _lovasz_softmax(rng):
+    """Softmax probabilities ``[B, H, W, C]`` (distinct errors: no ties) and class ids, class 2
+    absent from the first image (``classes="present"`` leaves it out there)."""
+    (x, _), _ = _segmentation(None)(rng)
+    ids = rng.integers(0, _SEGMENTATION_SHAPE[-1], size=_SEGMENTATION_SHAPE[:-1])
+    ids[0] = ids[0] % 2
+    return (x, jnp.int32(ids)), {}
+
+
+def _extreme_lovasz_softmax():
+    """Probabilities of exactly 0 and 1 (tied errors), a class absent everywhere, ignored
+    pixels, NaN padding at masked pixels, every pixel masked, the batch pooled."""
+    _, ids = _huge_logits_and_ids()
+    probs = np.zeros(_SEGMENTATION_SHAPE, np.float32)
+    probs[..., 0] = 1.0
+    x = jnp.asarray(probs)
+    nan = x.at[:, 0].set(jnp.nan)
+    rows = jnp.asarray(np.broadcast_to(np.arange(3)[None, :, None] > 0, ids.shape))
+    return [((x, ids), {}), ((x, ids), {"classes": "all", "batch": True}), ((x, ids.at[:, 1].set(-100)), {}),
+            ((nan, ids), {"where": rows}), ((nan, ids), {"where": jnp.zeros(ids.shape, bool)})]
+
+
+def _lovasz_hinge(rng):
+    """Logits ``[B, H, W]`` away from the hinge's kink (``|x| = 1``) and binary labels."""
+    x = away_from_kinks(rng, [1.0], _SEGMENTATION_SHAPE[:-1])
+    return (jnp.float32(x), jnp.int32(rng.integers(0, 2, size=x.shape))), {}
+
+
+def _extreme_lovasz_hinge():
+    """Logits of ±1e4, no foreground, ignored pixels, NaN padding at masked pixels, every
+    pixel masked, the batch pooled."""
+    shape = _SEGMENTATION_SHAPE[:-1]
+    x = jnp.asarray(1e4 * np.sign(np.random.default_rng(0).standard_normal(shape)), jnp.float32)
+    labels = jnp.int32(np.arange(np.prod(shape)).reshape(shape) % 2)
+    nan = x.at[:, 0].set(jnp.nan)
+    rows = jnp.asarray(np.broadcast_to(np.arange(3)[None, :, None] > 0, shape))
+    return [((x, labels), {}), ((x, jnp.zeros_like(labels)), {"batch": True}), ((x, labels.at[:, 1].set(-100)), {}),
+            ((nan, labels), {"where": rows}), ((nan, labels), {"where": jnp.zeros(shape, bool)})]
+
+
 # ---------------------------------------------------------------- sequence
 
 
@@ -188,6 +228,22 @@ ENTRIES: tuple[Entry, ...] = (
           "MONAI GeneralizedDiceLoss",
           _segmentation(None, smooth=0.5), _extreme_segmentation(None), pixel_where=True,
           class_ids=(("targets", "predictions", -1),)),
+    Entry(compound.dice_ce_loss, "segmentation",
+          "MONAI DiceCELoss",
+          _segmentation("softmax", ids=True, class_weights=[0.5, 1.0, 2.0], lambda_ce=0.5, label_smoothing=0.1,
+                        smooth=0.5),
+          _extreme_segmentation("softmax"), pixel_where=True, class_ids=(("labels", "logits", -1),)),
+    Entry(compound.dice_focal_loss, "segmentation",
+          "MONAI DiceFocalLoss",
+          _segmentation("sigmoid", class_weights=[0.5, 1.0, 2.0], alpha=0.3, gamma=1.5, smooth=0.5),
+          _extreme_segmentation("sigmoid", gamma=0.5), pixel_where=True, class_ids=(("labels", "logits", -1),)),
+    Entry(lovasz.lovasz_softmax_loss, "segmentation",
+          "Berman et al. lovasz_softmax (per_image=True)",
+          _lovasz_softmax, _extreme_lovasz_softmax, pixel_where=True,
+          class_ids=(("labels", "probabilities", -1),)),
+    Entry(lovasz.lovasz_hinge_loss, "segmentation",
+          "Berman et al. lovasz_hinge",
+          _lovasz_hinge, _extreme_lovasz_hinge, pixel_where=True),
     Entry(segmentation_optax.dice_loss, "segmentation",
           "optax.losses.dice_loss",
           _dice, _extreme_dice, pixel_where=True),
