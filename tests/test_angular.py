@@ -115,7 +115,7 @@ def test_wrapper_defaults_and_signatures():
         params = inspect.signature(fn).parameters
         options = ["straight_through"] if fn is arcface_loss else []
         assert list(params) == ["embeddings", "class_centers", "labels", "axis", "scale", "margin", *options,
-                                "ignore_index", "precision", "where"]
+                                "ignore_index", "block_size", "class_axis_name", "precision", "where"]
         defaults = (params["scale"].default, params["margin"].default, params["ignore_index"].default,
                     params["precision"].default)
         assert defaults == (scale, margin, -100, None)
@@ -469,6 +469,7 @@ def test_bad_inputs_raise_naming_the_argument_and_shapes(change, error, match):
     ({"m1": 2.5}, "m1"), ({"m1": 0}, "m1"), ({"m1": True}, "m1"),
     ({"m2": -0.1}, "m2"), ({"m2": 3.5}, "m2"), ({"scale": 0.0}, "scale"),
     ({"scale": np.ones(4)}, r"scale with shape \(4,\)"), ({"where": np.ones(3, bool)}, "where"),
+    ({"block_size": 0}, "block_size"), ({"class_axis_name": ["x"]}, "class_axis_name"),
 ])
 def test_bad_options_raise_naming_the_option(kwargs, match):
     e, w, y = _inputs(16)

@@ -81,3 +81,66 @@ def cosine_tangent(e_hat, e_norm, v_hat, v_norm, de, dv, precision):
     if dv is not None:
         terms.append(cosines(e_hat, _math.normalize_tangent(v_hat, v_norm, dv, NORM_EPS), precision))
     return sum(terms[1:], terms[0]) if terms else None
+
+
+# ------------------------------------------------------------------ class blocks and class shards
+
+
+def fold_classes(body, init, classes, size, *, checkpoint=False):
+    """Fold ``body(carry, start, new)`` over blocks ``[start, start + size)`` of ``classes``
+    class vectors (one call, no scan, when one block holds them all).  When ``size`` does not
+    divide ``classes`` the last block starts at ``classes − size`` and overlaps the one before;
+    ``new`` (``[size]``) is false on its columns already counted.  The body slices the class
+    vectors itself (no padded copy of them); ``checkpoint`` rematerialises each block in
+    reverse mode instead of storing it."""
+    count = -(-classes // size)
+    if count == 1:
+        return body(init, 0, jnp.ones(size, bool))
+
+    def step(carry, k):
+        start = jnp.minimum(k * size, classes - size)
+        return body(carry, start, start + jnp.arange(size) >= k * size), None
+
+    step = jax.checkpoint(step) if checkpoint else step
+    return jax.lax.scan(step, init, jnp.arange(count))[0]
+
+
+def class_block(vectors, start, size):
+    """The normalised class vectors ``[start, start + size)`` and their norms."""
+    return _math.normalize(jax.lax.dynamic_slice_in_dim(vectors, start, size), NORM_EPS)
+
+
+def shard_offset(classes, axis_name):
+    """The global id of this device's first class: its index along ``axis_name`` times its
+    ``classes`` (0 without an axis)."""
+    return 0 if axis_name is None else jax.lax.axis_index(axis_name) * classes
+
+
+def owned_rows(x, labels, offset):
+    """``x[labels − offset]`` (``[..., D]``) where this shard owns the label, 0 elsewhere
+    (another shard's class, an ignored or invalid id); None for None."""
+    if x is None:
+        return None
+    local = labels - offset
+    inside = (local >= 0) & (local < x.shape[0])
+    rows = jnp.take(x, jnp.where(inside, local, 0), axis=0)
+    return jnp.where(inside[..., None], rows, 0)
+
+
+def row_zeros(*arrays):
+    """Zeros of the batch shape of ``arrays[0]`` (``[..., D]``) in the compute dtype, varying like
+    every array given over any ``shard_map`` axes (a scan's carry must)."""
+    dtype = _math.compute_dtype(arrays[0].dtype)
+    zeros = jnp.zeros_like(arrays[0][..., 0], dtype)
+    for x in arrays[1:]:
+        zeros = zeros if x is None else zeros + jnp.zeros_like(x.reshape(-1)[0], dtype)
+    return zeros
+
+
+def merge_logsumexp(top, total, axis_name):
+    """A streamed ``(top, total)`` of every shard of ``axis_name`` combined into the global one."""
+    if axis_name is None:
+        return top, total
+    top_all = jax.lax.pmax(top, axis_name)
+    shift = jnp.where(jnp.isfinite(top_all), top_all, 0.0)
+    return top_all, jax.lax.psum(total * jnp.exp(top - shift), axis_name)

@@ -6,7 +6,9 @@ per-speaker centroids of the batch).  Each returns one loss per embedding.  No `
 is taken: margins on the angle go through cos/sin identities, so values and gradients stay
 finite at cos θ = ±1.  Every function supports ``jit``, ``vmap``, forward and reverse mode,
 ``jax.hessian`` and forward-over-reverse Hessian-vector products; ``fn.reference`` is plain
-autodiff of the formula.
+autodiff of the formula.  Over many classes they stream over blocks of class centres
+(``block_size=``) and shard the centres over devices (``class_axis_name=``, InsightFace's
+Partial FC without its sampling).
 """
 
 from __future__ import annotations
@@ -22,17 +24,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import _checks, _math
-from jaxloss._margins import NORM_EPS, cosine_tangent, cosines, margin_target
-from jaxloss._softmax import IGNORE_INDEX, check_ignore_index, class_ids, label_value, loud, one_hot, shifted_logsumexp
-from jaxloss._streaming import check_precision
+from jaxloss._margins import (NORM_EPS, class_block, cosines, fold_classes, margin_target,
+                              merge_logsumexp, owned_rows, row_zeros, shard_offset)
+from jaxloss._softmax import IGNORE_INDEX, check_ignore_index, class_ids, loud
+from jaxloss._streaming import check_blocks
 from jaxloss.gradients import Args, Loss, derived_loss, hand_derivative, tangent_sum
-from jaxloss.types import Array, ArrayLike, Precision
+from jaxloss.types import Array, ArrayLike, AxisName, Precision
 
 # ------------------------------------------------------------------ angular margins (ArcFace family)
 
 
-def _check_angular(embeddings, class_centers, labels, scale, m1, m2, m3, straight_through, ignore_index, precision,
-                   where):
+def _check_angular(embeddings, class_centers, labels, scale, m1, m2, m3, straight_through, ignore_index, block_size,
+                   class_axis_name, precision, where):
     examples = _checks.class_vectors(embeddings, class_centers, labels, "class_centers")
     batch = "the batch shape of embeddings"
     _checks.broadcasts_to("where", where, examples, batch)
@@ -49,21 +52,23 @@ def _check_angular(embeddings, class_centers, labels, scale, m1, m2, m3, straigh
     if not isinstance(straight_through, bool):
         raise TypeError(f"straight_through must be a Python bool, got {type(straight_through).__name__}.")
     check_ignore_index(ignore_index)
-    check_precision(precision)
+    check_blocks(block_size, None, precision)
+    _checks.hashable("class_axis_name", class_axis_name)
 
 
-def _margin_parts(embeddings, class_centers, labels, scale, m1, m2, m3, straight_through, precision):
-    """The normalised vectors, the cosines ``[..., C]``, the label class's margin target and
-    its partials, and the logits: what the forward and the tangent rule share.
+def _label_parts(embeddings, class_centers, labels, scale, m1, m2, m3, straight_through, axis_name):
+    """What the forward and the rule share per example: the normalised embedding, the label
+    class's normalised centre (0 on the shards that do not own it) and cosine (from the shard
+    that owns it), the margin target ``ψ − m3``, its partials ``∂ψ/∂cos θ_y`` and ``∂ψ/∂m2``,
+    the scale and the label logit ``s·(ψ − m3)``.
 
     ``straight_through``: ``ψ`` is computed from a stopped ``cos θ_y`` and ``cos θ_y − stop(cos θ_y)``
     (0) is added, so its value and its ``m2`` derivative are the margin's and its ``cos θ_y``
     derivative is 1, for the rule (``∂ψ/∂cos θ = 1``) and for autodiff of the formula alike."""
     e_hat, e_norm = _math.normalize(embeddings, NORM_EPS)
-    c_hat, c_norm = _math.normalize(class_centers, NORM_EPS)
-    cos = cosines(e_hat, c_hat, precision)
-    onehot = one_hot(labels, cos.shape[-1])
-    c_y = label_value(cos, labels)  # 0 for an id outside [0, C)
+    offset = shard_offset(class_centers.shape[0], axis_name)
+    y_hat, y_norm = _math.normalize(owned_rows(class_centers, labels, offset), NORM_EPS)
+    c_y = _math.psum(jnp.sum(e_hat * y_hat, axis=-1), axis_name)  # 0 for an id outside [0, C)
     m2 = jnp.broadcast_to(jnp.asarray(m2, c_y.dtype), c_y.shape)
     if straight_through:
         stopped = jax.lax.stop_gradient(c_y)
@@ -72,39 +77,78 @@ def _margin_parts(embeddings, class_centers, labels, scale, m1, m2, m3, straight
     else:
         psi, d_cos, d_m2 = margin_target(c_y, m1, m2)
     target = psi - m3
-    scale = jnp.asarray(scale, cos.dtype)
-    modified = jnp.where(onehot, target[..., None], cos)  # the cosines with the margin on the label
-    return Args(e_hat=e_hat, e_norm=e_norm, c_hat=c_hat, c_norm=c_norm, cos=cos, onehot=onehot, target=target,
-                d_cos=d_cos, d_m2=d_m2, scale=scale, modified=modified,
-                logits=scale[..., None] * modified)
+    scale = jnp.broadcast_to(jnp.asarray(scale, c_y.dtype), c_y.shape)
+    return Args(e_hat=e_hat, e_norm=e_norm, y_hat=y_hat, y_norm=y_norm, offset=offset, target=target, d_cos=d_cos,
+                d_m2=d_m2, scale=scale, z_y=scale * target)
+
+
+def _block_size(classes, block_size):
+    return classes if block_size is None else min(block_size, classes)
+
+
+def _others(labels, offset, start, size, new):
+    """``[..., B]``: the columns of a block that count among the other classes (new, not the label)."""
+    return new & (offset + start + jnp.arange(size) != labels[..., None])
 
 
 def _angular_margin_tangent(p, t, out, res):
-    shift, lse = res
-    q = _margin_parts(p.embeddings, p.class_centers, p.labels, p.scale, p.m1, p.m2, p.m3, p.straight_through,
-                      p.precision)
-    prob = jnp.exp((q.logits - shift[..., None]) - lse[..., None])  # softmax, recomputed
-    miss = label_value(prob, p.labels) - 1  # ∂ℓ/∂(s·target)
-    weight = jnp.where(q.onehot, (miss * q.d_cos)[..., None], prob)  # ∂ℓ/∂(s·cos_c)
-    dcos = cosine_tangent(q.e_hat, q.e_norm, q.c_hat, q.c_norm, t.embeddings, t.class_centers, p.precision)
-    expected = jnp.sum(prob * q.modified, axis=-1) - q.target
+    shift, log_sum, others = res
+    axis_name, centers = p.class_axis_name, p.class_centers
+    q = _label_parts(p.embeddings, centers, p.labels, p.scale, p.m1, p.m2, p.m3, p.straight_through, axis_name)
+    de, dc = t.embeddings, t.class_centers
+    classes = centers.shape[0]
+    size = _block_size(classes, p.block_size)
+    spread, expect = de is not None or dc is not None, t.scale is not None
+    # dê once, for the other classes and the label alike: a low-precision tangent then gets one cotangent.
+    de_hat = None if de is None else _math.normalize_tangent(q.e_hat, q.e_norm, de, NORM_EPS)
+
+    def body(totals, start, new):
+        c_hat, c_norm = class_block(centers, start, size)
+        cos = cosines(q.e_hat, c_hat, p.precision)
+        z = q.scale[..., None] * cos
+        prob = jnp.where(_others(p.labels, q.offset, start, size, new),
+                         _math.softmax_weight((z - shift[..., None]) - log_sum[..., None]), 0.0)
+        dcos = tangent_sum(
+            (1.0, None if de_hat is None else cosines(de_hat, c_hat, p.precision)),
+            (1.0, None if dc is None else cosines(q.e_hat, _math.normalize_tangent(
+                c_hat, c_norm, jax.lax.dynamic_slice_in_dim(dc, start, size), NORM_EPS), p.precision)))
+        return (totals[0] + jnp.sum(prob * dcos, axis=-1) if spread else None,
+                totals[1] + jnp.sum(prob * cos, axis=-1) if expect else None)
+
+    if not (spread or expect or t.m2 is not None or t.m3 is not None):
+        return None
+    zeros = row_zeros(p.embeddings, centers, de, dc)
+    init = (zeros if spread else None, zeros if expect else None)
+    stream_dcos, stream_cos = (_math.psum(x, axis_name)
+                               for x in fold_classes(body, init, classes, size, checkpoint=True))
+    miss = -jnp.exp(others - log_sum)  # p_y − 1 = −Σ_{c≠y} p_c: ∂ℓ/∂z_y
+    dcos_y = None
+    if spread:
+        dy = owned_rows(dc, p.labels, q.offset)
+        dcos_y = _math.psum(tangent_sum(
+            (1.0, None if de_hat is None else jnp.sum(de_hat * q.y_hat, axis=-1)),
+            (1.0, None if dy is None else jnp.sum(q.e_hat * _math.normalize_tangent(q.y_hat, q.y_norm, dy, NORM_EPS),
+                                                  axis=-1))), axis_name)
     d = tangent_sum(
-        (q.scale, None if dcos is None else jnp.sum(weight * dcos, axis=-1)),
-        (expected, t.scale),
+        (q.scale, stream_dcos),
+        (q.scale * miss * q.d_cos, dcos_y),
+        (None if stream_cos is None else stream_cos + miss * q.target, t.scale),
         (q.scale * miss * q.d_m2, t.m2),
         (-q.scale * miss, t.m3),
     )
-    counted = class_ids(p.labels, p.class_centers.shape[0], p.ignore_index)[1]
+    counted = class_ids(p.labels, _math.psum(classes, axis_name), p.ignore_index)[1]
     return None if d is None else jnp.where(counted, d, 0.0)
 
 
-@hand_derivative(_angular_margin_tangent, static=("m1", "straight_through", "ignore_index", "precision"),
+@hand_derivative(_angular_margin_tangent,
+                 static=("m1", "straight_through", "ignore_index", "block_size", "class_axis_name", "precision"),
                  check=_check_angular, residuals=True, per_example=("embeddings", "labels"), class_axis=("embeddings",))
 def angular_margin_loss(embeddings: Array, class_centers: Array, labels: Array, *, axis: int = -1,
                         scale: ArrayLike = 64.0, m1: int = 1, m2: ArrayLike = 0.5, m3: ArrayLike = 0.0,
                         straight_through: bool = False, ignore_index: int | None = IGNORE_INDEX,
+                        block_size: int | None = None, class_axis_name: AxisName | None = None,
                         precision: Precision = None,
-                        where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+                        where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
     r"""Softmax cross-entropy over scaled cosines to class centres with the combined angular margin.
 
     The embeddings and the class centres are L2-normalised inside (``jaxloss._math.normalize``,
@@ -141,8 +185,32 @@ def angular_margin_loss(embeddings: Array, class_centers: Array, labels: Array, 
     ArcFace's fallback), and :math:`d\cos\theta_c = \langle d\hat e, \hat w_c\rangle + \langle\hat
     e, d\hat w_c\rangle` through the normalisations :math:`d\hat x = (dx - \hat x\langle\hat x,
     dx\rangle)/\|x\|` (``dx/1e-12`` where the norm is floored).  Reverse mode keeps the inputs and
-    a shift and a log-sum-exp per example, and recomputes the cosines and the softmax; no
-    ``[..., C]`` array is stored.
+    three numbers per example (the shift, the log-sum-exp and the other classes' share of
+    it), and recomputes the cosines and the softmax; no ``[..., C]`` array is stored.  The
+    label's cosine comes from its own centre (a dot product), and the label's weight
+    :math:`p_y - 1 = -\sum_{c \ne y} p_c` from the other classes' share, which neither
+    cancels nor disagrees with the recomputed softmax.
+
+    **Many classes.**  With ``block_size=B`` the forward folds over blocks of ``B`` class
+    centres (``lax.scan``), normalising each block and keeping a running maximum and
+    log-sum-exp of the other classes' logits per example (the online softmax); the label
+    logit joins at the end.  The rule recomputes each block (a checkpointed scan), so
+    neither pass holds more than ``[..., B]`` logits, nor a normalised copy of the
+    centres: at C = 1,000,000 and D = 512 the compiled temporaries of value and gradient
+    stay far below the 4 GiB of an ``[N, C]`` logits array for N = 1024
+    (``benchmarks/angular_classes.py``).  ``None`` (default) takes every class in one block.
+
+    **Class-parallel form (Partial FC).**  Inside ``shard_map`` with ``class_axis_name=``,
+    each device holds a slice of the classes: device ``k`` of ``n`` has centres
+    ``[k·C/n, (k+1)·C/n)`` (``class_centers`` sharded ``P(axis)``), while ``embeddings``,
+    ``labels`` (global ids) and the options are the same on every device.  The global
+    log-sum-exp comes from a ``pmax`` and a ``psum`` of the per-device statistics and the
+    label's cosine from the device that owns it, so every device returns the same losses,
+    and the gradients (the embeddings', each device's centres', the options') equal those
+    of one device holding every class.  The loss does not gather the embeddings: in data
+    parallelism, all-gather them (and the labels) yourself, take your own examples'
+    losses and reduce them with ``jaxloss.reduce.mean(..., axis_name=)``; the gather's
+    transpose returns each device its rows' gradient (``tests/test_angular_classes.py``).
 
     At :math:`\cos\theta = \pm 1` (an embedding along or against its class centre)
     :math:`\sin\theta = 0` and :math:`\psi'` is infinite when :math:`\sin m_2 \ne 0`; the rule
@@ -188,6 +256,10 @@ def angular_margin_loss(embeddings: Array, class_centers: Array, labels: Array, 
         margin's value with the derivative of the margin-free label logit in :math:`\cos\theta_y`.
       ignore_index: static; the class id that marks an example to ignore, an int (−100 by
         default, as in PyTorch's cross-entropy) or ``None`` (every id outside ``[0, C)`` is invalid).
+      block_size: static; classes per block (see above), a positive int, or None (every
+        class at once).  When it does not divide ``C`` the last block overlaps the one before.
+      class_axis_name: static; the ``shard_map`` axis the classes are sharded over (see
+        above), or None.
       precision: static; the precision of every matmul, in the value and the derivatives: a
         ``jax.lax.Precision`` or its name.  None (default) is ``HIGHEST``: the matmuls run in
         float32 (lower-precision inputs are upcast first), which GPUs may otherwise run in TF32,
@@ -203,7 +275,7 @@ def angular_margin_loss(embeddings: Array, class_centers: Array, labels: Array, 
       >>> e = jnp.array([[1.0, 0.2], [0.0, -2.0], [0.5, 1.0]])
       >>> centers = jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
       >>> jaxloss.angular_margin_loss(e, centers, jnp.array([0, 2, 0]), scale=8.0, m2=0.3, m3=0.1)
-      Array([0.00940854, 0.05191137, 6.653363  ], dtype=float32)
+      Array([0.00940854, 0.0519114 , 6.653363  ], dtype=float32)
 
     References:
       J. Deng, J. Guo, N. Xue, S. Zafeiriou, "ArcFace: Additive Angular Margin Loss for Deep
@@ -212,10 +284,29 @@ def angular_margin_loss(embeddings: Array, class_centers: Array, labels: Array, 
       "CosFace", CVPR 2018; W. Liu et al., "SphereFace", CVPR 2017.  pytorch-metric-learning's
       ``ArcFaceLoss``, ``CosFaceLoss`` and ``SphereFaceLoss`` (see the wrappers).
     """
-    q = _margin_parts(embeddings, class_centers, labels, scale, m1, m2, m3, straight_through, precision)
-    shift, lse = shifted_logsumexp(q.logits)
-    _, counted, invalid = class_ids(labels, class_centers.shape[0], ignore_index)
-    return loud(jnp.where(counted, lse - (q.scale * q.target - shift), 0.0), invalid), (shift, lse)
+    q = _label_parts(embeddings, class_centers, labels, scale, m1, m2, m3, straight_through, class_axis_name)
+    classes = class_centers.shape[0]
+    size = _block_size(classes, block_size)
+
+    def body(carry, start, new):
+        c_hat, _ = class_block(class_centers, start, size)
+        z = q.scale[..., None] * cosines(q.e_hat, c_hat, precision)
+        return _math.logsumexp_step(carry, jnp.where(_others(labels, q.offset, start, size, new), z, -jnp.inf))
+
+    zeros = row_zeros(embeddings, class_centers)
+    top, total = fold_classes(body, (zeros - jnp.inf, zeros), classes, size)
+    top, total = merge_logsumexp(top, total, class_axis_name)
+    # The label logit joins the other classes' log-sum-exp: the shift (the largest logit), the
+    # others' share log Σ_{c≠y} exp(z_c − shift) (−inf when there is no other class) and
+    # log Σ_c exp(z_c − shift) = logaddexp(others, z_y − shift): a log1p of the smaller part, so a
+    # small loss keeps its digits.
+    shift = jax.lax.stop_gradient(jnp.maximum(top, q.z_y))
+    empty = total == 0
+    others = jnp.where(empty, -jnp.inf, jnp.log(jnp.where(empty, 1.0, total)) + (top - shift))
+    log_sum = jnp.logaddexp(others, q.z_y - shift)
+    _, counted, invalid = class_ids(labels, _math.psum(classes, class_axis_name), ignore_index)
+    loss = loud(jnp.where(counted, (shift - q.z_y) + log_sum, 0.0), invalid)
+    return loss, (shift, log_sum, others)
 
 
 _P = ParamSpec("_P")
@@ -236,7 +327,8 @@ def _special_case(margins: Callable[[dict[str, Any]], dict[str, Any]]) -> Callab
                 bound.apply_defaults()
                 a = bound.arguments
                 return loss(a["embeddings"], a["class_centers"], a["labels"], axis=a["axis"], scale=a["scale"],
-                            ignore_index=a["ignore_index"], precision=a["precision"], where=a["where"],
+                            ignore_index=a["ignore_index"], block_size=a["block_size"],
+                            class_axis_name=a["class_axis_name"], precision=a["precision"], where=a["where"],
                             **margins(a))
 
             return fn
@@ -251,13 +343,15 @@ def _special_case(margins: Callable[[dict[str, Any]], dict[str, Any]]) -> Callab
 @_special_case(lambda a: {"m2": a["margin"], "straight_through": a["straight_through"]})
 def arcface_loss(embeddings: Array, class_centers: Array, labels: Array, *, axis: int = -1, scale: ArrayLike = 64.0,
                  margin: ArrayLike = 0.5, straight_through: bool = False, ignore_index: int | None = IGNORE_INDEX,
-                 precision: Precision = None, where: Array | None = None) -> jax.Array:
+                 block_size: int | None = None, class_axis_name: AxisName | None = None, precision: Precision = None,
+                 where: Array | None = None) -> jax.Array:
     r"""ArcFace (additive angular margin) per example: :func:`angular_margin_loss` with ``m2 = margin``.
 
     :math:`\ell = -\log\frac{e^{s\cos(\theta_y + m)}}{e^{s\cos(\theta_y + m)} + \sum_{c\ne y}
     e^{s\cos\theta_c}}`, with the fallback :math:`\cos\theta_y - m\sin m` where
     :math:`\theta_y + m \ge \pi`; derivatives, finiteness at cos θ = ±1 and Args as in
-    :func:`angular_margin_loss` (``margin``: radians, in ``[0, π)``, differentiated).
+    :func:`angular_margin_loss` (``margin``: radians, in ``[0, π)``, differentiated), blockwise
+    (``block_size``) and class-sharded (``class_axis_name``) forms included.
     The defaults ``s = 64``, ``m = 0.5`` are the paper's and InsightFace's.
 
     What is matched: pytorch-metric-learning's ``ArcFaceLoss(num_classes, D, margin=degrees,
@@ -276,7 +370,7 @@ def arcface_loss(embeddings: Array, class_centers: Array, labels: Array, *, axis
       >>> e = jnp.array([[1.0, 0.2], [0.0, -2.0], [0.5, 1.0]])
       >>> centers = jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
       >>> jaxloss.arcface_loss(e, centers, jnp.array([0, 2, 0]), scale=8.0, margin=0.3)
-      Array([4.2385510e-03, 2.3659181e-02, 5.8549423e+00], dtype=float32)
+      Array([4.2384858e-03, 2.3659235e-02, 5.8549423e+00], dtype=float32)
 
     References:
       J. Deng, J. Guo, N. Xue, S. Zafeiriou, "ArcFace: Additive Angular Margin Loss for Deep
@@ -288,7 +382,8 @@ def arcface_loss(embeddings: Array, class_centers: Array, labels: Array, *, axis
 
 @_special_case(lambda a: {"m2": 0.0, "m3": a["margin"]})
 def cosface_loss(embeddings: Array, class_centers: Array, labels: Array, *, axis: int = -1, scale: ArrayLike = 64.0,
-                 margin: ArrayLike = 0.35, ignore_index: int | None = IGNORE_INDEX, precision: Precision = None,
+                 margin: ArrayLike = 0.35, ignore_index: int | None = IGNORE_INDEX, block_size: int | None = None,
+                 class_axis_name: AxisName | None = None, precision: Precision = None,
                  where: Array | None = None) -> jax.Array:
     r"""CosFace (large margin cosine loss) per example: :func:`angular_margin_loss` with ``m3 = margin``.
 
@@ -306,7 +401,7 @@ def cosface_loss(embeddings: Array, class_centers: Array, labels: Array, *, axis
       >>> e = jnp.array([[1.0, 0.2], [0.0, -2.0], [0.5, 1.0]])
       >>> centers = jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]])
       >>> jaxloss.cosface_loss(e, centers, jnp.array([0, 2, 0]), scale=8.0, margin=0.2)
-      Array([0.00927816, 0.01716109, 5.183334  ], dtype=float32)
+      Array([0.00927816, 0.01716107, 5.183334  ], dtype=float32)
 
     References:
       H. Wang, Y. Wang, Z. Zhou, X. Ji, D. Gong, J. Zhou, Z. Li, W. Liu, "CosFace: Large Margin
@@ -318,7 +413,8 @@ def cosface_loss(embeddings: Array, class_centers: Array, labels: Array, *, axis
 
 @_special_case(lambda a: {"m1": a["margin"], "m2": 0.0})
 def sphereface_loss(embeddings: Array, class_centers: Array, labels: Array, *, axis: int = -1, scale: ArrayLike = 1.0,
-                    margin: int = 4, ignore_index: int | None = IGNORE_INDEX, precision: Precision = None,
+                    margin: int = 4, ignore_index: int | None = IGNORE_INDEX, block_size: int | None = None,
+                    class_axis_name: AxisName | None = None, precision: Precision = None,
                     where: Array | None = None) -> jax.Array:
     r"""SphereFace (A-Softmax, multiplicative angular margin) per example:
     :func:`angular_margin_loss` with ``m1 = margin``.
@@ -328,7 +424,7 @@ def sphereface_loss(embeddings: Array, class_centers: Array, labels: Array, *, a
     from Chebyshev polynomials of :math:`\cos\theta`: a polynomial in it, smooth at ±1.
     ``margin`` is the integer ``m`` (static, no derivative); the default 4 is the paper's and
     pytorch-metric-learning's, and so is ``scale = 1``.  Class ids, ``ignore_index``,
-    ``precision`` and ``where`` as in :func:`angular_margin_loss`.
+    ``block_size``, ``class_axis_name``, ``precision`` and ``where`` as in :func:`angular_margin_loss`.
 
     Unlike this function, the paper and pytorch-metric-learning's ``SphereFaceLoss`` keep the
     embedding's norm: their logits are :math:`\|e\|\cdot s\cdot(\ldots)`.  The same per-example

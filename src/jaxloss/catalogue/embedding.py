@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -147,7 +148,7 @@ def _extreme_batch_triplets():
 
 # ---------------------------------------------------------------- angular margins
 
-_ANGULAR = (4, 5, 3)  # batch, classes, features
+_ANGULAR = (4, 4, 3)  # batch, classes (even: the sharded check splits them in two), features
 
 
 def _angular(**options):
@@ -175,7 +176,8 @@ def _angular(**options):
 
 def _extreme_angular(**options):
     """An embedding equal to its centre (cos θ = 1) and one opposite (−1), a zero embedding,
-    values of 1e4 along their centre, an ignored class id and an empty where mask."""
+    values of 1e4 along their centre, an ignored class id, blocks of 2 of the 5 classes (the
+    last one overlapping) and an empty where mask."""
 
     def extremes():
         centers = jnp.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 3.0], [-1.0, -1.0, 0.0],
@@ -185,9 +187,23 @@ def _extreme_angular(**options):
         args = (embeddings, centers, labels)
         return [(args, {}), (args, dict(options)), ((-embeddings, centers, labels), dict(options)),
                 ((embeddings, centers, labels.at[1].set(-100)), dict(options)),
+                ((-embeddings, centers, labels), {**options, "block_size": 2}),
                 (args, {**options, "where": jnp.zeros(4, bool)})]
 
     return extremes
+
+
+def _shard_class_centers(fn):
+    """The class-sharded form of an angular loss: the class centres split in ``shards`` along the
+    classes, the embeddings and labels (global ids) on every shard; each shard returns the same
+    losses."""
+
+    def shard(args, kwargs, shards, axis_name):
+        embeddings, centers, labels = args
+        local = lambda c: fn(embeddings, c, labels, class_axis_name=axis_name, **kwargs)  # noqa: E731
+        return jax.vmap(local, axis_name=axis_name)(jnp.stack(jnp.split(centers, shards)))[0]
+
+    return shard
 
 
 # ---------------------------------------------------------------- ge2e
@@ -249,18 +265,22 @@ ENTRIES: tuple[Entry, ...] = (
           "ArcFace paper's combined margin; straight_through=True: InsightFace arcface_torch CombinedMarginLoss",
           _angular(scale=jnp.float32(4.0), m1=2, m2=jnp.float32(0.2), m3=jnp.float32(0.1)),
           _extreme_angular(scale=jnp.float32(8.0), m1=2, m2=jnp.float32(0.2), m3=jnp.float32(0.1)),
+          blockwise=True, sharded=True, shard=_shard_class_centers(angular.angular_margin_loss),
           class_ids=(("labels", "class_centers", 0),)),
     Entry(angular.arcface_loss, "angular",
           "pytorch_metric_learning ArcFaceLoss (margin in degrees); straight_through=True: InsightFace arcface_torch",
           _angular(scale=jnp.float32(4.0), margin=jnp.float32(0.5)), _extreme_angular(margin=0.5),
+          blockwise=True, sharded=True, shard=_shard_class_centers(angular.arcface_loss),
           class_ids=(("labels", "class_centers", 0),)),
     Entry(angular.cosface_loss, "angular",
           "pytorch_metric_learning CosFaceLoss",
           _angular(scale=jnp.float32(4.0), margin=jnp.float32(0.35)), _extreme_angular(margin=0.35),
+          blockwise=True, sharded=True, shard=_shard_class_centers(angular.cosface_loss),
           class_ids=(("labels", "class_centers", 0),)),
     Entry(angular.sphereface_loss, "angular",
           "pytorch_metric_learning SphereFaceLoss (scale = s·‖e‖)",
           _angular(scale=jnp.float32(2.0), margin=4), _extreme_angular(scale=64.0, margin=3),
+          blockwise=True, sharded=True, shard=_shard_class_centers(angular.sphereface_loss),
           class_ids=(("labels", "class_centers", 0),)),
     Entry(speaker.ge2e_loss, "angular",
           "",
