@@ -52,14 +52,18 @@ def _approx_ranks(s, temperature):
     return 1.0 + np.sum(0.5 * (1.0 + np.tanh(x / 2)), axis=-1) - 0.5  # the diagonal's σ(0) = ½ left out
 
 
-def _approx_list(name, s, y, w, m, temperature):
+def _approx_list(name, s, y, w, m, temperature, topn=None):
     s, y, w = s[m], y[m], w[m]
     if not s.size:
         return 0.0
     r = _approx_ranks(s, temperature)
     if name == "approx_ndcg_loss":
         g = (2.0 ** y - 1.0) * w
-        return -float(np.sum(g / np.log2(1.0 + r))) / _ideal_dcg(g)
+        kappa = 1.0
+        if topn is not None and s.size > topn:  # the midpoint of the topn-th and (topn+1)-th smallest ranks
+            c = np.mean(np.sort(r)[topn - 1:topn + 1])
+            kappa = 0.5 * (1.0 + np.tanh((c - r) / temperature / 2))
+        return -float(np.sum(g * kappa / np.log2(1.0 + r))) / _ideal_dcg(g, topn)
     return -float(np.max(np.where(y >= 1, 1.0 / r, 0.0)))
 
 
@@ -249,3 +253,76 @@ def test_rax_lambda_weights_values_and_gradients(name, kind, topn, case):
     for g, e in zip(grads, expected_grads):
         assert jnp.all(g[~items] == 0)
         close(g[items], e[items], rtol=1e-5, atol=1e-6 * scale)
+
+
+# ---------------------------------------------------------------- approx_ndcg_loss's topn (rax's approx_cutoff)
+
+
+@pytest.mark.parametrize("topn", [1, 3, 7])
+def test_approx_ndcg_topn_matches_float64_reference(topn):
+    s, y, w, items = _lists(5)
+    out = jaxloss.approx_ndcg_loss(s, y, weights=w, where=items, temperature=0.5, topn=topn)
+    expected = _per_list(functools.partial(_approx_list, "approx_ndcg_loss"), s, y, w, items, 0.5, topn)
+    close(out, expected, rtol=2e-6, atol=1e-7)
+    assert out[1] == 0 and out[2] == 0
+
+
+def test_approx_ndcg_topn_derivatives():
+    """Scores, labels, weights and temperature, with the cutoff point's own derivative; order 2."""
+    _, _, _, items = _lists(6, shape=(3, 6))
+    rng = np.random.default_rng(6)
+    s = jnp.float32(np.argsort(rng.random(items.shape), -1) * 0.45)
+    y = jnp.float32(np.argsort(rng.random(items.shape), -1) * 0.37 + 0.1)
+    w = jnp.float32(rng.uniform(0.9, 1.1, items.shape))
+
+    def call(f):
+        return lambda s, y, w, t: f(s, y, weights=w, temperature=t, where=items, topn=2)
+
+    result = jaxloss.check_gradients(call(jaxloss.approx_ndcg_loss), s, y, w, jnp.float32(0.6),
+                                     reference=call(jaxloss.approx_ndcg_loss.reference), order=2)
+    assert result.ok, result
+
+
+def _moving_cutoff(a, n=None, *, where=None, segments=None, step_fn=jax.nn.sigmoid):
+    """rax's ``approx_cutoff`` (unmasked lists) with the cutoff point differentiated: the
+    midpoint of the ``n``-th and ``(n+1)``-th largest ``a``."""
+    if n is None or n >= a.shape[-1]:
+        return jnp.ones_like(a)
+    order = jnp.argsort(-a, axis=-1)
+    return step_fn(a - jnp.mean(jnp.take_along_axis(a, order[..., n - 1:n + 1], axis=-1), axis=-1, keepdims=True))
+
+
+@pytest.mark.parametrize("case", ["random", "tied", "huge"])
+@pytest.mark.parametrize("topn", [1, 3])
+def test_rax_approx_ndcg_topn(case, topn):
+    """Unmasked lists: values as rax's; label and weight gradients as rax's; score and temperature
+    gradients as rax's metric with the cutoff point not stopped (rax stops its gradient)."""
+    rax = _rax()
+    s, y, w, _ = _cases()[case]
+    step = lambda x, t: jax.nn.sigmoid(x / t)  # noqa: E731
+
+    def theirs(cutoff):
+        def f(s, y, w, t):
+            return -rax.ndcg_metric(s, y, weights=w, topn=topn,
+                                    rank_fn=functools.partial(rax.utils.approx_ranks, step_fn=lambda x: step(x, t)),
+                                    cutoff_fn=functools.partial(cutoff, step_fn=lambda x: step(x, t)))
+        return f
+
+    def ours(s, y, w, t):
+        return jnp.mean(jaxloss.approx_ndcg_loss(s, y, weights=w, temperature=t, topn=topn))
+
+    args = (s, y, w, jnp.float32(0.5))
+    (value, grads), (expected, stopped), (moving, moved) = (
+        jax.value_and_grad(f, argnums=(0, 1, 2, 3))(*args)
+        for f in (ours, theirs(rax.utils.approx_cutoff), theirs(_moving_cutoff)))
+    close(value, expected, rtol=2e-6, atol=1e-7)
+    close(moving, expected, rtol=1e-6, atol=1e-7)
+    for g, e in zip(grads[1:3], stopped[1:3]):
+        close(g, e, rtol=1e-5, atol=1e-7)
+    for g, e in (grads[0], moved[0]), (grads[3], moved[3]):
+        close(g, e, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_topn_on_approx_ndcg_raises():
+    with pytest.raises(ValueError, match="topn must be a positive int"):
+        jaxloss.approx_ndcg_loss(jnp.zeros(3), jnp.zeros(3), topn=0)
