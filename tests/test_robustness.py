@@ -43,14 +43,14 @@ MAX_ABS = {
     ("generalized_kl_divergence", "log_predictions"): 30.0,  # exp(log p) overflows past ~88
     ("binary_cross_entropy", "probabilities"): 1.0,  # outside [0, 1] the loss is NaN (torch raises)
 }
-# Losses that normalise rows with a floor of 1e-12 (cosine logits between rows or against class
-# vectors): at an
-# all-zero row the float32 Hessian is about 1e24, which float16 cannot hold, and the float16 HVP's
+# Losses that normalise rows with a floor of 1e-12 (cosines between rows, against class vectors
+# or between two inputs): at an all-zero row the float32 Hessian is about 1e24, which float16 cannot hold, and the float16 HVP's
 # contributions (±inf) sum to NaN.  Known and open (a dtype-aware floor would fix it); only the HVP
 # of float16 inputs with an all-zero row is exempt: values, gradients and the JVP are still checked.
 F16_ZERO_ROW_HVP = {"angular_margin_loss", "arcface_loss", "cosface_loss", "sphereface_loss", "proxy_nca_loss",
                     "proxy_anchor_loss", "subcenter_arcface_loss", "ntxent_loss", "supervised_contrastive_loss",
-                    "multi_similarity_loss", "circle_loss", "lifted_structure_loss", "npair_loss"}
+                    "multi_similarity_loss", "circle_loss", "lifted_structure_loss", "npair_loss",
+                    "negative_cosine_similarity"}
 DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 SCALES = (1.0, 1e2, 1e4)
 F16_OVERFLOW = 65520.0  # float32 values from here round to inf in float16
