@@ -24,6 +24,7 @@ choice when a training step needs only the mean
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import jax
@@ -48,6 +49,10 @@ def _vocab_axis(layout):
 def _block_size(tokens, vocab, block_size):
     if block_size is None:
         block_size = max(128, _AUTO_BLOCK_ELEMENTS // max(tokens, 1) // 128 * 128)
+        # A multiple of 8 from half that up that divides the vocabulary leaves no remainder block
+        # (whose buffers, outside the loop, would add to the temporaries).
+        divisors = (s for s in range(block_size, block_size // 2 - 1, -8) if vocab % s == 0)
+        block_size = block_size if vocab <= block_size else next(divisors, block_size)
     return min(block_size, vocab)
 
 
@@ -71,20 +76,21 @@ def _matmul(hidden, columns, layout, precision):
 
 
 def _fold_vocabulary(body, init, vocab, size, *, checkpoint=False):
-    """Fold ``body(carry, start, new)`` over the blocks ``[start, start + size)`` of the
-    vocabulary.  When ``size`` does not divide it the last block starts at
-    ``vocab − size`` and overlaps the one before; ``new`` (``[size]``) is false on the
-    columns already counted.  Slicing inside the body (no padded or reshaped copy of the
-    weight) keeps the classifier and its gradient in place; with ``checkpoint`` reverse
-    mode recomputes each block instead of storing it."""
-    count = -(-vocab // size)
+    """Fold ``body(carry, start, size)`` over the blocks ``[start, start + size)`` of the
+    vocabulary: a scan over the ``vocab // size`` whole blocks, then the remainder as one
+    smaller block, so no column is computed twice and no block needs a mask.  Slicing
+    inside the body (no padded or reshaped copy of the weight) keeps the classifier and its
+    gradient in place; with ``checkpoint`` reverse mode recomputes each block instead of
+    storing it."""
+    count, rest = divmod(vocab, size)
 
     def step(carry, k):
-        start = jnp.minimum(k * size, vocab - size)
-        return body(carry, start, start + jnp.arange(size) >= k * size), None
+        return body(carry, k * size, size), None
 
-    step = jax.checkpoint(step) if checkpoint else step
-    return jax.lax.scan(step, init, jnp.arange(count))[0]
+    tail = functools.partial(body, start=count * size, size=rest)
+    step, tail = (jax.checkpoint(step), jax.checkpoint(tail)) if checkpoint else (step, tail)
+    carry = jax.lax.scan(step, init, jnp.arange(count))[0]
+    return tail(carry) if rest else carry
 
 
 def _slice(x, start, size, axis=0):
@@ -201,9 +207,9 @@ def _linear_cross_entropy_tangent(p, t, out, res):
     size = _block_size(h.shape[0], vocab, p.block_size)
     precision = _precision(p.precision, h, w)
 
-    def body(total, start, new):
+    def body(total, start, size):
         z = _block_logits(h, w, b, start, size, layout, precision)
-        prob = jnp.where(new, _math.softmax_weight(z - log_z[:, None]), 0.0)
+        prob = _math.softmax_weight(z - log_z[:, None])
         dz = tangent_sum(
             (1.0, None if dh is None else _matmul(dh, _slice(w, start, size, axis), layout, precision)),
             (1.0, None if dw is None else _matmul(h, _slice(dw, start, size, axis), layout, precision)),
@@ -304,8 +310,9 @@ def linear_softmax_cross_entropy(hidden: Array, weight: Array, labels: Array, *,
       where: optional bool ``[...]`` mask broadcasting to the batch shape: masked tokens (padding)
         give loss 0 and contribute nothing to any gradient.
       block_size: classes per block (static).  ``None`` picks ``4M / tokens`` rounded down
-        to a multiple of 128 (16 MiB of float32 logits per block), at least 128; the last
-        block may overlap the one before when it does not divide ``V``.
+        to a multiple of 128 (16 MiB of float32 logits per block), at least 128, or the
+        largest multiple of 8 down to half that which divides ``V``; a last, smaller block
+        holds the remaining ``V mod block_size`` classes.
       vocab_axis_name: the ``shard_map`` axis over which the vocabulary is sharded (static).
       weight_layout: ``"hv"`` or ``"vh"``, as above (static).
       precision: static; the ``jax.lax.Precision`` of the logit matmuls (forward and
@@ -343,11 +350,8 @@ def linear_softmax_cross_entropy(hidden: Array, weight: Array, labels: Array, *,
     size = _block_size(h.shape[0], vocab, block_size)
     precision = _precision(precision, h, weight)
 
-    def body(carry, start, new):
-        z = _block_logits(h, weight, bias, start, size, weight_layout, precision)
-        # −inf on the columns already counted, added as a [size] row: a select against a constant
-        # [tokens, size] operand would be hoisted out of the loop as a buffer.
-        return _math.logsumexp_step(carry, z + jnp.where(new, 0.0, -jnp.inf))
+    def body(carry, start, size):
+        return _math.logsumexp_step(carry, _block_logits(h, weight, bias, start, size, weight_layout, precision))
 
     zeros = _per_token_zeros(h, weight)
     top, total = _fold_vocabulary(body, (zeros - jnp.inf, zeros), vocab, size)
