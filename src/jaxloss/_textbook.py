@@ -26,13 +26,26 @@ def _unit(x):
     return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def info_nce_loss(queries, keys, *, temperature=0.07, **_):
-    return _cross_entropy_rows(queries @ keys.T / temperature)
+def _with_negatives(logits, rows, negatives, negatives_where):
+    """``logits`` followed by the columns ``⟨row_i, n⟩`` of extra negatives (``[Q, D]`` shared,
+    ``[N, K, D]`` each row's own), −inf where ``negatives_where`` masks them."""
+    if negatives is None:
+        return logits
+    dots = rows @ negatives.T if negatives.ndim == 2 else jnp.einsum("nd,nkd->nk", rows, negatives)
+    return jnp.concatenate([logits, dots if negatives_where is None else jnp.where(negatives_where, dots, -jnp.inf)], 1)
 
 
-def multiple_negatives_ranking_loss(anchors, positives, *, scale=20.0, symmetric=False, **_):
-    logits = scale * _unit(anchors) @ _unit(positives).T
-    rows = _cross_entropy_rows(logits)
+def info_nce_loss(queries, keys, *, temperature=0.07, negatives=None, negatives_where=None, **_):
+    q = queries / temperature
+    return _cross_entropy_rows(_with_negatives(q @ keys.T, q, negatives, negatives_where))
+
+
+def multiple_negatives_ranking_loss(anchors, positives, *, scale=20.0, symmetric=False, negatives=None,
+                                    negatives_where=None, **_):
+    a = scale * _unit(anchors)
+    logits = a @ _unit(positives).T
+    rows = _cross_entropy_rows(_with_negatives(logits, a, None if negatives is None else _unit(negatives),
+                                               negatives_where))
     return 0.5 * (rows + _cross_entropy_rows(logits.T)) if symmetric else rows
 
 
