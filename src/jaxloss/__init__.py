@@ -1,6 +1,7 @@
 """jaxloss: loss functions for JAX with hand-derived, verified derivative rules."""
 
 from jaxloss import checks as checks
+from jaxloss import queue as queue
 from jaxloss import reduce as reduce
 from jaxloss.angular import angular_margin_loss as angular_margin_loss
 from jaxloss.angular import arcface_loss as arcface_loss
@@ -17,6 +18,8 @@ from jaxloss.classification import sigmoid_binary_cross_entropy as sigmoid_binar
 from jaxloss.classification import soft_margin_loss as soft_margin_loss
 from jaxloss.classification import square_loss as square_loss
 from jaxloss.classification import squared_hinge_loss as squared_hinge_loss
+from jaxloss.compound import dice_ce_loss as dice_ce_loss
+from jaxloss.compound import dice_focal_loss as dice_focal_loss
 from jaxloss.contrastive import info_nce_loss as info_nce_loss
 from jaxloss.contrastive import ntxent as ntxent
 from jaxloss.contrastive import ntxent_loss as ntxent_loss
@@ -36,6 +39,8 @@ from jaxloss.focal import softmax_focal_loss as softmax_focal_loss
 from jaxloss.fused import linear_softmax_cross_entropy as linear_softmax_cross_entropy
 from jaxloss.fused import linear_softmax_cross_entropy_mean as linear_softmax_cross_entropy_mean
 from jaxloss.gradients import check_gradients as check_gradients
+from jaxloss.lovasz import lovasz_hinge_loss as lovasz_hinge_loss
+from jaxloss.lovasz import lovasz_softmax_loss as lovasz_softmax_loss
 from jaxloss.margin import multiclass_hinge_loss as multiclass_hinge_loss
 from jaxloss.margin import multiclass_perceptron_loss as multiclass_perceptron_loss
 from jaxloss.margin import multilabel_margin_loss as multilabel_margin_loss
@@ -109,24 +114,24 @@ __all__ = [
     "barlow_twins_loss", "batch_triplet_loss", "binary_cross_entropy", "binary_dice_loss", "cached_contrastive",
     "center_loss", "center_update", "check_gradients", "checks", "circle_loss", "clip_loss", "contrastive_loss",
     "convex_kl_divergence", "cosface_loss", "cosine_distance", "cosine_embedding_loss", "cosine_similarity",
-    "ctc_loss", "ctc_loss_with_forward_probs", "dice_loss", "dino_center_update", "dino_loss", "distillation_loss",
-    "focal_tversky_loss", "gaussian_kl_divergence", "gaussian_nll_loss", "ge2e_loss", "generalized_dice_loss",
-    "generalized_kl_divergence", "hinge_embedding_loss", "hinge_loss", "huber_loss", "info_nce_loss", "jaccard_loss",
-    "kl_divergence", "kl_divergence_with_log_targets", "l1_loss", "l2_loss", "lifted_structure_loss",
-    "linear_softmax_cross_entropy", "linear_softmax_cross_entropy_mean", "listmle_loss", "log_cosh", "logistic_loss",
-    "make_fenchel_young_loss", "margin_ranking_loss", "mse_loss", "multi_similarity_loss",
-    "multiclass_generalized_dice_loss", "multiclass_hinge_loss", "multiclass_perceptron_loss",
-    "multiclass_sparsemax_loss", "multilabel_margin_loss", "multilabel_soft_margin_loss",
-    "multiple_negatives_ranking_loss", "negative_cosine_similarity", "nll_loss", "npair_loss", "ntxent", "ntxent_loss",
-    "pairwise_hinge_loss", "pairwise_logistic_loss", "pairwise_soft_zero_one_loss", "perceptron_loss",
-    "pointwise_mse_loss", "pointwise_sigmoid_loss", "poisson_nll_loss", "poly1_cross_entropy",
-    "poly_loss_cross_entropy", "proxy_anchor_loss", "proxy_nca_loss", "quantile_loss", "ranking_softmax_loss",
-    "reduce", "rnnt_loss", "rnnt_loss_from_joiner", "safe_softmax_cross_entropy", "sigmoid_binary_cross_entropy",
-    "sigmoid_contrastive_loss", "sigmoid_focal_loss", "smooth_l1_loss", "smooth_labels", "soft_dice_loss",
-    "soft_margin_loss", "softmax_cross_entropy", "softmax_cross_entropy_with_integer_labels", "softmax_focal_loss",
-    "sparsemax_loss", "sphereface_loss", "square_loss", "squared_error", "squared_hinge_loss",
-    "subcenter_arcface_loss", "supervised_contrastive_loss", "triplet_margin_loss", "tversky_loss",
-    "valid_triplet_anchors", "vicreg_loss",
+    "ctc_loss", "ctc_loss_with_forward_probs", "dice_ce_loss", "dice_focal_loss", "dice_loss", "dino_center_update",
+    "dino_loss", "distillation_loss", "focal_tversky_loss", "gaussian_kl_divergence", "gaussian_nll_loss", "ge2e_loss",
+    "generalized_dice_loss", "generalized_kl_divergence", "hinge_embedding_loss", "hinge_loss", "huber_loss",
+    "info_nce_loss", "jaccard_loss", "kl_divergence", "kl_divergence_with_log_targets", "l1_loss", "l2_loss",
+    "lifted_structure_loss", "linear_softmax_cross_entropy", "linear_softmax_cross_entropy_mean", "listmle_loss",
+    "log_cosh", "logistic_loss", "lovasz_hinge_loss", "lovasz_softmax_loss", "make_fenchel_young_loss",
+    "margin_ranking_loss", "mse_loss", "multi_similarity_loss", "multiclass_generalized_dice_loss",
+    "multiclass_hinge_loss", "multiclass_perceptron_loss", "multiclass_sparsemax_loss", "multilabel_margin_loss",
+    "multilabel_soft_margin_loss", "multiple_negatives_ranking_loss", "negative_cosine_similarity", "nll_loss",
+    "npair_loss", "ntxent", "ntxent_loss", "pairwise_hinge_loss", "pairwise_logistic_loss",
+    "pairwise_soft_zero_one_loss", "perceptron_loss", "pointwise_mse_loss", "pointwise_sigmoid_loss",
+    "poisson_nll_loss", "poly1_cross_entropy", "poly_loss_cross_entropy", "proxy_anchor_loss", "proxy_nca_loss",
+    "quantile_loss", "queue", "ranking_softmax_loss", "reduce", "rnnt_loss", "rnnt_loss_from_joiner",
+    "safe_softmax_cross_entropy", "sigmoid_binary_cross_entropy", "sigmoid_contrastive_loss", "sigmoid_focal_loss",
+    "smooth_l1_loss", "smooth_labels", "soft_dice_loss", "soft_margin_loss", "softmax_cross_entropy",
+    "softmax_cross_entropy_with_integer_labels", "softmax_focal_loss", "sparsemax_loss", "sphereface_loss",
+    "square_loss", "squared_error", "squared_hinge_loss", "subcenter_arcface_loss", "supervised_contrastive_loss",
+    "triplet_margin_loss", "tversky_loss", "valid_triplet_anchors", "vicreg_loss",
 ]
 
 __version__ = "0.1.0"
