@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import datetime
 import os
+import pathlib
 import statistics
+import sys
 import time
 from collections.abc import Callable, Mapping
 
 import jax
+import jaxlib
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 
 def compile_with_footprint(fn: Callable, *args) -> tuple[Callable, int]:
@@ -122,3 +128,35 @@ def ratio_table(ms, footprint, baselines) -> list[str]:
 
 def others_note(others) -> str:
     return "" if others is None else f"; other processes used {100 * others:.0f}% of the CPU while timing"
+
+
+def add_run_options(parser, quick: str) -> None:
+    """The options every script shares, which ``python -m jaxloss bench all`` passes: ``--quick``
+    (the script's quick run, described by ``quick``), ``--scale`` and ``--write [DIR]``."""
+    parser.add_argument("--quick", action="store_true", help=f"a quick run: {quick}")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="multiply the problem sizes by this (default 1; a CPU smoke run: 0.01)")
+    parser.add_argument("--write", nargs="?", const=str(RESULTS), metavar="DIR",
+                        help="also write the report to DIR/<script>-<backend>.md (DIR: benchmarks/results)")
+
+
+def scaled(n: int, scale: float, least: int = 4) -> int:
+    """``n × scale`` rounded, at least ``least`` (``n`` itself at scale 1)."""
+    return n if scale == 1 else max(least, round(n * scale))
+
+
+def header(name: str, argv) -> str:
+    """A results file's heading: the script, backend, device, versions, date and command."""
+    command = " ".join(["python -m jaxloss bench", name, *(argv if argv is not None else sys.argv[1:])])
+    return (f"# {name}, {jax.default_backend()}\n\n- Device: {machine()}; jax {jax.__version__}, "
+            f"jaxlib {jaxlib.__version__}; {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n"
+            f"- Command: `{command}`\n\n")
+
+
+def write_report(name: str, report: str, directory, argv=None, *, titled: bool = False) -> pathlib.Path:
+    """Write ``report`` to ``directory/<name>-<backend>.md`` (under :func:`header` unless it is
+    ``titled`` already) and return the path."""
+    path = pathlib.Path(directory) / f"{name}-{jax.default_backend()}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(("" if titled else header(name, argv)) + report.rstrip("\n") + "\n")
+    return path

@@ -29,7 +29,8 @@ import jax.numpy as jnp
 import jaxloss
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import cpu_ticks, interleaved_medians, machine, others_note, others_share  # noqa: E402
+from _timing import (add_run_options, cpu_ticks, interleaved_medians, machine, others_note, others_share,  # noqa: E402
+                     scaled, write_report)
 
 SIZES = ((1024, 100_000, 512), (1024, 1_000_000, 512))
 GOAL = ((1024, 1_000_000, 512), 2 * 2**30)
@@ -104,6 +105,7 @@ def main(argv=None) -> str:
     parser.add_argument("--size", type=int, nargs=3, action="append", metavar=("N", "C", "D"),
                         help="embeddings, classes, features (repeatable; default: 1024×100k×512 and 1024×1M×512)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per contender (default 3; 0: memory only)")
+    add_run_options(parser, "the first size only (--scale multiplies N, C, D and the block size)")
     parser.add_argument("--block-size", type=int, default=8192, help="classes per block (default 8192)")
     parser.add_argument("--max-temp-gib", type=float, default=2.5,
                         help="compile but do not run contenders needing more temporaries (default 2.5)")
@@ -111,7 +113,8 @@ def main(argv=None) -> str:
                         help="also time sizes over 2^38 N·C·D (default: their memory only)")
     args = parser.parse_args(argv)
 
-    sizes = [tuple(s) for s in args.size] if args.size else list(SIZES)
+    sizes = [tuple(scaled(n, args.scale) for n in s) for s in args.size or SIZES[:1 if args.quick else None]]
+    args.block_size = scaled(args.block_size, args.scale)
     head = ["contender", "N×C×D", "median ms", "time ×autodiff", "temp MiB", "footprint MiB"]
     lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     verdicts, notes = [], []
@@ -126,6 +129,8 @@ def main(argv=None) -> str:
              f"'–': not timed (temp over {args.max_temp_gib:g} GiB, or memory only)")
     table = "\n".join([title, "", *lines, "", *verdicts, *(f"- {n}" for n in notes)])
     print(table)
+    if args.write:
+        write_report("angular_classes", table, args.write, argv)
     return table
 
 

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import jaxloss
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import compile_with_footprint, interleaved_medians, machine  # noqa: E402
+from _timing import add_run_options, compile_with_footprint, interleaved_medians, machine, scaled, write_report  # noqa: E402
 
 MIB = 2**20
 
@@ -68,17 +68,26 @@ def _steps(args):
 
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--ns", type=int, nargs="+", default=[1024 * 2**k for k in range(7)])
+    parser.add_argument("--ns", type=int, nargs="+", help="batch sizes (default 1024 … 65536; 1024 4096 16384 with "
+                        "--quick)")
     parser.add_argument("--chunk", type=int, default=1024)
     parser.add_argument("--dim-in", type=int, default=256)
     parser.add_argument("--hidden", type=int, default=4096)
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--block-size", type=int, default=1024)
-    parser.add_argument("--time-ns", type=int, nargs="*", default=[], help="also time the steps at these N")
+    parser.add_argument("--time-ns", type=int, nargs="*", help="also time the steps at these N (default none; the "
+                        "first N with --quick)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-gib", type=float, default=8.0, help="time only what fits under this (default 8)")
     parser.add_argument("--plot", help="write footprint against N to this PNG")
+    add_run_options(parser, "three batch sizes, the first timed (--scale multiplies N and every width)")
     args = parser.parse_args(argv)
+    ns = args.ns or ([1024, 4096, 16384] if args.quick else [1024 * 2**k for k in range(7)])
+    time_ns = args.time_ns if args.time_ns is not None else ns[:1] if args.quick else []
+    chunk = scaled(args.chunk, args.scale)  # N scaled as the chunk is: whole chunks stay whole
+    args.ns, args.time_ns = ([max(1, n * chunk // args.chunk) for n in series] for series in (ns, time_ns))
+    for name in ("chunk", "dim_in", "hidden", "dim", "block_size"):
+        setattr(args, name, scaled(getattr(args, name), args.scale))
     params, steps = _params(args), _steps(args)
     out = [f"float32; encoder {args.dim_in} → {args.hidden} → {args.dim} (GELU); multiple_negatives_ranking_loss, "
            f"block_size = {args.block_size}; chunk = {args.chunk}; jax {jax.__version__}; {machine()}", "",
@@ -111,6 +120,8 @@ def main(argv=None) -> str:
     if args.plot:
         _plot(curves, args.plot, args)
         out += ["", f"(plot: {args.plot})"]
+    if args.write:
+        write_report("cached_contrastive", "\n".join(out), args.write, argv)
     return "\n".join(out)
 
 

@@ -69,14 +69,13 @@ import optax
 from jaxloss.catalogue import ENTRIES
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import (compile_with_footprint, cpu_ticks, device_memory, interleaved_times, machine,  # noqa: E402
-                     others_note, others_share)
+from _timing import (add_run_options, compile_with_footprint, cpu_ticks, device_memory, interleaved_times,  # noqa: E402
+                     machine, others_note, others_share, write_report)
 
 TIME_GOAL, FOOTPRINT_GOAL = 1.05, 1.0
 # Bytes a footprint may exceed its goal by: a few scalar constants kept as temporaries (the opaque
 # ones of jaxloss's elementwise forwards), not an array.
 FOOTPRINT_SLACK = 1024
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 relu, lse, softmax, log_softmax = jax.nn.relu, jax.nn.logsumexp, jax.nn.softmax, jax.nn.log_softmax
 
 
@@ -534,13 +533,11 @@ def main(argv=None) -> str:
     parser.add_argument("--family", help="comma-separated catalogue families")
     parser.add_argument("--dtype", default="float32,bfloat16", help="comma-separated: float32, bfloat16")
     parser.add_argument("--repeats", type=int, help="timed repetitions (default 7; 3 with --quick)")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply every size by this (CI: 0.02)")
-    parser.add_argument("--quick", action="store_true", help="3 repetitions and 1 warm-up call")
     parser.add_argument("--max-gib", type=float, help="run no contender whose footprint is larger "
                         "(default: half the device's memory)")
     parser.add_argument("--row-seconds", type=float, default=120.0,
                         help="timing budget per row: fewer repetitions (at least 3) where calls are slow")
-    parser.add_argument("--write", action="store_true", help="write benchmarks/results/catalogue-<backend>.md")
+    add_run_options(parser, "3 repetitions and 1 warm-up call")
     args = parser.parse_args(argv)
 
     entries = [e for e in ENTRIES if (not args.only or e.name in args.only.split(","))
@@ -582,9 +579,7 @@ def main(argv=None) -> str:
              f"Worst time ratios: {worst(rows, 0)}.", f"Worst footprint ratios: {worst(rows, 1)}.")
     report = "\n".join(lines) + "\n"
     if args.write:
-        os.makedirs(RESULTS, exist_ok=True)
-        with open(os.path.join(RESULTS, f"catalogue-{backend}.md"), "w") as f:
-            f.write(report)
+        write_report("catalogue", report, args.write, titled=True)
     return report
 
 

@@ -33,7 +33,7 @@ import optax
 import jaxloss
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import compile_with_footprint, interleaved_medians  # noqa: E402
+from _timing import add_run_options, compile_with_footprint, interleaved_medians, scaled, write_report  # noqa: E402
 
 GIB = 2**30
 
@@ -65,14 +65,21 @@ def _cells(result, baseline=None):
 
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--ns", type=int, nargs="+", default=(4096, 16384, 65536))
-    parser.add_argument("--ntxent-ns", type=int, nargs="+", default=(2048, 8192))
+    parser.add_argument("--ns", type=int, nargs="+", help="InfoNCE batch sizes (default 4096 16384 65536; "
+                        "4096 16384 with --quick)")
+    parser.add_argument("--ntxent-ns", type=int, nargs="+", help="NT-Xent batch sizes (default 2048 8192; 2048 with "
+                        "--quick)")
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--block-size", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-gib", type=float, default=12.0, help="time only what fits under this (default 12)")
     parser.add_argument("--plot", help="write footprint against N to this PNG")
+    add_run_options(parser, "the smaller batch sizes (--scale multiplies N, d and the block size)")
     args = parser.parse_args(argv)
+    args.ns = [scaled(n, args.scale) for n in args.ns or ((4096, 16384) if args.quick else (4096, 16384, 65536))]
+    ntxent_ns = args.ntxent_ns or ((2048,) if args.quick else (2048, 8192))
+    args.ntxent_ns = [2 * scaled(n // 2, args.scale) for n in ntxent_ns]  # pairs
+    args.dim, args.block_size = scaled(args.dim, args.scale), scaled(args.block_size, args.scale)
     max_bytes, key = args.max_gib * GIB, jax.random.key(0)
 
     out = [f"float32, d = {args.dim}, block_size = {args.block_size}, median of {args.repeats} runs, "
@@ -110,6 +117,8 @@ def main(argv=None) -> str:
     if args.plot:
         _plot(curves, args.plot, args)
         out += ["", f"(plot: {args.plot})"]
+    if args.write:
+        write_report("contrastive", "\n".join(out), args.write, argv)
     return "\n".join(out)
 
 

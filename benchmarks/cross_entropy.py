@@ -33,7 +33,7 @@ import optax
 import jaxloss
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import measure, others_note, ratio_table  # noqa: E402
+from _timing import add_run_options, measure, others_note, ratio_table, scaled, write_report  # noqa: E402
 
 # dtype: (time goal, footprint goal), jaxloss against optax, at the GOAL_SHAPES only
 GOALS = {"float32": (1.05, 1.0), "bfloat16": (0.8, 0.6)}
@@ -63,10 +63,12 @@ def main(argv=None) -> str:
     parser.add_argument("--shape", type=int, nargs=2, default=(4096, 32000), metavar=("N", "C"),
                         help="examples and classes (default 4096 32000)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
-    parser.add_argument("--repeats", type=int, default=7, help="timed runs per contender (default 7)")
+    parser.add_argument("--repeats", type=int, help="timed runs per contender (default 7; 5 with --quick)")
+    add_run_options(parser, "5 repeats")
     args = parser.parse_args(argv)
+    args.repeats = args.repeats or (5 if args.quick else 7)
 
-    shape, dtype = tuple(args.shape), jnp.dtype(args.dtype)
+    shape, dtype = tuple(scaled(n, args.scale) for n in args.shape), jnp.dtype(args.dtype)
     kx, ky = jax.random.split(jax.random.key(0))
     x = 4 * jax.random.normal(kx, shape, dtype)
     y = jax.random.randint(ky, shape[:1], 0, shape[1], jnp.int32)
@@ -84,6 +86,8 @@ def main(argv=None) -> str:
                f"({footprint['jaxloss'] - footprint['optax']:+,} bytes)")
     table = "\n".join(lines + (["", verdict] if shape in GOAL_SHAPES else []))
     print(table)
+    if args.write:
+        write_report("cross_entropy", table, args.write, argv)
     return table
 
 

@@ -33,7 +33,7 @@ import optax
 import jaxloss
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import measure, others_note, ratio_table  # noqa: E402
+from _timing import add_run_options, measure, others_note, ratio_table, scaled, write_report  # noqa: E402
 
 
 def _objective(loss):
@@ -54,28 +54,35 @@ def _inputs(batch, frames, labels, vocab, seed=0):
 def main(argv=None) -> str:
     """Run the comparisons, print the markdown tables and return them."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=11, help="timed runs per contender (default 11)")
+    parser.add_argument("--repeats", type=int, help="timed runs per contender (default 11; 5 with --quick)")
     parser.add_argument("--batch", type=int, default=32, help="sequences per batch (default 32)")
     parser.add_argument("--frames", type=int, default=200, help="frames T (default 200)")
     parser.add_argument("--labels", type=int, default=32, help="labels N (default 32)")
     parser.add_argument("--vocab", type=int, nargs="+", default=(64, 512), help="vocabulary sizes K (default 64 512)")
+    add_run_options(parser, "5 repeats (--scale multiplies B, T and N, not K)")
     args = parser.parse_args(argv)
+    args.repeats = args.repeats or (5 if args.quick else 11)
+    batch, frames, labels = (scaled(n, args.scale, least) for n, least in
+                             ((args.batch, 1), (args.frames, 4), (args.labels, 1)))
 
     sections = [f"float32, median of {args.repeats} interleaved runs, jax {jax.__version__}, "
                 f"optax {optax.__version__}, {jax.devices()[0].platform}"]
     print(sections[0], flush=True)
     for vocab in args.vocab:
-        inputs = _inputs(args.batch, args.frames, args.labels, vocab)
+        inputs = _inputs(batch, frames, labels, vocab)
         objectives = {"jaxloss": _objective(jaxloss.ctc_loss),
                       "optax": _objective(optax.ctc_loss),
                       "autodiff": _objective(jaxloss.ctc_loss.reference)}
         ms, footprint, others = measure(objectives, inputs, repeats=args.repeats)
-        title = f"ctc_loss: logits [{args.batch}, {args.frames}, {vocab}], labels [{args.batch}, {args.labels}]"
+        title = f"ctc_loss: logits [{batch}, {frames}, {vocab}], labels [{batch}, {labels}]"
         sections.append("\n".join(["", f"### {title}", "",
                                    f"(value and gradient of the mean loss w.r.t. the logits{others_note(others)})",
                                    "", *ratio_table(ms, footprint, ("optax", "autodiff"))]))
         print(sections[-1], flush=True)
-    return "\n".join(sections)
+    report = "\n".join(sections)
+    if args.write:
+        write_report("ctc", report, args.write, argv)
+    return report
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import optax
 import jaxloss
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import compile_with_footprint, interleaved_medians  # noqa: E402
+from _timing import add_run_options, compile_with_footprint, interleaved_medians, scaled, write_report  # noqa: E402
 
 TIME_GOAL, FOOTPRINT_GOAL, GOAL_SIZE = 1.05, 1.0, 4096 * 4096  # the goal applies at 16M elements
 
@@ -57,12 +57,15 @@ def main(argv=None) -> str:
     """Run the benchmark, print the markdown table and return it."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=4096 * 4096, help="elements per input (default 16M)")
-    parser.add_argument("--repeats", type=int, default=7, help="timed runs per contender (default 7)")
+    parser.add_argument("--repeats", type=int, help="timed runs per contender (default 7; 5 with --quick)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    add_run_options(parser, "5 repeats (--scale multiplies both dimensions of the [rows, columns] input)")
     args = parser.parse_args(argv)
+    args.repeats = args.repeats or (5 if args.quick else 7)
 
     cols = math.gcd(args.size, 4096)
-    shape, dtype = (args.size // cols, cols), jnp.dtype(args.dtype)
+    shape, dtype = (scaled(args.size // cols, args.scale, 1), scaled(cols, args.scale, 1)), jnp.dtype(args.dtype)
+    args.size = shape[0] * shape[1]
     kx, ky = jax.random.split(jax.random.key(0))
     x = 2 * jax.random.normal(kx, shape, dtype)  # r = x - y ~ N(0, 5): |r| > delta for about 2/3 of them
 
@@ -91,6 +94,8 @@ def main(argv=None) -> str:
                         f"and autodiff) {'met' if met else 'NOT met'}"]
     table = "\n".join(lines + [""] + verdicts)
     print(table)
+    if args.write:
+        write_report("elementwise", table, args.write, argv)
     return table
 
 

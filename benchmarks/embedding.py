@@ -30,7 +30,7 @@ import optax
 import jaxloss
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import measure, others_note, ratio_table  # noqa: E402
+from _timing import add_run_options, measure, others_note, ratio_table, scaled, write_report  # noqa: E402
 
 
 def _objective(loss, argnums):
@@ -78,11 +78,15 @@ def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=("angular", "batch_triplet", "triplet"), action="append",
                         help="run only these comparisons (repeatable; default all)")
-    parser.add_argument("--repeats", type=int, default=11, help="timed runs per contender (default 11)")
+    parser.add_argument("--repeats", type=int, help="timed runs per contender (default 11; 5 with --quick)")
     parser.add_argument("--angular", type=int, nargs=3, default=(1024, 512, 16384), metavar=("N", "D", "C"))
     parser.add_argument("--batch-triplet", type=int, nargs=2, default=(1024, 128), metavar=("N", "D"))
     parser.add_argument("--triplet", type=int, nargs=2, default=(65536, 128), metavar=("N", "D"))
+    add_run_options(parser, "5 repeats")
     args = parser.parse_args(argv)
+    args.repeats = args.repeats or (5 if args.quick else 11)
+    for name in ("angular", "batch_triplet", "triplet"):
+        setattr(args, name, tuple(scaled(n, args.scale) for n in getattr(args, name)))
     only = set(args.only or ("angular", "batch_triplet", "triplet"))
     keys = jax.random.split(jax.random.key(0), 3)
 
@@ -102,7 +106,10 @@ def main(argv=None) -> str:
         sections.append("\n".join(["", f"### {title}", "", f"(value and gradient of the mean loss{others_note(others)})",
                                     "", *ratio_table(ms, footprint, baselines)]))
         print(sections[-1], flush=True)
-    return "\n".join(sections)
+    report = "\n".join(sections)
+    if args.write:
+        write_report("embedding", report, args.write, argv)
+    return report
 
 
 if __name__ == "__main__":

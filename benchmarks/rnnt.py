@@ -31,7 +31,7 @@ import numpy as np
 import jaxloss
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import measure, others_note, ratio_table  # noqa: E402
+from _timing import add_run_options, measure, others_note, ratio_table, write_report  # noqa: E402
 
 
 def _inputs(batch, frames, labels, vocab, hidden, seed=0):
@@ -66,15 +66,16 @@ def _lean(block_size):
 def main(argv=None) -> str:
     """Run the comparison, print the markdown table and return it."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per contender (default 5)")
+    parser.add_argument("--repeats", type=int, help="timed runs per contender (default 5; 3 with --quick)")
     parser.add_argument("--batch", type=int, default=8, help="sequences B (default 8)")
     parser.add_argument("--frames", type=int, default=200, help="frames T (default 200)")
     parser.add_argument("--labels", type=int, default=50, help="labels U (default 50)")
     parser.add_argument("--vocab", type=int, default=1024, help="vocabulary V (default 1024)")
     parser.add_argument("--hidden", type=int, default=256, help="joiner width H (default 256)")
     parser.add_argument("--block-size", type=int, default=None, help="lean form's frames per block (default: auto)")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply B and T by this (a smaller run)")
+    add_run_options(parser, "3 repeats (--scale multiplies B and T)")
     args = parser.parse_args(argv)
+    args.repeats = args.repeats or (3 if args.quick else 5)
     batch, frames = max(1, round(args.batch * args.scale)), max(2, round(args.frames * args.scale))
 
     inputs = _inputs(batch, frames, args.labels, args.vocab, args.hidden)
@@ -89,6 +90,8 @@ def main(argv=None) -> str:
                        "(value and gradient of the mean loss w.r.t. encoder, predictor and joiner weight"
                        f"{others_note(others)})", "", *ratio_table(ms, footprint, ("dense", "autodiff"))])
     print(table, flush=True)
+    if args.write:
+        write_report("rnnt", table, args.write, argv)
     return table
 
 

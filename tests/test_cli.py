@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import pytest
 
@@ -75,6 +76,38 @@ def test_every_benchmark_script_runs_on_a_small_problem(capsys, name, args, rows
     assert cli.main(["bench", name, *args]) == 0
     out = capsys.readouterr().out
     assert all(row in out for row in rows), out
+
+
+@pytest.mark.full
+def test_bench_all_quick_writes_a_report_per_script(capsys, tmp_path):
+    # A smoke run at tiny sizes: the scripts with the shared options (--quick, --scale, --write) and one
+    # without them (linear_cross_entropy, run with bench all's own quick arguments); the rest are skipped
+    # for CI's time (each runs on a small problem above).
+    run = ["cross_entropy", "ctc", "linear_cross_entropy"]
+    skip = [n for n in cli._benchmarks() if n not in run]
+    argv = ["bench", "all", "--quick", "--scale", "0.01", "--out", str(tmp_path), "--skip", ",".join(skip)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "bench all: 3 of 3 scripts" in out
+    backend = jax.default_backend()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{n}-{backend}.md" for n in run]
+    for name in run:
+        text = (tmp_path / f"{name}-{backend}.md").read_text()
+        assert text.startswith(f"# {name}, {backend}\n") and f"jax {jax.__version__}" in text
+        assert "| jaxloss" in text
+    assert "logits (41, 320) float32" in (tmp_path / f"cross_entropy-{backend}.md").read_text()  # scaled
+
+
+def test_bench_all_names_a_failing_script_and_exits_1(capsys, tmp_path, monkeypatch):
+    def broken(argv=None):
+        raise RuntimeError("broken script")
+
+    module = cli._load("cross_entropy")
+    monkeypatch.setattr(module, "main", broken)
+    monkeypatch.setattr(cli, "_load", lambda name: module)
+    skip = [n for n in cli._benchmarks() if n != "cross_entropy"]
+    assert cli.main(["bench", "all", "--out", str(tmp_path), "--skip", ",".join(skip)]) == 1
+    assert "failed: cross_entropy" in capsys.readouterr().out and not list(tmp_path.iterdir())
 
 
 def test_verify_inputs_prints_a_row_per_case_and_exits_0(capsys):
