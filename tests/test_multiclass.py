@@ -228,14 +228,56 @@ def test_bfloat16_logits_give_float32_loss_and_bfloat16_gradient():
     assert g.dtype == jnp.bfloat16
 
 
-def test_reverse_mode_keeps_only_the_logits_and_the_log_sum_exp():
+@pytest.mark.parametrize("keep", [False, True], ids=["recomputed", "kept"])
+def test_reverse_mode_keeps_the_log_sum_exp_and_the_logits_or_on_cpu_the_exponentials(keep, monkeypatch):
+    monkeypatch.setattr(jaxloss.multiclass, "keeps_exponentials", lambda x: keep)
     logits, ids, _, _ = _inputs(13, (64, 100))
     logits = jnp.float32(logits)
     _, vjp = jax.vjp(lambda x: softmax_cross_entropy(x, ids), logits)
     leaves = [leaf for leaf in jax.tree_util.tree_leaves(vjp) if hasattr(leaf, "shape")]
-    assert any(leaf is logits for leaf in leaves)
-    big = [leaf.shape for leaf in leaves if leaf is not logits and leaf.size >= logits.size]
-    assert not big, big  # no softmax or one-hot kept: only [N] statistics and the labels
+    assert any(leaf is logits for leaf in leaves) == (not keep)  # the rule reads exp(x − m) instead
+    big = [leaf for leaf in leaves if leaf is not logits and leaf.size >= logits.size]
+    # no softmax or one-hot kept: only [N] statistics and the labels, and exp(x − m) where kept
+    assert [leaf.shape for leaf in big] == [logits.shape] * keep
+    if keep:
+        m = jnp.max(logits, axis=-1, keepdims=True)
+        np.testing.assert_allclose(big[0], jnp.exp(logits - m), rtol=1e-6)
+
+
+def test_kept_exponentials_follow_the_backend_and_dtype():
+    f32, bf16 = jnp.zeros((2, 3), jnp.float32), jnp.zeros((2, 3), jnp.bfloat16)
+    assert jaxloss._softmax.keeps_exponentials(f32) == (jax.default_backend() == "cpu")
+    assert not jaxloss._softmax.keeps_exponentials(bf16)
+
+
+@pytest.mark.parametrize("targets", ["ids", "probabilities"])
+def test_kept_and_recomputed_exponentials_give_the_same_derivatives(targets, monkeypatch, x64):
+    # The CPU rule reads the forward's exp(x − m); an accelerator's recomputes it from the
+    # logits: values, gradients of every float argument, JVP and HVP agree to rounding.
+    logits, ids, probabilities, weights = _inputs(15)
+    logits[1, 2] = -np.inf
+    labels = ids if targets == "ids" else probabilities
+    class_mask = np.ones((N, C), bool)
+    class_mask[3, 1] = False
+    mask_ok = ids != 1
+
+    def loss(x, w, eps, z):
+        return jnp.sum(softmax_cross_entropy(x, labels, class_weights=w, label_smoothing=eps, z_loss=z,
+                                             class_mask=class_mask, where=mask_ok) ** 2)
+
+    args = (logits, weights, 0.1, 0.01)
+    tangent = np.random.default_rng(1).standard_normal((N, C))
+    tangent[1, 2] = 0.0
+    results = {}
+    for keep in (False, True):
+        monkeypatch.setattr(jaxloss.multiclass, "keeps_exponentials", lambda x, keep=keep: keep)
+        value, grads = jax.value_and_grad(loss, argnums=(0, 1, 2, 3))(*args)
+        _, jvp = jax.jvp(lambda x: loss(x, *args[1:]), (logits,), (tangent,))
+        hvp = jax.jvp(jax.grad(lambda x: loss(x, *args[1:])), (logits,), (tangent,))[1]
+        results[keep] = [value, *grads, jvp, hvp]
+    for recomputed, kept in zip(results[False], results[True]):
+        assert np.all(np.isfinite(kept))
+        np.testing.assert_allclose(kept, recomputed, rtol=1e-10, atol=1e-12, equal_nan=False)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])

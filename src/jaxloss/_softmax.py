@@ -134,6 +134,34 @@ def label_shifted_logsumexp(x, labels):
     return jax.lax.cond(jnp.all(jnp.isfinite(lse)), lambda: (shift, lse), lambda: shifted_logsumexp(x))
 
 
+def keeps_exponentials(x) -> bool:
+    """Whether a softmax loss keeps ``exp(x − m)`` ``[..., C]`` from its forward for its rule
+    (:func:`exp_logsumexp`) instead of recomputing it: on XLA:CPU for float32 or wider logits.
+    There ``exp`` is compute-bound (~1 ns an element on a core), and a rule that evaluates it
+    again takes ~1.2–1.7× the time of autodiff, which keeps the exponentials and writes the
+    gradient over them (the same footprint: their buffer becomes the gradient's).  On an
+    accelerator the passes are memory-bound and recomputing is the cheaper; 16-bit logits
+    would need a float32 ``[..., C]`` buffer twice their size."""
+    return jax.default_backend() == "cpu" and jnp.dtype(x.dtype).itemsize >= 4
+
+
+def exp_logsumexp(x):
+    """:func:`shifted_logsumexp`'s ``(m, lse)`` and the exponentials ``exp(x − m)`` they sum,
+    for :func:`softmax_from` to reuse (see :func:`keeps_exponentials`)."""
+    m = jax.lax.stop_gradient(jnp.max(x, axis=-1)).astype(compute_dtype(x.dtype))
+    m = jnp.where(jnp.isfinite(m), m, 0)
+    e = jnp.exp(x.astype(m.dtype) - m[..., None])
+    return m, jnp.log(jnp.sum(e, axis=-1)), e
+
+
+def softmax_from(nll, res):
+    """``softmax(x) = exp(−nll)`` per class: from the forward's exponentials when the residuals
+    ``res`` hold them (:func:`exp_logsumexp`), else from ``nll`` (:func:`minus_log_softmax`)."""
+    if len(res) == 3:
+        return res[2] * jnp.exp(-res[1])[..., None]
+    return jnp.exp(-nll)
+
+
 def minus_log_softmax(x, shift, lse):
     """``lse(x) − x_c`` per class (+inf for a logit of −inf) from the shifted statistics."""
     return lse[..., None] - (x - shift[..., None])

@@ -28,9 +28,9 @@ import numpy as np
 from jaxloss import _checks
 from jaxloss._softmax import (
     IGNORE_INDEX, PerClass, check_class_mask, check_classes, class_ids, class_masked, class_sum, cofactor, counted_only,
-    gather_class, id_targets, label_logit, label_shifted_logsumexp, label_value, label_weight, loud,
-    minus_log_softmax, one_hot, per_example, shifted_logsumexp, smoothed, smoothed_targets, times_nonzero,
-    z_loss_tangent,
+    exp_logsumexp, gather_class, id_targets, keeps_exponentials, label_logit, label_shifted_logsumexp, label_value,
+    label_weight, loud, minus_log_softmax, one_hot, per_example, shifted_logsumexp, smoothed, smoothed_targets,
+    softmax_from, times_nonzero, z_loss_tangent,
 )
 from jaxloss._softmax import z_loss as z_loss_term
 from jaxloss.gradients import Loss, derived_loss, hand_derivative, tangent_sum
@@ -75,7 +75,7 @@ def _targets_loss(a, nll):
 def _probability_tangent(p, t, x, res):
     """The rule of :func:`softmax_cross_entropy` for probability targets ``y``."""
     mask = class_masked(x, p.class_mask)
-    w, nll = _class_weights(x, p.class_weights, mask), minus_log_softmax(mask.logits, *res)  # +inf at −inf
+    w, nll = _class_weights(x, p.class_weights, mask), minus_log_softmax(mask.logits, *res[:2])  # +inf at −inf
     eps, classes = per_example(p.label_smoothing), per_example(mask.classes)
     dense = (1 - eps) * p.labels + eps / classes
     a = w * dense
@@ -83,7 +83,7 @@ def _probability_tangent(p, t, x, res):
     z_live = (_live_only(z, mask, p.class_mask) for z in (p.z_loss, t.z_loss))
     z_factor, per_z = z_loss_tangent(res[0] + res[1], *z_live)
     per_class = class_sum(
-        ((jnp.sum(a, axis=-1) + z_factor)[..., None] * jnp.exp(-nll) - a, t.logits),
+        ((jnp.sum(a, axis=-1) + z_factor)[..., None] * softmax_from(nll, res) - a, t.logits),
         ((1 - eps) * w * nll_a, t.labels),
         (w * (1 / classes - p.labels) * nll_a, per_example(t.label_smoothing)),
         (mask.keep * dense * nll_a, t.class_weights),
@@ -94,7 +94,7 @@ def _probability_tangent(p, t, x, res):
 def _id_tangent(p, t, x, res):
     """The rule of :func:`softmax_cross_entropy` for class ids: every partial is 0 (a select,
     never 0·inf) on an example that does not count, and NaN on an invalid id."""
-    (shift, lse), mask = res, class_masked(x, p.class_mask)
+    (shift, lse), mask = res[:2], class_masked(x, p.class_mask)
     ids, counted, _ = class_ids(p.labels, x.shape[-1], p.ignore_index)
     counted = counted & mask.live
     w, nll = _class_weights(x, p.class_weights, mask), minus_log_softmax(mask.logits, shift, lse)
@@ -111,7 +111,7 @@ def _id_tangent(p, t, x, res):
     onehot_b = jnp.where(one_hot(ids, x.shape[-1]), b[..., None], 0.0)
     nll_a = cofactor(a, nll)
     per_class = class_sum(
-        (total[..., None] * jnp.exp(-nll) - a - onehot_b, t.logits),
+        (total[..., None] * softmax_from(nll, res) - a - onehot_b, t.logits),
         (jnp.where(counted, 1 / mask.classes, 0.0)[..., None] * w * nll_a, per_example(t.label_smoothing)),
         (dense[..., None] * nll_a, t.class_weights),
     )
@@ -156,10 +156,12 @@ def softmax_cross_entropy(logits: Array, labels: Array, *, axis: Axis = -1, labe
     ``∂ℓ/∂ε = Σ_c w_c (lse − x_c)(1/C − y_c)``; ``∂ℓ/∂w_c = ỹ_c (lse − x_c)``, each term of
     weight ``w_c = 0`` or target ``ỹ_c = 0`` taken as 0 where ``lse − x_c`` is +inf.
     Reverse mode keeps only the logits and two per-example statistics, a shift and the
-    log-sum-exp shifted by it, and recomputes the softmax; no ``[..., C]`` array is stored.
-    For class ids the shift is the label logit (which saves a pass finding the row
+    log-sum-exp shifted by it, and recomputes the softmax; no other ``[..., C]`` array is
+    stored.  For class ids the shift is the label logit (which saves a pass finding the row
     maximum), unless some row's loss exceeds ~88 in float32, when the batch is redone
-    shifted by the maximum.  Lower-precision logits are computed in float32 inside each
+    shifted by the maximum.  On XLA:CPU, float32 logits instead keep ``exp(x − max)`` in place
+    of the logits (the same memory; the gradient is written over it): there ``exp`` is
+    compute-bound and evaluating it twice took ~1.2–1.7× optax's time.  Lower-precision logits are computed in float32 inside each
     pass that reads them, with no float32 copy of the logits.
 
     Logits of ±1e4 are exact, and a class with logit −inf (masked out) costs nothing as
@@ -240,23 +242,24 @@ def softmax_cross_entropy(logits: Array, labels: Array, *, axis: Axis = -1, labe
     # constant ε = 0 (the default).
     mask = class_masked(logits, class_mask)
     w = _class_weights(logits, class_weights, mask)
+    keep_exp = keeps_exponentials(logits)
     if not jnp.issubdtype(labels.dtype, jnp.integer):  # probability targets
-        shift, lse = shifted_logsumexp(mask.logits)
+        shift, lse, *e = exp_logsumexp(mask.logits) if keep_exp else shifted_logsumexp(mask.logits)
         eps = per_example(label_smoothing)
         a = w * ((1 - eps) * labels + eps / per_example(mask.classes))
         loss = _targets_loss(a, minus_log_softmax(mask.logits.astype(lse.dtype), shift, lse))
         z_term = z_loss_term(shift + lse, _live_only(z_loss, mask, class_mask))
-        return (loss if z_term is None else loss + z_term), (shift, lse)
+        return (loss if z_term is None else loss + z_term), (shift, lse, *e)
     ids, counted, invalid = class_ids(labels, logits.shape[-1], ignore_index)
     counted = counted & mask.live
-    shift, lse = label_shifted_logsumexp(mask.logits, ids)
+    shift, lse, *e = exp_logsumexp(mask.logits) if keep_exp else label_shifted_logsumexp(mask.logits, ids)
     dense, keep = id_targets(label_smoothing, counted, mask.classes)
     b = keep * label_weight(class_weights, ids, counted, logits)
     loss = times_nonzero(b, _label_nll(logits, ids, counted, shift, lse, class_mask))
     if smoothed(label_smoothing):
         loss = loss + _targets_loss(w * dense[..., None], minus_log_softmax(mask.logits.astype(lse.dtype), shift, lse))
     z_term = z_loss_term(shift + lse, counted_only(z_loss, counted))
-    return loud(loss if z_term is None else loss + z_term, invalid), (shift, lse)
+    return loud(loss if z_term is None else loss + z_term, invalid), (shift, lse, *e)
 
 
 # ------------------------------------------------------------------ nll_loss
