@@ -38,7 +38,7 @@ from jaxloss import _checks
 from jaxloss._overlap import check
 from jaxloss._softmax import IGNORE_INDEX, class_ids, one_hot
 from jaxloss.focal import sigmoid_focal_loss, softmax_focal_loss
-from jaxloss.gradients import Loss, as_ids, class_axes, derived_loss
+from jaxloss.gradients import Loss, as_float_option, as_ids, class_axes, derived_loss, float_dtype
 from jaxloss.multiclass import softmax_cross_entropy
 from jaxloss.segmentation import soft_dice_loss
 from jaxloss.types import Array, ArrayLike, AxisName
@@ -72,10 +72,13 @@ def _compound(forward: Callable[..., jax.Array]) -> Callable[[Callable[P, jax.Ar
 def _inputs(logits, labels, axis, from_logits, where, ignore_index, class_weights, include_background, batch,
             axis_name, **scalars):
     """Check the arguments (errors name ``logits`` and ``labels``) and return them with the
-    class axis last and the ids in int32."""
+    class axis last and the ids in int32, and the class weights as floats (given as integers)."""
     _checks.float_array("logits", logits)
     _checks.mask("where", where)
     logits, labels = jnp.asarray(logits), as_ids(jnp.asarray(labels))
+    dtype = float_dtype([logits])
+    class_weights = as_float_option(class_weights, dtype)
+    scalars = {k: as_float_option(v, dtype) for k, v in scalars.items()}
     axis = class_axes(axis, logits.shape, name="logits")[0]
     logits = jnp.moveaxis(logits, axis, -1)
     if jnp.issubdtype(labels.dtype, jnp.floating) and labels.ndim == logits.ndim:
@@ -89,7 +92,7 @@ def _inputs(logits, labels, axis, from_logits, where, ignore_index, class_weight
     if logits.shape[-1] < 2:
         raise ValueError(f"logits must have at least 2 classes on axis, got shape {logits.shape} with axis moved "
                          "last; for one class add soft_dice_loss and sigmoid_binary_cross_entropy.")
-    return logits, labels
+    return logits, labels, class_weights
 
 
 def _pixels(logits, labels, where, ignore_index):
@@ -129,9 +132,9 @@ def _dice_options(smooth, smooth_nr, smooth_dr, squared, class_weights, include_
 def _dice_ce(parts, logits, labels, *, axis=-1, lambda_dice=1.0, lambda_ce=1.0, smooth=1e-5, smooth_nr=None,
              smooth_dr=None, squared=False, class_weights=None, include_background=True, from_logits="softmax",
              label_smoothing=0.0, ignore_index=IGNORE_INDEX, where=None, batch=False, axis_name=None):
-    logits, labels = _inputs(logits, labels, axis, from_logits, where, ignore_index, class_weights,
-                             include_background, batch, axis_name, smooth=smooth, smooth_nr=smooth_nr,
-                             smooth_dr=smooth_dr, lambda_dice=lambda_dice, lambda_ce=lambda_ce)
+    logits, labels, class_weights = _inputs(logits, labels, axis, from_logits, where, ignore_index, class_weights,
+                                            include_background, batch, axis_name, smooth=smooth, smooth_nr=smooth_nr,
+                                            smooth_dr=smooth_dr, lambda_dice=lambda_dice, lambda_ce=lambda_ce)
     options = _dice_options(smooth, smooth_nr, smooth_dr, squared, class_weights, include_background, from_logits,
                             ignore_index, where, batch, axis_name)
     keep, ids = _pixels(logits, labels, where, ignore_index)
@@ -233,9 +236,9 @@ def _dice_focal(parts, logits, labels, *, axis=-1, lambda_dice=1.0, lambda_focal
                 smooth=1e-5, smooth_nr=None, smooth_dr=None, squared=False, class_weights=None,
                 include_background=True, from_logits="sigmoid", ignore_index=IGNORE_INDEX, where=None, batch=False,
                 axis_name=None):
-    logits, labels = _inputs(logits, labels, axis, from_logits, where, ignore_index, class_weights,
-                             include_background, batch, axis_name, smooth=smooth, smooth_nr=smooth_nr,
-                             smooth_dr=smooth_dr, lambda_dice=lambda_dice, lambda_focal=lambda_focal)
+    logits, labels, class_weights = _inputs(logits, labels, axis, from_logits, where, ignore_index, class_weights,
+                                            include_background, batch, axis_name, smooth=smooth, smooth_nr=smooth_nr,
+                                            smooth_dr=smooth_dr, lambda_dice=lambda_dice, lambda_focal=lambda_focal)
     options = _dice_options(smooth, smooth_nr, smooth_dr, squared, class_weights, include_background, from_logits,
                             ignore_index, where, batch, axis_name)
     keep, ids = _pixels(logits, labels, where, ignore_index)

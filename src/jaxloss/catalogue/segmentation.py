@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import compound, lovasz, segmentation, segmentation_optax, sequence
-from jaxloss.catalogue._common import Entry, away_from_kinks
+from jaxloss.catalogue._common import Entry, away_from_kinks, with_options
 
 _SEGMENTATION_SHAPE = (2, 3, 3, 3)  # [B, H, W, C]
 
@@ -235,7 +235,8 @@ ENTRIES: tuple[Entry, ...] = (
           _extreme_segmentation("softmax"), pixel_where=True, class_ids=(("labels", "logits", -1),)),
     Entry(compound.dice_focal_loss, "segmentation",
           "MONAI DiceFocalLoss",
-          _segmentation("sigmoid", class_weights=[0.5, 1.0, 2.0], alpha=0.3, gamma=1.5, smooth=0.5),
+          with_options(_segmentation("sigmoid", ids=True, class_weights=[0.5, 1.0, 2.0], smooth=0.5), alpha=0.3,
+                       gamma=1.5),
           _extreme_segmentation("sigmoid", gamma=0.5), pixel_where=True, class_ids=(("labels", "logits", -1),)),
     Entry(lovasz.lovasz_softmax_loss, "segmentation",
           "Berman et al. lovasz_softmax (per_image=True)",
