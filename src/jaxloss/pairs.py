@@ -184,7 +184,9 @@ def multi_similarity_loss(embeddings: Array, labels: Array, *, axis: int = -1, a
       epsilon: the mining margin ε (PML's ``MultiSimilarityMiner(epsilon=0.1)``); unused
         without ``mining``.
       distance: static; ``"cosine"`` (default) or ``"euclidean"`` (on the normalised embeddings).
-      precision: static; the precision of the matmuls (None: ``HIGHEST`` in float32).
+      precision: static; the precision of the matmuls, a ``jax.lax.Precision`` or its name.  None
+        (default): ``HIGHEST`` for float32 inputs, ``DEFAULT`` for 16-bit ones; GPUs run a default
+        float32 matmul in TF32 (~1e-3 relative error), outside float32 tolerances.
       where: optional boolean ``[N]``; masked examples leave the batch (loss 0, gradient 0).
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
@@ -291,7 +293,9 @@ def circle_loss(embeddings: Array, labels: Array, *, axis: int = -1, margin: Arr
       gamma: ``γ > 0``, the scale (default 80, PML's; differentiated).
       detach_weights: static; hold α fixed in the derivative with respect to the similarities,
         as PML does (then ``check_gradients`` against finite differences does not apply).
-      precision: static; the precision of the matmuls (None: ``HIGHEST`` in float32).
+      precision: static; the precision of the matmuls, a ``jax.lax.Precision`` or its name.  None
+        (default): ``HIGHEST`` for float32 inputs, ``DEFAULT`` for 16-bit ones; GPUs run a default
+        float32 matmul in TF32 (~1e-3 relative error), outside float32 tolerances.
       where: optional boolean ``[N]``; masked examples leave the batch (loss 0, gradient 0).
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
@@ -376,7 +380,9 @@ def lifted_structure_loss(embeddings: Array, labels: Array, *, axis: int = -1, n
         PML's defaults 1 and 0.
       distance: static; ``"euclidean"`` (default: PML's default ``LpDistance()``, on the
         normalised embeddings) or ``"cosine"`` (PML's ``CosineSimilarity``).
-      precision: static; the precision of the matmuls (None: ``HIGHEST`` in float32).
+      precision: static; the precision of the matmuls, a ``jax.lax.Precision`` or its name.  None
+        (default): ``HIGHEST`` for float32 inputs, ``DEFAULT`` for 16-bit ones; GPUs run a default
+        float32 matmul in TF32 (~1e-3 relative error), outside float32 tolerances.
       where: optional boolean ``[N]``; masked examples leave the batch (loss 0, gradient 0).
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
@@ -459,7 +465,9 @@ def npair_loss(embeddings: Array, labels: Array, *, axis: int = -1, distance: Di
       labels: integer ``[N]``.
       axis: static; the feature axis D of ``embeddings``: -1 (default) or 0 for ``[D, N]``.
       distance: static; ``"cosine"`` (default) or ``"euclidean"`` (on the normalised embeddings).
-      precision: static; the precision of the matmuls (None: ``HIGHEST`` in float32).
+      precision: static; the precision of the matmuls, a ``jax.lax.Precision`` or its name.  None
+        (default): ``HIGHEST`` for float32 inputs, ``DEFAULT`` for 16-bit ones; GPUs run a default
+        float32 matmul in TF32 (~1e-3 relative error), outside float32 tolerances.
       where: optional boolean ``[N]``; masked examples leave the batch (loss 0, gradient 0).
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 

@@ -346,7 +346,9 @@ def proxy_anchor_loss(embeddings: Array, proxies: Array, labels: Array, *, axis:
         are summed over the devices, so every device gets the loss of the whole batch (and its
         derivatives: the proxies' gradient is that of the whole batch once JAX sums the
         replicas' contributions, as it does for a replicated input of ``shard_map``).
-      precision: static; the matmuls' precision (None: ``HIGHEST`` for float32).
+      precision: static; the precision of the matmuls, a ``jax.lax.Precision`` or its name.  None
+        (default): ``HIGHEST`` for float32 inputs, ``DEFAULT`` for 16-bit ones; GPUs run a default
+        float32 matmul in TF32 (~1e-3 relative error), outside float32 tolerances.
       where: optional boolean mask ``[N]``: masked examples are left out of the batch.
 
     Returns:
@@ -455,7 +457,9 @@ def subcenter_arcface_loss(embeddings: Array, class_centers: Array, labels: Arra
       scale: ``s > 0``, a float or an array of the batch shape; differentiated (64 by default).
       margin: ``m`` in radians, in ``[0, π)`` (0.5 by default); differentiated.
       ignore_index: static; the id of examples to ignore (−100 by default) or None.
-      precision: static; the matmuls' precision (None: ``HIGHEST`` for float32).
+      precision: static; the precision of the matmuls, a ``jax.lax.Precision`` or its name.  None
+        (default): ``HIGHEST`` for float32 inputs, ``DEFAULT`` for 16-bit ones; GPUs run a default
+        float32 matmul in TF32 (~1e-3 relative error), outside float32 tolerances.
       where: optional boolean mask broadcasting to ``[...]``.
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
