@@ -95,7 +95,9 @@ def _angular_margin_tangent(p, t, out, res):
     shift, log_sum, others = res
     axis_name, centers = p.class_axis_name, p.class_centers
     q = _label_parts(p.embeddings, centers, p.labels, p.scale, p.m1, p.m2, p.m3, p.straight_through, axis_name)
-    de, dc = t.embeddings, t.class_centers
+    # The centres' tangent in the compute dtype, read by the blocks and by the label's centre: their
+    # cotangents then add in float32, not in a low-precision input's dtype (where ±inf parts make a NaN).
+    de, dc = t.embeddings, None if t.class_centers is None else t.class_centers.astype(centers.dtype)
     classes = centers.shape[0]
     size = _block_size(classes, p.block_size)
     spread, expect = de is not None or dc is not None, t.scale is not None
