@@ -10,13 +10,16 @@ forward-over-reverse HVP must be finite; losses may be +inf only where the docst
 (:data:`MAY_BE_INF`).
 
 Bounded by the hypothesis profile (tests/conftest.py): "ci" by default (few derandomised
-examples per loss), "heavy" with ``JAXLOSS_HYPOTHESIS_PROFILE=heavy``.  Shapes come from a
+examples per loss), "full" with ``--full`` (the second-order test at most :data:`HVP_EXAMPLES`),
+"heavy" with ``JAXLOSS_HYPOTHESIS_PROFILE=heavy``.  The fast tier fuzzes values and gradients;
+the JVP and HVP are the full tier's (its own test, so that CI's ``--full-only`` run has it).  Shapes come from a
 small set (three batch sizes, three dtypes) so that each compiles once.
 """
 
 import dataclasses
 import functools
 import inspect
+import os
 
 import jax
 import jax.numpy as jnp
@@ -44,13 +47,24 @@ MAX_ABS = {
     ("binary_cross_entropy", "probabilities"): 1.0,  # outside [0, 1] the loss is NaN (torch raises)
 }
 # Losses that normalise rows with a floor of 1e-12 (cosines between rows, against class vectors
-# or between two inputs): at an all-zero row the float32 Hessian is about 1e24, which float16 cannot hold, and the float16 HVP's
-# contributions (±inf) sum to NaN.  Known and open (a dtype-aware floor would fix it); only the HVP
-# of float16 inputs with an all-zero row is exempt: values, gradients and the JVP are still checked.
+# or between two inputs): at an all-zero row the float32 Hessian is about 1e24, which float16
+# cannot hold, and the float16 HVP's contributions (±inf) sum to NaN.  Known and open (a
+# dtype-aware floor would fix it); only the HVP of float16 inputs with an all-zero row is exempt:
+# values, gradients and the JVP are still checked.
 F16_ZERO_ROW_HVP = {"angular_margin_loss", "arcface_loss", "cosface_loss", "sphereface_loss", "proxy_nca_loss",
                     "proxy_anchor_loss", "subcenter_arcface_loss", "ntxent_loss", "supervised_contrastive_loss",
                     "multi_similarity_loss", "circle_loss", "lifted_structure_loss", "npair_loss",
                     "negative_cosine_similarity"}
+# Second-order edge cases known to fail, open defects (each xfail is strict: a fix shows up as
+# an unexpected pass, and the entry then leaves this table).
+# Also open, found at other example counts (JAXLOSS_HYPOTHESIS_PROFILE=ci or full): info_nce_loss,
+# multiple_negatives_ranking_loss and clip_loss give a NaN HVP for float16 inputs at |x| = 1e4
+# with zero rows.
+HVP_OPEN = {
+    "sigmoid_focal_loss": "soft labels with |logits| near 60 in float32: the labels' HVP is NaN",
+}
+# Fuzzed inputs per loss in the second-order test (the full tier; CI's time bounds it).
+HVP_EXAMPLES = 6
 DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 SCALES = (1.0, 1e2, 1e4)
 F16_OVERFLOW = 65520.0  # float32 values from here round to inf in float16
@@ -164,15 +178,29 @@ def _assert_finite(entry, args, kwargs, what, arrays, index):
 
 
 @ENTRIES
-def test_values_and_gradients_are_finite_at_the_edges(entry, request):
-    """Values and gradients; in the full tier also the JVP and the HVP (the fast tier checks
-    forward mode at the catalogue's samples, and order 2 is the full tier's)."""
-    _check_the_edges(entry, second=request.config.getoption("--full"))
+def test_values_and_gradients_are_finite_at_the_edges(entry):
+    """Values and gradients (forward mode is checked at the catalogue's samples, and the JVP
+    and HVP at the edges by the full tier's test below)."""
+    _check_the_edges(entry, second=False)
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("entry", [pytest.param(e, marks=pytest.mark.xfail(reason=HVP_OPEN[e.name], strict=True))
+                                   if e.name in HVP_OPEN else e for e in catalogue.ENTRIES], ids=lambda e: e.name)
+def test_jvp_and_hvp_are_finite_at_the_edges(entry):
+    """The JVP of the losses and the forward-over-reverse HVP, besides values and gradients, at
+    :data:`HVP_EXAMPLES` fuzzed inputs per loss (or the profile's count, if smaller or set by
+    ``JAXLOSS_HYPOTHESIS_PROFILE``): each compiles its own second-order programs."""
+    _check_the_edges(entry, second=True)
 
 
 def _check_the_edges(entry, second):
     CASES[entry.name] = 0
+    examples = settings().max_examples
+    if second and "JAXLOSS_HYPOTHESIS_PROFILE" not in os.environ:
+        examples = min(examples, HVP_EXAMPLES)
 
+    @settings(max_examples=examples)
     @given(fuzzed(entry))
     def check(inputs):
         CASES[entry.name] += 1
@@ -192,7 +220,7 @@ def _check_the_edges(entry, second):
 
     check()
     print(f"{entry.name}: {CASES[entry.name]} cases")
-    assert CASES[entry.name] >= min(settings().max_examples, 5)
+    assert CASES[entry.name] >= min(examples, 5)
 
 
 def _has_zero_float16_row(args):
@@ -212,5 +240,6 @@ def test_the_fuzzer_finds_a_nan_at_zero():
 
 def test_the_exceptions_name_losses_and_their_arguments():
     assert set(MAY_BE_INF) <= set(catalogue.BY_NAME) and F16_ZERO_ROW_HVP <= set(catalogue.BY_NAME)
+    assert set(HVP_OPEN) <= set(catalogue.BY_NAME)
     for loss, argument in MAX_ABS:
         assert argument in inspect.signature(catalogue.BY_NAME[loss].fn).parameters
