@@ -160,3 +160,26 @@ def write_report(name: str, report: str, directory, argv=None, *, titled: bool =
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(("" if titled else header(name, argv)) + report.rstrip("\n") + "\n")
     return path
+
+
+def plot_footprints(curves: Mapping[str, list[tuple[int, int]]], path, *, unit: tuple[str, int], ylabel: str,
+                    title: str) -> None:
+    """Save a log-log plot of each curve's ``(batch size, footprint in bytes)`` points in ``unit``
+    (its name and bytes, e.g. ``("GiB", 2**30)``); empty curves are left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, points in curves.items():
+        if points:
+            ns, footprint = zip(*points)
+            ax.loglog(ns, [f / unit[1] for f in footprint], marker="o", label=label)
+    ax.set_xlabel("batch size N")
+    ax.set_ylabel(f"{ylabel} ({unit[0]})")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)

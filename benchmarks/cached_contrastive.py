@@ -35,7 +35,9 @@ import jax.numpy as jnp
 import jaxloss
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import add_run_options, compile_with_footprint, interleaved_medians, machine, scaled, write_report  # noqa: E402
+from _timing import (  # noqa: E402
+    add_run_options, compile_with_footprint, interleaved_medians, machine, plot_footprints, scaled, write_report,
+)
 
 MIB = 2**20
 
@@ -118,30 +120,12 @@ def main(argv=None) -> str:
         out.append(row)
         print(row, flush=True)
     if args.plot:
-        _plot(curves, args.plot, args)
+        plot_footprints(curves, args.plot, unit=("MiB", MIB), ylabel="compiled footprint of the step",
+                        title=f"MLP {args.dim_in}→{args.hidden}→{args.dim} + MNRL, chunk = {args.chunk}, float32")
         out += ["", f"(plot: {args.plot})"]
     if args.write:
         write_report("cached_contrastive", "\n".join(out), args.write, argv)
     return "\n".join(out)
-
-
-def _plot(curves, path, args):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, points in curves.items():
-        ns, footprint = zip(*points)
-        ax.loglog(ns, [f / MIB for f in footprint], marker="o", label=label)
-    ax.set_xlabel("batch size N")
-    ax.set_ylabel("compiled footprint of the step (MiB)")
-    ax.set_title(f"MLP {args.dim_in}→{args.hidden}→{args.dim} + MNRL, chunk = {args.chunk}, float32")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":

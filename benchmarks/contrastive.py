@@ -33,7 +33,9 @@ import optax
 import jaxloss
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import add_run_options, compile_with_footprint, interleaved_medians, scaled, write_report  # noqa: E402
+from _timing import (  # noqa: E402
+    add_run_options, compile_with_footprint, interleaved_medians, plot_footprints, scaled, write_report,
+)
 
 GIB = 2**30
 
@@ -115,31 +117,12 @@ def main(argv=None) -> str:
                    f"{_cells(r['blockwise'], r['optax'])} |")
         print(out[-1], flush=True)
     if args.plot:
-        _plot(curves, args.plot, args)
+        plot_footprints(curves, args.plot, unit=("GiB", GIB), ylabel="compiled footprint of value_and_grad",
+                        title=f"Contrastive losses, d = {args.dim}, float32, block_size = {args.block_size}")
         out += ["", f"(plot: {args.plot})"]
     if args.write:
         write_report("contrastive", "\n".join(out), args.write, argv)
     return "\n".join(out)
-
-
-def _plot(curves, path, args):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, points in curves.items():
-        if points:
-            ns, footprint = zip(*points)
-            ax.loglog(ns, [f / GIB for f in footprint], marker="o", label=label)
-    ax.set_xlabel("batch size N")
-    ax.set_ylabel("compiled footprint of value_and_grad (GiB)")
-    ax.set_title(f"Contrastive losses, d = {args.dim}, float32, block_size = {args.block_size}")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":
