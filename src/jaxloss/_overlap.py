@@ -200,7 +200,7 @@ def background(p, classes):
     return not p["include_background"] and classes > 1
 
 
-def _class_weights(p, classes, dtype):
+def kept_class_weights(p, classes, dtype):
     """``w_c``: the class weights (1 without), 0 for class 0 when it is left out."""
     w = jnp.ones(classes, dtype) if p.get("class_weights") is None else p["class_weights"]
     if background(p, classes):
@@ -208,11 +208,16 @@ def _class_weights(p, classes, dtype):
     return w
 
 
-def _class_mean(losses, w):
-    """``Σ_c w_c L_c / Σ_c w_c``, 0 where the weights sum to 0."""
-    total = jnp.sum(w, axis=-1)
+def sum_ratio(n, d, axis):
+    """``Σ n / Σ d`` over ``axis``, 0 where ``Σ d = 0``."""
+    total = jnp.sum(d, axis=axis)
     nonzero = total != 0
-    return jnp.where(nonzero, jnp.sum(w * losses, axis=-1) / jnp.where(nonzero, total, 1), 0.0)
+    return jnp.where(nonzero, jnp.sum(n, axis=axis) / jnp.where(nonzero, total, 1), 0.0)
+
+
+def class_mean(losses, w):
+    """``Σ_c w_c L_c / Σ_c w_c``, 0 where the weights sum to 0."""
+    return sum_ratio(w * losses, w, -1)
 
 
 def _focal(losses, p):
@@ -241,8 +246,8 @@ def per_class_forward(p, terms):
     ``(N, D) = terms(I, P, G, p)``; the sums are the residuals."""
     sums = overlap(p)
     n, d = terms(*sums, p)
-    w = _class_weights(p, n.shape[-1], n.dtype)
-    return make_loud(p, _class_mean(_focal(1 - ratio(n, d), p), w)), sums
+    w = kept_class_weights(p, n.shape[-1], n.dtype)
+    return make_loud(p, class_mean(_focal(1 - ratio(n, d), p), w)), sums
 
 
 def per_class_tangent(terms, terms_tangent):
@@ -255,7 +260,7 @@ def per_class_tangent(terms, terms_tangent):
         r = ratio(n, d)
         losses = 1 - r
         focal = _focal(losses, p)
-        w = _class_weights(p, n.shape[-1], n.dtype)
+        w = kept_class_weights(p, n.shape[-1], n.dtype)
         total = jnp.sum(w, axis=-1)
         dw = t.get("class_weights")
         if dw is not None and background(p, n.shape[-1]):

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _checks
-from jaxloss._overlap import check
+from jaxloss._overlap import check, class_mean, kept_class_weights, sum_ratio
 from jaxloss._softmax import IGNORE_INDEX, class_ids, one_hot
 from jaxloss.focal import sigmoid_focal_loss, softmax_focal_loss
 from jaxloss.gradients import Loss, as_float_option, as_ids, class_axes, derived_loss, float_dtype
@@ -107,10 +107,7 @@ def _pixels(logits, labels, where, ignore_index):
 
 def _pixel_mean(numerators, denominators):
     """``Σ n / Σ d`` over each example's pixels (every axis but the first), 0 where ``Σ d = 0``."""
-    axes = tuple(range(1, numerators.ndim))
-    total = jnp.sum(denominators, axis=axes)
-    nonzero = total != 0
-    return jnp.where(nonzero, jnp.sum(numerators, axis=axes) / jnp.where(nonzero, total, 1), 0.0)
+    return sum_ratio(numerators, denominators, tuple(range(1, numerators.ndim)))
 
 
 def _dice(parts, logits, labels, options, lambda_dice):
@@ -119,11 +116,17 @@ def _dice(parts, logits, labels, options, lambda_dice):
     return lambda_dice * jnp.broadcast_to(dice, logits.shape[:1])
 
 
-def _dice_options(smooth, smooth_nr, smooth_dr, squared, class_weights, include_background, from_logits,
-                  ignore_index, where, batch, axis_name):
-    return dict(smooth=smooth, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared, class_weights=class_weights,
-                include_background=include_background, from_logits=from_logits, ignore_index=ignore_index,
-                where=where, batch=batch, axis_name=axis_name)
+def _prepare(logits, labels, *, axis, smooth, smooth_nr, smooth_dr, squared, class_weights, include_background,
+             from_logits, ignore_index, where, batch, axis_name, **lambdas):
+    """``(logits, labels, options, keep, ids)``: the inputs of :func:`_inputs`, the Dice term's
+    keyword arguments (with the class weights as floats) and :func:`_pixels`."""
+    logits, labels, class_weights = _inputs(logits, labels, axis, from_logits, where, ignore_index, class_weights,
+                                            include_background, batch, axis_name, smooth=smooth, smooth_nr=smooth_nr,
+                                            smooth_dr=smooth_dr, **lambdas)
+    options = dict(smooth=smooth, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
+                   class_weights=class_weights, include_background=include_background, from_logits=from_logits,
+                   ignore_index=ignore_index, where=where, batch=batch, axis_name=axis_name)
+    return logits, labels, options, *_pixels(logits, labels, where, ignore_index)
 
 
 # ------------------------------------------------------------------ dice_ce_loss
@@ -132,12 +135,12 @@ def _dice_options(smooth, smooth_nr, smooth_dr, squared, class_weights, include_
 def _dice_ce(parts, logits, labels, *, axis=-1, lambda_dice=1.0, lambda_ce=1.0, smooth=1e-5, smooth_nr=None,
              smooth_dr=None, squared=False, class_weights=None, include_background=True, from_logits="softmax",
              label_smoothing=0.0, ignore_index=IGNORE_INDEX, where=None, batch=False, axis_name=None):
-    logits, labels, class_weights = _inputs(logits, labels, axis, from_logits, where, ignore_index, class_weights,
-                                            include_background, batch, axis_name, smooth=smooth, smooth_nr=smooth_nr,
-                                            smooth_dr=smooth_dr, lambda_dice=lambda_dice, lambda_ce=lambda_ce)
-    options = _dice_options(smooth, smooth_nr, smooth_dr, squared, class_weights, include_background, from_logits,
-                            ignore_index, where, batch, axis_name)
-    keep, ids = _pixels(logits, labels, where, ignore_index)
+    logits, labels, options, keep, ids = _prepare(
+        logits, labels, axis=axis, smooth=smooth, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
+        class_weights=class_weights, include_background=include_background, from_logits=from_logits,
+        ignore_index=ignore_index, where=where, batch=batch, axis_name=axis_name, lambda_dice=lambda_dice,
+        lambda_ce=lambda_ce)
+    class_weights = options["class_weights"]
     ce = parts.ce(logits, labels, label_smoothing=label_smoothing, class_weights=class_weights,
                   ignore_index=ignore_index, where=keep)
     counts = keep.astype(ce.dtype)
@@ -236,21 +239,15 @@ def _dice_focal(parts, logits, labels, *, axis=-1, lambda_dice=1.0, lambda_focal
                 smooth=1e-5, smooth_nr=None, smooth_dr=None, squared=False, class_weights=None,
                 include_background=True, from_logits="sigmoid", ignore_index=IGNORE_INDEX, where=None, batch=False,
                 axis_name=None):
-    logits, labels, class_weights = _inputs(logits, labels, axis, from_logits, where, ignore_index, class_weights,
-                                            include_background, batch, axis_name, smooth=smooth, smooth_nr=smooth_nr,
-                                            smooth_dr=smooth_dr, lambda_dice=lambda_dice, lambda_focal=lambda_focal)
-    options = _dice_options(smooth, smooth_nr, smooth_dr, squared, class_weights, include_background, from_logits,
-                            ignore_index, where, batch, axis_name)
-    keep, ids = _pixels(logits, labels, where, ignore_index)
-    targets = labels if ids is None else one_hot(ids, logits.shape[-1]).astype(jnp.int32)
-    focal = parts.focal(logits, targets, alpha=alpha, gamma=gamma, where=keep[..., None])
+    logits, labels, options, keep, ids = _prepare(
+        logits, labels, axis=axis, smooth=smooth, smooth_nr=smooth_nr, smooth_dr=smooth_dr, squared=squared,
+        class_weights=class_weights, include_background=include_background, from_logits=from_logits,
+        ignore_index=ignore_index, where=where, batch=batch, axis_name=axis_name, lambda_dice=lambda_dice,
+        lambda_focal=lambda_focal)
     classes = logits.shape[-1]
-    w = jnp.ones(classes, focal.dtype) if class_weights is None else class_weights
-    if not include_background:
-        w = jnp.where(jnp.arange(classes) == 0, 0, w)
-    total = jnp.sum(w)
-    nonzero = total != 0
-    per_pixel = jnp.where(nonzero, jnp.sum(w * focal, axis=-1) / jnp.where(nonzero, total, 1), 0.0)
+    targets = labels if ids is None else one_hot(ids, classes).astype(jnp.int32)
+    focal = parts.focal(logits, targets, alpha=alpha, gamma=gamma, where=keep[..., None])
+    per_pixel = class_mean(focal, kept_class_weights(options, classes, focal.dtype))
     return _dice(parts, logits, labels, options, lambda_dice) + lambda_focal * _pixel_mean(
         per_pixel, keep.astype(focal.dtype))
 
