@@ -111,13 +111,21 @@ def _lovasz_softmax_tangent(p, t, out, res):
     return jnp.where(invalid, 0.0, _out(p, d))
 
 
-def _check_softmax(probabilities, labels, classes, ignore_index, where, batch):
-    _checks.float_array("probabilities", probabilities)
-    shape = tuple(jnp.shape(probabilities))
+def _check_arrays(name, x, labels, layout, kind):
+    """Check that ``x`` is a float array of rank >= 2 (``layout`` in the message) and ``labels``
+    integer (``kind``); return the shape of ``x``."""
+    _checks.float_array(name, x)
+    shape = tuple(jnp.shape(x))
     if len(shape) < 2:
-        raise ValueError(f"probabilities must be [batch, ..spatial.., classes] (rank >= 2), got shape {shape}.")
+        raise ValueError(f"{name} must be {layout} (rank >= 2), got shape {shape}.")
     if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
-        raise TypeError(f"labels must be integer class ids, got {_checks._describe(labels)}.")
+        raise TypeError(f"labels must be {kind}, got {_checks._describe(labels)}.")
+    return shape
+
+
+def _check_softmax(probabilities, labels, classes, ignore_index, where, batch):
+    shape = _check_arrays("probabilities", probabilities, labels, "[batch, ..spatial.., classes]",
+                          "integer class ids")
     if tuple(jnp.shape(labels)) != shape[:-1]:
         raise ValueError(f"labels (class ids) must have the pixel shape of probabilities, {shape[:-1]}, "
                          f"got shape {tuple(jnp.shape(labels))}.")
@@ -217,12 +225,7 @@ def _lovasz_hinge_tangent(p, t, out, res):
 
 
 def _check_hinge(logits, labels, ignore_index, where, batch):
-    _checks.float_array("logits", logits)
-    shape = tuple(jnp.shape(logits))
-    if len(shape) < 2:
-        raise ValueError(f"logits must be [batch, ..spatial..] (rank >= 2), got shape {shape}.")
-    if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
-        raise TypeError(f"labels must be integer (or boolean) binary labels, got {_checks._describe(labels)}.")
+    shape = _check_arrays("logits", logits, labels, "[batch, ..spatial..]", "integer (or boolean) binary labels")
     if tuple(jnp.shape(labels)) != shape:
         raise ValueError(f"labels must have the shape of logits, {shape}, got shape {tuple(jnp.shape(labels))}.")
     leading = shape[:jnp.ndim(where)] if where is not None and jnp.ndim(where) <= len(shape) else shape
