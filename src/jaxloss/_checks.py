@@ -26,6 +26,19 @@ def numeric(name: str, x) -> None:
         raise TypeError(f"{name} must be a real array, got {'None' if x is None else _describe(x)}.")
 
 
+def integer_array(name: str, x) -> None:
+    """``x`` must be an integer array (labels, class ids)."""
+    if x is None or not jnp.issubdtype(jnp.result_type(x), jnp.integer):
+        raise TypeError(f"{name} must be an integer array, got {'None' if x is None else _describe(x)}.")
+
+
+def paddings_like(name: str, x, like, like_name: str) -> None:
+    """``x`` (paddings) must be a real array with the shape of argument ``like_name``."""
+    numeric(name, x)
+    if np.shape(x) != np.shape(like):
+        raise ValueError(f"{name} with shape {np.shape(x)} must have the shape {np.shape(like)} of {like_name}.")
+
+
 def broadcasts_to(name: str, x, shape: tuple[int, ...], to: str) -> None:
     """``x`` must broadcast to ``shape`` (the shape of argument ``to``) without growing it."""
     if x is None:

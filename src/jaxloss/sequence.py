@@ -133,16 +133,11 @@ def _check_ctc(logits, logit_paddings, labels, label_paddings, blank_id, zero_in
     if np.shape(logit_paddings) != np.shape(logits)[:-1]:
         raise ValueError(f"logit_paddings with shape {np.shape(logit_paddings)} must have the shape "
                          f"{np.shape(logits)[:-1]} of logits {np.shape(logits)} without its class axis.")
-    if labels is None or not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
-        got = "None" if labels is None else f"shape {np.shape(labels)}, dtype {jnp.result_type(labels)}"
-        raise TypeError(f"labels must be an integer array, got {got}.")
+    _checks.integer_array("labels", labels)
     if np.ndim(labels) != np.ndim(logits) - 1 or np.shape(labels)[:-1] != np.shape(logits)[:-2]:
         raise ValueError(f"labels with shape {np.shape(labels)} must have shape [..., N] with the batch shape "
                          f"{np.shape(logits)[:-2]} of logits {np.shape(logits)}.")
-    _checks.numeric("label_paddings", label_paddings)
-    if np.shape(label_paddings) != np.shape(labels):
-        raise ValueError(f"label_paddings with shape {np.shape(label_paddings)} must have the shape "
-                         f"{np.shape(labels)} of labels.")
+    _checks.paddings_like("label_paddings", label_paddings, labels, "labels")
     classes = np.shape(logits)[-1]
     if not isinstance(blank_id, numbers.Integral) or isinstance(blank_id, bool) or not 0 <= blank_id < classes:
         raise ValueError(f"blank_id must be an integer in [0, {classes}) for logits {np.shape(logits)}, "

@@ -205,16 +205,11 @@ def _check_targets(logit_paddings, labels, label_paddings, batch, frames, rows, 
     if np.shape(logit_paddings) != batch + (frames,):
         raise ValueError(f"logit_paddings with shape {np.shape(logit_paddings)} must have shape "
                          f"{batch + (frames,)} (the batch shape and frames T of {what}).")
-    if labels is None or not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
-        got = "None" if labels is None else f"shape {np.shape(labels)}, dtype {jnp.result_type(labels)}"
-        raise TypeError(f"labels must be an integer array, got {got}.")
+    _checks.integer_array("labels", labels)
     if np.shape(labels) != batch + (rows - 1,):
         raise ValueError(f"labels with shape {np.shape(labels)} must have shape {batch + (rows - 1,)}: "
                          f"the batch shape of {what} and U = {rows - 1} labels (U + 1 lattice rows).")
-    _checks.numeric("label_paddings", label_paddings)
-    if np.shape(label_paddings) != np.shape(labels):
-        raise ValueError(f"label_paddings with shape {np.shape(label_paddings)} must have the shape "
-                         f"{np.shape(labels)} of labels.")
+    _checks.paddings_like("label_paddings", label_paddings, labels, "labels")
 
 
 # ------------------------------------------------------------------ rnnt_loss
