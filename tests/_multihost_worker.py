@@ -49,6 +49,10 @@ def _rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def _f32(x: object) -> np.ndarray:
+    return np.asarray(x, np.float32)
+
+
 def _info_nce() -> Case:
     rng = _rng(0)
     q = rng.standard_normal((N, D)) + 0.2
@@ -58,7 +62,7 @@ def _info_nce() -> Case:
         return jaxloss.info_nce_loss(q, k, temperature=0.7, negatives=queue, where=where, block_size=block,
                                      axis_name=axis)
 
-    return Case(loss, (np.float32(q), np.float32(k), np.float32(queue), np.arange(N) != 6),
+    return Case(loss, (_f32(q), _f32(k), _f32(queue), np.arange(N) != 6),
                 (P(AXIS), P(AXIS), P(), P(AXIS)), P(AXIS), (0, 1, 2))
 
 
@@ -71,7 +75,7 @@ def _mnrl() -> Case:
         return jaxloss.multiple_negatives_ranking_loss(a, p, negatives=n, scale=3.0, symmetric=True, where=where,
                                                        block_size=block, axis_name=axis)
 
-    return Case(loss, (np.float32(a), np.float32(p), np.float32(n), np.arange(N) % 5 != 2), (P(AXIS),) * 4, P(AXIS),
+    return Case(loss, (_f32(a), _f32(p), _f32(n), np.arange(N) % 5 != 2), (P(AXIS),) * 4, P(AXIS),
                 (0, 1, 2))
 
 
@@ -83,7 +87,7 @@ def _clip() -> Case:
     def loss(x, y, logit_scale, where, axis, block):
         return jaxloss.clip_loss(x, y, logit_scale=logit_scale, where=where, block_size=block, axis_name=axis)
 
-    return Case(loss, (np.float32(x), np.float32(y), np.float32(1.5), np.arange(N) != 9),
+    return Case(loss, (_f32(x), _f32(y), _f32(1.5), np.arange(N) != 9),
                 (P(AXIS), P(AXIS), P(), P(AXIS)), P(AXIS), (0, 1, 2))
 
 
@@ -97,7 +101,7 @@ def _vocabulary_parallel() -> Case:
         return jaxloss.linear_softmax_cross_entropy(h, w, y, bias=b, label_smoothing=0.1, z_loss=1e-2, where=where,
                                                     block_size=block, vocab_axis_name=axis)
 
-    return Case(loss, (np.float32(h), np.float32(w), np.float32(b), y, np.arange(7) != 4),
+    return Case(loss, (_f32(h), _f32(w), _f32(b), y, np.arange(7) != 4),
                 (P(), P(None, AXIS), P(AXIS), P(), P()), P(), (0, 1, 2))
 
 
@@ -106,7 +110,7 @@ def _angular_inputs(seed: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     y = rng.integers(0, C, n).astype(np.int32)
     y[1] = -100
     centres = rng.standard_normal((C, D)) * rng.uniform(0.5, 2.0, (C, 1))
-    return np.float32(rng.standard_normal((n, D))), np.float32(centres), y
+    return _f32(rng.standard_normal((n, D))), _f32(centres), y
 
 
 def _class_sharded() -> Case:
