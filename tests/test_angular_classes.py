@@ -1,7 +1,8 @@
 """The angular-margin losses over many classes: blockwise over the classes (block_size=)
 equal to the dense form in value and every derivative, with no [N, C] temporary in compiled
 memory; class-sharded (class_axis_name=, Partial FC) on 8 CPU devices equal to one device, the
-centres split over the devices, with the embeddings replicated or all-gathered from a data axis."""
+centres split over the devices, with the embeddings replicated or all-gathered from a data axis;
+Partial FC sampling (sample_rate=, key=) equal to a float64 reference over the kept classes."""
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +11,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 import jaxloss
-from jaxloss.angular import angular_margin_loss, arcface_loss, cosface_loss, sphereface_loss
+from jaxloss.angular import angular_margin_loss, arcface_loss, cosface_loss, partial_fc_classes, sphereface_loss
 
 pytestmark = pytest.mark.full  # the full tier (pytest --full): the fast tier checks every loss through the catalogue
 
@@ -165,3 +166,105 @@ def test_class_sharded_label_ids_are_global(mesh):
     assert np.isnan(ours[4]) and np.isnan(theirs[4]) and ours[3] == 0
     keep = np.arange(N) != 4
     _close(ours[keep], theirs[keep])
+
+
+# ------------------------------------------------------------------ Partial FC sampling (sample_rate=, key=)
+
+
+def _kept_reference(e, c, y, kept, valid, scale, m2, m3):
+    """The sampled loss written from its formula (``arccos``, every class's cosine then masked):
+    softmax cross-entropy over the kept classes (``kept``: global ids) other than the label, and
+    the label's ArcFace/CosFace logit ``s·(ψ − m3)`` from its own centre."""
+    e_hat = e / jnp.linalg.norm(e, axis=-1, keepdims=True)
+    c_hat = c / jnp.linalg.norm(c, axis=-1, keepdims=True)
+    cos = e_hat @ c_hat.T
+    cos_y = jnp.take_along_axis(cos, jnp.clip(y, 0)[:, None], axis=1)[:, 0]
+    theta = jnp.arccos(cos_y)
+    psi = jnp.where(theta + m2 < np.pi, jnp.cos(theta + m2), cos_y - m2 * np.sin(m2))
+    z_y = scale * (psi - m3)
+    others = jnp.zeros(c.shape[0], bool).at[kept].set(True)[None, :] & (jnp.arange(c.shape[0]) != y[:, None])
+    z = jnp.concatenate([jnp.where(others, scale * cos, -jnp.inf), z_y[:, None]], axis=1)
+    return jnp.where(valid, jax.nn.logsumexp(z, axis=1) - z_y, 0.0)
+
+
+def _sampled(fn, y, where, key, **kw):
+    return lambda e, c: fn(e, c, y, where=where, key=key, **kw)
+
+
+def test_sample_rate_one_and_every_class_kept_are_the_full_loss_exactly():
+    e, c, y = _inputs(8)
+    kw = {"scale": 8.0, "margin": 0.4}
+    full = arcface_loss(e, c, y, **kw)
+    np.testing.assert_array_equal(arcface_loss(e, c, y, sample_rate=1.0, **kw), full)
+    np.testing.assert_array_equal(arcface_loss(e, c, y, sample_rate=1, key=jax.random.key(0), **kw), full)
+    # k = ⌈0.99·40⌉ = 40: nothing to sample
+    np.testing.assert_array_equal(arcface_loss(e, c, y, sample_rate=0.99, key=jax.random.key(0), **kw), full)
+    assert partial_fc_classes(y, C, 0.3, jax.random.key(0)).shape == (12,)  # ⌈0.3·40⌉, not ⌈12.000000000000002⌉
+    typed, raw = (arcface_loss(e, c, y, sample_rate=0.25, key=k, **kw) for k in (jax.random.key(3),
+                                                                                 jax.random.PRNGKey(3)))
+    np.testing.assert_array_equal(typed, raw)  # a raw uint32 key draws the same classes
+    assert np.all(np.asarray(typed)[np.asarray(y) != -100] < np.asarray(full)[np.asarray(y) != -100])
+
+
+@pytest.mark.parametrize("sample_rate", [0.25, 0.1], ids=["labels-fit", "more-labels-than-k"])
+def test_sampled_loss_and_every_derivative_match_float64_reference_over_the_kept_classes(sample_rate, x64):
+    """k = 10 (every label of the batch kept, then random others) and k = 4 (fewer than the
+    batch's 5 distinct labels: a random 4 of them kept, each example's own class still counting
+    through its label logit).  Dense and blockwise (the key traced), value, gradients of the
+    embeddings and the centres (0 exactly on centres neither kept nor a label), JVP and HVP."""
+    e, c, y = _inputs(9, dtype=np.float64)
+    where = jnp.arange(N) != 4  # a masked example: its label is not forced into the kept set
+    weights = jnp.arange(1.0, N + 1)
+    key, opts = jax.random.key(11), {"scale": 6.0, "m2": 0.3, "m3": 0.1}
+    valid = (y != -100) & where
+    kept = partial_fc_classes(y, C, sample_rate, key, counted=valid)
+    labels = set(np.asarray(y)[np.asarray(valid)].tolist())
+    k = int(np.ceil(sample_rate * C))
+    assert kept.shape == (k,) and len(set(np.asarray(kept).tolist())) == k
+    assert labels <= set(np.asarray(kept).tolist()) if len(labels) <= k else set(np.asarray(kept).tolist()) <= labels
+    reference = _derivatives(lambda e, c: _kept_reference(e, c, y, kept, valid, *opts.values()), e, c, weights)
+    dense = _derivatives(_sampled(angular_margin_loss, y, where, key, sample_rate=sample_rate, **opts), e, c, weights)
+    blocks = jax.jit(lambda e, c, key: _derivatives(
+        _sampled(angular_margin_loss, y, where, key, sample_rate=sample_rate, block_size=3, **opts), e, c,
+        weights))(e, c, key)
+    for ours, theirs in zip(dense, reference):
+        _close(ours, theirs, rtol=1e-10, atol=1e-12)
+    for ours, theirs in zip(blocks, dense):
+        _close(ours, theirs, rtol=1e-10, atol=1e-12)
+    touched = np.zeros(C, bool)
+    touched[np.asarray(kept)] = True
+    touched[list(labels)] = True
+    for grad in (dense[2], blocks[2]):  # the centres' gradient
+        assert np.all(np.asarray(grad)[~touched] == 0) and np.all(np.any(np.asarray(grad)[touched] != 0, axis=1))
+
+
+def test_class_sharded_sampling_draws_per_shard_and_matches_the_reference(mesh):
+    """Each of the 8 shards keeps ⌈0.4·5⌉ = 2 of its 5 classes (its labels first), drawn with
+    the key folded with its index; value and every derivative equal the float32 reference over
+    the union of the shards' kept classes."""
+    e, c, y = _inputs(10)
+    where = jnp.arange(N) != 4
+    weights = jnp.arange(1.0, N + 1)
+    key, kw = jax.random.key(5), {"scale": 8.0, "margin": 0.35}
+    valid = (y != -100) & where
+    local = jax.jit(jax.shard_map(lambda c: partial_fc_classes(y, c.shape[0], 0.4, key, axis_name="x", counted=valid),
+                                  mesh=mesh, in_specs=P("x"), out_specs=P("x")))(c)
+    kept = np.asarray(local) + np.repeat(np.arange(8) * (C // 8), 2)
+    assert set(np.asarray(y)[np.asarray(valid)].tolist()) <= set(kept.tolist()) and len(set(kept.tolist())) == 16
+    sharded = jax.shard_map(_sampled(cosface_loss, y, where, key, sample_rate=0.4, class_axis_name="x", block_size=1,
+                                     **kw), mesh=mesh, in_specs=(P(), P("x")), out_specs=P())
+    reference = lambda e, c: _kept_reference(e, c, y, kept, valid, 8.0, 0.0, 0.35)  # noqa: E731
+    for ours, theirs in zip(jax.jit(lambda e, c: _derivatives(sharded, e, c, weights))(e, c),
+                            _derivatives(reference, e, c, weights)):
+        _close(ours, theirs)
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"sample_rate": 0.0}, ValueError, r"sample_rate .*\(0, 1\]"), ({"sample_rate": 1.5}, ValueError, "sample_rate"),
+    ({"sample_rate": True}, ValueError, "sample_rate"), ({"sample_rate": 0.5}, ValueError, "pass key="),
+    ({"sample_rate": 0.5, "key": np.ones(3, np.float32)}, TypeError, r"key .*shape \(3,\)"),
+], ids=["zero", "above-one", "bool", "missing-key", "float-key"])
+def test_bad_sampling_options_raise_naming_them(kwargs, error, match):
+    e, c, y = _inputs(11)
+    with pytest.raises(error, match=match):
+        arcface_loss(e, c, y, **kwargs)

@@ -7,8 +7,8 @@ is taken: margins on the angle go through cos/sin identities, so values and grad
 finite at cos θ = ±1.  Every function supports ``jit``, ``vmap``, forward and reverse mode,
 ``jax.hessian`` and forward-over-reverse Hessian-vector products; ``fn.reference`` is plain
 autodiff of the formula.  Over many classes they stream over blocks of class centres
-(``block_size=``) and shard the centres over devices (``class_axis_name=``, InsightFace's
-Partial FC without its sampling).
+(``block_size=``), shard the centres over devices (``class_axis_name=``) and keep a random
+share of them per step (``sample_rate=``, InsightFace's Partial FC).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import _checks, _math
-from jaxloss._margins import (NORM_EPS, class_block, cosines, fold_classes, margin_target,
-                              merge_logsumexp, owned_rows, row_zeros, shard_offset)
+from jaxloss._margins import (NORM_EPS, cosines, fold_classes, margin_target, merge_logsumexp, owned_rows,
+                              row_zeros, shard_offset)
+from jaxloss._sampling import check_sampling, partial_fc_classes
 from jaxloss._softmax import IGNORE_INDEX, check_ignore_index, class_ids, loud
 from jaxloss._streaming import check_blocks
 from jaxloss.gradients import Args, Loss, derived_loss, hand_derivative, tangent_sum
@@ -35,7 +36,7 @@ from jaxloss.types import Array, ArrayLike, AxisName, Precision
 
 
 def _check_angular(embeddings, class_centers, labels, scale, m1, m2, m3, straight_through, ignore_index, block_size,
-                   class_axis_name, precision, where):
+                   class_axis_name, sample_rate, key, precision, where):
     examples = _checks.class_vectors(embeddings, class_centers, labels, "class_centers")
     batch = "the batch shape of embeddings"
     _checks.broadcasts_to("where", where, examples, batch)
@@ -54,6 +55,7 @@ def _check_angular(embeddings, class_centers, labels, scale, m1, m2, m3, straigh
     check_ignore_index(ignore_index)
     check_blocks(block_size, None, precision)
     _checks.hashable("class_axis_name", class_axis_name)
+    check_sampling(sample_rate, key)
 
 
 def _label_parts(embeddings, class_centers, labels, scale, m1, m2, m3, straight_through, axis_name):
@@ -86,34 +88,44 @@ def _block_size(classes, block_size):
     return classes if block_size is None else min(block_size, classes)
 
 
-def _others(labels, offset, start, size, new):
+def _rows(x, kept, start, size):
+    """Rows ``[start, start + size)`` of ``x`` (``[C, D]``), or of ``x[kept]`` when sampling: a
+    gather of the kept rows, whose transpose gives the other rows a cotangent of exactly 0."""
+    if kept is None:
+        return jax.lax.dynamic_slice_in_dim(x, start, size)
+    return jnp.take(x, jax.lax.dynamic_slice_in_dim(kept, start, size), axis=0)
+
+
+def _others(labels, offset, kept, start, size, new):
     """``[..., B]``: the columns of a block that count among the other classes (new, not the label)."""
-    return new & (offset + start + jnp.arange(size) != labels[..., None])
+    local = start + jnp.arange(size) if kept is None else jax.lax.dynamic_slice_in_dim(kept, start, size)
+    return new & (offset + local != labels[..., None])
 
 
 def _angular_margin_tangent(p, t, out, res):
-    shift, log_sum, others = res
+    shift, log_sum, others, kept = res
     axis_name, centers = p.class_axis_name, p.class_centers
     q = _label_parts(p.embeddings, centers, p.labels, p.scale, p.m1, p.m2, p.m3, p.straight_through, axis_name)
     # The centres' tangent in the compute dtype, read by the blocks and by the label's centre: their
     # cotangents then add in float32, not in a low-precision input's dtype (where ±inf parts make a NaN).
     de, dc = t.embeddings, None if t.class_centers is None else t.class_centers.astype(centers.dtype)
     classes = centers.shape[0]
-    size = _block_size(classes, p.block_size)
+    count = classes if kept is None else kept.shape[0]
+    size = _block_size(count, p.block_size)
     spread, expect = de is not None or dc is not None, t.scale is not None
     # dê once, for the other classes and the label alike: a low-precision tangent then gets one cotangent.
     de_hat = None if de is None else _math.normalize_tangent(q.e_hat, q.e_norm, de, NORM_EPS)
 
     def body(totals, start, new):
-        c_hat, c_norm = class_block(centers, start, size)
+        c_hat, c_norm = _math.normalize(_rows(centers, kept, start, size), NORM_EPS)
         cos = cosines(q.e_hat, c_hat, p.precision)
         z = q.scale[..., None] * cos
-        prob = jnp.where(_others(p.labels, q.offset, start, size, new),
+        prob = jnp.where(_others(p.labels, q.offset, kept, start, size, new),
                          _math.softmax_weight((z - shift[..., None]) - log_sum[..., None]), 0.0)
         dcos = tangent_sum(
             (1.0, None if de_hat is None else cosines(de_hat, c_hat, p.precision)),
             (1.0, None if dc is None else cosines(q.e_hat, _math.normalize_tangent(
-                c_hat, c_norm, jax.lax.dynamic_slice_in_dim(dc, start, size), NORM_EPS), p.precision)))
+                c_hat, c_norm, _rows(dc, kept, start, size), NORM_EPS), p.precision)))
         return (totals[0] + jnp.sum(prob * dcos, axis=-1) if spread else None,
                 totals[1] + jnp.sum(prob * cos, axis=-1) if expect else None)
 
@@ -122,7 +134,7 @@ def _angular_margin_tangent(p, t, out, res):
     zeros = row_zeros(p.embeddings, centers, de, dc)
     init = (zeros if spread else None, zeros if expect else None)
     stream_dcos, stream_cos = (_math.psum(x, axis_name)
-                               for x in fold_classes(body, init, classes, size, checkpoint=True))
+                               for x in fold_classes(body, init, count, size, checkpoint=True))
     miss = -jnp.exp(others - log_sum)  # p_y − 1 = −Σ_{c≠y} p_c: ∂ℓ/∂z_y
     dcos_y = None
     if spread:
@@ -142,15 +154,16 @@ def _angular_margin_tangent(p, t, out, res):
     return None if d is None else jnp.where(counted, d, 0.0)
 
 
-@hand_derivative(_angular_margin_tangent,
-                 static=("m1", "straight_through", "ignore_index", "block_size", "class_axis_name", "precision"),
-                 check=_check_angular, residuals=True, per_example=("embeddings", "labels"), class_axis=("embeddings",))
+@hand_derivative(_angular_margin_tangent, static=("m1", "straight_through", "ignore_index", "block_size",
+                                                 "class_axis_name", "sample_rate", "precision"),
+                 check=_check_angular, residuals=True, per_example=("embeddings", "labels"), class_axis=("embeddings",),
+                 integer_options=("labels", "key"))
 def angular_margin_loss(embeddings: Array, class_centers: Array, labels: Array, *, axis: int = -1,
                         scale: ArrayLike = 64.0, m1: int = 1, m2: ArrayLike = 0.5, m3: ArrayLike = 0.0,
                         straight_through: bool = False, ignore_index: int | None = IGNORE_INDEX,
                         block_size: int | None = None, class_axis_name: AxisName | None = None,
-                        precision: Precision = None,
-                        where: Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
+                        sample_rate: float = 1.0, key: Array | None = None, precision: Precision = None,
+                        where: Array | None = None) -> tuple[jax.Array, tuple[Any, ...]]:
     r"""Softmax cross-entropy over scaled cosines to class centres with the combined angular margin.
 
     The embeddings and the class centres are L2-normalised inside (``jaxloss._math.normalize``,
@@ -214,6 +227,31 @@ def angular_margin_loss(embeddings: Array, class_centers: Array, labels: Array, 
     losses and reduce them with ``jaxloss.reduce.mean(..., axis_name=)``; the gather's
     transpose returns each device its rows' gradient (``tests/test_angular_classes.py``).
 
+    **Partial FC sampling.**  With ``sample_rate=r < 1`` and ``key=``, each call keeps
+    ``k = max(1, ⌈r·C⌉)`` of the ``C`` classes (of each shard's ``C`` under
+    ``class_axis_name``, each shard drawing with ``key`` folded with its index): the classes
+    of the batch's labels first (those that count: not ignored, not masked), then random
+    others, uniformly; :func:`jaxloss.angular.partial_fc_classes` returns the same set.  Only
+    the ``k`` kept centres are gathered (``[k, D]``, per block with ``block_size``) and only
+    their logits computed.  With :math:`S` the kept set (over every shard), each example's loss is
+
+    .. math:: \ell = \log\Big(e^{z_y} + \sum_{c \in S,\, c \ne y} e^{z_c}\Big) - z_y ,
+
+    the softmax cross-entropy over :math:`S \cup \{y\}`: the label logit :math:`z_y` (with its
+    margins) always comes from the label's own centre, so an example's class counts even when
+    the batch has more distinct labels than ``k`` (then a random ``k`` of them are kept as
+    negatives for the others).  The derivatives are the true ones of this ℓ with :math:`S`
+    fixed (the indices are integers, constants of every derivative, forward mode and HVPs
+    included): a centre neither kept nor a label gets derivative exactly 0.  Fewer negatives
+    make the value lower than the full softmax's (a biased estimate of it, the bias shrinking as
+    ``r → 1``; ``r = 1``, the default, is the full loss, exactly); InsightFace trains millions
+    of classes with ``r`` = 0.1–0.3 at an accuracy close to the full softmax's (An et al.,
+    below).  Pass a new key each step.
+    Differs from InsightFace's ``PartialFC_V2``: it all-gathers the embeddings and labels
+    itself (here the caller does, as above, and the positives are the labels passed in); its
+    ``k`` is ``int(r·C)``, and when the batch has more positives than that it keeps all of them
+    (a shape that changes per step, impossible under ``jit``); it clamps the cosines to [−1, 1].
+
     At :math:`\cos\theta = \pm 1` (an embedding along or against its class centre)
     :math:`\sin\theta = 0` and :math:`\psi'` is infinite when :math:`\sin m_2 \ne 0`; the rule
     takes the subgradient with :math:`\partial\sin\theta/\partial\cos\theta = 0` there, i.e.
@@ -262,6 +300,10 @@ def angular_margin_loss(embeddings: Array, class_centers: Array, labels: Array, 
         class at once).  When it does not divide ``C`` the last block overlaps the one before.
       class_axis_name: static; the ``shard_map`` axis the classes are sharded over (see
         above), or None.
+      sample_rate: static; the share of the classes (of each shard's) a call keeps (see
+        Partial FC sampling above), a Python float in ``(0, 1]``; 1 (default) keeps every class.
+      key: a PRNG key (``jax.random.key``, or a raw ``jax.random.PRNGKey``), required when
+        ``sample_rate < 1``; a new one each step.
       precision: static; the precision of every matmul, in the value and the derivatives: a
         ``jax.lax.Precision`` or its name.  None (default) is ``HIGHEST``: the matmuls run in
         float32 (lower-precision inputs are upcast first), which GPUs may otherwise run in TF32,
@@ -283,20 +325,27 @@ def angular_margin_loss(embeddings: Array, class_centers: Array, labels: Array, 
       J. Deng, J. Guo, N. Xue, S. Zafeiriou, "ArcFace: Additive Angular Margin Loss for Deep
       Face Recognition", CVPR 2019 (arXiv:1801.07698), and InsightFace's ``CombinedMarginLoss``
       (``recognition/arcface_torch/losses.py``, with ``straight_through=True``); H. Wang et al.,
-      "CosFace", CVPR 2018; W. Liu et al., "SphereFace", CVPR 2017.  pytorch-metric-learning's
+      "CosFace", CVPR 2018; W. Liu et al., "SphereFace", CVPR 2017; X. An et al., "Partial FC:
+      Training 10 Million Identities on a Single Machine", ICCVW 2021 (arXiv:2010.05222) and
+      InsightFace's ``PartialFC_V2`` (``recognition/arcface_torch/partial_fc_v2.py``).  pytorch-metric-learning's
       ``ArcFaceLoss``, ``CosFaceLoss`` and ``SphereFaceLoss`` (see the wrappers).
     """
     q = _label_parts(embeddings, class_centers, labels, scale, m1, m2, m3, straight_through, class_axis_name)
     classes = class_centers.shape[0]
-    size = _block_size(classes, block_size)
+    _, counted, invalid = class_ids(labels, _math.psum(classes, class_axis_name), ignore_index)
+    # The kept classes: integers drawn once in the forward, handed to the rule as a residual.
+    kept = partial_fc_classes(labels, classes, sample_rate, key, axis_name=class_axis_name,
+                              counted=counted if where is None else counted & where)
+    count = classes if kept is None else kept.shape[0]
+    size = _block_size(count, block_size)
 
     def body(carry, start, new):
-        c_hat, _ = class_block(class_centers, start, size)
+        c_hat, _ = _math.normalize(_rows(class_centers, kept, start, size), NORM_EPS)
         z = q.scale[..., None] * cosines(q.e_hat, c_hat, precision)
-        return _math.logsumexp_step(carry, jnp.where(_others(labels, q.offset, start, size, new), z, -jnp.inf))
+        return _math.logsumexp_step(carry, jnp.where(_others(labels, q.offset, kept, start, size, new), z, -jnp.inf))
 
     zeros = row_zeros(embeddings, class_centers)
-    top, total = fold_classes(body, (zeros - jnp.inf, zeros), classes, size)
+    top, total = fold_classes(body, (zeros - jnp.inf, zeros), count, size)
     top, total = merge_logsumexp(top, total, class_axis_name)
     # The label logit joins the other classes' log-sum-exp: the shift (the largest logit), the
     # others' share log Σ_{c≠y} exp(z_c − shift) (−inf when there is no other class) and
@@ -306,9 +355,8 @@ def angular_margin_loss(embeddings: Array, class_centers: Array, labels: Array, 
     empty = total == 0
     others = jnp.where(empty, -jnp.inf, jnp.log(jnp.where(empty, 1.0, total)) + (top - shift))
     log_sum = jnp.logaddexp(others, q.z_y - shift)
-    _, counted, invalid = class_ids(labels, _math.psum(classes, class_axis_name), ignore_index)
     loss = loud(jnp.where(counted, (shift - q.z_y) + log_sum, 0.0), invalid)
-    return loss, (shift, log_sum, others)
+    return loss, (shift, log_sum, others, kept)
 
 
 _P = ParamSpec("_P")
@@ -330,7 +378,8 @@ def _special_case(margins: Callable[[dict[str, Any]], dict[str, Any]]) -> Callab
                 a = bound.arguments
                 return loss(a["embeddings"], a["class_centers"], a["labels"], axis=a["axis"], scale=a["scale"],
                             ignore_index=a["ignore_index"], block_size=a["block_size"],
-                            class_axis_name=a["class_axis_name"], precision=a["precision"], where=a["where"],
+                            class_axis_name=a["class_axis_name"], sample_rate=a["sample_rate"], key=a["key"],
+                            precision=a["precision"], where=a["where"],
                             **margins(a))
 
             return fn
@@ -345,15 +394,15 @@ def _special_case(margins: Callable[[dict[str, Any]], dict[str, Any]]) -> Callab
 @_special_case(lambda a: {"m2": a["margin"], "straight_through": a["straight_through"]})
 def arcface_loss(embeddings: Array, class_centers: Array, labels: Array, *, axis: int = -1, scale: ArrayLike = 64.0,
                  margin: ArrayLike = 0.5, straight_through: bool = False, ignore_index: int | None = IGNORE_INDEX,
-                 block_size: int | None = None, class_axis_name: AxisName | None = None, precision: Precision = None,
-                 where: Array | None = None) -> jax.Array:
+                 block_size: int | None = None, class_axis_name: AxisName | None = None, sample_rate: float = 1.0,
+                 key: Array | None = None, precision: Precision = None, where: Array | None = None) -> jax.Array:
     r"""ArcFace (additive angular margin) per example: :func:`angular_margin_loss` with ``m2 = margin``.
 
     :math:`\ell = -\log\frac{e^{s\cos(\theta_y + m)}}{e^{s\cos(\theta_y + m)} + \sum_{c\ne y}
     e^{s\cos\theta_c}}`, with the fallback :math:`\cos\theta_y - m\sin m` where
     :math:`\theta_y + m \ge \pi`; derivatives, finiteness at cos θ = ±1 and Args as in
     :func:`angular_margin_loss` (``margin``: radians, in ``[0, π)``, differentiated), blockwise
-    (``block_size``) and class-sharded (``class_axis_name``) forms included.
+    (``block_size``), class-sharded (``class_axis_name``) and sampled (``sample_rate``, ``key``) forms included.
     The defaults ``s = 64``, ``m = 0.5`` are the paper's and InsightFace's.
 
     What is matched: pytorch-metric-learning's ``ArcFaceLoss(num_classes, D, margin=degrees,
@@ -385,13 +434,14 @@ def arcface_loss(embeddings: Array, class_centers: Array, labels: Array, *, axis
 @_special_case(lambda a: {"m2": 0.0, "m3": a["margin"]})
 def cosface_loss(embeddings: Array, class_centers: Array, labels: Array, *, axis: int = -1, scale: ArrayLike = 64.0,
                  margin: ArrayLike = 0.35, ignore_index: int | None = IGNORE_INDEX, block_size: int | None = None,
-                 class_axis_name: AxisName | None = None, precision: Precision = None,
-                 where: Array | None = None) -> jax.Array:
+                 class_axis_name: AxisName | None = None, sample_rate: float = 1.0, key: Array | None = None,
+                 precision: Precision = None, where: Array | None = None) -> jax.Array:
     r"""CosFace (large margin cosine loss) per example: :func:`angular_margin_loss` with ``m3 = margin``.
 
     :math:`\ell = -\log\frac{e^{s(\cos\theta_y - m)}}{e^{s(\cos\theta_y - m)} + \sum_{c\ne y}
     e^{s\cos\theta_c}}`; derivatives and Args as in :func:`angular_margin_loss` (``margin``
-    differentiated).  The defaults ``s = 64``, ``m = 0.35`` are the paper's.
+    differentiated), ``block_size``, ``class_axis_name``, ``sample_rate`` and ``key`` included.  The
+    defaults ``s = 64``, ``m = 0.35`` are the paper's.
     pytorch-metric-learning's ``CosFaceLoss(num_classes, D, margin=m, scale=s,
     reducer=DoNothingReducer())`` gives the same per-example losses with ``W = class_centers.T``.
 
@@ -416,8 +466,8 @@ def cosface_loss(embeddings: Array, class_centers: Array, labels: Array, *, axis
 @_special_case(lambda a: {"m1": a["margin"], "m2": 0.0})
 def sphereface_loss(embeddings: Array, class_centers: Array, labels: Array, *, axis: int = -1, scale: ArrayLike = 1.0,
                     margin: int = 4, ignore_index: int | None = IGNORE_INDEX, block_size: int | None = None,
-                    class_axis_name: AxisName | None = None, precision: Precision = None,
-                    where: Array | None = None) -> jax.Array:
+                    class_axis_name: AxisName | None = None, sample_rate: float = 1.0, key: Array | None = None,
+                    precision: Precision = None, where: Array | None = None) -> jax.Array:
     r"""SphereFace (A-Softmax, multiplicative angular margin) per example:
     :func:`angular_margin_loss` with ``m1 = margin``.
 
@@ -426,7 +476,8 @@ def sphereface_loss(embeddings: Array, class_centers: Array, labels: Array, *, a
     from Chebyshev polynomials of :math:`\cos\theta`: a polynomial in it, smooth at ±1.
     ``margin`` is the integer ``m`` (static, no derivative); the default 4 is the paper's and
     pytorch-metric-learning's, and so is ``scale = 1``.  Class ids, ``ignore_index``,
-    ``block_size``, ``class_axis_name``, ``precision`` and ``where`` as in :func:`angular_margin_loss`.
+    ``block_size``, ``class_axis_name``, ``sample_rate``, ``key``, ``precision`` and ``where`` as in
+    :func:`angular_margin_loss`.
 
     Unlike this function, the paper and pytorch-metric-learning's ``SphereFaceLoss`` keep the
     embedding's norm: their logits are :math:`\|e\|\cdot s\cdot(\ldots)`.  The same per-example
