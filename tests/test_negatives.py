@@ -1,6 +1,7 @@
 """Extra negatives of the contrastive losses and the negative queue: sentence-transformers'
-hard-negative formula in float64, per-anchor negatives, masks, blockwise and sharded forms
-(8 CPU devices) against the dense one, and jaxloss.queue."""
+hard-negative formula and OpenCLIP's ClipLoss with extra columns in float64, per-anchor
+negatives, masks, blockwise and sharded forms (8 CPU devices) against the dense one, and
+jaxloss.queue."""
 
 import collections
 
@@ -16,7 +17,7 @@ from jaxloss import queue as Q
 pytestmark = pytest.mark.full
 
 N, D, K = 8, 5, 3
-mnrl, info_nce = jaxloss.multiple_negatives_ranking_loss, jaxloss.info_nce_loss
+mnrl, info_nce, clip = jaxloss.multiple_negatives_ranking_loss, jaxloss.info_nce_loss, jaxloss.clip_loss
 
 
 def _data(seed=3):
@@ -82,11 +83,34 @@ def test_info_nce_queue_and_labels_match_float64_reference(x64):
     _close(info_nce(q, k[:5], temperature=0.3, labels=jnp.asarray(labels), negatives=n), expected, 1e-12)
 
 
+def _openclip(x, y, logit_scale, image_negatives=None, text_negatives=None):
+    """OpenCLIP's ClipLoss per pair in float64, with the extra columns appended to the logits
+    of each direction: images against [texts; text negatives], texts against [images; image
+    negatives], cross-entropy with labels arange(N), the two directions averaged."""
+    scale, labels = np.exp(logit_scale), np.arange(len(x))
+    texts = y if text_negatives is None else np.concatenate([y, text_negatives])
+    images = x if image_negatives is None else np.concatenate([x, image_negatives])
+    return (_cross_entropy(scale * x @ texts.T, labels) + _cross_entropy(scale * y @ images.T, labels)) / 2
+
+
+def test_clip_negatives_match_openclip_formula_with_the_columns_appended(x64):
+    x, y, n, n3 = _data()
+    images = n3.reshape(-1, D)[:5]  # P = 5 image negatives, Q = 8 text negatives
+    for block_size in (None, 3):
+        _close(clip(x, y, logit_scale=0.4, image_negatives=images, text_negatives=n, block_size=block_size),
+               _openclip(x, y, 0.4, images, n), 1e-12)
+    _close(clip(x, y, logit_scale=0.4, text_negatives=n), _openclip(x, y, 0.4, text_negatives=n), 1e-12)
+    _close(clip(x, y, logit_scale=0.4, image_negatives=images), _openclip(x, y, 0.4, images), 1e-12)
+
+
 CALLS = {
     "mnrl_shared": lambda a, p, n, n3, **kw: mnrl(a, p, negatives=n, scale=3.0, symmetric=True, **kw),
     "mnrl_own": lambda a, p, n, n3, **kw: mnrl(a, p, negatives=n3, scale=3.0, **kw),
     "info_nce_queue": lambda a, p, n, n3, **kw: info_nce(a, p, negatives=n, temperature=0.7, **kw),
     "info_nce_own": lambda a, p, n, n3, **kw: info_nce(a, p, negatives=n3, temperature=0.7, **kw),
+    # Q = 8 text negatives, P = 24 image negatives (sharded: each device's [3, D] slice of n3).
+    "clip_queues": lambda a, p, n, n3, logit_scale=0.4, **kw: clip(a, p, logit_scale=logit_scale, text_negatives=n,
+                                                                   image_negatives=n3.reshape(-1, D), **kw),
 }
 
 
@@ -94,18 +118,38 @@ CALLS = {
 def test_gradients_to_every_input_match_autodiff_and_differences_to_second_order(x64, name, block_size=3):
     a, p, n, n3 = _data()
 
-    def fn(a, p, n, n3):
-        return CALLS[name](a, p, n, n3, block_size=block_size)
+    def fn(a, p, n, n3, **options):
+        return CALLS[name](a, p, n, n3, block_size=block_size, **options)
 
-    # Second order where the catalogue's samples (shared negatives) do not reach: per-row ones.
-    result = jaxloss.check_gradients(fn, a, p, n, n3, reference=lambda *x: _reference(name)(*x, block_size=block_size),
-                                     order=2 if name.endswith("own") else 1)
+    reference = lambda *x, **o: _reference(name)(*x, block_size=block_size, **o)  # noqa: E731
+    if name.startswith("clip"):
+        # Every input, logit_scale too, as one flat argument: the second-order check then compiles
+        # a third of the programs of one row per input, and still compares the gradient and the
+        # HVP with autodiff and differences element by element.
+        theta, unflat = _flat(a, p, n, n3, 0.4)
+        on_flat = lambda f: lambda theta: f(*unflat(theta)[:4], logit_scale=unflat(theta)[4])  # noqa: E731
+        result = jaxloss.check_gradients(on_flat(fn), theta, reference=on_flat(reference), order=2)
+    else:
+        # Second order where the catalogue's samples (shared negatives) do not reach: per-row ones.
+        result = jaxloss.check_gradients(fn, a, p, n, n3, reference=reference, order=2 if name.endswith("own") else 1)
     assert result.ok, result
     grad = jax.grad(lambda *x: jnp.sum(fn(*x)), argnums=(2, 3))(a, p, n, n3)
-    assert np.any(np.asarray(grad[0 if name.endswith(("shared", "queue")) else 1]) != 0)
+    used = {"shared": (0,), "queue": (0,), "own": (1,), "queues": (0, 1)}[name.rsplit("_", 1)[1]]
+    assert all(np.any(np.asarray(grad[i]) != 0) for i in used)
+
+
+def _flat(*arrays):
+    """One vector of ``arrays`` and the function from such a vector back to them."""
+    shapes = [np.shape(x) for x in arrays]
+    cuts = np.cumsum([int(np.prod(shape)) for shape in shapes])[:-1]
+    return np.concatenate([np.ravel(x) for x in arrays]), \
+        lambda theta: [part.reshape(shape) for part, shape in zip(jnp.split(theta, cuts), shapes)]
 
 
 def _reference(name):
+    if name.startswith("clip"):
+        return lambda a, p, n, n3, logit_scale, **kw: clip.reference(a, p, logit_scale=logit_scale, text_negatives=n,
+                                                                     image_negatives=n3.reshape(-1, D), **kw)
     fn = mnrl.reference if name.startswith("mnrl") else info_nce.reference
     negatives = "n" if name.endswith(("shared", "queue")) else "n3"
     options = {"scale": 3.0} if name.startswith("mnrl") else {"temperature": 0.7}
@@ -126,6 +170,16 @@ def test_masked_negatives_are_left_out():
     assert jnp.all(grad[~keep] == 0) and jnp.all(jnp.any(grad[keep] != 0, axis=-1))
     # No negative left: the loss without negatives.
     _close(mnrl(a, p, negatives=n3, negatives_where=jnp.zeros((N, K), bool)), mnrl(a, p), 1e-6)
+    # CLIP: one mask per side.
+    masked = lambda n: clip(a, p, logit_scale=0.3, text_negatives=n, text_negatives_where=keep,  # noqa: E731
+                            image_negatives=-n, image_negatives_where=~keep)
+    _close(masked(n), clip(a, p, logit_scale=0.3, text_negatives=n[keep], image_negatives=-n[~keep]), 1e-6)
+    grad = jax.grad(lambda n: jnp.sum(masked(n)))(n)
+    assert jnp.all(jnp.any(grad != 0, axis=-1))  # the text negatives kept and the image ones kept
+    grad = jax.grad(lambda n: jnp.sum(clip(a, p, logit_scale=0.3, text_negatives=n, text_negatives_where=keep)))(n)
+    assert jnp.all(grad[~keep] == 0) and jnp.all(jnp.any(grad[keep] != 0, axis=-1))
+    _close(clip(a, p, logit_scale=0.3, image_negatives=n, image_negatives_where=jnp.zeros(N, bool)),
+           clip(a, p, logit_scale=0.3), 1e-6)
 
 
 @pytest.mark.parametrize("fn", [mnrl, info_nce])
@@ -143,8 +197,9 @@ def test_own_negatives_of_masked_rows_may_hold_nan_padding(fn):
 @pytest.mark.parametrize("name", CALLS)
 @pytest.mark.parametrize("block_size", [None, 3])
 def test_sharded_equals_one_device_values_and_gradients(mesh, name, block_size):
-    """On 8 devices: multiple-negatives ranking's negatives sharded like the batch (gathered),
-    InfoNCE's queue the same on every device; per-row negatives sharded with their rows."""
+    """On 8 devices: multiple-negatives ranking's and CLIP's negatives sharded like the batch
+    (gathered), InfoNCE's queue the same on every device; per-row negatives sharded with their
+    rows."""
     a, p, n, n3 = (jnp.float32(x) * 2 for x in _data(seed=5))
     where = jnp.arange(N) != 6
     call = CALLS[name]
@@ -173,6 +228,8 @@ def test_features_first_negatives_with_axis_0():
     a, p, n, _ = map(jnp.float32, _data())
     _close(mnrl(a.T, p.T, negatives=n.T, axis=0), mnrl(a, p, negatives=n), 1e-6)
     _close(info_nce(a.T, p.T, negatives=n.T, axis=0), info_nce(a, p, negatives=n), 1e-6)
+    _close(clip(a.T, p.T, logit_scale=0.3, text_negatives=n.T, image_negatives=-n[:5].T, axis=0),
+           clip(a, p, logit_scale=0.3, text_negatives=n, image_negatives=-n[:5]), 1e-6)
 
 
 @pytest.mark.parametrize("call, error, match", [
@@ -184,6 +241,16 @@ def test_features_first_negatives_with_axis_0():
      "negatives_where"),
     (lambda: mnrl(jnp.ones((4, 3)), jnp.ones((4, 3)), negatives=jnp.ones((5, 3)), negatives_where=jnp.ones(5)),
      TypeError, "negatives_where"),
+    (lambda: clip(jnp.ones((4, 3)), jnp.ones((4, 3)), logit_scale=0.0, text_negatives=jnp.ones((5, 2))), ValueError,
+     r"text_negatives must be \[Q, 3\] .*\(5, 2\)"),
+    (lambda: clip(jnp.ones((4, 3)), jnp.ones((4, 3)), logit_scale=0.0, image_negatives=jnp.ones((4, 2, 3))),
+     ValueError, r"image_negatives must be \[Q, 3\] .*\(4, 2, 3\)"),  # no per-pair form
+    (lambda: clip(jnp.ones((4, 3)), jnp.ones((4, 3)), logit_scale=0.0, image_negatives=jnp.ones((5, 3)),
+                  image_negatives_where=jnp.ones(4, bool)), ValueError, r"image_negatives_where .*\(5,\)"),
+    (lambda: clip(jnp.ones((4, 3)), jnp.ones((4, 3)), logit_scale=0.0, text_negatives_where=jnp.ones(4, bool)),
+     ValueError, "text_negatives_where is given without text_negatives"),
+    (lambda: clip(jnp.ones((4, 3)), jnp.ones((4, 3)), logit_scale=0.0, text_negatives=jnp.ones((5, 3)),
+                  text_negatives_where=jnp.ones(5)), TypeError, "text_negatives_where must be a boolean mask"),
 ])
 def test_bad_negatives_raise_naming_the_argument(call, error, match):
     with pytest.raises(error, match=match):

@@ -1,11 +1,12 @@
 """Paired in-batch contrastive losses: multiple-negatives ranking (with hard negatives) and CLIP.
 
-Row ``i``'s positive is column ``i`` of the other side; every other column is a negative,
-and :func:`multiple_negatives_ranking_loss` adds hard negatives: columns shared by every
-anchor, or each anchor's own.  Dense, blockwise (``block_size=``) and sharded
-(``axis_name=``) forms share the streaming machinery of :mod:`jaxloss._streaming`, as
-:mod:`jaxloss.contrastive` describes: at most ``N × B`` logits exist at once, and reverse
-mode keeps the inputs and two numbers per row.
+Row ``i``'s positive is column ``i`` of the other side; every other column is a negative.
+:func:`multiple_negatives_ranking_loss` adds hard negatives (columns shared by every
+anchor, or each anchor's own), :func:`clip_loss` extra negatives on either side (queues of
+images and of texts, columns of every row of the other direction).  Dense, blockwise
+(``block_size=``) and sharded (``axis_name=``) forms share the streaming machinery of
+:mod:`jaxloss._streaming`, as :mod:`jaxloss.contrastive` describes: at most ``N × B``
+logits exist at once, and reverse mode keeps the inputs and two numbers per row.
 """
 
 from __future__ import annotations
@@ -26,28 +27,32 @@ from jaxloss.types import Array, ArrayLike, AxisName, Precision
 # ------------------------------------------------------------------ paired losses: both directions
 
 
-def _paired_cross_entropy(u, v, scale, symmetric, where, block_size, axis_name, precision, negatives=(None, None)):
+def _paired_cross_entropy(u, v, scale, symmetric, where, block_size, axis_name, precision, negatives=(None, None),
+                          reverse_negatives=(None, None)):
     """Row ``i``'s positive is column ``i``; with ``symmetric`` also the columns' losses
     (``v`` against all ``u``), averaged: ``(ℓ_i(u→v) + ℓ_i(v→u))/2``.  ``negatives``: the
-    ``(w, mask)`` of :func:`negative_columns`, extra columns of the rows' direction only.
-    Residuals: those of :func:`row_cross_entropy` for each direction."""
+    ``(w, mask)`` of :func:`negative_columns`, extra ``v``-side columns of the rows' direction;
+    ``reverse_negatives``: extra ``u``-side columns of the columns' direction.  Residuals:
+    those of :func:`row_cross_entropy` for each direction."""
     targets = own_columns(u, axis_name)
     rows, res = row_cross_entropy(u, v, targets, scale, where, block_size, axis_name, precision, *negatives)
     if not symmetric:
         return rows, (res,)
-    columns, res_t = row_cross_entropy(v, u, targets, scale, where, block_size, axis_name, precision)
+    columns, res_t = row_cross_entropy(v, u, targets, scale, where, block_size, axis_name, precision,
+                                       *reverse_negatives)
     return (rows + columns) / 2, (res, res_t)
 
 
 def _paired_cross_entropy_tangent(u, v, du, dv, scale, dscale, symmetric, where, res, block_size, axis_name,
-                                  precision, negatives=(None, None, None)):
+                                  precision, negatives=(None, None, None), reverse_negatives=(None, None, None)):
+    """The tangent of :func:`_paired_cross_entropy`; the negatives as ``(w, mask, dw)``."""
     targets = own_columns(u, axis_name)
     rows = row_cross_entropy_tangent(u, v, du, dv, targets, scale, dscale, where, res[0], block_size, axis_name,
                                      precision, *negatives)
     if not symmetric:
         return rows
     columns = row_cross_entropy_tangent(v, u, dv, du, targets, scale, dscale, where, res[1], block_size, axis_name,
-                                        precision)
+                                        precision, *reverse_negatives)
     return tangent_sum((0.5, rows), (0.5, columns))
 
 
@@ -166,9 +171,13 @@ def multiple_negatives_ranking_loss(anchors: Array, positives: Array, *, axis: i
 # ------------------------------------------------------------------ clip_loss
 
 
-def _check_clip(image_embeddings, text_embeddings, logit_scale, block_size, axis_name, precision, where):
+def _check_clip(image_embeddings, text_embeddings, logit_scale, image_negatives, image_negatives_where,
+                text_negatives, text_negatives_where, block_size, axis_name, precision, where):
     _check_paired(image_embeddings, text_embeddings, logit_scale, block_size, axis_name, precision, where,
                   names=("image_embeddings", "text_embeddings"), scale_name="logit_scale")
+    for side, negatives, mask in (("image", image_negatives, image_negatives_where),
+                                  ("text", text_negatives, text_negatives_where)):
+        check_negatives(image_embeddings, negatives, mask, (f"{side}_negatives", f"{side}_negatives_where"), own=False)
     _checks.warn_if_implausible(
         "logit_scale", logit_scale, lambda v: v <= math.log(1000.0),
         "clip_loss's logit_scale is the LOG of the scale (OpenCLIP's parameter, initialised to log(1/0.07) = 2.66 "
@@ -176,53 +185,100 @@ def _check_clip(image_embeddings, text_embeddings, logit_scale, block_size, axis
         "pass logit_scale=jnp.log(s).")
 
 
+def _clip_negatives(texts, texts_where, images, images_where, axis_name, dtexts=None, dimages=None):
+    """The extra columns of each direction, as :func:`negative_columns` gives them (gathered
+    over ``axis_name``): the text negatives of the images' rows, the image negatives of the
+    texts' rows."""
+    return (negative_columns(texts, texts_where, None, axis_name, dnegatives=dtexts),
+            negative_columns(images, images_where, None, axis_name, dnegatives=dimages))
+
+
 def _clip_tangent(p, t, out, res):
     scale = jnp.exp(p.logit_scale)
     dscale = None if t.logit_scale is None else scale * t.logit_scale
+    texts, images = _clip_negatives(p.text_negatives, p.text_negatives_where, p.image_negatives,
+                                    p.image_negatives_where, p.axis_name, t.text_negatives, t.image_negatives)
     return _paired_cross_entropy_tangent(p.image_embeddings, p.text_embeddings, t.image_embeddings,
                                          t.text_embeddings, scale, dscale, True, p.where, res,
-                                         p.block_size, p.axis_name, p.precision)
+                                         p.block_size, p.axis_name, p.precision, texts, images)
 
 
 @hand_derivative(_clip_tangent, check=_check_clip, residuals=True, static=("block_size", "axis_name", "precision"),
-                 class_axis=("image_embeddings", "text_embeddings"))
+                 class_axis=("image_embeddings", "text_embeddings", "image_negatives", "text_negatives"))
 def clip_loss(image_embeddings: Array, text_embeddings: Array, *, axis: int = -1, logit_scale: ArrayLike,
+              image_negatives: Array | None = None, image_negatives_where: Array | None = None,
+              text_negatives: Array | None = None, text_negatives_where: Array | None = None,
               block_size: int | None = None, axis_name: AxisName | None = None, precision: Precision = None,
               where: Array | None = None) -> tuple[jax.Array, tuple[tuple[jax.Array, jax.Array], ...]]:
-    r"""CLIP's symmetric InfoNCE per image–text pair, with a learnable log-scale.
+    r"""CLIP's symmetric InfoNCE per image–text pair, with a learnable log-scale and optional
+    extra negatives (queues of images and of texts).
 
-    With :math:`s_{ij} = e^{\text{logit\_scale}}\,\langle x_i, y_j\rangle`,
+    With :math:`s = e^{\text{logit\_scale}}`, :math:`s_{ij} = s\,\langle x_i, y_j\rangle`, the
+    extra text columns :math:`a_{iq} = s\,\langle x_i, \tilde y_q\rangle` (``text_negatives``
+    :math:`\tilde y`, ``[Q, D]``) and the extra image columns
+    :math:`b_{jp} = s\,\langle \tilde x_p, y_j\rangle` (``image_negatives`` :math:`\tilde x`,
+    ``[P, D]``),
 
-    .. math:: \ell_i = \tfrac12\Big(\log\sum_j e^{s_{ij}} - s_{ii}
-              + \log\sum_j e^{s_{ji}} - s_{ii}\Big).
+    .. math:: \ell_i = \tfrac12\Big(\log\Big(\sum_j e^{s_{ij}} + \sum_q e^{a_{iq}}\Big) - s_{ii}
+              + \log\Big(\sum_j e^{s_{ji}} + \sum_p e^{b_{ip}}\Big) - s_{ii}\Big):
 
-    Derivatives (hand rule): with row and column softmaxes :math:`p, q` and
-    :math:`g = \tfrac12(p + q) - I`, ``∂L/∂x_i = e^{logit_scale} Σ_j g_ij y_j`` (summed over
-    the examples' losses), ``∂L/∂y_j = e^{logit_scale} Σ_i g_ij x_i`` and
-    ``∂L/∂logit_scale = Σ_ij g_ij s_ij``.  Reverse mode keeps the inputs and two
-    log-sum-exps per example (each as its maximum and the log-sum-exp below it).
+    each image is scored against every text of the batch and every text negative, each text
+    against every image and every image negative (without negatives, CLIP's loss).
+
+    Derivatives (hand rule): with :math:`p` the softmax of image i's row (over the texts and
+    the text negatives), :math:`q` that of text j's row (over the images and the image
+    negatives), :math:`g_{ij} = \tfrac12(p_{ij} + q_{ji}) - [i = j]`, and summed over the
+    examples' losses: ``∂L/∂x_i = s (Σ_j g_ij y_j + ½ Σ_q p_iq ỹ_q)``,
+    ``∂L/∂y_j = s (Σ_i g_ij x_i + ½ Σ_p q_jp x̃_p)``, ``∂L/∂ỹ_q = ½ s Σ_i p_iq x_i``,
+    ``∂L/∂x̃_p = ½ s Σ_j q_jp y_j`` and ``∂L/∂logit_scale = Σ_ij g_ij s_ij + ½ Σ_iq p_iq a_iq +
+    ½ Σ_jp q_jp b_jp``.  Reverse mode keeps the inputs and two log-sum-exps per example (each as
+    its maximum and the log-sum-exp below it); the negatives stream in the same column blocks
+    as the batch.
 
     OpenCLIP semantics: ``logit_scale`` is the log of the scale (OpenCLIP's model
     parameter, initialised to log(1/0.07), before ``.exp()``), and the embeddings are used
-    as given — OpenCLIP's model L2-normalises them before its ``ClipLoss``; do the same.
-    The mean of these losses is ``ClipLoss``'s value.
+    as given — OpenCLIP's model L2-normalises them before its ``ClipLoss``; do the same (the
+    negatives too).  The mean of these losses is ``ClipLoss``'s value; with negatives, it is
+    ``ClipLoss`` with the extra columns appended to the logits of each direction:
+    ``logits_per_image = s·x·[y; ỹ]ᵀ`` and ``logits_per_text = s·y·[x; x̃]ᵀ``, labels
+    ``arange(N)`` (OpenCLIP has no negatives option).  The negatives get their true
+    derivative, like every float input; a queue from :func:`jaxloss.queue.queue_push` holds
+    its embeddings under ``stop_gradient`` (a momentum encoder's, or past steps'), so nothing
+    flows into it.  ALBEF's image–text contrastive loss keeps the same two queues (and takes
+    its in-batch columns from the momentum encoder too, which this loss leaves to the caller).
 
     Args:
       image_embeddings: float ``[N, D]``.
       text_embeddings: float ``[N, D]``; pair ``i`` is ``(image_embeddings[i], text_embeddings[i])``.
       axis: static; the feature axis D of the embeddings, an int: -1 (the last, default) or 0
-        for ``[D, N]`` embeddings (every form: dense, blockwise, sharded).
+        for ``[D, N]`` embeddings, ``[D, P]`` and ``[D, Q]`` negatives (every form: dense,
+        blockwise, sharded).
       logit_scale: the LOG of the logit scale (float or scalar array; differentiated): the
         similarities are multiplied by ``exp(logit_scale)``.  A concrete value above
         log(1000) warns at trace time (it is likely the scale itself: pass ``jnp.log(s)``).
-      block_size: None (dense) or the number of columns per block (static).
+      image_negatives: optional float ``[P, D]`` (differentiated): extra image columns of every
+        text's row (an image queue), nobody's positive.
+      image_negatives_where: optional boolean ``[P]``: the image negatives to keep (a queue's
+        filled slots, :func:`jaxloss.queue.queue_read`).
+      text_negatives: optional float ``[Q, D]`` (differentiated): extra text columns of every
+        image's row (a text queue), nobody's positive.
+      text_negatives_where: optional boolean ``[Q]``, as ``image_negatives_where``.  One mask per
+        side: the two queues need not have the same size.
+      block_size: None (dense) or the number of columns per block (static); the negatives
+        stream in the same blocks as the other side.
       axis_name: None, or a ``shard_map``/``pmap`` axis the batch is sharded over (static).
+        The negatives are sharded as the batch is: each device passes its own ``[P/devices,
+        D]`` and ``[Q/devices, D]`` (and masks), all-gathered like the other side, and their
+        gradients go back to their owner.  A queue each device pushes its own batch into
+        (:func:`jaxloss.queue.queue_push` without ``axis_name``) is such a part; a queue that
+        every device holds whole (pushed with ``axis_name``) would be counted once per device:
+        pass each device its slice of it.
       precision: static; the precision of every matmul, in the value and the derivatives: a
         ``jax.lax.Precision`` or its name.  None (default) is ``HIGHEST``: the matmuls run in
         float32 (lower-precision inputs are upcast first), which GPUs may otherwise run in TF32,
         outside float32 tolerances; ``"default"`` trades that accuracy for speed.
       where: optional boolean ``[N]``; masked pairs give loss 0 and gradient 0 and are no
-        one's negatives.
+        one's negatives (it does not mask the extra negatives: they have their own masks).
         Give the reduction the same mask (``jaxloss.reduce.mean(losses, where=...)``).
 
     Returns:
@@ -233,10 +289,16 @@ def clip_loss(image_embeddings: Array, text_embeddings: Array, *, axis: int = -1
       >>> x = jnp.array([[1.0, 0.0], [0.0, 1.0]])
       >>> jaxloss.clip_loss(x, x, logit_scale=0.0)
       Array([0.31326163, 0.31326163], dtype=float32)
+      >>> jaxloss.clip_loss(x, x, logit_scale=0.0, text_negatives=-x, image_negatives=-x)
+      Array([0.6265234, 0.6265234], dtype=float32)
 
     References:
       Radford et al., "Learning Transferable Visual Models From Natural Language
-      Supervision", 2021; OpenCLIP ``open_clip.loss.ClipLoss``.
+      Supervision", 2021; OpenCLIP ``open_clip.loss.ClipLoss``; He et al., "Momentum Contrast
+      for Unsupervised Visual Representation Learning" (MoCo), 2020 (the queue); Li et al.,
+      "Align before Fuse" (ALBEF), 2021 (image and text queues).
     """
+    texts, images = _clip_negatives(text_negatives, text_negatives_where, image_negatives, image_negatives_where,
+                                    axis_name)
     return _paired_cross_entropy(image_embeddings, text_embeddings, jnp.exp(logit_scale), True, where,
-                                 block_size, axis_name, precision)
+                                 block_size, axis_name, precision, texts[:2], images[:2])
