@@ -63,6 +63,19 @@ def _lifted_away(neg_margin, pos_margin):
     return away
 
 
+def _with_queue(sample, count=3):
+    """``sample`` with ``count`` extra negatives ``[count, 4]`` (a queue; the last slot masked
+    out by ``negatives_where`` and holding NaN, as padding may), drawn after the batch."""
+
+    def sampled(rng):
+        args, kwargs = sample(rng)
+        negatives = np.float32(rng.standard_normal((count, _SHAPE[1])) - 0.3)
+        negatives[-1] = np.nan
+        return args, {**kwargs, "negatives": jnp.asarray(negatives), "negatives_where": jnp.arange(count) < count - 1}
+
+    return sampled
+
+
 _HUGE = jnp.array([[1e4, 0.0, -1e4], [1e4, 1e4, 0.0], [0.0, 0.0, 0.0], [-1e4, 1.0, 1.0], [1e4, 0.0, -1e4],
                    [1.0, 2.0, 3.0]])
 
@@ -82,11 +95,26 @@ def _extremes(**options):
     return extremes
 
 
+def _extremes_with_queue(**options):
+    """The extremes, and extra negatives: huge ones, duplicates of examples (distance 0), a zero
+    vector, all masked; the only negatives of a batch with one label."""
+
+    def extremes():
+        queue = {**options, "negatives": _HUGE[::-1]}
+        return _extremes(**options)() + [
+            ((_HUGE, jnp.int32([0, 0, 1, 1, 0, 2])), queue),
+            ((_HUGE, jnp.zeros(6, jnp.int32)), {**queue, "block_size": 4}),
+            ((_HUGE, jnp.int32([0, 0, 1, 1, 0, 2])), {**queue, "negatives_where": jnp.zeros(6, bool)}),
+            ((_HUGE, jnp.int32([0, 0, 1, 1, 0, 2])), {**queue, "distance": "euclidean"})]
+
+    return extremes
+
+
 ENTRIES: tuple[Entry, ...] = (
     Entry(supcon.supervised_contrastive_loss, "metric-learning",
           "pytorch_metric_learning SupConLoss",
-          _batch(temperature=0.5), _extremes(temperature=0.1, distance="cosine"), coupled=True, blockwise=True,
-          sharded=True),
+          _with_queue(_batch(temperature=0.5)), _extremes_with_queue(temperature=0.1, distance="cosine"),
+          coupled=True, blockwise=True, sharded=True),
     Entry(pairs.multi_similarity_loss, "metric-learning",
           "pytorch_metric_learning MultiSimilarityLoss (+ MultiSimilarityMiner: mining=True)",
           _batch(_mining_away(0.1), alpha=2.0, beta=5.0, base=0.5, mining=True, epsilon=0.1),
