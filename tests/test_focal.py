@@ -861,3 +861,73 @@ def test_sigmoid_focal_second_derivatives_are_finite_for_float_labels_at_huge_lo
     x, y = jnp.array([[0.3, -1.2, 2.0]]), jnp.array([[0.2, 0.9, 0.5]])
     check = jaxloss.check_gradients(jaxloss.sigmoid_focal_loss, x, y, gamma=g, order=2)
     assert check.ok, check
+
+
+def _hvp_in_every_argument(fn, args, direction, **options):
+    """Forward-over-reverse HVP of the summed losses in every positional argument."""
+    total = lambda *a: jnp.sum(fn(*a, **options))  # noqa: E731
+    return jax.jvp(jax.grad(total, argnums=tuple(range(len(args)))), args, direction)[1]
+
+
+def _assert_hvp_matches(got, want, names):
+    """Finite, and each argument's HVP within rtol 1e-4 of the float64 one, per element, with an
+    absolute floor of 1e-5 of that argument's largest entry (float32 second derivatives)."""
+    for name, g, w in zip(names, got, want):
+        g, w = np.asarray(g, np.float64), np.asarray(w, np.float64)
+        assert np.all(np.isfinite(g)), (name, g)
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5 * np.max(np.abs(w)), err_msg=name)
+
+
+def test_sigmoid_focal_hvp_for_soft_labels_near_logits_60_is_finite_and_right_in_float32(x64):
+    """Issue 18: soft labels at |x| ≈ 44–87 gave a NaN HVP in float32 (the label slope's
+    log1p(e)/e differentiated to 1/e² terms that overflow).  The float32 HVP in every argument
+    against the float64 Hessian of ``.reference`` (x = 0, where that reference's second
+    derivative is not exact, is left out)."""
+    x = np.array([-60.0, -60.0, 60.0, 60.0, -44.0, 50.0, 87.0, -75.0, 3.0])
+    y = np.array([0.3, 0.95, 0.05, 0.7, 0.5, 0.999, 0.25, 0.6, 1e-3])
+    args = (x, y, np.linspace(0.2, 0.8, x.size), np.float64(0.5))
+    rng = np.random.default_rng(40)
+    v = tuple(rng.normal(size=np.shape(a)) for a in args)
+    total = lambda x, y, a, g: jnp.sum(sigmoid_focal_loss.reference(x, y, alpha=a, gamma=g))  # noqa: E731
+
+    @jax.jit
+    def run(args32, v32):
+        fn = lambda x, y, a, g: sigmoid_focal_loss(x, y, alpha=a, gamma=g)  # noqa: E731
+        hessian = jax.hessian(total, argnums=(0, 1, 2, 3))(*args)
+        want = [sum(jnp.tensordot(hessian[i][j], v[j], axes=np.ndim(v[j])) for j in range(4)) for i in range(4)]
+        return _hvp_in_every_argument(fn, args32, v32), want
+
+    got, want = run(*(tuple(np.float32(a) for a in t) for t in (args, v)))
+    _assert_hvp_matches(got, want, ("logits", "labels", "alpha", "gamma"))
+
+
+def test_softmax_focal_hvp_for_soft_targets_at_margins_45_to_60_is_finite_and_right_in_float32(x64):
+    """The same defect in the soft-target rule (``softplus/σ`` of the top class's margin): the
+    float32 HVP in logits and targets against the float64 one of ``.reference``."""
+    x = np.array([[60.0, 0.0, -1.0], [0.5, 50.0, 2.0], [-3.0, 1.0, 45.0], [0.3, -0.2, 1.0]])
+    y = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.5, 0.3], [0.3, 0.3, 0.4]])
+    v = tuple(np.random.default_rng(41).normal(size=x.shape) for _ in range(2))
+    got, want = jax.jit(lambda: (_hvp_in_every_argument(softmax_focal_loss, (np.float32(x), np.float32(y)),
+                                                        (np.float32(v[0]), np.float32(v[1]))),
+                                 _hvp_in_every_argument(softmax_focal_loss.reference, (x, y), v)))()
+    _assert_hvp_matches(got, want, ("logits", "labels"))
+
+
+def test_sigmoid_focal_value_and_grad_of_the_mean_holds_no_more_memory_than_autodiff_of_the_formula():
+    """Issue 18: compiled footprint (temporaries + outputs) of ``value_and_grad`` of the mean, float
+    labels, at most that of autodiff of the plain formula (benchmarks/catalogue.py's one-liner):
+    the forward fuses into the mean and reverse mode keeps only the inputs."""
+    def simple(x, y):
+        u = 1 - jax.nn.sigmoid(x) * y - jax.nn.sigmoid(-x) * (1 - y)
+        return (jnp.logaddexp(0, x) - x * y) * u**2
+
+    def footprint(fn, dtype):
+        x = jax.ShapeDtypeStruct((512, 512), dtype)
+        memory = jax.jit(jax.value_and_grad(lambda x, y: jnp.mean(fn(x, y)))).lower(x, x).compile().memory_analysis()
+        if memory is None:
+            pytest.skip("memory_analysis() is not available on this backend")
+        return memory.temp_size_in_bytes + memory.output_size_in_bytes
+
+    for dtype in (jnp.float32, jnp.bfloat16):
+        ours, theirs = footprint(sigmoid_focal_loss, dtype), footprint(simple, dtype)
+        assert ours <= theirs, (dtype, ours, theirs)

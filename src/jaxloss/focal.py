@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
 from jaxloss import _checks
-from jaxloss._math import softplus_pair
+from jaxloss._math import opaque, softplus_pair
 from jaxloss._softmax import (
     IGNORE_INDEX, PerClass, check_classes, class_ids, class_masked, class_sum, cofactor, gather_class, label_value,
     loud, one_hot, per_example, shifted_logsumexp, smoothed, smoothed_targets, times_nonzero,
@@ -18,39 +21,65 @@ from jaxloss.types import Array, ArrayLike
 # ------------------------------------------------------------------ focal losses
 
 
-def _focal_terms(logits, labels):
-    """``(y, ce, log_u)``: the labels as floats (hard ones: ``labels > 0``), the binary
-    cross-entropy ``ce = y·softplus(−x) + (1 − y)·softplus(x)`` and
-    ``log_u = log(1 − p_t) = log(y·σ(−x) + (1 − y)·σ(x))``, both exact for any logit."""
-    if not jnp.issubdtype(labels.dtype, jnp.floating):
-        y = (labels > 0).astype(logits.dtype)
-        loss_sp, focal_sp = softplus_pair(logits * (1 - 2 * y))  # softplus(∓x) for y = 1, 0
-        return y, loss_sp, -focal_sp
-    y = labels
-    sp_pos, sp_neg = softplus_pair(logits)
-    ce = y * sp_neg + (1 - y) * sp_pos
-    # log(y·e^a + (1 − y)·e^b) with a = −softplus(x), b = −softplus(−x), shifted by the
-    # larger exponent among the terms of nonzero weight.  The other exponent is capped at
-    # 80 so that a term of weight 0 stays 0 (not 0·inf), and autodiff of this formula
-    # (``.reference``) gets the label derivative right at y = 0 and 1 for |x| < 80.
-    a, b = -sp_pos, -sp_neg
-    m = jax.lax.stop_gradient(jnp.where(y == 0, b, jnp.where(y == 1, a, jnp.maximum(a, b))))
-    log_u = m + jnp.log(y * jnp.exp(jnp.minimum(a - m, 80.0)) + (1 - y) * jnp.exp(jnp.minimum(b - m, 80.0)))
-    return y, ce, log_u
+# Where a float label is exactly 0 or 1 and the logit is on its side, (1 + e^{−|x|})·(1 − p_t) is
+# e^{−|x|} alone, which underflows float32 past |x| ≈ 87.  _binary_terms floors it at e^{−_CAP}
+# inside the log and subtracts the rest of the exponent outside, so the value is exact for any
+# logit; the floor bounds the label derivative there (~e^{|x|}) and its square in float32.
+_CAP = 40.0
+
+
+class _Binary(NamedTuple):
+    ce: jax.Array  # y·softplus(−x) + (1 − y)·softplus(x)
+    log1p_e: jax.Array  # log(1 + e), e = e^{−|x|}
+    e: jax.Array
+    abs_x: jax.Array  # |x| as max(x, 0) + max(−x, 0): derivative 0 at x = 0, the mean of ±1
+    log_d: jax.Array  # log D, D = (1 + e)·(1 − p_t) = e + w·(1 − e)
+    tie: jax.Array  # max(x, 0) − x·[x > 0]: 0, with derivative ½ at x = 0 (max splits the tie), else 0
+
+
+def _binary_terms(x, y, zero=0.0, one=1.0, cap=_CAP, floor=math.exp(-_CAP)):
+    """The binary terms of the focal loss for float labels, exact for any logit, written with
+    maxima and signs, no compare or select, so that XLA:CPU fuses the forward into the
+    reduction that follows it (a mean).  ``zero, one, cap, floor``: :func:`opaque` constants
+    in the forward.
+
+    ``w`` and ``e`` jump or kink at x = 0 where ``D`` does not; ``tie`` restores ``log D``'s
+    derivative there, ``½ − y`` (the mean of its one-sided ones), so that plain autodiff of the
+    forward (``.reference``) is right at x = 0 too, to first order (its second derivative in x
+    there is not, as for :func:`softplus_pair`; the rule's is)."""
+    e = jnp.exp(jnp.minimum(x, -x))
+    log1p_e = jnp.log1p(e)
+    pos, neg = jnp.maximum(x, zero), jnp.maximum(-x, zero)
+    side = jnp.sign(pos)  # 1 for x > 0, else 0
+    w = y + side * (one - y - y)  # the weight of the larger sigmoid in 1 − p_t: 1 − y for x > 0, else y
+    alone = one - jnp.sign(w)  # 1 where w = 0: D = e alone
+    floored = jnp.maximum(e, alone * floor)
+    tie = pos - x * side
+    # D = 1 at x = 0, so the tie's derivative there is log D's: it stands outside the log, where
+    # reverse mode does not scale it by 1/D (~e^40 where D is floored) before it cancels.
+    log_d = (jnp.log(floored + w * (one - floored)) - alone * jnp.maximum(pos + neg - cap, zero)
+             + (one - y - y) * tie)
+    return _Binary(log1p_e + y * neg + (one - y) * pos, log1p_e, e, pos + neg, log_d, tie)
+
+
+def _log1p_ratio(e):
+    """``log(1 + e)/e`` for e in [0, 1] (1 at e = 0), with derivatives that stay finite as e → 0:
+    its series below 1e-3 (``log1p(e)/e`` differentiates to ``1/e²`` terms, which overflow)."""
+    small = e < 1e-3
+    safe = jnp.where(small, 1.0, e)
+    return jnp.where(small, 1 - e * (1 / 2 - e * (1 / 3 - e * (1 / 4 - e / 5))), jnp.log1p(safe) / safe)
 
 
 def _softplus_over_sigmoid(z):
     """``softplus(z)/σ(z)``, between 1 (z → −∞) and about ``z`` (z → +∞), for any ``z``."""
     t = jnp.exp(-jnp.abs(z))
-    safe = jnp.where(t > 0, t, 1.0)
-    small = jnp.where(t > 0, jnp.log1p(safe) / safe, 1.0)  # log1p(t)/t → 1 as t → 0
-    return (1 + t) * jnp.where(z >= 0, z + jnp.log1p(t), small)
+    return (1 + t) * jnp.where(z >= 0, z + jnp.log1p(t), _log1p_ratio(t))
 
 
 def _focal_slope(x, y, r, ce, weight, gamma):
-    """``∂/∂x`` of ``ce·(1 − p_t)^γ`` for the binary terms of ``_focal_terms``:
-    ``u^γ·[σ(x) − y + γ·ce·(σ(−x) − r)]`` with ``r = y·σ(−x)/(1 − p_t)``, each difference
-    written so that it is exact for hard labels (``y = r ∈ {0, 1}``)."""
+    """``∂/∂x`` of ``ce·(1 − p_t)^γ`` for one binary term: ``u^γ·[σ(x) − y + γ·ce·(σ(−x) − r)]``
+    with ``r = y·σ(−x)/(1 − p_t)``, each difference written so that it is exact for hard labels
+    (``y = r ∈ {0, 1}``)."""
     sx, snx = jax.nn.sigmoid(x), jax.nn.sigmoid(-x)
     return weight * ((1 - y) * sx - y * snx + gamma * ce * ((1 - r) * snx - r * sx))
 
@@ -61,51 +90,40 @@ def _check_sigmoid_focal(logits, labels, alpha, gamma, where):
     _checks.positive("gamma", gamma, allow_zero=True)
 
 
-def _focal_ratio(x, y, log_u, labels):
-    """``r = y·σ(−x)/(1 − p_t) = σ(logit(y) − x)`` in [0, 1]; exactly 0 at y = 0 and 1 at y = 1
-    (``y`` itself for hard labels)."""
-    if not jnp.issubdtype(labels.dtype, jnp.floating):
-        return y
-    softplus_x, _ = softplus_pair(x)
-    log_y = jnp.log(jnp.where(y > 0, y, 1.0))
-    return jnp.where(y > 0, jnp.exp(log_y - softplus_x - log_u), 0.0)
+def _float_labels(labels, dtype):
+    """Float labels as they are; integer/boolean ones as 1.0 for ``> 0``, else 0.0."""
+    return labels if jnp.issubdtype(labels.dtype, jnp.floating) else (labels > 0).astype(dtype)
 
 
-def _focal_alpha(alpha, y):
-    return 1.0 if alpha is None else alpha * y + (1 - alpha) * (1 - y)
-
-
-def _focal_label_slope(x, labels, alpha, gamma):
-    """``∂ℓ/∂y = α_t·u^γ·[−x + γ·(ce/u)·(σ(−x) − σ(x))] + (2α − 1)·ce·u^γ``, with
-    ``ce/u = r·g(−x) + (1 − r)·g(x)`` and ``g = softplus/σ``: finite for every finite x."""
-    y, ce, log_u = _focal_terms(x, labels)
-    w, r = jnp.exp(gamma * log_u), _focal_ratio(x, y, log_u, labels)
-    ratio = r * _softplus_over_sigmoid(-x) + (1 - r) * _softplus_over_sigmoid(x)
-    # At γ = 0 the ratio's own derivative is left out of γ·ratio (it is multiplied by 0, and
-    # ∂r/∂y ~ eˣ overflows for soft labels at 0 or 1 and large logits: 0·∞ would be NaN);
-    # the derivative with respect to γ keeps the ratio.
-    ratio = jnp.where(gamma == 0, jax.lax.stop_gradient(ratio), ratio)
-    focusing = gamma * ratio * (jax.nn.sigmoid(-x) - jax.nn.sigmoid(x))
-    slope = _focal_alpha(alpha, y) * w * (focusing - x)
-    return slope if alpha is None else slope + (2 * alpha - 1) * ce * w
+def _focal_alpha(alpha, y, one=1.0):
+    return one if alpha is None else alpha * y + (one - alpha) * (one - y)
 
 
 def _sigmoid_focal_tangent(p, t, out, res):
     x, gamma = p.logits, p.gamma
-    y, ce, log_u = _focal_terms(x, p.labels)
-    w = jnp.exp(gamma * log_u)  # (1 − p_t)^γ
+    y = _float_labels(p.labels, x.dtype)
+    b = _binary_terms(x, y)
+    log_u = b.log_d - b.log1p_e  # log(1 − p_t)
+    focal = jnp.exp(gamma * log_u)  # (1 − p_t)^γ
+    q = jnp.exp(-b.abs_x - b.log_d)  # e/D in [0, 1]: 1 where w = 0, however small e
+    big = 1 / (1 + b.e)  # σ(|x|)
+    s, s_bar = jnp.where(x > 0, big, b.e * big), jnp.where(x > 0, b.e * big, big)  # σ(±x)
     a = _focal_alpha(p.alpha, y)
+    # σ(x) − y, exact for hard labels; the tie gives it σ′(0) = ¼ at x = 0.  σ(x)σ(−x)/u = σ(|x|)·q.
+    dlogits = a * focal * ((1 - y) * s - y * s_bar + 0.5 * b.tie + gamma * b.ce * (1 - 2 * y) * big * q)
     dlabels = None
     if t.labels is not None:
-        # Where u^γ underflows to 0 the label slope is 0; it is evaluated at x = 0 there, so
-        # that its own derivative (second order) holds no inf·0 from the overflowing 1/u.
-        alive = w > 0
-        dlabels = jnp.where(alive, _focal_label_slope(jnp.where(alive, x, 0.0), p.labels, p.alpha, gamma), 0.0)
+        # BCE·(σ(x) − σ(−x))/u = sign(x)·(1 − e)·φ(e)·q + x·(1 − q) with φ(e) = log(1 + e)/e:
+        # each factor bounded, with derivatives finite wherever 1 − p_t is, to second order.
+        sign_gap = (s - s_bar + b.tie) * (1 + b.e)  # sign(x)·(1 − e), with derivative 1 at x = 0
+        dlabels = -a * focal * (x + gamma * (sign_gap * _log1p_ratio(b.e) * q + x * (1 - q)))
+        if p.alpha is not None:
+            dlabels = dlabels + (2 * p.alpha - 1) * b.ce * focal
     return tangent_sum(
-        (a * _focal_slope(x, y, _focal_ratio(x, y, log_u, p.labels), ce, w, gamma), t.logits),
+        (dlogits, t.logits),
         (dlabels, t.labels),
-        ((2 * y - 1) * ce * w, t.alpha),
-        (a * ce * w * log_u, t.gamma),
+        ((2 * y - 1) * b.ce * focal, t.alpha),
+        (a * b.ce * focal * log_u, t.gamma),
     )
 
 
@@ -122,23 +140,27 @@ def sigmoid_focal_loss(logits: Array, labels: Array, *, alpha: ArrayLike | None 
 
     and :math:`\alpha_t = 1` with ``alpha=None``.  The focal factor is computed in log
     space, :math:`(1 - p_t)^\gamma = e^{\gamma L}` with :math:`L = \log(1 - p_t) =
-    \log(y\,\sigma(-x) + (1 - y)\,\sigma(x))` (``−softplus(±x)`` for hard labels), so it
+    \log(w + (1 - w)\,e^{-|x|}) - \log(1 + e^{-|x|})`, where :math:`w` is the label weight of
+    the larger of :math:`\sigma(\pm x)` (``1 − y`` for x > 0, else ``y``); for a label of exactly 0
+    or 1 on the logit's side :math:`L = -|x| - \log(1 + e^{-|x|})`, exact for any logit.  So it
     never evaluates :math:`0^{\gamma - 1}`: values and derivatives are finite for any
     ``gamma >= 0`` (0.5 included) and logits of ±1e4, also where :math:`p_t` rounds to 1.
+    The forward has no compare or select, so XLA fuses it into a reduction that follows (a
+    mean); reverse mode keeps only the inputs.
 
-    Derivatives (hand rule), with :math:`u = 1 - p_t` and
-    :math:`r = y\sigma(-x)/u = \sigma(\operatorname{logit} y - x)`:
-    ``∂ℓ/∂x = α_t·u^γ·[σ(x) − y + γ·BCE·(σ(−x) − r)]``;
-    ``∂ℓ/∂y = α_t·u^γ·[−x + γ·(BCE/u)·(σ(−x) − σ(x))] + (2α − 1)·BCE·u^γ`` for float
-    (soft) labels, where ``BCE/u = r·g(−x) + (1 − r)·g(x)`` with ``g = softplus/σ``
-    (between 1 and about ``1 + |x|``); ``∂ℓ/∂α = (2y − 1)·BCE·u^γ``;
-    ``∂ℓ/∂γ = ℓ·log(1 − p_t)``.  No factor :math:`u^{\gamma - 1}` appears, so for
-    ``gamma < 1`` nothing blows up as :math:`p_t \to 1`: since :math:`u \ge
-    \min(\sigma(x), \sigma(-x)) > 0`, every derivative is bounded for bounded logits,
-    at labels 0 and 1 too, where ``∂ℓ/∂y`` is the one-sided derivative (the formula's
-    analytic value there).  Where :math:`u` underflows (:math:`|x|` beyond ~100 on the right
-    side, in float32) the derivatives are their limits, 0.  ``gamma = 0`` gives
-    :math:`\alpha_t`-weighted BCE.
+    Derivatives (hand rule), with :math:`u = 1 - p_t`, :math:`e = e^{-|x|}`,
+    :math:`D = (1 + e)\,u = w + (1 - w)\,e` and :math:`q = e/D \in [0, 1]`:
+    ``∂ℓ/∂x = α_t·u^γ·[σ(x) − y + γ·BCE·(1 − 2y)·σ(|x|)·q]`` (the last factor is
+    ``σ(x)σ(−x)/u``); ``∂ℓ/∂y = −α_t·u^γ·[x + γ·(sign(x)·(1 − e)·φ(e)·q + x·(1 − q))] +
+    (2α − 1)·BCE·u^γ`` for float (soft) labels, with ``φ(e) = log(1 + e)/e`` (the bracket is
+    ``x + γ·(BCE/u)·(σ(x) − σ(−x))``); ``∂ℓ/∂α = (2y − 1)·BCE·u^γ``;
+    ``∂ℓ/∂γ = ℓ·log(1 − p_t)``.  No factor :math:`u^{\gamma - 1}` or :math:`1/u` appears
+    (``q`` is computed as ``exp(−|x| − log D)``), so for ``gamma < 1`` nothing blows up as
+    :math:`p_t \to 1`, and second derivatives (HVPs) are finite for every finite logit, soft
+    labels at :math:`|x| \approx 60` in float32 included.  At labels 0 and 1 ``∂ℓ/∂y`` is the
+    one-sided derivative (the formula's analytic value there); its own derivative, ~e^{|x|},
+    is capped at e^{40} (exact for :math:`|x| < 40`).  Where :math:`u^\gamma` underflows the
+    derivatives are their limits, 0.  ``gamma = 0`` gives :math:`\alpha_t`-weighted BCE.
 
     Args:
       logits: float ``[...]``, any shape.
@@ -168,11 +190,18 @@ def sigmoid_focal_loss(logits: Array, labels: Array, *, alpha: ArrayLike | None 
       its ``alpha`` defaults to 0.25 and turns the weighting off with ``alpha=-1`` (here
       ``alpha=None``, the default).
     """
-    y, ce, log_u = _focal_terms(logits, labels)
-    loss = ce * jnp.exp(gamma * log_u)
-    if alpha is None:
-        return loss
-    return (alpha * y + (1 - alpha) * (1 - y)) * loss
+    # Constants (and options, constants when given as Python floats) opaque, so that XLA:CPU fuses
+    # this into the mean (see _math.opaque).
+    zero, one, cap, floor = opaque(logits.dtype, 0.0, 1.0, _CAP, math.exp(-_CAP))
+    alpha, gamma = jax.lax.optimization_barrier((alpha, gamma))
+    if jnp.issubdtype(labels.dtype, jnp.floating):
+        b = _binary_terms(logits, labels, zero, one, cap, floor)
+        loss = b.ce * jnp.exp(gamma * (b.log_d - b.log1p_e))
+    else:
+        y = (labels > 0).astype(logits.dtype)
+        ce, focal_sp = softplus_pair(logits * (one - y - y), zero)  # softplus(∓x), softplus(±x) for y = 1, 0
+        loss = ce * jnp.exp(-(gamma * focal_sp))
+    return loss if alpha is None else _focal_alpha(alpha, _float_labels(labels, logits.dtype), one) * loss
 
 
 def _check_softmax_focal(logits, labels, class_weights, gamma, label_smoothing, ignore_index, where):
