@@ -206,42 +206,44 @@ def test_sample_rate_one_and_every_class_kept_are_the_full_loss_exactly():
     assert np.all(np.asarray(typed)[np.asarray(y) != -100] < np.asarray(full)[np.asarray(y) != -100])
 
 
-@pytest.mark.parametrize("sample_rate", [0.25, 0.1], ids=["labels-fit", "more-labels-than-k"])
-def test_sampled_loss_and_every_derivative_match_float64_reference_over_the_kept_classes(sample_rate, x64):
-    """k = 10 (every label of the batch kept, then random others) and k = 4 (fewer than the
-    batch's 5 distinct labels: a random 4 of them kept, each example's own class still counting
-    through its label logit).  Dense and blockwise (the key traced), value, gradients of the
-    embeddings and the centres (0 exactly on centres neither kept nor a label), JVP and HVP."""
+@pytest.mark.parametrize("sample_rate,block_size", [(0.25, 3), (0.1, None)], ids=["labels-fit", "more-labels-than-k"])
+def test_sampled_loss_and_every_derivative_match_float64_reference_over_the_kept_classes(sample_rate, block_size, x64):
+    """k = 10 (every label of the batch kept, then random others; blockwise, 3 kept centres a
+    block) and k = 4 (fewer than the batch's 5 distinct labels: a random 4 of them kept, each
+    example's own class still counting through its label logit): value, gradients of the
+    embeddings and the centres (0 exactly on centres neither kept nor a label), JVP and HVP,
+    with the key traced."""
     e, c, y = _inputs(9, dtype=np.float64)
     where = jnp.arange(N) != 4  # a masked example: its label is not forced into the kept set
     weights = jnp.arange(1.0, N + 1)
-    key, opts = jax.random.key(11), {"scale": 6.0, "m2": 0.3, "m3": 0.1}
+    opts = {"scale": 6.0, "m2": 0.3, "m3": 0.1}
     valid = (y != -100) & where
-    kept = partial_fc_classes(y, C, sample_rate, key, counted=valid)
+    kept = partial_fc_classes(y, C, sample_rate, jax.random.key(11), counted=valid)
     labels = set(np.asarray(y)[np.asarray(valid)].tolist())
     k = int(np.ceil(sample_rate * C))
     assert kept.shape == (k,) and len(set(np.asarray(kept).tolist())) == k
     assert labels <= set(np.asarray(kept).tolist()) if len(labels) <= k else set(np.asarray(kept).tolist()) <= labels
-    reference = _derivatives(lambda e, c: _kept_reference(e, c, y, kept, valid, *opts.values()), e, c, weights)
-    dense = _derivatives(_sampled(angular_margin_loss, y, where, key, sample_rate=sample_rate, **opts), e, c, weights)
-    blocks = jax.jit(lambda e, c, key: _derivatives(
-        _sampled(angular_margin_loss, y, where, key, sample_rate=sample_rate, block_size=3, **opts), e, c,
-        weights))(e, c, key)
-    for ours, theirs in zip(dense, reference):
-        _close(ours, theirs, rtol=1e-10, atol=1e-12)
-    for ours, theirs in zip(blocks, dense):
-        _close(ours, theirs, rtol=1e-10, atol=1e-12)
+
+    @jax.jit
+    def both(e, c, key, kept):
+        ours = _sampled(angular_margin_loss, y, where, key, sample_rate=sample_rate, block_size=block_size, **opts)
+        return (_derivatives(ours, e, c, weights),
+                _derivatives(lambda e, c: _kept_reference(e, c, y, kept, valid, *opts.values()), e, c, weights))
+
+    ours, reference = both(e, c, jax.random.key(11), kept)
+    for a, b in zip(ours, reference):
+        _close(a, b, rtol=1e-10, atol=1e-12)
     touched = np.zeros(C, bool)
     touched[np.asarray(kept)] = True
     touched[list(labels)] = True
-    for grad in (dense[2], blocks[2]):  # the centres' gradient
-        assert np.all(np.asarray(grad)[~touched] == 0) and np.all(np.any(np.asarray(grad)[touched] != 0, axis=1))
+    grad = np.asarray(ours[2])  # the centres' gradient
+    assert np.all(grad[~touched] == 0) and np.all(np.any(grad[touched] != 0, axis=1))
 
 
 def test_class_sharded_sampling_draws_per_shard_and_matches_the_reference(mesh):
     """Each of the 8 shards keeps ⌈0.4·5⌉ = 2 of its 5 classes (its labels first), drawn with
-    the key folded with its index; value and every derivative equal the float32 reference over
-    the union of the shards' kept classes."""
+    the key folded with its index; the value and the gradients equal the float32 reference over
+    the union of the shards' kept classes (forward mode and HVPs: the dense tests above)."""
     e, c, y = _inputs(10)
     where = jnp.arange(N) != 4
     weights = jnp.arange(1.0, N + 1)
@@ -254,9 +256,10 @@ def test_class_sharded_sampling_draws_per_shard_and_matches_the_reference(mesh):
     sharded = jax.shard_map(_sampled(cosface_loss, y, where, key, sample_rate=0.4, class_axis_name="x", block_size=1,
                                      **kw), mesh=mesh, in_specs=(P(), P("x")), out_specs=P())
     reference = lambda e, c: _kept_reference(e, c, y, kept, valid, 8.0, 0.0, 0.35)  # noqa: E731
-    for ours, theirs in zip(jax.jit(lambda e, c: _derivatives(sharded, e, c, weights))(e, c),
-                            _derivatives(reference, e, c, weights)):
-        _close(ours, theirs)
+    value_and_grads = lambda f: jax.value_and_grad(lambda e, c: jnp.sum(weights * f(e, c)), (0, 1))  # noqa: E731
+    ours, theirs = jax.jit(lambda e, c: (value_and_grads(sharded)(e, c), value_and_grads(reference)(e, c)))(e, c)
+    for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(theirs)):
+        _close(a, b)
 
 
 @pytest.mark.parametrize("kwargs,error,match", [
