@@ -9,6 +9,17 @@ def compute_dtype(dtype):
     return jnp.promote_types(dtype, jnp.float32)
 
 
+def wide_tangent(dx, like):
+    """A tangent ``dx`` in the compute dtype of ``like`` (at least float32), or None for None.
+
+    The mechanism hands a rule the tangents of low-precision inputs in their own dtype; a
+    formula that reads such a tangent several times (``dx − x̂⟨x̂, dx⟩``) upcasts it at each
+    read, and reverse mode then adds the cotangents of those reads in the input's dtype.
+    Where each part overflows float16 (the ``1/ε²`` curvature at a zero row) they add up to
+    ``inf − inf = NaN``; upcast once, they add in float32 and overflow to ±inf only once."""
+    return None if dx is None else dx.astype(jnp.promote_types(compute_dtype(dx.dtype), like.dtype))
+
+
 def log_2cosh_half(x):
     r"""``log(2·cosh(x/2)) = softplus(x) − x/2``, an even function, for any ``|x|``.
 
@@ -87,6 +98,7 @@ def normalize(x, eps=1e-12, axis=-1):
 def normalize_tangent(x_hat, norm, dx, eps=1e-12, axis=-1):
     r"""The tangent of :func:`normalize`: ``(dx − x̂·⟨x̂, dx⟩)/‖x‖`` where ``‖x‖ > eps``
     (the projection off the unit vector), and ``dx/eps`` where the norm is clamped."""
+    dx = wide_tangent(dx, x_hat)
     scale = jnp.expand_dims(jnp.maximum(norm, eps), axis)
     radial = x_hat * jnp.sum(x_hat * dx, axis=axis, keepdims=True)
     return jnp.where(jnp.expand_dims(norm, axis) > eps, dx - radial, dx) / scale
@@ -109,6 +121,7 @@ def floored_normalize_tangent(x_hat, norm, floor, dx, dfloor=None, axis=-1):
     ``‖x‖ = floor = 0``.  ``dx`` or ``dfloor`` may be None (zero); returns None if both are."""
     if dx is None and dfloor is None:
         return None
+    dx, dfloor = wide_tangent(dx, x_hat), wide_tangent(dfloor, x_hat)
     above, scale = (jnp.expand_dims(x, axis) for x in (norm > floor, jnp.maximum(norm, floor)))
     radial = 0.0 if dx is None else x_hat * jnp.sum(x_hat * dx, axis=axis, keepdims=True)
     floor_term = 0.0 if dfloor is None else x_hat * jnp.expand_dims(dfloor, axis)

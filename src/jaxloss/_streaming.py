@@ -76,7 +76,23 @@ def _scan_columns(body, init, v, extras, block_size, *, checkpoint=False):
 
     index = jnp.arange(count * size).reshape(count, size)
     step = jax.checkpoint(step) if checkpoint else step
-    return jax.lax.scan(step, init, (index, split(v), *map(split, extras)))[0]
+    blocks = (index, split(v), *map(split, extras))
+    return jax.lax.scan(step, _carry_dtypes(step, init, blocks), blocks)[0]
+
+
+def _carry_dtypes(step, init, blocks):
+    """``init`` with each leaf promoted to the dtype ``step`` returns for it, so that the carry's
+    dtype is what the body computes in: the rows' (the inputs' compute dtype), or wider where
+    an operand is (a float64 scale on float32 rows under x64: ``scan`` rejects a float32 carry
+    that the body returns as float64).  Promotion only widens, so two passes reach the fixed
+    point; each is a trace of one block, nothing is computed."""
+    for _ in range(2):
+        out = jax.eval_shape(lambda carry, xs: step(carry, jax.tree.map(lambda x: x[0], xs))[0], init, blocks)
+        dtypes = jax.tree.map(lambda c, o: jnp.promote_types(c.dtype, o.dtype), init, out)
+        if all(c.dtype == d for c, d in zip(jax.tree.leaves(init), jax.tree.leaves(dtypes))):
+            break
+        init = jax.tree.map(lambda c, d: c.astype(d), init, dtypes)
+    return init
 
 
 def row_logsumexp(u, v, scale, allowed, extras, block_size, precision, targets=None, own=None):
@@ -140,6 +156,7 @@ def stream_tangent(u, v, du, dv, scale, dscale, dbias, terms, extras, block_size
     None when every tangent is zero."""
     if du is None and dv is None and dscale is None and dbias is None:
         return None
+    du, dv, dscale, dbias = (_math.wide_tangent(x, u) for x in (du, dv, dscale, dbias))
     has_dv = dv is not None
 
     def values(dots, v_b, j, valid, *extras_b):
@@ -227,6 +244,9 @@ def row_cross_entropy_tangent(u, v, du, dv, targets, scale, dscale, where, res, 
     once per row from the target's column (0 for a target outside ``[0, M)``).  The
     ``negatives`` (and their tangent ``dnegatives``) as in :func:`row_cross_entropy`."""
     shift, log_sum = res
+    # Each tangent in the compute dtype once (:func:`_math.wide_tangent`): it is read by the
+    # target's column, the streamed blocks and the own negatives alike.
+    du, dv, dscale, dnegatives = (_math.wide_tangent(x, u) for x in (du, dv, dscale, dnegatives))
     v_all, mask_all, dv_all = _columns(v, where, axis_name, negatives, negatives_mask, dv, dnegatives)
     take = lambda x: None if x is None else _take_rows(x, targets)  # noqa: E731
     ds_target = tangent_sum(
