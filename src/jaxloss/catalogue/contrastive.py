@@ -24,26 +24,30 @@ def _two_sides(**options):
     return sample
 
 
-def _with_negatives(sample, count=4):
-    """``sample`` with ``count`` extra negatives ``[count, 3]`` (the last one masked out by
-    ``negatives_where``), drawn after the sides."""
+def _with_negatives(sample, **counts):
+    """``sample`` with extra negatives: for each ``name=count`` (default ``negatives=4``),
+    ``[count, 3]`` of them and their mask ``{name}_where`` (the last one masked out), drawn
+    after the sides in that order."""
+    counts = counts or {"negatives": 4}
 
     def sampled(rng):
         args, kwargs = sample(rng)
-        negatives = jnp.float32(rng.standard_normal((count, _PAIRS[1])) - 0.3)
-        return args, {**kwargs, "negatives": negatives, "negatives_where": jnp.arange(count) < count - 1}
+        for name, count in counts.items():
+            kwargs = {**kwargs, name: jnp.float32(rng.standard_normal((count, _PAIRS[1])) - 0.3),
+                      f"{name}_where": jnp.arange(count) < count - 1}
+        return args, kwargs
 
     return sampled
 
 
-def _shard_with_negatives(fn, sharded_negatives):
+def _shard_with_negatives(fn, sharded=()):
     """The sharded form of a loss with extra negatives: the batch split into ``shards``, and
-    the negatives too where they are sharded as the batch is (multiple-negatives ranking),
-    or the same on every shard (a queue: InfoNCE, CLIP)."""
+    the keyword arguments ``sharded`` too (negatives sharded as the batch is: multiple-negatives
+    ranking, CLIP); the others the same on every shard (a queue: InfoNCE)."""
 
     def shard(args, kwargs, shards, axis_name):
         split = lambda a: None if a is None else a.reshape((shards, -1) + a.shape[1:])  # noqa: E731
-        names = ("where", "negatives", "negatives_where") if sharded_negatives else ("where",)
+        names = ("where",) + tuple(sharded)
         local_kwargs = {k: split(kwargs[k]) for k in names if k in kwargs}
         rest = {k: v for k, v in kwargs.items() if k not in local_kwargs}
 
@@ -88,6 +92,21 @@ def _extreme_negatives(**options):
     return extremes
 
 
+def _extreme_queues(**options):
+    """The extremes of the pairs, with extra negatives on both sides (CLIP): huge ones, and
+    every one masked."""
+
+    def extremes():
+        masked = {"where": jnp.zeros(4, bool), "text_negatives_where": jnp.zeros(3, bool),
+                  "image_negatives_where": jnp.zeros(4, bool)}
+        return _extreme_two_sides(**options)() + [
+            ((_HUGE, _HUGE), {**options, "text_negatives": _HUGE[1:], "image_negatives": -_HUGE}),
+            ((_HUGE, -_HUGE), {**options, "text_negatives": -_HUGE, "image_negatives": _HUGE[::-1], "block_size": 3}),
+            ((_HUGE, _HUGE), {**options, "text_negatives": _HUGE[1:], "image_negatives": _HUGE, **masked})]
+
+    return extremes
+
+
 def _extreme_info_nce(**options):
     """The extremes of the pairs, and positive keys given by labels, one of them ignored."""
 
@@ -114,21 +133,24 @@ ENTRIES: tuple[Entry, ...] = (
           "",
           _with_negatives(_two_sides(temperature=1.0)), _extreme_info_nce(temperature=0.07),
           blockwise=True, sharded=True, coupled=True, class_ids=(("labels", "keys", 0),),
-          shard=_shard_with_negatives(contrastive.info_nce_loss, False)),
+          shard=_shard_with_negatives(contrastive.info_nce_loss)),
     Entry(paired_contrastive.multiple_negatives_ranking_loss, "contrastive",
           "sentence-transformers MultipleNegatives(Symmetric)RankingLoss (hard negatives: (anchor, positive, "
           "negative) triplets)",
           _with_negatives(_two_sides(scale=2.0, symmetric=True)), _extreme_negatives(),
           blockwise=True, sharded=True, coupled=True,
-          shard=_shard_with_negatives(paired_contrastive.multiple_negatives_ranking_loss, True)),
+          shard=_shard_with_negatives(paired_contrastive.multiple_negatives_ranking_loss,
+                                      ("negatives", "negatives_where"))),
     Entry(contrastive.ntxent_loss, "contrastive",
           "optax.losses.ntxent (mean over positive pairs)",
           _grouped, _extreme_grouped,
           blockwise=True, sharded=True, coupled=True),
     Entry(paired_contrastive.clip_loss, "contrastive",
           "open_clip ClipLoss",
-          _two_sides(logit_scale=0.7), _extreme_two_sides(logit_scale=4.6),
-          blockwise=True, sharded=True, coupled=True),
+          _two_sides(logit_scale=0.7),
+          _extreme_queues(logit_scale=4.6), blockwise=True, sharded=True, coupled=True,
+          shard=_shard_with_negatives(paired_contrastive.clip_loss, (
+              "image_negatives", "image_negatives_where", "text_negatives", "text_negatives_where"))),
     Entry(contrastive.sigmoid_contrastive_loss, "contrastive",
           "",
           _two_sides(temperature=2.0, bias=-1.0), _extreme_two_sides(temperature=10.0, bias=-10.0),
