@@ -65,13 +65,12 @@ def _lifted_away(neg_margin, pos_margin):
 
 def _with_queue(sample, count=3):
     """``sample`` with ``count`` extra negatives ``[count, 4]`` (a queue; the last slot masked
-    out by ``negatives_where`` and holding NaN, as padding may), drawn after the batch."""
+    out by ``negatives_where``), drawn after the batch."""
 
     def sampled(rng):
         args, kwargs = sample(rng)
-        negatives = np.float32(rng.standard_normal((count, _SHAPE[1])) - 0.3)
-        negatives[-1] = np.nan
-        return args, {**kwargs, "negatives": jnp.asarray(negatives), "negatives_where": jnp.arange(count) < count - 1}
+        negatives = jnp.float32(rng.standard_normal((count, _SHAPE[1])) - 0.3)
+        return args, {**kwargs, "negatives": negatives, "negatives_where": jnp.arange(count) < count - 1}
 
     return sampled
 
