@@ -19,7 +19,7 @@ from jaxloss.types import Array, AxisName
 
 def kept_count(sample_rate: float, classes: int) -> int:
     """``k = max(1, ⌈sample_rate · classes⌉)`` (the product rounded to 1e-9 first, so that
-    0.3 · 10 keeps 3 classes, not 4), at most ``classes``."""
+    0.07 · 100 = 7.000000000000001 keeps 7 classes, not 8), at most ``classes``."""
     return min(classes, max(1, math.ceil(round(sample_rate * classes, 9))))
 
 
