@@ -115,7 +115,8 @@ def test_wrapper_defaults_and_signatures():
         params = inspect.signature(fn).parameters
         options = ["straight_through"] if fn is arcface_loss else []
         assert list(params) == ["embeddings", "class_centers", "labels", "axis", "scale", "margin", *options,
-                                "ignore_index", "block_size", "class_axis_name", "precision", "where"]
+                                "ignore_index", "block_size", "class_axis_name", "sample_rate", "key", "precision",
+                                "where"]
         defaults = (params["scale"].default, params["margin"].default, params["ignore_index"].default,
                     params["precision"].default)
         assert defaults == (scale, margin, -100, None)
