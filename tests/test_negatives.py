@@ -108,7 +108,7 @@ CALLS = {
     "mnrl_own": lambda a, p, n, n3, **kw: mnrl(a, p, negatives=n3, scale=3.0, **kw),
     "info_nce_queue": lambda a, p, n, n3, **kw: info_nce(a, p, negatives=n, temperature=0.7, **kw),
     "info_nce_own": lambda a, p, n, n3, **kw: info_nce(a, p, negatives=n3, temperature=0.7, **kw),
-    # Q = 8 text negatives, P = 24 image negatives (sharded: each device's [3, D] slice of n3).
+    # Q = 8 text negatives, P = 24 image negatives (queues: the same on every device).
     "clip_queues": lambda a, p, n, n3, logit_scale=0.4, **kw: clip(a, p, logit_scale=logit_scale, text_negatives=n,
                                                                    image_negatives=n3.reshape(-1, D), **kw),
 }
@@ -197,20 +197,21 @@ def test_own_negatives_of_masked_rows_may_hold_nan_padding(fn):
 @pytest.mark.parametrize("name", CALLS)
 @pytest.mark.parametrize("block_size", [None, 3])
 def test_sharded_equals_one_device_values_and_gradients(mesh, name, block_size):
-    """On 8 devices: multiple-negatives ranking's and CLIP's negatives sharded like the batch
-    (gathered), InfoNCE's queue the same on every device; per-row negatives sharded with their
+    """On 8 devices: multiple-negatives ranking's negatives sharded like the batch (gathered),
+    InfoNCE's and CLIP's queues the same on every device; per-row negatives sharded with their
     rows."""
     a, p, n, n3 = (jnp.float32(x) * 2 for x in _data(seed=5))
     where = jnp.arange(N) != 6
     call = CALLS[name]
-    queue = name == "info_nce_queue"
+    queue, queues = name == "info_nce_queue", name == "clip_queues"
 
     def total(a, p, n, n3, sharded):
         if not sharded:
             return jnp.sum(call(a, p, n, n3, where=where, block_size=block_size)), \
                 call(a, p, n, n3, where=where, block_size=block_size)
         local = lambda a, p, n, n3, w: call(a, p, n, n3, where=w, block_size=block_size, axis_name="x")  # noqa: E731
-        losses = jax.shard_map(local, mesh=mesh, in_specs=(P("x"), P("x"), P() if queue else P("x"), P("x"), P("x")),
+        losses = jax.shard_map(local, mesh=mesh, in_specs=(P("x"), P("x"), P() if queue or queues else P("x"), P() if queues else P("x"),
+                                                       P("x")),
                                out_specs=P("x"))(a, p, n, n3, where)
         return jnp.sum(losses), losses
 

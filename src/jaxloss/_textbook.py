@@ -49,9 +49,13 @@ def multiple_negatives_ranking_loss(anchors, positives, *, scale=20.0, symmetric
     return 0.5 * (rows + _cross_entropy_rows(logits.T)) if symmetric else rows
 
 
-def clip_loss(image_embeddings, text_embeddings, *, logit_scale, **_):
-    logits = jnp.exp(logit_scale) * image_embeddings @ text_embeddings.T
-    return 0.5 * (_cross_entropy_rows(logits) + _cross_entropy_rows(logits.T))
+def clip_loss(image_embeddings, text_embeddings, *, logit_scale, image_negatives=None, image_negatives_where=None,
+              text_negatives=None, text_negatives_where=None, **_):
+    logits = image_embeddings @ text_embeddings.T
+    per_image = _with_negatives(logits, image_embeddings, text_negatives, text_negatives_where)
+    per_text = _with_negatives(logits.T, text_embeddings, image_negatives, image_negatives_where)
+    scale = jnp.exp(logit_scale)
+    return 0.5 * (_cross_entropy_rows(scale * per_image) + _cross_entropy_rows(scale * per_text))
 
 
 TEXTBOOK = {f.__name__: f for f in (info_nce_loss, multiple_negatives_ranking_loss, clip_loss)}

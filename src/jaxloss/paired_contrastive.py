@@ -45,8 +45,10 @@ def _paired_cross_entropy(u, v, scale, symmetric, where, block_size, axis_name, 
 
 def _paired_cross_entropy_tangent(u, v, du, dv, scale, dscale, symmetric, where, res, block_size, axis_name,
                                   precision, negatives=(None, None, None), reverse_negatives=(None, None, None)):
-    """The tangent of :func:`_paired_cross_entropy`; the negatives as ``(w, mask, dw)``."""
+    """The tangent of :func:`_paired_cross_entropy`; the negatives as ``(w, mask, dw)``.  Both
+    directions read the tangents: they are upcast once (float16 parts added in float32)."""
     targets = own_columns(u, axis_name)
+    du, dv, dscale = (_math.wide_tangent(x, u) for x in (du, dv, dscale))
     rows = row_cross_entropy_tangent(u, v, du, dv, targets, scale, dscale, where, res[0], block_size, axis_name,
                                      precision, *negatives)
     if not symmetric:
@@ -186,11 +188,11 @@ def _check_clip(image_embeddings, text_embeddings, logit_scale, image_negatives,
 
 
 def _clip_negatives(texts, texts_where, images, images_where, axis_name, dtexts=None, dimages=None):
-    """The extra columns of each direction, as :func:`negative_columns` gives them (gathered
-    over ``axis_name``): the text negatives of the images' rows, the image negatives of the
-    texts' rows."""
-    return (negative_columns(texts, texts_where, None, axis_name, dnegatives=dtexts),
-            negative_columns(images, images_where, None, axis_name, dnegatives=dimages))
+    """The extra columns of each direction, as :func:`negative_columns` gives them: the text
+    negatives of the images' rows, the image negatives of the texts' rows.  Queues, the same
+    on every device: never gathered over ``axis_name``."""
+    return (negative_columns(texts, texts_where, None, None, dnegatives=dtexts),
+            negative_columns(images, images_where, None, None, dnegatives=dimages))
 
 
 def _clip_tangent(p, t, out, res):
@@ -267,12 +269,11 @@ def clip_loss(image_embeddings: Array, text_embeddings: Array, *, axis: int = -1
       block_size: None (dense) or the number of columns per block (static); the negatives
         stream in the same blocks as the other side.
       axis_name: None, or a ``shard_map``/``pmap`` axis the batch is sharded over (static).
-        The negatives are sharded as the batch is: each device passes its own ``[P/devices,
-        D]`` and ``[Q/devices, D]`` (and masks), all-gathered like the other side, and their
-        gradients go back to their owner.  A queue each device pushes its own batch into
-        (:func:`jaxloss.queue.queue_push` without ``axis_name``) is such a part; a queue that
-        every device holds whole (pushed with ``axis_name``) would be counted once per device:
-        pass each device its slice of it.
+        The negatives are queues that every device holds whole (as :func:`info_nce_loss`
+        takes its ``negatives``, and :func:`jaxloss.queue.queue_push` with ``axis_name``
+        keeps them): they are not gathered, each device scores its rows against all of them,
+        and each device's part of their gradient is its rows' (``shard_map`` sums the parts
+        of an input given the same on every device, ``P()``).
       precision: static; the precision of every matmul, in the value and the derivatives: a
         ``jax.lax.Precision`` or its name.  None (default) is ``HIGHEST``: the matmuls run in
         float32 (lower-precision inputs are upcast first), which GPUs may otherwise run in TF32,

@@ -43,7 +43,7 @@ def _with_negatives(sample, **counts):
 def _shard_with_negatives(fn, sharded=()):
     """The sharded form of a loss with extra negatives: the batch split into ``shards``, and
     the keyword arguments ``sharded`` too (negatives sharded as the batch is: multiple-negatives
-    ranking, CLIP); the others the same on every shard (a queue: InfoNCE)."""
+    ranking); the others the same on every shard (queues: InfoNCE, CLIP)."""
 
     def shard(args, kwargs, shards, axis_name):
         split = lambda a: None if a is None else a.reshape((shards, -1) + a.shape[1:])  # noqa: E731
@@ -147,10 +147,9 @@ ENTRIES: tuple[Entry, ...] = (
           blockwise=True, sharded=True, coupled=True),
     Entry(paired_contrastive.clip_loss, "contrastive",
           "open_clip ClipLoss",
-          _two_sides(logit_scale=0.7),
+          _with_negatives(_two_sides(logit_scale=0.7), text_negatives=2, image_negatives=4),
           _extreme_queues(logit_scale=4.6), blockwise=True, sharded=True, coupled=True,
-          shard=_shard_with_negatives(paired_contrastive.clip_loss, (
-              "image_negatives", "image_negatives_where", "text_negatives", "text_negatives_where"))),
+          shard=_shard_with_negatives(paired_contrastive.clip_loss)),
     Entry(contrastive.sigmoid_contrastive_loss, "contrastive",
           "",
           _two_sides(temperature=2.0, bias=-1.0), _extreme_two_sides(temperature=10.0, bias=-10.0),
