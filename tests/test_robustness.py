@@ -52,14 +52,9 @@ MAX_ABS = {
 # float16 (inf − inf); the shared tangent helpers now read each low-precision tangent once, in
 # float32 (_math.wide_tangent), so the float16 HVP is the float32 one rounded (±inf, as allowed).
 F16_ZERO_ROW_HVP: set[str] = set()
-# Also open (tests/test_dtypes_edges.py, strict xfail): multiple_negatives_ranking_loss, symmetric,
-# with zero rows in both inputs: the float16 scale's HVP is NaN (its tangent is read by both
-# directions' rules in paired_contrastive._paired_cross_entropy_tangent, not upcast once).
 # Second-order edge cases known to fail, open defects (each xfail is strict: a fix shows up as
 # an unexpected pass, and the entry then leaves this table).
-HVP_OPEN = {
-    "sigmoid_focal_loss": "soft labels with |logits| near 60 in float32: the labels' HVP is NaN",
-}
+HVP_OPEN: dict[str, str] = {}
 # Fuzzed inputs per loss in the second-order test (the full tier; CI's time bounds it).
 HVP_EXAMPLES = 6
 DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
