@@ -10,13 +10,9 @@ both modes at one dtype (float32 or float64) with the small hypothesis profile.
 
 import os
 
-# The tests compile thousands of small programs and run each once: XLA's CPU backend compiles
-# them about a third faster at optimisation level 0 (measured on the catalogue suite), with the
-# same HLO, so compiled-memory bounds are unchanged.  An XLA_FLAGS that sets a level keeps it.
-_FLAGS = os.environ.get("XLA_FLAGS", "")
-if "--xla_backend_optimization_level" not in _FLAGS:
-    _FLAGS += " --xla_backend_optimization_level=0"
-os.environ["XLA_FLAGS"] = (_FLAGS + " --xla_force_host_platform_device_count=8").strip()
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402  (after XLA_FLAGS)
