@@ -158,8 +158,8 @@ def sigmoid_focal_loss(logits: Array, labels: Array, *, alpha: ArrayLike | None 
     (``q`` is computed as ``exp(−|x| − log D)``), so for ``gamma < 1`` nothing blows up as
     :math:`p_t \to 1`, and second derivatives (HVPs) are finite for every finite logit, soft
     labels at :math:`|x| \approx 60` in float32 included.  At labels 0 and 1 ``∂ℓ/∂y`` is the
-    one-sided derivative (the formula's analytic value there); its own derivative, ~e^{|x|},
-    is capped at e^{40} (exact for :math:`|x| < 40`).  Where :math:`u^\gamma` underflows the
+    one-sided derivative (the formula's analytic value there); its own derivative, ``~e^{|x|}``,
+    is capped at ``e^{40}`` (exact for :math:`|x| < 40`).  Where :math:`u^\gamma` underflows the
     derivatives are their limits, 0.  ``gamma = 0`` gives :math:`\alpha_t`-weighted BCE.
 
     Args:
