@@ -444,13 +444,19 @@ class _Study:
         jit = self.call.jit
         # Every leaf's cotangent from one VJP (each is the transposed rule's own component).
         self.vjp = guard(jit(lambda f, xs, w: jax.vjp(f, xs)[1](w)[0], static_argnums=0))
-        self.jvp = guard(jit(lambda f, xs, v, k: jax.jvp(lambda x: f(_put(xs, k, x)), (xs[k],), (v,))[1],
-                             static_argnums=(0, 3)))
+        # One program per function for every leaf's JVP (and below, HVP): the direction moves the
+        # leaves asked for and is zero on the others, so only values change between rows.
+        self.jvp = guard(jit(lambda f, xs, dxs: jax.jvp(f, (xs,), (dxs,))[1], static_argnums=0))
         self.value = jit(lambda f, xs: f(xs), static_argnums=0)
         self.f = self.call.of(self.fn)
         self.g = None if self.reference is None else self.call.of(self.reference)
         self.grad = jit(self._gradient(self.f))  # compiled once: the HVP rows difference it
         self._cotangents: dict[int, list] = {}
+        self._hvps: dict[int, tuple[Callable, str]] = {}
+
+    def _along(self, ks):
+        """The direction moving the leaves ``ks`` (along ``vs``), zero on the others."""
+        return [v if k in ks else jnp.zeros_like(v) for k, v in enumerate(self.vs)]
 
     def _cotangent(self, f, k):
         """``Jᵀw`` of ``f`` (``self.f`` or ``self.g``) w.r.t. leaf ``k``, all leaves computed once."""
@@ -472,13 +478,13 @@ class _Study:
         rows = [_judge(name, "reverse", ref, _compare(jnp.vdot(ct, self.vs[k]), fd_dir, self.floor),
                        self.rtol_autodiff, self.rtol_fd)]
         try:
-            jv = self.jvp(self.f, self.xs, self.vs[k], k)
+            jv = self.jvp(self.f, self.xs, self._along([k]))
         except TypeError as e:
             if not _no_forward_mode(e):
                 raise
             rows.append(GradientRow(name, "forward", None, None, True, "skipped: no forward mode (custom_vjp)"))
             return rows
-        ref = None if self.g is None else _compare(_ravel(jv), _ravel(self.jvp(self.g, self.xs, self.vs[k], k)),
+        ref = None if self.g is None else _compare(_ravel(jv), _ravel(self.jvp(self.g, self.xs, self._along([k]))),
                                                    self.floor)
         rows.append(_judge(name, "forward", ref, _compare(_ravel(jv), _ravel(fd), self.floor),
                            self.rtol_autodiff, self.rtol_fd))
@@ -489,16 +495,24 @@ class _Study:
         return lambda xs: jax.vjp(f, xs)[1](self.ws)[0]
 
     def _hvp(self, f, ks):
-        grad = self._gradient(f)
-        dxs = [v if k in ks else jnp.zeros_like(v) for k, v in enumerate(self.vs)]
-        try:
-            return self.call.jit(lambda xs, dxs: jax.jvp(grad, (xs,), (dxs,))[1])(self.xs, dxs), ""
-        except TypeError as e:
-            if not _no_forward_mode(e):
-                raise
-        # A custom_vjp: reverse over reverse, d/dxs ⟨Jᵀw, dxs⟩.
-        hvp = self.call.jit(lambda xs, dxs: jax.grad(lambda xs: _vdot(grad(xs), dxs))(xs))(self.xs, dxs)
-        return hvp, "reverse over reverse (custom_vjp)"
+        """Forward over reverse along :meth:`_along` ``(ks)``, one compiled program per ``f``."""
+        dxs = self._along(ks)
+        if id(f) not in self._hvps:
+            grad = self._gradient(f)
+            forward = self.call.jit(lambda xs, dxs: jax.jvp(grad, (xs,), (dxs,))[1])
+            try:
+                hvp = forward(self.xs, dxs)
+            except TypeError as e:
+                if not _no_forward_mode(e):
+                    raise
+                # A custom_vjp: reverse over reverse, d/dxs ⟨Jᵀw, dxs⟩.
+                self._hvps[id(f)] = (self.call.jit(lambda xs, dxs: jax.grad(lambda xs: _vdot(grad(xs), dxs))(xs)),
+                                     "reverse over reverse (custom_vjp)")
+            else:
+                self._hvps[id(f)] = (forward, "")
+                return hvp, ""
+        hvp_of, note = self._hvps[id(f)]
+        return hvp_of(self.xs, dxs), note
 
     def second_order(self, name, ks):
         guard = _clear_dtype_errors(self.dtype)
