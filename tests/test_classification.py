@@ -7,6 +7,7 @@ the docstrings; parity against optax and PyTorch; subgradients at corners are pi
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -438,6 +439,14 @@ def test_hinge_embedding_subgradient_at_margin_is_zero_for_inputs_and_margin(x64
     np.testing.assert_array_equal(jv, 0.0)
 
 
+def test_hinge_embedding_is_exact_at_infinite_inputs():
+    """The forward picks a label's side with minima and maxima against ±inf (no select): infinite
+    inputs give PyTorch's values (x for y = 1, max(0, m − x) for y = −1), not NaN."""
+    x = np.array([np.inf, np.inf, -np.inf, -np.inf, 0.3], np.float32)
+    loss = jaxloss.hinge_embedding_loss(x, np.array([1, -1, 1, -1, -1]))
+    np.testing.assert_array_equal(loss, np.array([np.inf, 0.0, -np.inf, np.inf, 0.7], np.float32))
+
+
 def test_hinge_embedding_zero_and_bool_labels_mean_minus_one():
     x = np.array([0.3, 0.3, 2.0, -1.0], np.float32)
     signed = jaxloss.hinge_embedding_loss(x, np.array([1, -1, -1, -1]))
@@ -613,3 +622,51 @@ def test_concrete_out_of_range_option_array_raises(option, match):
 def test_hessian_and_forward_over_reverse_hvp_match_reference(case, x64):
     """Away from kinks: the hand rule's second derivatives equal autodiff of the formula."""
     assert_hessian_and_hvp_match_reference(case, seed=13)
+
+
+# ----------------------------------------------------------------------------- compiled memory
+
+
+def _relu(z):
+    return jnp.maximum(z, 0.0)
+
+
+# loss: (one-line formula, inputs from a key, argnums of the gradient); benchmarks/catalogue.py's
+# one-liners (BCE with PyTorch's clamp, which the benchmark's leaves out).
+_ONE_LINERS = {
+    "binary_cross_entropy": (
+        lambda p, y: -(y * jnp.maximum(jnp.log(p), -100) + (1 - y) * jnp.maximum(jnp.log1p(-p), -100)),
+        lambda k, s, d: (jax.random.uniform(k[0], s, d, 0.01, 0.99), jax.random.bernoulli(k[1], 0.5, s).astype(d)),
+        (0,)),
+    "margin_ranking_loss": (
+        lambda a, b, y: _relu(-y * (a - b)),
+        lambda k, s, d: (jax.random.normal(k[0], s, d), jax.random.normal(k[1], s, d),
+                         (2 * jax.random.bernoulli(k[2], 0.5, s) - 1).astype(d)),
+        (0, 1)),
+    "hinge_embedding_loss": (
+        lambda x, y: jnp.where(y == 1, x, _relu(1 - x)),
+        lambda k, s, d: (jax.random.uniform(k[0], s, d, 0.0, 2.0),
+                         (2 * jax.random.bernoulli(k[1], 0.5, s) - 1).astype(d)),
+        (0,)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_ONE_LINERS))
+def test_value_and_grad_of_the_mean_materialises_nothing_and_holds_at_most_the_one_liners_memory(name):
+    """Issue 18: the compiled ``value_and_grad`` of the mean (float32 and bfloat16) keeps no
+    full-size temporary (the forward fuses into the mean: temporaries under 1 KiB, a few scalar
+    constants) and its footprint (temporaries + outputs) is at most that of autodiff of the
+    one-line formula.  ``memory_analysis()`` is deterministic."""
+    one_liner, inputs, argnums = _ONE_LINERS[name]
+
+    def memory(fn, args):
+        objective = jax.value_and_grad(lambda *a: jnp.mean(fn(*a)), argnums=argnums)
+        analysis = jax.jit(objective).lower(*args).compile().memory_analysis()
+        if analysis is None:
+            pytest.skip("memory_analysis() is not available on this backend")
+        return analysis.temp_size_in_bytes, analysis.temp_size_in_bytes + analysis.output_size_in_bytes
+
+    for dtype in (jnp.float32, jnp.bfloat16):
+        args = inputs(jax.random.split(jax.random.key(0), 3), (256, 256), dtype)
+        (temp, ours), (_, theirs) = memory(getattr(jaxloss, name), args), memory(one_liner, args)
+        assert temp <= 1024 and ours <= theirs, (dtype, temp, ours, theirs)

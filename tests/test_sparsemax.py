@@ -497,3 +497,30 @@ def test_multiclass_axis_moves_the_class_axis(axis, x64):
     expected, expected_grads = losses_and_gradients(multiclass_sparsemax_loss, {"scores": last, "labels": labels})
     _no_nan(losses, expected, rtol=1e-14)
     _no_nan(grads["scores"], np.moveaxis(expected_grads["scores"], -1, axis), rtol=1e-14, atol=1e-15)
+
+
+# ----------------------------------------------------------------------------- compiled memory
+
+
+def test_binary_value_and_grad_of_the_mean_holds_at_most_the_one_liners_memory():
+    """Issue 18: compiled footprint (temporaries + outputs) of ``value_and_grad`` of the mean, integer
+    ids (converted once, the one full-size temporary) and float {0, 1} labels (none), float32 and
+    bfloat16, at most that of autodiff of benchmarks/catalogue.py's one-liner (64 bytes of slack:
+    the forward's opaque scalar constants).  ``memory_analysis()`` is deterministic."""
+    def one_liner(x, y):
+        z = (1 - 2 * y) * x
+        return jnp.where(z <= -1, 0, jnp.where(z >= 1, z, (z + 1) ** 2 / 4))
+
+    def memory(fn, x, y):
+        analysis = jax.jit(jax.value_and_grad(lambda x: jnp.mean(fn(x, y)))).lower(x).compile().memory_analysis()
+        if analysis is None:
+            pytest.skip("memory_analysis() is not available on this backend")
+        return analysis.temp_size_in_bytes, analysis.temp_size_in_bytes + analysis.output_size_in_bytes
+
+    kx, ky = jax.random.split(jax.random.key(0))
+    ids = jax.random.randint(ky, (256, 256), 0, 2)
+    for dtype in (jnp.float32, jnp.bfloat16):
+        x = jax.random.normal(kx, ids.shape, dtype)
+        for y, temporaries in ((ids, 4 * ids.size), (ids.astype(dtype), 0)):
+            (temp, ours), (_, theirs) = memory(sparsemax_loss, x, y), memory(one_liner, x, y)
+            assert temp <= temporaries + 64 and ours <= theirs + 64, (dtype, y.dtype, temp, ours, theirs)

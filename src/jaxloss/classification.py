@@ -17,12 +17,15 @@ and forward-over-reverse Hessian-vector products through its hand-derived rule;
 
 from __future__ import annotations
 
+import functools
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import _checks
-from jaxloss._math import opaque, signed_labels, softplus_pair
+from jaxloss._math import opaque, signed_labels, softplus_pair, wide_tangent
 from jaxloss.gradients import hand_derivative, tangent_sum
 from jaxloss.types import Array, ArrayLike
 
@@ -127,16 +130,28 @@ _LOG_FLOOR = -100.0
 _BCE_EPSILON = float(np.float32(1e-12))
 
 
-def _clamped_log(log, x, neutral):
-    """``max(log(x), −100)``, with derivative 0 where clamped (a double ``where`` keeps
-    ``log``'s ``1/0`` out of autodiff); NaN, the log of a value outside its domain, stays NaN."""
-    clamped = log(x) <= _LOG_FLOOR
-    return jnp.where(clamped, _LOG_FLOOR, log(jnp.where(clamped, neutral, x)))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _clamped_log(shift, x):
+    """``max(log(shift + x), −100)`` for ``shift`` 0 (``log x``) or 1 (``log1p x``): a maximum,
+    no compare or select, so that XLA:CPU fuses the forward into the mean that follows it.  Its
+    derivative (for ``.reference``) is ``1/(shift + x)`` where the log is above −100 and 0 where
+    clamped, also at ``x = −shift``, where ``maximum``'s own derivative would be ``0·∞ = NaN``
+    (a double ``where`` keeps ``1/0`` out, to every order).  NaN, the log of a value outside
+    its domain, stays NaN."""
+    return jnp.maximum(jnp.log1p(x) if shift else jnp.log(x), _LOG_FLOOR)
+
+
+@_clamped_log.defjvp
+def _clamped_log_jvp(shift, primals, tangents):
+    (x,), (dx,) = primals, tangents
+    out = _clamped_log(shift, x)
+    clamped = out <= _LOG_FLOOR
+    return out, jnp.where(clamped, 0.0, dx / jnp.where(clamped, 1.0, shift + x))
 
 
 def _bce_logs(p):
     """``(max(log p, −100), max(log(1 − p), −100))``, as PyTorch computes them."""
-    return _clamped_log(jnp.log, p, 1.0), _clamped_log(jnp.log1p, -p, 0.0)
+    return _clamped_log(0, p), _clamped_log(1, -p)
 
 
 def _check_bce(probabilities, labels, where):
@@ -402,10 +417,20 @@ def _check_margin_ranking(x1, x2, y, margin, where):
         raise ValueError(f"x2 with shape {jnp.shape(x2)} must have the shape of x1, {jnp.shape(x1)}.")
 
 
+def _difference(a, b, like):
+    """``a − b`` of two tangents, either of which may be None (zero), in the compute dtype of
+    ``like`` (a bfloat16 difference would round); None if both are None."""
+    a, b = wide_tangent(a, like), wide_tangent(b, like)
+    if b is None:
+        return a
+    return -b if a is None else a - b
+
+
 def _margin_ranking_tangent(p, t, out, res):
+    # One partial times dx1 − dx2: the transpose gives x2's gradient as minus x1's.
     y = _signed(p.y)
     active = jnp.where(p.margin - y * (p.x1 - p.x2) > 0, 1.0, 0.0)
-    return tangent_sum((-y * active, t.x1), (y * active, t.x2), (active, t.margin))
+    return tangent_sum((-y * active, _difference(t.x1, t.x2, p.x1)), (active, t.margin))
 
 
 @hand_derivative(_margin_ranking_tangent, check=_check_margin_ranking)
@@ -439,7 +464,8 @@ def margin_ranking_loss(x1: Array, x2: Array, y: Array, *, margin: ArrayLike = 0
       ``torch.nn.functional.margin_ranking_loss(reduction="none")``.
     """
     z, zero, _ = _margin(y, x1 - x2)
-    return jnp.maximum(margin - z, zero)
+    # The margin opaque too: a constant one would be shared with the rule's and materialised.
+    return jnp.maximum(jax.lax.optimization_barrier(margin) - z, zero)
 
 
 # ------------------------------------------------------------------ hinge_embedding_loss
@@ -491,4 +517,9 @@ def hinge_embedding_loss(inputs: Array, labels: Array, *, margin: ArrayLike = 1.
       ``[y ≠ −1]·x`` and ``[y ≠ 1]·max(0, m − x)``); here a label ``≤ 0`` is −1, as in
       :func:`margin_ranking_loss` and :func:`jaxloss.cosine_embedding_loss`.
     """
-    return jnp.where(labels > 0, inputs, jax.nn.relu(margin - inputs))
+    # ``y·∞`` picks a side with minima and maxima, no compare or select (exact for any input,
+    # ±inf included), and the constants and the margin are opaque: XLA:CPU fuses this into the mean.
+    zero, inf = opaque(inputs.dtype, 0.0, math.inf)
+    side = signed_labels(labels, inputs.dtype) * inf
+    dissimilar = jnp.maximum(jax.lax.optimization_barrier(margin) - inputs, zero)
+    return jnp.maximum(jnp.minimum(inputs, side), jnp.minimum(dissimilar, -side))

@@ -89,9 +89,13 @@ def sparsemax_loss(logits: Array, labels: Array, *, where: Array | None = None) 
       Blondel, Martins & Niculae, "Learning with Fenchel-Young losses", JMLR 2020, §4.4.
       ``optax.losses.sparsemax_loss``.
     """
-    # Constants opaque and labels signed without a select: XLA:CPU fuses this into the mean.
+    # Constants opaque and labels signed without a select: XLA:CPU fuses this into the mean.  Integer
+    # ids (int32 here) are signed in int32 and converted once, the one pass the mean cannot take in.
     zero, quarter, one = opaque(logits.dtype, 0.0, 0.25, 1.0)
-    z = -signed_labels(labels, logits.dtype) * logits
+    if jnp.issubdtype(labels.dtype, jnp.integer):
+        z = (1 - 2 * jnp.clip(labels, 0, 1)).astype(logits.dtype) * logits
+    else:
+        z = -signed_labels(labels, logits.dtype) * logits
     return quarter * jnp.square(jnp.clip(z, -one, one) + one) + jnp.maximum(z - one, zero)
 
 
