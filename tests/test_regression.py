@@ -501,3 +501,26 @@ def test_concrete_negative_option_array_raises(fn, option, match):
 def test_hessian_and_forward_over_reverse_hvp_match_reference(case, x64):
     """Away from kinks: the hand rule's second derivatives equal autodiff of the formula."""
     assert_hessian_and_hvp_match_reference(case, seed=7)
+
+
+def test_smooth_l1_value_and_grad_of_the_mean_materialises_nothing_and_holds_at_most_the_one_liners_memory():
+    """Issue 18: the compiled ``value_and_grad`` of the mean (float32 and bfloat16) keeps no full-size
+    temporary (the select-free forward, β opaque, fuses into the mean: under 1 KiB of scalars)
+    and its footprint (temporaries + outputs) is at most that of autodiff of benchmarks/catalogue.py's
+    one-liner, at the default β = 1 and at β = 0 (the L1 loss)."""
+    def simple(p, y):
+        return jnp.where(jnp.abs(p - y) <= 1, 0.5 * (p - y) ** 2, jnp.abs(p - y) - 0.5)
+
+    def compiled(fn, dtype):
+        x = jax.ShapeDtypeStruct((256, 256), dtype)
+        return jax.jit(jax.value_and_grad(lambda p, y: jnp.mean(fn(p, y)))).lower(x, x).compile()
+
+    for dtype in (jnp.float32, jnp.bfloat16):
+        theirs = compiled(simple, dtype).memory_analysis()
+        if theirs is None:
+            pytest.skip("memory_analysis() is not available on this backend")
+        for beta in (1.0, 0.0):
+            own = compiled(lambda p, y, beta=beta: jaxloss.smooth_l1_loss(p, y, beta=beta), dtype).memory_analysis()
+            footprint = own.temp_size_in_bytes + own.output_size_in_bytes
+            assert own.temp_size_in_bytes <= 1024, (dtype, beta, own.temp_size_in_bytes)
+            assert footprint <= theirs.temp_size_in_bytes + theirs.output_size_in_bytes + 64, (dtype, beta, footprint)

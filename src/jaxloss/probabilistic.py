@@ -122,7 +122,9 @@ def gaussian_kl_divergence(mean: Array, log_variance: Array, *, axis: Axis = -1,
       ``torch.distributions.kl_divergence(Normal(μ, σ), Normal(μ₀, σ₀)).sum(-1)``.
     """
     ratio_m1, log_ratio, z = _kl_parts(mean, log_variance, prior_mean, prior_log_variance)
-    return 0.5 * jnp.sum(ratio_m1 - log_ratio + jnp.square(z), axis=-1)  # z has mean's shape
+    # An opaque ½: the rule's ½ would otherwise share its broadcast, computed into a [batch] temporary.
+    half, = opaque(z.dtype, 0.5)
+    return half * jnp.sum(ratio_m1 - log_ratio + jnp.square(z), axis=-1)  # z has mean's shape
 
 
 # ------------------------------------------------------------------ gaussian_nll_loss
