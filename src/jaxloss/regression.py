@@ -275,9 +275,9 @@ def smooth_l1_loss(predictions: Array, targets: Array, *, beta: ArrayLike = 1.0,
     abs_r = jnp.abs(predictions - targets)
     dtype = jnp.result_type(abs_r, beta)
     beta, one = _math.opaque(dtype, beta, 1.0)
-    positive = beta > 0
+    positive = jnp.greater(beta, 0)
     inverse = jnp.where(positive, 1 / jnp.where(positive, beta, 1.0), 0.0)
-    ratio = jnp.minimum(abs_r * inverse + jnp.sign(abs_r) * (~positive).astype(dtype), one)
+    ratio = jnp.minimum(abs_r * inverse + jnp.sign(abs_r) * jnp.logical_not(positive).astype(dtype), one)
     quadratic = jnp.minimum(abs_r, beta)
     return 0.5 * quadratic * ratio + (abs_r - quadratic)
 
