@@ -323,7 +323,6 @@ def _values_and_grads(f, u, v, option):
     return jax.jit(lambda *a: (f(*a), jax.grad(lambda *a: jnp.sum(f(*a)), (0, 1, 2))(*a)))(u, v, option)
 
 
-@pytest.mark.precision
 @pytest.mark.parametrize("name", PRECISION)
 @pytest.mark.parametrize("dim", [32, 4])  # 32: losses from 1e-30 to 1e-16; 4: from 1e-7 to 1
 def test_float32_per_row_error_is_at_most_that_of_textbook_autodiff(name, dim):
