@@ -56,7 +56,7 @@ def pairwise_dots(a, b, precision):
 # ------------------------------------------------------------------ streaming over column blocks
 
 
-def _scan_columns(body, init, v, extras, block_size, *, checkpoint=False):
+def scan_columns(body, init, v, extras, block_size, *, checkpoint=False):
     """Fold ``body(carry, v_b, j_b, valid_b, *extras_b)`` over blocks of ``block_size``
     columns (all at once for None): ``v_b`` the block of ``v [M, D]``, ``j_b`` the column
     indices, ``valid_b`` false on the zero padding of the last block, ``extras_b`` the
@@ -123,7 +123,7 @@ def row_logsumexp(u, v, scale, allowed, extras, block_size, precision, targets=N
     zeros = jnp.zeros_like(u[:, 0])  # (like the rows: varying over a shard_map axis)
     stats = (zeros - jnp.inf, zeros)
     stats = stats if own is None else _math.logsumexp_step(stats, own)
-    (top, total), picked = _scan_columns(body, (stats, zeros), v, extras, block_size)
+    (top, total), picked = scan_columns(body, (stats, zeros), v, extras, block_size)
     return *_math.logsumexp_parts(top, total), picked
 
 
@@ -135,7 +135,7 @@ def _is_target(j, valid, targets):
 def row_sums(u, v, values, extras, block_size, precision, *, checkpoint=False):
     """``Σ_j values(dots_b, v_b, j_b, valid_b, *extras_b)`` per row (a pytree of ``[N, B]``
     arrays, summed over the columns), with ``dots = u vᵀ`` streamed over column blocks
-    (``checkpoint``: see :func:`_scan_columns`)."""
+    (``checkpoint``: see :func:`scan_columns`)."""
 
     def body(totals, v_b, j, valid, *extras_b):
         terms = values(pairwise_dots(u, v_b, precision), v_b, j, valid, *extras_b)
@@ -144,7 +144,7 @@ def row_sums(u, v, values, extras, block_size, precision, *, checkpoint=False):
     shapes = jax.eval_shape(lambda: values(pairwise_dots(u, v[:1], precision), v[:1], jnp.zeros(1, int),
                                            jnp.ones(1, bool), *(x[:1] for x in extras)))
     zeros = jnp.zeros_like(u[:, 0])
-    return _scan_columns(body, jax.tree.map(lambda _: zeros, shapes), v, extras, block_size, checkpoint=checkpoint)
+    return scan_columns(body, jax.tree.map(lambda _: zeros, shapes), v, extras, block_size, checkpoint=checkpoint)
 
 
 def stream_tangent(u, v, du, dv, scale, dscale, dbias, terms, extras, block_size, precision):
@@ -200,7 +200,7 @@ def row_cross_entropy(u, v, targets, scale, where, block_size, axis_name, precis
     first if they are sharded): ``[Q, D]`` shared by every row (after the ``M`` gathered
     columns, in the same blocks) or ``[N, K, D]``, row ``i``'s own ``K``; ``negatives_mask``
     (boolean, their leading shape, or None) leaves some out."""
-    v_all, mask_all, _ = _columns(v, where, axis_name, negatives, negatives_mask)
+    v_all, mask_all, _ = columns_with_negatives(v, where, axis_name, negatives, negatives_mask)
     own = _own_logits(u, negatives, negatives_mask, scale, precision)
     shift, log_sum, positive = row_logsumexp(u, v_all, scale, _in_mask, (mask_all,), block_size, precision, targets,
                                              own)
@@ -211,7 +211,7 @@ def _shared(negatives):
     return negatives is not None and negatives.ndim == 2
 
 
-def _columns(v, where, axis_name, negatives, negatives_mask, dv=None, dnegatives=None):
+def columns_with_negatives(v, where, axis_name, negatives, negatives_mask, dv=None, dnegatives=None):
     """The columns every row sees (``v`` gathered, then the shared ``negatives``), their
     mask and (when either tangent is given) their tangents."""
     v_all, mask_all, dv_all = gather(v, axis_name), gather(column_mask(v, where), axis_name), gather(dv, axis_name)
@@ -247,7 +247,7 @@ def row_cross_entropy_tangent(u, v, du, dv, targets, scale, dscale, where, res, 
     # Each tangent in the compute dtype once (:func:`_math.wide_tangent`): it is read by the
     # target's column, the streamed blocks and the own negatives alike.
     du, dv, dscale, dnegatives = (_math.wide_tangent(x, u) for x in (du, dv, dscale, dnegatives))
-    v_all, mask_all, dv_all = _columns(v, where, axis_name, negatives, negatives_mask, dv, dnegatives)
+    v_all, mask_all, dv_all = columns_with_negatives(v, where, axis_name, negatives, negatives_mask, dv, dnegatives)
     take = lambda x: None if x is None else _take_rows(x, targets)  # noqa: E731
     ds_target = tangent_sum(
         (scale, None if du is None else jnp.sum(du * take(v_all), axis=-1)),

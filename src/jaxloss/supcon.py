@@ -33,10 +33,9 @@ import jax.numpy as jnp
 
 from jaxloss import _math
 from jaxloss._pairwise import Distance, check_labelled_batch, measure, through_measure
-from jaxloss._streaming import _columns as _with_negatives
 from jaxloss._streaming import (
-    _scan_columns, check_blocks, check_negatives, gather, negative_columns, own_columns, pairwise_dots, row_sums,
-    stream_tangent,
+    check_blocks, check_negatives, columns_with_negatives, gather, negative_columns, own_columns, pairwise_dots,
+    row_sums, scan_columns, stream_tangent,
 )
 from jaxloss.gradients import hand_derivative, tangent_sum
 from jaxloss.types import Array, ArrayLike, AxisName, Precision
@@ -69,7 +68,7 @@ def _columns(x_hat, labels, where, axis_name, queue, dx=None):
     ``dŵ`` are), the index among them of each row's own column, and the number of labelled
     columns (those before the negatives; None without negatives)."""
     w, w_mask, dw = queue
-    x_all, mask_all, dx_all = _with_negatives(x_hat, where, axis_name, w, w_mask, dx, dw)
+    x_all, mask_all, dx_all = columns_with_negatives(x_hat, where, axis_name, w, w_mask, dx, dw)
     labels_all = gather(labels, axis_name)
     labelled = None if w is None else labels_all.shape[0]
     if w is not None:  # the negatives' labels are never read: j ≥ labelled
@@ -228,7 +227,7 @@ def supervised_contrastive_loss(embeddings: Array, labels: Array, *, axis: int =
                 unlike + jnp.sum(others & ~pos, axis=-1, dtype=z.dtype))
 
     zeros = jnp.zeros_like(x_hat[:, 0])  # (like the rows: varying over a shard_map axis)
-    (top, total), pos_sum, count, unlike = _scan_columns(body, ((zeros - jnp.inf, zeros), zeros, zeros, zeros),
+    (top, total), pos_sum, count, unlike = scan_columns(body, ((zeros - jnp.inf, zeros), zeros, zeros, zeros),
                                                        x_all, extras, block_size)
     shift, log_sum = _math.logsumexp_parts(top, total)
     losses = jnp.where((count > 0) & (unlike > 0), (shift - pos_sum / jnp.maximum(count, 1)) + log_sum, 0.0)
