@@ -101,6 +101,22 @@ def with_options(sample, **options):
 CLASSES = (4, 5)  # batch, classes
 
 
+def with_negatives(sample, **counts):
+    """``sample`` with extra negatives: for each ``name=count`` (default ``negatives=4``),
+    ``[count, D]`` of them (``D`` the first argument's last axis) and their mask
+    ``{name}_where`` (the last one masked out), drawn after the sample in that order."""
+    counts = counts or {"negatives": 4}
+
+    def sampled(rng):
+        args, kwargs = sample(rng)
+        for name, count in counts.items():
+            kwargs = {**kwargs, name: jnp.float32(rng.standard_normal((count, args[0].shape[-1])) - 0.3),
+                      f"{name}_where": jnp.arange(count) < count - 1}
+        return args, kwargs
+
+    return sampled
+
+
 def class_logits(rng, shape=CLASSES):
     return jnp.float32(2 * rng.standard_normal(shape))
 

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import contrastive, paired_contrastive
-from jaxloss.catalogue._common import Entry
+from jaxloss.catalogue._common import Entry, with_negatives
 
 _PAIRS = (6, 3)  # examples (even: the sharded check splits them in two), features
 
@@ -22,22 +22,6 @@ def _two_sides(**options):
         return (jnp.float32(x), jnp.float32(y + 0.5 * x)), kwargs
 
     return sample
-
-
-def _with_negatives(sample, **counts):
-    """``sample`` with extra negatives: for each ``name=count`` (default ``negatives=4``),
-    ``[count, 3]`` of them and their mask ``{name}_where`` (the last one masked out), drawn
-    after the sides in that order."""
-    counts = counts or {"negatives": 4}
-
-    def sampled(rng):
-        args, kwargs = sample(rng)
-        for name, count in counts.items():
-            kwargs = {**kwargs, name: jnp.float32(rng.standard_normal((count, _PAIRS[1])) - 0.3),
-                      f"{name}_where": jnp.arange(count) < count - 1}
-        return args, kwargs
-
-    return sampled
 
 
 def _shard_with_negatives(fn, sharded=()):
@@ -131,13 +115,13 @@ def _extreme_grouped():
 ENTRIES: tuple[Entry, ...] = (
     Entry(contrastive.info_nce_loss, "contrastive",
           "",
-          _with_negatives(_two_sides(temperature=1.0)), _extreme_info_nce(temperature=0.07),
+          with_negatives(_two_sides(temperature=1.0)), _extreme_info_nce(temperature=0.07),
           blockwise=True, sharded=True, coupled=True, class_ids=(("labels", "keys", 0),),
           shard=_shard_with_negatives(contrastive.info_nce_loss)),
     Entry(paired_contrastive.multiple_negatives_ranking_loss, "contrastive",
           "sentence-transformers MultipleNegatives(Symmetric)RankingLoss (hard negatives: (anchor, positive, "
           "negative) triplets)",
-          _with_negatives(_two_sides(scale=2.0, symmetric=True)), _extreme_negatives(),
+          with_negatives(_two_sides(scale=2.0, symmetric=True)), _extreme_negatives(),
           blockwise=True, sharded=True, coupled=True,
           shard=_shard_with_negatives(paired_contrastive.multiple_negatives_ranking_loss,
                                       ("negatives", "negatives_where"))),
@@ -147,7 +131,7 @@ ENTRIES: tuple[Entry, ...] = (
           blockwise=True, sharded=True, coupled=True),
     Entry(paired_contrastive.clip_loss, "contrastive",
           "open_clip ClipLoss",
-          _with_negatives(_two_sides(logit_scale=0.7), text_negatives=2, image_negatives=4),
+          with_negatives(_two_sides(logit_scale=0.7), text_negatives=2, image_negatives=4),
           _extreme_queues(logit_scale=4.6), blockwise=True, sharded=True, coupled=True,
           shard=_shard_with_negatives(paired_contrastive.clip_loss)),
     Entry(contrastive.sigmoid_contrastive_loss, "contrastive",

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import pairs, supcon
-from jaxloss.catalogue._common import Entry
+from jaxloss.catalogue._common import Entry, with_negatives
 
 _LABELS = np.array([0, 1, 2, 0, 1, 0, 1, 3])  # anchors 2 and 7 have no positive
 _SHAPE = (8, 4)  # examples, features
@@ -63,18 +63,6 @@ def _lifted_away(neg_margin, pos_margin):
     return away
 
 
-def _with_queue(sample, count=3):
-    """``sample`` with ``count`` extra negatives ``[count, 4]`` (a queue; the last slot masked
-    out by ``negatives_where``), drawn after the batch."""
-
-    def sampled(rng):
-        args, kwargs = sample(rng)
-        negatives = jnp.float32(rng.standard_normal((count, _SHAPE[1])) - 0.3)
-        return args, {**kwargs, "negatives": negatives, "negatives_where": jnp.arange(count) < count - 1}
-
-    return sampled
-
-
 _HUGE = jnp.array([[1e4, 0.0, -1e4], [1e4, 1e4, 0.0], [0.0, 0.0, 0.0], [-1e4, 1.0, 1.0], [1e4, 0.0, -1e4],
                    [1.0, 2.0, 3.0]])
 
@@ -112,7 +100,8 @@ def _extremes_with_queue(**options):
 ENTRIES: tuple[Entry, ...] = (
     Entry(supcon.supervised_contrastive_loss, "metric-learning",
           "pytorch_metric_learning SupConLoss",
-          _with_queue(_batch(temperature=0.5)), _extremes_with_queue(temperature=0.1, distance="cosine"),
+          with_negatives(_batch(temperature=0.5), negatives=3),
+          _extremes_with_queue(temperature=0.1, distance="cosine"),
           coupled=True, blockwise=True, sharded=True),
     Entry(pairs.multi_similarity_loss, "metric-learning",
           "pytorch_metric_learning MultiSimilarityLoss (+ MultiSimilarityMiner: mining=True)",
