@@ -39,6 +39,17 @@ class Case:
 # ----------------------------------------------------------------------------- helpers
 
 
+def mean_value_and_grad_memory(fn, args, argnums=0) -> tuple[int, int]:
+    """``(temporaries, temporaries + outputs)`` in bytes of the compiled ``value_and_grad`` of
+    ``mean(fn(*args))`` w.r.t. ``argnums`` (``args``: arrays or ``jax.ShapeDtypeStruct``s);
+    ``memory_analysis()`` is deterministic.  Skips on a backend without it."""
+    objective = jax.value_and_grad(lambda *a: jnp.mean(fn(*a)), argnums=argnums)
+    analysis = jax.jit(objective).lower(*args).compile().memory_analysis()
+    if analysis is None:
+        pytest.skip("memory_analysis() is not available on this backend")
+    return analysis.temp_size_in_bytes, analysis.temp_size_in_bytes + analysis.output_size_in_bytes
+
+
 def is_float(x) -> bool:
     return isinstance(x, float) or (isinstance(x, np.ndarray | jax.Array) and jnp.issubdtype(x.dtype, jnp.floating))
 

@@ -26,6 +26,7 @@ from _loss_cases import (
     gradients_of_sum,
     low_precision_params,
     mask_params,
+    mean_value_and_grad_memory,
     sum_to_shape,
 )
 from jax.flatten_util import ravel_pytree
@@ -658,15 +659,8 @@ def test_value_and_grad_of_the_mean_materialises_nothing_and_holds_at_most_the_o
     constants) and its footprint (temporaries + outputs) is at most that of autodiff of the
     one-line formula.  ``memory_analysis()`` is deterministic."""
     one_liner, inputs, argnums = _ONE_LINERS[name]
-
-    def memory(fn, args):
-        objective = jax.value_and_grad(lambda *a: jnp.mean(fn(*a)), argnums=argnums)
-        analysis = jax.jit(objective).lower(*args).compile().memory_analysis()
-        if analysis is None:
-            pytest.skip("memory_analysis() is not available on this backend")
-        return analysis.temp_size_in_bytes, analysis.temp_size_in_bytes + analysis.output_size_in_bytes
-
     for dtype in (jnp.float32, jnp.bfloat16):
         args = inputs(jax.random.split(jax.random.key(0), 3), (256, 256), dtype)
-        (temp, ours), (_, theirs) = memory(getattr(jaxloss, name), args), memory(one_liner, args)
+        (temp, ours), (_, theirs) = (mean_value_and_grad_memory(fn, args, argnums)
+                                     for fn in (getattr(jaxloss, name), one_liner))
         assert temp <= 1024 and ours <= theirs, (dtype, temp, ours, theirs)

@@ -7,6 +7,7 @@ with respect to the first argument (and the variance of ``gaussian_nll_loss``)."
 import jax
 import jax.numpy as jnp
 import pytest
+from _loss_cases import mean_value_and_grad_memory
 
 import jaxloss
 
@@ -73,9 +74,7 @@ def _inputs(kind, dtype):
 
 
 def _footprint(loss, args, argnums):
-    objective = jax.value_and_grad(lambda *a: jnp.mean(loss(*a).astype(jnp.float32)), argnums=argnums)
-    memory = jax.jit(objective).lower(*args).compile().memory_analysis()
-    return memory.temp_size_in_bytes + memory.output_size_in_bytes
+    return mean_value_and_grad_memory(lambda *a: loss(*a).astype(jnp.float32), args, argnums)[1]
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
